@@ -1,0 +1,164 @@
+//! Command line: `pistats` serves; `snapshot`, `check-config` and `network` are one-shot tools.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Overrides, EX_CONFIG};
+use crate::stats::{Collector, Context};
+
+#[derive(Debug, Parser)]
+#[command(name = "pistats", version, about = "Raspberry Pi system statistics over WebSocket, REST, Prometheus and a live dashboard")]
+pub struct Cli {
+    /// Configuration file [default: /etc/pistats/config.toml when it exists]
+    #[arg(long, short, env = "PISTATS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the feed, API and dashboard (the default)
+    Serve,
+    /// Print one stats document as JSON and exit
+    Snapshot {
+        /// Indent the JSON
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Validate a configuration file and exit (0 when valid, 78 when not)
+    CheckConfig {
+        /// File to check [default: --config, else /etc/pistats/config.toml]
+        path: Option<PathBuf>,
+    },
+    /// Show what the network detection sees for the watched interface; exit 1 if it is down
+    Network,
+}
+
+/// Parses the command line and runs it; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { ref path }) => {
+            check_config(path.as_ref().or(cli.config.as_ref()), &cli.overrides)
+        }
+        Some(Command::Snapshot { pretty }) => with_config(&cli, |config, _| snapshot(config, pretty)),
+        Some(Command::Network) => with_config(&cli, |config, _| network(config)),
+        Some(Command::Serve) | None => with_config(&cli, serve),
+    }
+}
+
+fn with_config(cli: &Cli, run: impl FnOnce(Config, Option<PathBuf>) -> ExitCode) -> ExitCode {
+    match Config::load(cli.config.as_deref(), &cli.overrides) {
+        Ok((config, file)) => {
+            init_logging(&config);
+            run(config, file)
+        }
+        Err(err) => {
+            eprintln!("pistats: {err}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    // RUST_LOG, when set, refines the configured level (e.g. `RUST_LOG=pistats=debug`).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},hyper=warn,warp=warn", config.log_level.as_str())));
+    // Under systemd, journald adds its own timestamps and the terminal has no colours.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!under_journald && std::env::var_os("NO_COLOR").is_none());
+    if under_journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+}
+
+fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
+    match runtime().block_on(crate::daemon::run(config, file)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<&PathBuf>, overrides: &Overrides) -> ExitCode {
+    match Config::load(path.map(|p| p.as_path()), overrides) {
+        Ok((_, Some(file))) => {
+            println!("{}: OK", file.display());
+            ExitCode::SUCCESS
+        }
+        Ok((_, None)) => {
+            println!("no config file; built-in defaults are valid");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pistats: {err}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+fn snapshot(config: Config, pretty: bool) -> ExitCode {
+    let mut collector = Collector::new(&config);
+    // CPU usage needs two samples some time apart.
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let connectivity = runtime().block_on(crate::netwatch::probe(&config.interface));
+    let document = collector.collect(Context {
+        connected_clients: 0,
+        connectivity: Some(connectivity),
+    });
+    let json = if pretty {
+        serde_json::to_string_pretty(&document)
+    } else {
+        serde_json::to_string(&document)
+    }
+    .expect("the document serializes");
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{json}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn network(config: Config) -> ExitCode {
+    let c = runtime().block_on(crate::netwatch::probe(&config.interface));
+    println!("interface:  {}", c.interface);
+    println!("source:     {}", c.source);
+    println!("state:      {}", c.state);
+    println!("connected:  {}", if c.connected { "yes" } else { "no" });
+    println!(
+        "addresses:  {}",
+        if c.addresses.is_empty() {
+            "—".to_owned()
+        } else {
+            c.addresses.join(", ")
+        }
+    );
+    if c.connected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

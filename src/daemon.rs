@@ -1,0 +1,231 @@
+//! The serving daemon: wires the subsystems together and owns their lifecycle.
+//!
+//! One task or thread per subsystem, each stopped by a cancellation token: the collector
+//! thread (hub), the network watcher, the systemd notifier, and the listener supervisor that
+//! opens and closes the HTTP/WebSocket listener according to the serve policy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ServePolicy};
+use crate::http::{self, Admission, AppState};
+use crate::hub::{self, Hub};
+use crate::stats::model::Connectivity;
+use crate::stats::Collector;
+use crate::{netwatch, systemd};
+
+/// Time allowed for open connections to finish when a listener closes.
+const LISTENER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before trying again to bind after a failure while the interface is up.
+const REBIND_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// An open listener and the server task behind it.
+struct Listener {
+    addr: SocketAddr,
+    closed: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    async fn open(
+        addr: SocketAddr,
+        hub: &Arc<Hub>,
+        config: &Arc<Config>,
+        parent: &CancellationToken,
+    ) -> Result<Listener, DaemonError> {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Bind { addr, source })?;
+        let addr = socket.local_addr().unwrap_or(addr);
+        let closed = parent.child_token();
+        let state = Arc::new(AppState {
+            hub: hub.clone(),
+            config: config.clone(),
+            admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
+            listener_closed: closed.clone(),
+        });
+        let server = warp::serve(http::routes(state))
+            .incoming(socket)
+            .graceful(closed.clone().cancelled_owned());
+        let task = tokio::spawn(server.run());
+        tracing::info!("listening on {addr}");
+        Ok(Listener { addr, closed, task })
+    }
+
+    async fn close(self) {
+        self.closed.cancel();
+        if tokio::time::timeout(LISTENER_CLOSE_TIMEOUT, self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {LISTENER_CLOSE_TIMEOUT:?}; dropping them");
+        }
+        tracing::info!("stopped listening on {}", self.addr);
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone())?;
+
+    tracing::info!(
+        "pistats {} starting: interval {:?}, serve {:?} (interface {}), config {}, dashboard {}",
+        env!("CARGO_PKG_VERSION"),
+        config.interval,
+        config.serve,
+        config.interface,
+        config_file.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string()),
+        config
+            .resolved_assets_dir()
+            .map_or_else(|| "not found".to_owned(), |p| p.display().to_string()),
+    );
+
+    let (connectivity_tx, connectivity) = watch::channel(Connectivity {
+        source: "none",
+        interface: config.interface.clone(),
+        state: "unknown".into(),
+        connected: false,
+        addresses: Vec::new(),
+    });
+    tokio::spawn(netwatch::run(
+        config.interface.clone(),
+        connectivity_tx,
+        cancel.clone(),
+    ));
+
+    let hub = Hub::new(config.interval, config.history_len());
+    let collector = Collector::new(&config);
+    let collector_thread =
+        hub::spawn_collector(hub.clone(), collector, connectivity.clone(), cancel.clone());
+
+    let (status_tx, status_rx) = watch::channel(String::from("starting"));
+    tokio::spawn(systemd::run(hub.clone(), status_rx, cancel.clone()));
+
+    // The first document exists before anyone can connect, so every client gets one at once.
+    let mut first = hub.subscribe();
+    tokio::select! {
+        _ = first.wait_for(|s| s.is_some()) => {}
+        _ = cancel.cancelled() => {}
+    }
+
+    let result = supervise_listener(&config, &hub, connectivity, &status_tx, &cancel).await;
+    systemd::stopping();
+    cancel.cancel();
+    let _ = tokio::task::spawn_blocking(move || collector_thread.join()).await;
+    tracing::info!("pistats stopped");
+    result
+}
+
+/// Opens and closes the listener as the serve policy and the interface's state require,
+/// until `cancel` fires.
+async fn supervise_listener(
+    config: &Arc<Config>,
+    hub: &Arc<Hub>,
+    mut connectivity: watch::Receiver<Connectivity>,
+    status: &watch::Sender<String>,
+    cancel: &CancellationToken,
+) -> Result<(), DaemonError> {
+    let mut addr = SocketAddr::new(config.host, config.port);
+    let mut listener: Option<Listener> = None;
+    let mut ready_sent = false;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let link = connectivity.borrow_and_update().clone();
+        let wanted = config.serve == ServePolicy::Always || link.connected;
+        let retry_due = retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
+        if wanted && listener.is_none() && retry_due {
+            match Listener::open(addr, hub, config, cancel).await {
+                Ok(open) => {
+                    // Keep an ephemeral port across reopenings, so clients can come back.
+                    addr = open.addr;
+                    retry_at = None;
+                    listener = Some(open);
+                }
+                Err(err) if !ready_sent && config.serve == ServePolicy::Always => return Err(err),
+                Err(err) => {
+                    tracing::warn!("{err}; retrying in {REBIND_DELAY:?}");
+                    retry_at = Some(tokio::time::Instant::now() + REBIND_DELAY);
+                }
+            }
+        } else if !wanted {
+            if let Some(open) = listener.take() {
+                tracing::info!(
+                    "{} is {} ({}): closing the listener",
+                    link.interface,
+                    link.state,
+                    link.source
+                );
+                open.close().await;
+            }
+        }
+
+        let line = match &listener {
+            Some(open) => format!("serving on {}", open.addr),
+            None if config.serve == ServePolicy::WhileConnected => {
+                format!("waiting for {} ({})", link.interface, link.state)
+            }
+            None => "not listening".to_owned(),
+        };
+        if !ready_sent {
+            systemd::ready(&line);
+            ready_sent = true;
+        }
+        status.send_replace(line);
+
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = connectivity.changed() => if changed.is_err() {
+                // The watcher ended: keep the current state until shutdown.
+                cancel.cancelled().await;
+                break;
+            },
+            _ = retry => {}
+        }
+    }
+    if let Some(open) = listener.take() {
+        open.close().await;
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = cancel.cancelled() => return,
+        };
+        tracing::info!("{name} received: shutting down");
+        cancel.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! The one-port server: WebSocket feed at `/` and `/ws`, REST (`/api/v1/*`), health,
+//! Prometheus metrics and the dashboard's static files.
+
+mod admission;
+mod ws;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use warp::http::{header, HeaderValue, Response, StatusCode};
+use warp::filters::BoxedFilter;
+use warp::{Filter, Rejection, Reply};
+
+pub use admission::Admission;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::{self, OwnMetrics};
+
+/// Longest history a single request may ask for.
+const MAX_HISTORY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Shown at `/` when no dashboard directory is installed.
+const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>pistats</title>\
+<h1>pistats</h1><p>The dashboard files were not found (see <code>assets_dir</code>). \
+The feed is at <code>ws://HOST:PORT/</code> and the API at <a href=/api/v1/stats>/api/v1/stats</a>.</p>";
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub config: Arc<Config>,
+    pub admission: Arc<Admission>,
+    /// Cancelled when this listener closes: WebSocket sessions then send close frames.
+    pub listener_closed: CancellationToken,
+}
+
+/// Why a request was refused, mapped to a status code in [`recover`].
+#[derive(Debug)]
+enum Refusal {
+    Unauthorized,
+    ForeignOrigin,
+    TooManyClients,
+    TooManyFromAddress,
+}
+
+impl warp::reject::Reject for Refusal {}
+
+/// All routes of the server.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+    let authorized = with_state.clone().and(token_filter()).and_then(
+        |state: Arc<AppState>, token: Option<String>| async move {
+            match &state.config.token {
+                Some(expected) if !token.as_deref().is_some_and(|t| constant_time_eq(t, expected)) => {
+                    Err(warp::reject::custom(Refusal::Unauthorized))
+                }
+                _ => Ok(()),
+            }
+        },
+    )
+    .untuple_one();
+
+    let ws_path = warp::path::end().or(warp::path!("ws")).unify();
+    let websocket = ws_path
+        .and(warp::ws())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
+        .and_then(ws::upgrade);
+
+    let stats = warp::path!("api" / "v1" / "stats")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| match state.hub.latest() {
+            Some(snapshot) => json_response(StatusCode::OK, snapshot.json.clone()),
+            None => not_ready(),
+        });
+
+    let history = warp::path!("api" / "v1" / "history")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .map(|state: Arc<AppState>, query: HashMap<String, String>| {
+            let window = match query.get("seconds").map(|s| s.parse::<u64>()) {
+                None => state.config.history,
+                Some(Ok(seconds)) => Duration::from_secs(seconds).min(MAX_HISTORY_WINDOW),
+                Some(Err(_)) => {
+                    return error_response(StatusCode::BAD_REQUEST, "seconds must be a whole number")
+                }
+            };
+            let body = serde_json::json!({
+                "interval_ms": state.hub.interval().as_millis() as u64,
+                "points": state.hub.history(window),
+            });
+            json_response(StatusCode::OK, Bytes::from(body.to_string()))
+        });
+
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let age = state.hub.snapshot_age();
+            let fresh = state.hub.is_fresh();
+            let body = serde_json::json!({
+                "status": if fresh { "ok" } else { "stale" },
+                "snapshot_age_ms": age.map(|a| a.as_millis() as u64),
+                "clients": state.hub.clients(),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            let status = if fresh {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, Bytes::from(body.to_string()))
+        });
+
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(authorized)
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let Some(snapshot) = state.hub.latest() else {
+                return not_ready();
+            };
+            let body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
+            Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(Bytes::from(body))
+                .expect("valid response")
+        });
+
+    let assets = state.config.resolved_assets_dir();
+    let static_files = static_files(assets);
+
+    websocket
+        .or(stats)
+        .or(history)
+        .or(healthz)
+        .or(metrics)
+        .or(static_files)
+        .recover(recover)
+        .with(warp::reply::with::header(
+            header::X_CONTENT_TYPE_OPTIONS,
+            "nosniff",
+        ))
+        .with(warp::reply::with::header(
+            header::REFERRER_POLICY,
+            "no-referrer",
+        ))
+}
+
+fn own_metrics(state: &AppState, snapshot: &crate::hub::Snapshot) -> OwnMetrics {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &state.hub.counters;
+    OwnMetrics {
+        clients: c.clients.load(Relaxed),
+        collection_seconds: snapshot.collection_time.as_secs_f64(),
+        collections_total: c.collections.load(Relaxed),
+        dropped_slow_clients_total: c.dropped_slow_clients.load(Relaxed),
+        refused_clients_total: c.refused_clients.load(Relaxed),
+        start_time_seconds: crate::hub::unix_millis(state.hub.started) as f64 / 1000.0,
+    }
+}
+
+/// The dashboard: `index.html` at `/`, other files by name. `warp::fs::dir` refuses `..`
+/// and absolute paths, so nothing outside the directory is reachable.
+fn static_files(
+    dir: Option<PathBuf>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+                       style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'";
+    let dir = dir.filter(|d| d.is_dir());
+    if dir.is_none() {
+        tracing::warn!("dashboard directory not found; serving a placeholder page at /");
+    }
+    let index = dir.as_ref().map(|d| d.join("index.html"));
+    let root = warp::get().and(warp::path::end()).and_then(move || {
+        let index = index.clone();
+        async move {
+            match index {
+                Some(index) => match tokio::fs::read(&index).await {
+                    Ok(body) => Ok(Response::builder()
+                        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                        .header(header::CACHE_CONTROL, "no-cache")
+                        .body(Bytes::from(body))
+                        .expect("valid response")
+                        .into_response()),
+                    Err(_) => Err(warp::reject::not_found()),
+                },
+                None => Ok(Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .body(Bytes::from_static(FALLBACK_PAGE.as_bytes()))
+                    .expect("valid response")
+                    .into_response()),
+            }
+        }
+    });
+    let files: BoxedFilter<(warp::reply::Response,)> = match dir {
+        Some(dir) => warp::get()
+            .and(warp::fs::dir(dir))
+            .map(|file: warp::fs::File| file.into_response())
+            .boxed(),
+        None => warp::any()
+            .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
+            .boxed(),
+    };
+    root.or(files)
+        .unify()
+        .map(|mut response: warp::reply::Response| {
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            );
+            response
+        })
+}
+
+/// Token from `Authorization: Bearer …` or, for browsers' WebSocket API, `?token=…`.
+fn token_filter() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(
+            warp::query::<HashMap<String, String>>()
+                .or(warp::any().map(HashMap::new))
+                .unify(),
+        )
+        .map(|auth: Option<String>, query: HashMap<String, String>| {
+            auth.and_then(|a| a.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
+                .or_else(|| query.get("token").cloned())
+        })
+}
+
+/// Compares without an early exit, so response time does not reveal the matching prefix.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .expect("valid response")
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
+    json_response(
+        status,
+        Bytes::from(serde_json::json!({ "error": message }).to_string()),
+    )
+}
+
+fn not_ready() -> Response<Bytes> {
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "no snapshot collected yet")
+}
+
+async fn recover(rejection: Rejection) -> Result<Response<Bytes>, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if let Some(refusal) = rejection.find::<Refusal>() {
+        match refusal {
+            Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong access token"),
+            Refusal::ForeignOrigin => (StatusCode::FORBIDDEN, "origin not allowed"),
+            Refusal::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too many clients"),
+            Refusal::TooManyFromAddress => {
+                (StatusCode::TOO_MANY_REQUESTS, "too many clients from this address")
+            }
+        }
+    } else if rejection
+        .find::<warp::reject::MethodNotAllowed>()
+        .is_some()
+    {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        (StatusCode::BAD_REQUEST, "invalid query string")
+    } else {
+        tracing::debug!("unhandled rejection: {rejection:?}");
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    let mut response = error_response(status, message);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"pistats\""),
+        );
+    }
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    }
+    Ok(response)
+}
+
+/// Describes a peer for logs.
+fn peer(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "unknown peer".to_owned(), |a| a.to_string())
+}

@@ -1,0 +1,958 @@
+//! Prometheus text exposition (format 0.0.4) of the latest stats document.
+//!
+//! Rendered from the document the collector already built, so a scrape costs no second
+//! collection and always agrees with what WebSocket clients saw. Names follow node_exporter's
+//! conventions with a `pistats_` prefix: base units in the name (`_bytes`, `_seconds`,
+//! `_hertz`, `_celsius`, `_volts`), `_total` only on counters. A null in the document is an
+//! absent series, never a made-up zero.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use crate::stats::model::StatsDocument;
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The daemon's own counters, kept by the server rather than the collector.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnMetrics {
+    /// WebSocket clients connected now.
+    pub clients: u64,
+    /// How long the last collection took.
+    pub collection_seconds: f64,
+    pub collections_total: u64,
+    /// Clients dropped because their socket did not take a document in time.
+    pub dropped_slow_clients_total: u64,
+    /// Connections refused by the client limits.
+    pub refused_clients_total: u64,
+    /// Unix time the daemon started.
+    pub start_time_seconds: f64,
+}
+
+/// Renders every metric family from `doc` and `own`.
+pub fn render(doc: &StatsDocument, own: &OwnMetrics) -> String {
+    let mut e = Exposition::default();
+    system(&mut e, doc);
+    cpu(&mut e, doc);
+    memory(&mut e, doc);
+    disk(&mut e, doc);
+    network(&mut e, doc);
+    sensors(&mut e, doc);
+    pi(&mut e, doc);
+    power_and_connectivity(&mut e, doc);
+    daemon(&mut e, own);
+    e.out
+}
+
+fn system(e: &mut Exposition, doc: &StatsDocument) {
+    let s = &doc.system;
+    let mut labels = Vec::new();
+    for (name, value) in [
+        ("hostname", &s.hostname),
+        ("model", &s.model),
+        ("kernel", &s.kernel),
+        ("os", &s.os),
+    ] {
+        if let Some(value) = value {
+            labels.push((name, value.as_str()));
+        }
+    }
+    e.gauge(
+        "pistats_system_info",
+        "Host name, board model, kernel and OS of this machine; always 1.",
+    )
+    .sample(&labels, 1u64);
+    e.gauge("pistats_uptime_seconds", "Time since boot.")
+        .sample(&[], s.uptime_seconds);
+    e.gauge("pistats_boot_time_seconds", "Unix time of the last boot.")
+        .sample_opt(&[], s.boot_time.as_deref().and_then(parse_iso8601));
+    let mut f = e.gauge(
+        "pistats_load_average",
+        "Average number of runnable and uninterruptible tasks.",
+    );
+    for (period, value) in ["1m", "5m", "15m"].iter().zip(s.load_average) {
+        f.sample(&[("period", period)], value);
+    }
+    drop(f);
+    e.gauge("pistats_processes", "Number of processes.")
+        .sample(&[], doc.processes.total_count as u64);
+    e.gauge(
+        "pistats_collection_timestamp_seconds",
+        "Unix time at which the exposed document was collected.",
+    )
+    .sample_opt(&[], parse_iso8601(&doc.timestamp));
+}
+
+fn cpu(e: &mut Exposition, doc: &StatsDocument) {
+    let c = &doc.cpu;
+    e.gauge(
+        "pistats_cpu_usage_percent",
+        "CPU busy time over the last interval, all cores (0-100).",
+    )
+    .sample(&[], c.usage_percent);
+    let mut f = e.gauge(
+        "pistats_cpu_core_usage_percent",
+        "CPU busy time over the last interval, per core (0-100).",
+    );
+    for (core, value) in c.per_core_usage.iter().enumerate() {
+        f.sample(&[("core", &core.to_string())], *value);
+    }
+    drop(f);
+    let mut f = e.gauge(
+        "pistats_cpu_frequency_hertz",
+        "CPU clock: current, and the minimum and maximum allowed.",
+    );
+    let freq = &c.frequency_mhz;
+    for (kind, mhz) in [("current", freq.current), ("min", freq.min), ("max", freq.max)] {
+        f.sample_opt(&[("kind", kind)], mhz.map(|m| m * 1e6));
+    }
+    drop(f);
+    let mut f = e.gauge("pistats_cpu_cores", "Number of CPU cores.");
+    f.sample(&[("kind", "logical")], c.count_logical as u64);
+    f.sample_opt(
+        &[("kind", "physical")],
+        c.count_physical.map(|n| n as u64),
+    );
+}
+
+fn memory(e: &mut Exposition, doc: &StatsDocument) {
+    // The document carries GiB floats (the seed's format); bytes are what Prometheus expects.
+    let bytes = |gb: f64| (gb * GIB).round();
+    let m = &doc.memory;
+    for (name, help, gb) in [
+        ("pistats_memory_total_bytes", "Total RAM.", m.total_gb),
+        (
+            "pistats_memory_available_bytes",
+            "RAM available to start new programs without swapping.",
+            m.available_gb,
+        ),
+        ("pistats_memory_used_bytes", "RAM in use.", m.used_gb),
+        ("pistats_memory_free_bytes", "RAM not used at all.", m.free_gb),
+        ("pistats_memory_cached_bytes", "RAM used by the page cache.", m.cached_gb),
+        ("pistats_memory_buffers_bytes", "RAM used by kernel buffers.", m.buffers_gb),
+    ] {
+        e.gauge(name, help).sample(&[], bytes(gb));
+    }
+    e.gauge("pistats_memory_used_percent", "RAM in use (0-100).")
+        .sample(&[], m.used_percent);
+    let s = &doc.swap;
+    for (name, help, gb) in [
+        ("pistats_swap_total_bytes", "Total swap space.", s.total_gb),
+        ("pistats_swap_used_bytes", "Swap space in use.", s.used_gb),
+        ("pistats_swap_free_bytes", "Swap space free.", s.free_gb),
+    ] {
+        e.gauge(name, help).sample(&[], bytes(gb));
+    }
+    e.gauge("pistats_swap_used_percent", "Swap space in use (0-100).")
+        .sample(&[], s.used_percent);
+}
+
+fn disk(e: &mut Exposition, doc: &StatsDocument) {
+    let d = &doc.disk;
+    e.gauge(
+        "pistats_root_filesystem_used_percent",
+        "Space used on the root file system (0-100).",
+    )
+    .sample_opt(&[], d.root_usage_percent);
+    type Pick = fn(&crate::stats::model::Partition) -> f64;
+    let families: [(&str, &str, Pick); 4] = [
+        ("pistats_filesystem_size_bytes", "File system size.", |p| {
+            (p.total_gb * GIB).round()
+        }),
+        ("pistats_filesystem_used_bytes", "File system space used.", |p| {
+            (p.used_gb * GIB).round()
+        }),
+        ("pistats_filesystem_free_bytes", "File system space free.", |p| {
+            (p.free_gb * GIB).round()
+        }),
+        (
+            "pistats_filesystem_used_percent",
+            "File system space used (0-100).",
+            |p| p.used_percent,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut f = e.gauge(name, help);
+        for p in &d.partitions {
+            let labels = [
+                ("device", p.device.as_str()),
+                ("mountpoint", p.mountpoint.as_str()),
+                ("fstype", p.fstype.as_str()),
+            ];
+            f.sample(&labels, pick(p));
+        }
+    }
+    if let Some(io) = d.io_counters {
+        for (name, help, value) in [
+            (
+                "pistats_disk_reads_completed_total",
+                "Reads completed, all disks.",
+                io.read_count,
+            ),
+            (
+                "pistats_disk_writes_completed_total",
+                "Writes completed, all disks.",
+                io.write_count,
+            ),
+            ("pistats_disk_read_bytes_total", "Bytes read, all disks.", io.read_bytes),
+            (
+                "pistats_disk_written_bytes_total",
+                "Bytes written, all disks.",
+                io.write_bytes,
+            ),
+        ] {
+            e.counter(name, help).sample(&[], value);
+        }
+    }
+}
+
+fn network(e: &mut Exposition, doc: &StatsDocument) {
+    let ifaces = &doc.network.interfaces;
+    type Pick = fn(&crate::stats::model::NetIo) -> u64;
+    let counters: [(&str, &str, Pick); 8] = [
+        ("pistats_network_receive_bytes_total", "Bytes received.", |n| n.bytes_recv),
+        ("pistats_network_transmit_bytes_total", "Bytes sent.", |n| n.bytes_sent),
+        ("pistats_network_receive_packets_total", "Packets received.", |n| n.packets_recv),
+        ("pistats_network_transmit_packets_total", "Packets sent.", |n| n.packets_sent),
+        ("pistats_network_receive_errors_total", "Receive errors.", |n| n.errin),
+        ("pistats_network_transmit_errors_total", "Transmit errors.", |n| n.errout),
+        (
+            "pistats_network_receive_dropped_total",
+            "Received packets dropped.",
+            |n| n.dropin,
+        ),
+        (
+            "pistats_network_transmit_dropped_total",
+            "Outgoing packets dropped.",
+            |n| n.dropout,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        let mut f = e.counter(name, help);
+        for (iface, i) in ifaces {
+            f.sample(&[("interface", iface)], pick(&i.io_counters));
+        }
+    }
+    let mut f = e.gauge(
+        "pistats_network_interface_up",
+        "Whether the interface is up (1) or down (0).",
+    );
+    for (iface, i) in ifaces {
+        f.sample(&[("interface", iface)], i.is_up);
+    }
+    drop(f);
+    let mut f = e.gauge("pistats_network_mtu_bytes", "Interface MTU.");
+    for (iface, i) in ifaces {
+        f.sample_opt(&[("interface", iface)], i.mtu.map(u64::from));
+    }
+    drop(f);
+    let mut f = e.gauge(
+        "pistats_network_speed_bytes",
+        "Link speed in bytes per second.",
+    );
+    for (iface, i) in ifaces {
+        let bytes_per_sec = i.speed_mbps.map(|mbps| u64::from(mbps) * 125_000);
+        f.sample_opt(&[("interface", iface)], bytes_per_sec);
+    }
+    drop(f);
+    let mut f = e.gauge(
+        "pistats_network_address_info",
+        "Addresses assigned to each interface; always 1.",
+    );
+    for (iface, i) in ifaces {
+        for a in &i.addresses {
+            let address = format!("{}/{}", a.address, a.prefix_len);
+            f.sample(
+                &[("interface", iface), ("family", a.family), ("address", &address)],
+                1u64,
+            );
+        }
+    }
+}
+
+fn sensors(e: &mut Exposition, doc: &StatsDocument) {
+    let t = &doc.temperature;
+    e.gauge(
+        "pistats_pi_cpu_temperature_celsius",
+        "SoC temperature as reported for the CPU.",
+    )
+    .sample_opt(&[], t.pi_cpu_celsius);
+    // Chips may report several unlabelled readings; number them so each series is unique.
+    let mut readings = Vec::new();
+    for (sensor, list) in &t.sensors {
+        let mut seen = HashSet::new();
+        for (i, r) in list.iter().enumerate() {
+            let mut label = if r.label.is_empty() {
+                format!("temp{}", i + 1)
+            } else {
+                r.label.clone()
+            };
+            if !seen.insert(label.clone()) {
+                label = format!("{label} #{}", i + 1);
+                seen.insert(label.clone());
+            }
+            readings.push((sensor.as_str(), label, r));
+        }
+    }
+    type Pick = fn(&crate::stats::model::SensorReading) -> Option<f64>;
+    let families: [(&str, &str, Pick); 3] = [
+        (
+            "pistats_temperature_celsius",
+            "Temperature sensor reading.",
+            |r| Some(r.current),
+        ),
+        (
+            "pistats_temperature_high_celsius",
+            "Temperature a sensor considers high.",
+            |r| r.high,
+        ),
+        (
+            "pistats_temperature_critical_celsius",
+            "Temperature a sensor considers critical.",
+            |r| r.critical,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut f = e.gauge(name, help);
+        for (sensor, label, r) in &readings {
+            f.sample_opt(&[("sensor", sensor), ("label", label)], pick(r));
+        }
+    }
+}
+
+fn pi(e: &mut Exposition, doc: &StatsDocument) {
+    let Some(pi) = &doc.pi else {
+        return;
+    };
+    let mut labels = vec![("source", pi.source)];
+    if let Some(revision) = &pi.revision {
+        labels.push(("revision", revision));
+    }
+    if let Some(serial) = &pi.serial {
+        labels.push(("serial", serial));
+    }
+    e.gauge(
+        "pistats_pi_info",
+        "Raspberry Pi board revision and serial number; always 1.",
+    )
+    .sample(&labels, 1u64);
+    if let Some(t) = pi.throttled {
+        let mut f = e.gauge(
+            "pistats_pi_throttled",
+            "Firmware get_throttled flags: 1 when set. *_occurred flags are sticky since boot.",
+        );
+        for (flag, set) in [
+            ("under_voltage", t.under_voltage),
+            ("arm_frequency_capped", t.arm_frequency_capped),
+            ("throttled", t.throttled),
+            ("soft_temperature_limit", t.soft_temperature_limit),
+            ("under_voltage_occurred", t.under_voltage_occurred),
+            ("arm_frequency_capping_occurred", t.arm_frequency_capping_occurred),
+            ("throttling_occurred", t.throttling_occurred),
+            ("soft_temperature_limit_occurred", t.soft_temperature_limit_occurred),
+        ] {
+            f.sample(&[("flag", flag)], set);
+        }
+    }
+    e.gauge("pistats_pi_core_volts", "VideoCore core voltage.")
+        .sample_opt(&[], pi.core_volts);
+    e.gauge("pistats_pi_arm_clock_hertz", "ARM CPU clock.")
+        .sample_opt(&[], pi.arm_clock_mhz.map(|m| m * 1e6));
+    e.gauge("pistats_pi_core_clock_hertz", "VideoCore core clock.")
+        .sample_opt(&[], pi.core_clock_mhz.map(|m| m * 1e6));
+}
+
+fn power_and_connectivity(e: &mut Exposition, doc: &StatsDocument) {
+    if let Some(b) = &doc.battery {
+        e.gauge("pistats_battery_percent", "Battery charge (0-100).")
+            .sample(&[], b.percent);
+        e.gauge(
+            "pistats_battery_power_plugged",
+            "Whether external power is connected (1) or not (0).",
+        )
+        .sample_opt(&[], b.power_plugged);
+        e.gauge(
+            "pistats_battery_time_left_seconds",
+            "Estimated time left on battery.",
+        )
+        .sample_opt(&[], b.secsleft);
+    }
+    if let Some(c) = &doc.connectivity {
+        e.gauge(
+            "pistats_connectivity_connected",
+            "Whether the watched interface is connected (1) or not (0).",
+        )
+        .sample(
+            &[("interface", &c.interface), ("source", c.source)],
+            c.connected,
+        );
+    }
+}
+
+fn daemon(e: &mut Exposition, own: &OwnMetrics) {
+    e.gauge("pistats_clients", "WebSocket clients connected.")
+        .sample(&[], own.clients);
+    e.gauge(
+        "pistats_collection_duration_seconds",
+        "Time the last stats collection took.",
+    )
+    .sample(&[], own.collection_seconds);
+    e.counter("pistats_collections_total", "Stats collections since start.")
+        .sample(&[], own.collections_total);
+    e.counter(
+        "pistats_dropped_slow_clients_total",
+        "WebSocket clients dropped for not keeping up.",
+    )
+    .sample(&[], own.dropped_slow_clients_total);
+    e.counter(
+        "pistats_refused_clients_total",
+        "Connections refused by the client limits.",
+    )
+    .sample(&[], own.refused_clients_total);
+    e.gauge("pistats_start_time_seconds", "Unix time the daemon started.")
+        .sample(&[], own.start_time_seconds);
+    e.gauge("pistats_build_info", "pistats version; always 1.")
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1u64);
+}
+
+/// A sample value: integers stay exact (counters can pass 2^53), floats use the shortest
+/// round-trip form.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Float(f64),
+    Int(u64),
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Float(v)
+    }
+}
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Int(u64::from(v))
+    }
+}
+
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn gauge(&mut self, name: &'static str, help: &'static str) -> Family<'_> {
+        self.family(name, help, "gauge")
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str) -> Family<'_> {
+        debug_assert!(name.ends_with("_total"), "counter {name} lacks _total");
+        self.family(name, help, "counter")
+    }
+
+    fn family(&mut self, name: &'static str, help: &'static str, kind: &'static str) -> Family<'_> {
+        Family {
+            out: &mut self.out,
+            name,
+            help,
+            kind,
+            seen: HashSet::new(),
+        }
+    }
+}
+
+/// One metric family. Borrowing the output exclusively makes its samples contiguous; the
+/// HELP/TYPE header is written with the first sample, so a family whose values are all
+/// null disappears entirely.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    /// Rendered label sets, to never emit a duplicate series (which fails the whole scrape).
+    seen: HashSet<String>,
+}
+
+impl Family<'_> {
+    fn sample_opt<V: Into<Value>>(&mut self, labels: &[(&str, &str)], value: Option<V>) {
+        if let Some(value) = value {
+            self.sample(labels, value);
+        }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl Into<Value>) {
+        let value = match value.into() {
+            Value::Float(v) if !v.is_finite() => return,
+            Value::Float(v) => v.to_string(),
+            Value::Int(v) => v.to_string(),
+        };
+        let mut rendered = String::new();
+        if !labels.is_empty() {
+            rendered.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    rendered.push(',');
+                }
+                let _ = write!(rendered, "{name}=\"{}\"", escape_label_value(value));
+            }
+            rendered.push('}');
+        }
+        if self.seen.is_empty() {
+            let _ = writeln!(self.out, "# HELP {} {}", self.name, escape_help(self.help));
+            let _ = writeln!(self.out, "# TYPE {} {}", self.name, self.kind);
+        }
+        if !self.seen.insert(rendered.clone()) {
+            return;
+        }
+        let _ = writeln!(self.out, "{}{rendered} {value}", self.name);
+    }
+}
+
+fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Unix seconds of an ISO 8601 date-time such as `2025-07-14T10:30:00.123456+00:00`.
+/// Without an offset the time is taken as UTC.
+fn parse_iso8601(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = (text.get(..10)?, text.get(10..)?);
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let time_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.'))
+        .unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(time_end);
+    let mut t = time.splitn(3, ':');
+    let (hour, minute) = (num(t.next()?)?, num(t.next()?)?);
+    let second: f64 = match t.next() {
+        Some(s) if s.starts_with(|c: char| c.is_ascii_digit()) => s.parse().ok()?,
+        Some(_) => return None,
+        None => 0.0,
+    };
+    let offset = match zone {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match zone.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = zone[1..].replace(':', "");
+            if hm.len() != 4 {
+                return None;
+            }
+            sign * (num(&hm[..2])? * 3600 + num(&hm[2..])? * 60)
+        }
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || !(0.0..61.0).contains(&second)
+    {
+        return None;
+    }
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60 - offset) as f64 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::stats::model::*;
+
+    fn document() -> StatsDocument {
+        let mut sensors = BTreeMap::new();
+        sensors.insert(
+            "cpu_thermal".to_owned(),
+            vec![SensorReading {
+                label: String::new(),
+                current: 48.312,
+                high: Some(80.0),
+                critical: None,
+            }],
+        );
+        let mut interfaces = BTreeMap::new();
+        let io = NetIo {
+            bytes_sent: 20,
+            bytes_recv: 9_007_199_254_740_993, // 2^53 + 1: must stay exact
+            packets_sent: 2,
+            packets_recv: 3,
+            ..Default::default()
+        };
+        interfaces.insert(
+            "eth0".to_owned(),
+            Interface {
+                is_up: true,
+                mac: None,
+                mtu: Some(1500),
+                speed_mbps: None,
+                addresses: vec![Address {
+                    family: "ipv4",
+                    address: "192.168.1.20".to_owned(),
+                    prefix_len: 24,
+                }],
+                io_counters: io,
+                rates: None,
+            },
+        );
+        interfaces.insert(
+            "wlan0".to_owned(),
+            Interface {
+                is_up: false,
+                mac: None,
+                mtu: None,
+                speed_mbps: None,
+                addresses: vec![],
+                io_counters: NetIo::default(),
+                rates: None,
+            },
+        );
+        StatsDocument {
+            timestamp: "2025-07-14T10:30:00.5+00:00".to_owned(),
+            system: SystemInfo {
+                boot_time: Some("2025-07-14T08:00:00+00:00".to_owned()),
+                uptime_seconds: 9000.5,
+                uptime_human: "2:30:00".to_owned(),
+                load_average: [0.15, 0.25, 0.35],
+                connected_clients: 2,
+                hostname: Some("pi\"kitchen\"\\\nnext".to_owned()),
+                model: Some("Raspberry Pi 4 Model B Rev 1.4".to_owned()),
+                kernel: None,
+                os: None,
+                pistats_version: "0.1.0",
+            },
+            cpu: CpuInfo {
+                usage_percent: 45.2,
+                count_physical: None,
+                count_logical: 2,
+                frequency_mhz: Frequency {
+                    current: Some(1500.0),
+                    min: None,
+                    max: Some(1800.0),
+                },
+                per_core_usage: vec![42.1, f64::NAN],
+            },
+            memory: MemoryInfo {
+                total_gb: 8.0,
+                available_gb: 4.0,
+                used_gb: 3.5,
+                free_gb: 0.5,
+                used_percent: 50.0,
+                cached_gb: 2.0,
+                buffers_gb: 0.25,
+            },
+            swap: SwapInfo {
+                total_gb: 0.0,
+                used_gb: 0.0,
+                free_gb: 0.0,
+                used_percent: 0.0,
+            },
+            disk: DiskInfo {
+                root_usage_percent: Some(78.5),
+                partitions: vec![
+                    Partition {
+                        device: "/dev/mmcblk0p2".to_owned(),
+                        mountpoint: "/".to_owned(),
+                        fstype: "ext4".to_owned(),
+                        total_gb: 1.0,
+                        used_gb: 0.5,
+                        free_gb: 0.5,
+                        used_percent: 50.0,
+                    };
+                    2 // a bind mount listed twice
+                ],
+                io_counters: None,
+                io_rates: None,
+            },
+            network: NetworkInfo {
+                io_counters: io,
+                rates: None,
+                interfaces,
+            },
+            processes: ProcessInfo {
+                total_count: 156,
+                top_cpu_usage: vec![],
+            },
+            temperature: TemperatureInfo {
+                pi_cpu_celsius: Some(48.312),
+                sensors,
+            },
+            battery: None,
+            pi: Some(PiHealth {
+                throttled_raw: Some("0x50005".to_owned()),
+                throttled: Some(ThrottleFlags {
+                    under_voltage: true,
+                    throttled: true,
+                    under_voltage_occurred: true,
+                    throttling_occurred: true,
+                    ..Default::default()
+                }),
+                core_volts: Some(0.85),
+                arm_clock_mhz: Some(1500.0),
+                core_clock_mhz: None,
+                revision: Some("c03114".to_owned()),
+                serial: None,
+                source: "sysfs",
+            }),
+            connectivity: Some(Connectivity {
+                source: "kernel",
+                interface: "wlan0".to_owned(),
+                state: "down".to_owned(),
+                connected: false,
+                addresses: vec![],
+            }),
+            cpu_usage_percent: Some(45.2),
+            ram_usage_percent: Some(50.0),
+            disk_usage_percent: Some(78.5),
+            temperature_celsius: Some(48.312),
+            connected_clients: 2,
+        }
+    }
+
+    fn own() -> OwnMetrics {
+        OwnMetrics {
+            clients: 2,
+            collection_seconds: 0.0125,
+            collections_total: 42,
+            dropped_slow_clients_total: 1,
+            refused_clients_total: 0,
+            start_time_seconds: 1_752_480_000.0,
+        }
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label_value("a\nb"), r"a\nb");
+        let text = render(&document(), &own());
+        assert!(
+            has(
+                &text,
+                r#"pistats_system_info{hostname="pi\"kitchen\"\\\nnext",model="Raspberry Pi 4 Model B Rev 1.4"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
+        // No raw newline leaks into a sample line: every line is a comment or a sample.
+        for line in lines(&text) {
+            assert!(line.starts_with("# ") || line.starts_with("pistats_"), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn nulls_are_omitted_not_zeroed() {
+        let text = render(&document(), &own());
+        // Frequency min is null, current and max are known.
+        assert!(has(&text, r#"pistats_cpu_frequency_hertz{kind="current"} 1500000000"#));
+        assert!(has(&text, r#"pistats_cpu_frequency_hertz{kind="max"} 1800000000"#));
+        assert!(!text.contains(r#"kind="min""#));
+        // NaN core usage is dropped, the other core stays.
+        assert!(has(&text, r#"pistats_cpu_core_usage_percent{core="0"} 42.1"#));
+        assert!(!text.contains(r#"core="1""#));
+        // Every sample of a family null: the family is gone, header included.
+        assert!(!text.contains("pistats_pi_core_clock_hertz"));
+        assert!(!text.contains("pistats_network_speed_bytes"));
+        assert!(!text.contains("pistats_disk_read_bytes_total"));
+        assert!(!text.contains("pistats_temperature_critical_celsius"));
+        assert!(!text.contains("pistats_battery_percent"));
+        // Null label values leave the label out.
+        assert!(!text.contains("kernel="));
+        assert!(!text.contains("serial="));
+        // Off a Pi, no Pi families at all.
+        let mut doc = document();
+        doc.pi = None;
+        doc.connectivity = None;
+        let text = render(&doc, &own());
+        assert!(!text.contains("pistats_pi_throttled"));
+        assert!(!text.contains("pistats_pi_info"));
+        assert!(!text.contains("pistats_connectivity_connected"));
+        assert!(text.contains("pistats_pi_cpu_temperature_celsius 48.312"));
+    }
+
+    #[test]
+    fn values_units_and_types() {
+        let text = render(&document(), &own());
+        for line in [
+            "# TYPE pistats_network_receive_bytes_total counter",
+            r#"pistats_network_receive_bytes_total{interface="eth0"} 9007199254740993"#,
+            r#"pistats_network_receive_bytes_total{interface="wlan0"} 0"#,
+            "# TYPE pistats_collections_total counter",
+            "pistats_collections_total 42",
+            "# TYPE pistats_dropped_slow_clients_total counter",
+            "# TYPE pistats_refused_clients_total counter",
+            "pistats_refused_clients_total 0",
+            "# TYPE pistats_cpu_usage_percent gauge",
+            "pistats_cpu_usage_percent 45.2",
+            "# TYPE pistats_memory_total_bytes gauge",
+            "pistats_memory_total_bytes 8589934592",
+            "pistats_memory_buffers_bytes 268435456",
+            "pistats_swap_total_bytes 0",
+            r#"pistats_load_average{period="15m"} 0.35"#,
+            "pistats_uptime_seconds 9000.5",
+            "pistats_boot_time_seconds 1752480000",
+            "pistats_collection_timestamp_seconds 1752489000.5",
+            "pistats_processes 156",
+            r#"pistats_cpu_cores{kind="logical"} 2"#,
+            r#"pistats_network_interface_up{interface="eth0"} 1"#,
+            r#"pistats_network_interface_up{interface="wlan0"} 0"#,
+            r#"pistats_network_mtu_bytes{interface="eth0"} 1500"#,
+            r#"pistats_network_address_info{interface="eth0",family="ipv4",address="192.168.1.20/24"} 1"#,
+            r#"pistats_temperature_celsius{sensor="cpu_thermal",label="temp1"} 48.312"#,
+            r#"pistats_temperature_high_celsius{sensor="cpu_thermal",label="temp1"} 80"#,
+            r#"pistats_pi_throttled{flag="under_voltage"} 1"#,
+            r#"pistats_pi_throttled{flag="arm_frequency_capped"} 0"#,
+            r#"pistats_pi_throttled{flag="throttling_occurred"} 1"#,
+            r#"pistats_pi_info{source="sysfs",revision="c03114"} 1"#,
+            "pistats_pi_core_volts 0.85",
+            "pistats_pi_arm_clock_hertz 1500000000",
+            r#"pistats_connectivity_connected{interface="wlan0",source="kernel"} 0"#,
+            r#"pistats_filesystem_size_bytes{device="/dev/mmcblk0p2",mountpoint="/",fstype="ext4"} 1073741824"#,
+            "pistats_root_filesystem_used_percent 78.5",
+            "pistats_clients 2",
+            "pistats_collection_duration_seconds 0.0125",
+            "pistats_start_time_seconds 1752480000",
+            concat!(
+                r#"pistats_build_info{version=""#,
+                env!("CARGO_PKG_VERSION"),
+                r#""} 1"#
+            ),
+        ] {
+            assert!(has(&text, line), "missing {line:?} in\n{text}");
+        }
+        // Every TYPE is counter or gauge, and counters (only) end in _total.
+        for line in lines(&text).iter().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+            assert!(kind == "counter" || kind == "gauge", "{line}");
+        }
+    }
+
+    #[test]
+    fn families_are_grouped_with_one_header_and_unique_series() {
+        let text = render(&document(), &own());
+        let mut finished = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut series = HashSet::new();
+        let mut helps = HashSet::new();
+        for line in lines(&text) {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_owned();
+                assert!(helps.insert(name.clone()), "second HELP for {name}");
+                if let Some(prev) = current.replace(name.clone()) {
+                    finished.insert(prev);
+                }
+                assert!(!finished.contains(&name), "{name} split in two");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert_eq!(Some(name), current.as_deref(), "TYPE must follow its HELP");
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert_eq!(Some(name), current.as_deref(), "{line} outside its family");
+            let key = line.rsplit_once(' ').unwrap().0.to_owned();
+            assert!(series.insert(key), "duplicate series {line}");
+        }
+        // The bind mount listed twice produced one series per family.
+        assert_eq!(
+            text.matches("pistats_filesystem_used_bytes{").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unlabelled_sensor_readings_get_distinct_labels() {
+        let mut doc = document();
+        let reading = |label: &str, current| SensorReading {
+            label: label.to_owned(),
+            current,
+            high: None,
+            critical: None,
+        };
+        doc.temperature.sensors.insert(
+            "coretemp".to_owned(),
+            vec![reading("", 40.0), reading("", 41.0), reading("Core 0", 42.0), reading("Core 0", 43.0)],
+        );
+        let text = render(&doc, &own());
+        for line in [
+            r#"pistats_temperature_celsius{sensor="coretemp",label="temp1"} 40"#,
+            r#"pistats_temperature_celsius{sensor="coretemp",label="temp2"} 41"#,
+            r#"pistats_temperature_celsius{sensor="coretemp",label="Core 0"} 42"#,
+            r#"pistats_temperature_celsius{sensor="coretemp",label="Core 0 #4"} 43"#,
+        ] {
+            assert!(has(&text, line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn iso8601_timestamps() {
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00+00:00"), Some(0.0));
+        assert_eq!(parse_iso8601("2000-03-01T00:00:00Z"), Some(951_868_800.0));
+        assert_eq!(
+            parse_iso8601("2025-07-14T10:30:00.123456"),
+            Some(1_752_489_000.123456)
+        );
+        assert_eq!(
+            parse_iso8601("2025-07-14T12:30:00+02:00"),
+            parse_iso8601("2025-07-14T10:30:00Z")
+        );
+        assert_eq!(
+            parse_iso8601("2025-07-14T05:30:00-0500"),
+            parse_iso8601("2025-07-14T10:30:00Z")
+        );
+        assert_eq!(parse_iso8601("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
+        for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-07-14T10:30:00+2", "2025-07-14"] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! Raspberry Pi firmware health: throttling, clocks, core voltage, board identity.
+//!
+//! Everything the kernel exposes is read from files on each tick: the firmware driver's
+//! `get_throttled` node, the `rpi_volt` hwmon alarm, cpufreq. Only the core voltage and core
+//! clock (and the throttle bits on kernels without the sysfs node) need `vcgencmd`; it is run
+//! at most once per [`FIRMWARE_REFRESH`], on a short-lived thread of its own with a
+//! [`VCGENCMD_TIMEOUT`] per call, so a wedged firmware mailbox can never hold up a tick.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::model::{PiHealth, ThrottleFlags};
+
+/// How long `vcgencmd` values are reused before it is run again.
+pub const FIRMWARE_REFRESH: Duration = Duration::from_secs(10);
+/// Longest a single `vcgencmd` call may take before it is killed.
+pub const VCGENCMD_TIMEOUT: Duration = Duration::from_secs(1);
+/// Cached `vcgencmd` values older than this are dropped (reported as null) rather than shown
+/// as current, e.g. when a refresh thread is stuck in an unkillable firmware call.
+const FIRMWARE_MAX_AGE: Duration = Duration::from_secs(3 * FIRMWARE_REFRESH.as_secs());
+/// The first read waits this long for the first `vcgencmd` round, so a one-shot
+/// `pistats snapshot` shows firmware values; later reads never wait.
+const FIRST_REFRESH_WAIT: Duration = Duration::from_millis(1500);
+const POLL_STEP: Duration = Duration::from_millis(5);
+
+/// `get_throttled` bits, in the order of [`ThrottleFlags`]' fields.
+const UNDER_VOLTAGE: u32 = 1 << 0;
+const ARM_FREQUENCY_CAPPED: u32 = 1 << 1;
+const THROTTLED: u32 = 1 << 2;
+const SOFT_TEMPERATURE_LIMIT: u32 = 1 << 3;
+const UNDER_VOLTAGE_OCCURRED: u32 = 1 << 16;
+const ARM_FREQUENCY_CAPPING_OCCURRED: u32 = 1 << 17;
+const THROTTLING_OCCURRED: u32 = 1 << 18;
+const SOFT_TEMPERATURE_LIMIT_OCCURRED: u32 = 1 << 19;
+
+/// Decodes the firmware's `get_throttled` bit field.
+pub fn decode_throttled(bits: u32) -> ThrottleFlags {
+    let set = |mask: u32| bits & mask != 0;
+    ThrottleFlags {
+        under_voltage: set(UNDER_VOLTAGE),
+        arm_frequency_capped: set(ARM_FREQUENCY_CAPPED),
+        throttled: set(THROTTLED),
+        soft_temperature_limit: set(SOFT_TEMPERATURE_LIMIT),
+        under_voltage_occurred: set(UNDER_VOLTAGE_OCCURRED),
+        arm_frequency_capping_occurred: set(ARM_FREQUENCY_CAPPING_OCCURRED),
+        throttling_occurred: set(THROTTLING_OCCURRED),
+        soft_temperature_limit_occurred: set(SOFT_TEMPERATURE_LIMIT_OCCURRED),
+    }
+}
+
+/// Formats the bit field the way `vcgencmd get_throttled` prints it: `0x50005`.
+pub fn format_throttled(bits: u32) -> String {
+    format!("{bits:#x}")
+}
+
+/// Reads Pi health from `/proc`, `/sys` and, where unavoidable, `vcgencmd`.
+///
+/// Board detection and identity (model, revision, serial) are read once in [`PiReader::new`];
+/// they cannot change while the system runs.
+pub struct PiReader {
+    is_pi: bool,
+    model: Option<String>,
+    revision: Option<String>,
+    serial: Option<String>,
+    throttled_path: PathBuf,
+    undervoltage_alarm: Option<PathBuf>,
+    arm_freq_path: PathBuf,
+    firmware: Firmware,
+}
+
+impl PiReader {
+    pub fn new(proc_root: &Path, sys_root: &Path, vcgencmd: &Path) -> PiReader {
+        let device_tree = proc_root.join("device-tree");
+        let model = read_device_tree_string(&device_tree.join("model"));
+        let cpuinfo = fs::read_to_string(proc_root.join("cpuinfo")).unwrap_or_default();
+        let cpuinfo_field = |key: &str| {
+            cpuinfo.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == key && !v.trim().is_empty()).then(|| v.trim().to_owned())
+            })
+        };
+        let revision = cpuinfo_field("Revision")
+            .or_else(|| read_device_tree_revision(&device_tree.join("system/linux,revision")));
+        let cpuinfo_model = cpuinfo_field("Model");
+        let is_pi = model.as_deref().is_some_and(is_pi_model)
+            || (cpuinfo_field("Revision").is_some()
+                && cpuinfo_model.as_deref().is_some_and(is_pi_model));
+        let serial = cpuinfo_field("Serial")
+            .or_else(|| read_device_tree_string(&device_tree.join("serial-number")));
+        let firmware_dir = sys_root.join("devices/platform/soc/soc:firmware");
+        PiReader {
+            is_pi,
+            model: model.or(cpuinfo_model.filter(|_| is_pi)),
+            revision,
+            serial,
+            throttled_path: firmware_dir.join("get_throttled"),
+            undervoltage_alarm: find_undervoltage_alarm(sys_root, &firmware_dir),
+            arm_freq_path: sys_root.join("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
+            firmware: Firmware::new(vcgencmd.to_owned(), FIRMWARE_REFRESH),
+        }
+    }
+
+    /// The board model from the device tree (any board that has one), e.g.
+    /// `Raspberry Pi 4 Model B Rev 1.4`; on a Pi without a device tree in `/proc`, the
+    /// `Model` line of `/proc/cpuinfo`.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Whether this board was detected as a Raspberry Pi.
+    pub fn is_pi(&self) -> bool {
+        self.is_pi
+    }
+
+    /// Current health, or `None` when this is not a Raspberry Pi. Never blocks for long: only
+    /// the very first call may wait (at most [`FIRST_REFRESH_WAIT`]) for `vcgencmd`.
+    pub fn read(&mut self) -> Option<PiHealth> {
+        if !self.is_pi {
+            return None;
+        }
+        let sysfs_bits = read_trimmed(&self.throttled_path).and_then(|s| parse_hex(&s));
+        let firmware = self.firmware.values(sysfs_bits.is_none());
+        let (bits, source) = match sysfs_bits {
+            Some(bits) => (Some(bits), "sysfs"),
+            None => (firmware.throttled, "vcgencmd"),
+        };
+        let mut throttled = bits.map(decode_throttled);
+        // raspberrypi-hwmon asks the firmware for get_throttled every ~2 s and clears the
+        // sticky bits when it does; its alarm is therefore the freshest "under-voltage
+        // lately" signal there is, and the only one when neither source above answers.
+        if let Some(alarm) = self
+            .undervoltage_alarm
+            .as_deref()
+            .and_then(read_trimmed)
+            .and_then(|s| s.parse::<u8>().ok())
+        {
+            let flags = throttled.get_or_insert_with(ThrottleFlags::default);
+            if alarm != 0 {
+                flags.under_voltage = true;
+                flags.under_voltage_occurred = true;
+            }
+        }
+        let arm_clock_mhz = read_trimmed(&self.arm_freq_path)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|khz| khz / 1000.0);
+        Some(PiHealth {
+            throttled_raw: bits.map(format_throttled),
+            throttled,
+            core_volts: firmware.core_volts,
+            arm_clock_mhz,
+            core_clock_mhz: firmware.core_clock_mhz,
+            revision: self.revision.clone(),
+            serial: self.serial.clone(),
+            source,
+        })
+    }
+}
+
+fn is_pi_model(model: &str) -> bool {
+    model.starts_with("Raspberry Pi")
+}
+
+/// Device-tree strings are NUL-terminated (and `compatible`-style ones NUL-separated).
+fn read_device_tree_string(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_end_matches('\0').trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// `system/linux,revision` is a big-endian u32; cpuinfo prints it as bare lowercase hex.
+fn read_device_tree_revision(path: &Path) -> Option<String> {
+    let bytes: [u8; 4] = fs::read(path).ok()?.try_into().ok()?;
+    Some(format!("{:x}", u32::from_be_bytes(bytes)))
+}
+
+/// The `rpi_volt` hwmon device's alarm: first where the firmware node puts it, then by name
+/// among all hwmon devices (its index differs between boots and kernels).
+fn find_undervoltage_alarm(sys_root: &Path, firmware_dir: &Path) -> Option<PathBuf> {
+    let dirs = [
+        firmware_dir.join("raspberrypi-hwmon/hwmon"),
+        sys_root.join("class/hwmon"),
+    ];
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut candidates: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| read_trimmed(&p.join("name")).as_deref() == Some("rpi_volt"))
+            .map(|p| p.join("in0_lcrit_alarm"))
+            .filter(|p| p.is_file())
+            .collect();
+        candidates.sort();
+        if let Some(path) = candidates.into_iter().next() {
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+fn parse_hex(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    u32::from_str_radix(digits, 16).ok()
+}
+
+/// Values only the firmware can tell, via `vcgencmd`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct FirmwareValues {
+    core_volts: Option<f64>,
+    core_clock_mhz: Option<f64>,
+    throttled: Option<u32>,
+}
+
+#[derive(Default)]
+struct FirmwareState {
+    values: FirmwareValues,
+    /// When the last refresh finished.
+    updated: Option<Instant>,
+    /// When the running refresh started (one at a time).
+    running_since: Option<Instant>,
+    refreshes: u64,
+    /// Failures are logged once, not every period.
+    warnings: u64,
+}
+
+/// The cached `vcgencmd` fallback. Refreshes run on a thread spawned per refresh; reads only
+/// look at the cache.
+struct Firmware {
+    vcgencmd: PathBuf,
+    refresh: Duration,
+    shared: Arc<(Mutex<FirmwareState>, Condvar)>,
+}
+
+impl Firmware {
+    fn new(vcgencmd: PathBuf, refresh: Duration) -> Firmware {
+        Firmware {
+            vcgencmd,
+            refresh,
+            shared: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FirmwareState> {
+        // A panic on a refresh thread must not take the collector down with it.
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached values; starts a refresh when they are due.
+    fn values(&self, want_throttled: bool) -> FirmwareValues {
+        let mut state = self.lock();
+        let due = match state.updated {
+            Some(t) => t.elapsed() >= self.refresh,
+            None => true,
+        };
+        if due && state.running_since.is_none() {
+            state.running_since = Some(Instant::now());
+            let shared = Arc::clone(&self.shared);
+            let vcgencmd = self.vcgencmd.clone();
+            let spawned = thread::Builder::new()
+                .name("vcgencmd".into())
+                .spawn(move || refresh(&shared, &vcgencmd, want_throttled));
+            if let Err(err) = spawned {
+                state.running_since = None;
+                tracing::warn!("cannot start a thread for vcgencmd: {err}");
+            }
+        }
+        if state.refreshes == 0 {
+            let deadline = Instant::now() + FIRST_REFRESH_WAIT;
+            while state.refreshes == 0 && state.running_since.is_some() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = self
+                    .shared
+                    .1
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        match state.updated {
+            Some(t) if t.elapsed() <= FIRMWARE_MAX_AGE => state.values,
+            _ => FirmwareValues::default(),
+        }
+    }
+}
+
+/// One `vcgencmd` round: the first failure ends it, so a hanging binary costs one timeout.
+fn refresh(shared: &(Mutex<FirmwareState>, Condvar), vcgencmd: &Path, want_throttled: bool) {
+    let result = (|| -> Result<FirmwareValues, String> {
+        if !vcgencmd.is_file() {
+            return Err(format!("{} not found", vcgencmd.display()));
+        }
+        let volts = run_vcgencmd(vcgencmd, &["measure_volts", "core"])?;
+        let clock = run_vcgencmd(vcgencmd, &["measure_clock", "core"])?;
+        let throttled = if want_throttled {
+            let out = run_vcgencmd(vcgencmd, &["get_throttled"])?;
+            Some(value_after_eq(&out).and_then(parse_hex).ok_or_else(|| {
+                format!("unexpected `vcgencmd get_throttled` output {out:?}")
+            })?)
+        } else {
+            None
+        };
+        Ok(FirmwareValues {
+            core_volts: Some(parse_volts(&volts).ok_or_else(|| {
+                format!("unexpected `vcgencmd measure_volts core` output {volts:?}")
+            })?),
+            core_clock_mhz: Some(parse_clock_mhz(&clock).ok_or_else(|| {
+                format!("unexpected `vcgencmd measure_clock core` output {clock:?}")
+            })?),
+            throttled,
+        })
+    })();
+    let (lock, done) = shared;
+    let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(values) => state.values = values,
+        Err(err) => {
+            state.values = FirmwareValues::default();
+            if state.warnings == 0 {
+                state.warnings += 1;
+                tracing::warn!(
+                    "{err}; Pi core voltage and core clock will be null \
+                     (this is reported once)"
+                );
+            }
+        }
+    }
+    state.updated = Some(Instant::now());
+    state.running_since = None;
+    state.refreshes += 1;
+    done.notify_all();
+}
+
+/// Runs `vcgencmd ARGS` with [`VCGENCMD_TIMEOUT`]; kills it when it takes longer.
+fn run_vcgencmd(vcgencmd: &Path, args: &[&str]) -> Result<String, String> {
+    let describe = || format!("`{} {}`", vcgencmd.display(), args.join(" "));
+    let mut child = Command::new(vcgencmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{} failed to start: {e}", describe()))?;
+    let status = wait_with_timeout(&mut child, VCGENCMD_TIMEOUT)
+        .map_err(|e| format!("{} failed: {e}", describe()))?;
+    let Some(status) = status else {
+        return Err(format!(
+            "{} did not answer within {VCGENCMD_TIMEOUT:?} and was killed",
+            describe()
+        ));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_string(&mut out)
+            .map_err(|e| format!("{} output unreadable: {e}", describe()))?;
+    }
+    if !status.success() {
+        return Err(format!("{} exited with {status}", describe()));
+    }
+    Ok(out.trim().to_owned())
+}
+
+/// `Ok(None)` when the child was killed after `timeout`.
+fn wait_with_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            // Kill and reap, so no zombie is left behind.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        thread::sleep(POLL_STEP);
+    }
+}
+
+fn value_after_eq(out: &str) -> Option<&str> {
+    out.lines().find_map(|l| l.split_once('=')).map(|(_, v)| v.trim())
+}
+
+/// `volt=0.8500V`
+fn parse_volts(out: &str) -> Option<f64> {
+    value_after_eq(out)?.trim_end_matches('V').parse().ok()
+}
+
+/// `frequency(1)=500000000` (Hz)
+fn parse_clock_mhz(out: &str) -> Option<f64> {
+    value_after_eq(out)?
+        .parse::<f64>()
+        .ok()
+        .map(|hz| hz / 1_000_000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    fn board(name: &str) -> (PathBuf, PathBuf) {
+        let dir = fixtures().join(name);
+        (dir.join("proc"), dir.join("sys"))
+    }
+
+    /// A `vcgencmd` that records each call in `calls`, by wrapping the fixture script.
+    fn counting_vcgencmd(dir: &Path, script: &str) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let calls = dir.join("calls");
+        let wrapper = dir.join("vcgencmd");
+        let target = fixtures().join("bin").join(script);
+        fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexport VCGENCMD_CALLS='{}'\nexec '{}' \"$@\"\n",
+                calls.display(),
+                target.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+        (wrapper, calls)
+    }
+
+    fn calls(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn decodes_every_bit() {
+        let flags = decode_throttled(0x50005);
+        assert_eq!(
+            flags,
+            ThrottleFlags {
+                under_voltage: true,
+                throttled: true,
+                under_voltage_occurred: true,
+                throttling_occurred: true,
+                ..Default::default()
+            }
+        );
+        let all = decode_throttled(0xf000f);
+        assert!(
+            all.arm_frequency_capped
+                && all.soft_temperature_limit
+                && all.arm_frequency_capping_occurred
+                && all.soft_temperature_limit_occurred
+        );
+        assert_eq!(decode_throttled(0), ThrottleFlags::default());
+        // Bits the firmware may add later are ignored, not misread.
+        assert_eq!(decode_throttled(0x100000), ThrottleFlags::default());
+        assert_eq!(format_throttled(0x50005), "0x50005");
+        assert_eq!(format_throttled(0), "0x0");
+    }
+
+    #[test]
+    fn parses_vcgencmd_and_sysfs_formats() {
+        assert_eq!(parse_volts("volt=0.8500V"), Some(0.85));
+        assert_eq!(parse_clock_mhz("frequency(1)=500000000"), Some(500.0));
+        assert_eq!(parse_clock_mhz("frequency(1)=0"), Some(0.0));
+        assert_eq!(value_after_eq("throttled=0x50005").and_then(parse_hex), Some(0x50005));
+        assert_eq!(parse_hex("50005\n"), Some(0x50005));
+        assert_eq!(parse_hex("0x0"), Some(0));
+        assert_eq!(parse_volts("VCHI initialization failed"), None);
+        assert_eq!(parse_hex("zz"), None);
+    }
+
+    #[test]
+    fn pi4_reads_sysfs_and_asks_vcgencmd_only_for_voltage_and_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi4");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        assert!(reader.is_pi());
+        assert_eq!(reader.model(), Some("Raspberry Pi 4 Model B Rev 1.4"));
+
+        let health = reader.read().expect("a Pi 4 is a Pi");
+        assert_eq!(health.source, "sysfs");
+        assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
+        let flags = health.throttled.unwrap();
+        assert!(flags.under_voltage && flags.throttled);
+        assert!(flags.under_voltage_occurred && flags.throttling_occurred);
+        assert!(!flags.arm_frequency_capped && !flags.soft_temperature_limit);
+        assert_eq!(health.arm_clock_mhz, Some(1500.0));
+        assert_eq!(health.core_volts, Some(0.85));
+        assert_eq!(health.core_clock_mhz, Some(500.0));
+        assert_eq!(health.revision.as_deref(), Some("c03114"));
+        assert_eq!(health.serial.as_deref(), Some("10000000a1b2c3d4"));
+
+        // Further ticks within the refresh period reuse the cache: no more processes.
+        for _ in 0..5 {
+            assert_eq!(reader.read().unwrap(), health);
+        }
+        assert_eq!(
+            calls(&calls_file),
+            ["measure_volts core", "measure_clock core"],
+            "get_throttled must come from sysfs, and vcgencmd only once per period"
+        );
+    }
+
+    #[test]
+    fn cache_is_refreshed_after_the_period() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi4");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        reader.firmware.refresh = Duration::from_millis(50);
+        reader.read().unwrap();
+        assert_eq!(calls(&calls_file).len(), 2);
+        thread::sleep(Duration::from_millis(100));
+        // This read starts the second round in the background and returns the cached values.
+        assert_eq!(reader.read().unwrap().core_volts, Some(0.85));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls(&calls_file).len() < 4 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(calls(&calls_file).len(), 4);
+    }
+
+    #[test]
+    fn without_sysfs_the_throttle_bits_come_from_vcgencmd() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi3");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        assert!(reader.is_pi(), "cpuinfo Revision + Model identify a Pi");
+        assert_eq!(reader.model(), Some("Raspberry Pi 3 Model B Rev 1.2"));
+        let health = reader.read().unwrap();
+        assert_eq!(health.source, "vcgencmd");
+        assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
+        assert_eq!(health.throttled, Some(decode_throttled(0x50005)));
+        assert_eq!(health.arm_clock_mhz, Some(1200.0));
+        assert_eq!(health.revision.as_deref(), Some("a02082"));
+        assert_eq!(health.serial.as_deref(), Some("00000000f1e2d3c4"));
+        assert_eq!(
+            calls(&calls_file),
+            ["measure_volts core", "measure_clock core", "get_throttled"]
+        );
+    }
+
+    #[test]
+    fn not_a_pi_reads_nothing_and_runs_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("x86");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        assert!(!reader.is_pi());
+        assert_eq!(reader.model(), None);
+        assert_eq!(reader.read(), None);
+        assert!(calls(&calls_file).is_empty());
+    }
+
+    #[test]
+    fn hanging_vcgencmd_is_killed_and_gives_nulls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd-hang");
+        let (proc_root, sys_root) = board("pi3");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        let health = reader.read().expect("read returns despite the hang");
+        assert_eq!(health.core_volts, None);
+        assert_eq!(health.core_clock_mhz, None);
+        assert_eq!(health.throttled_raw, None);
+        assert_eq!(health.throttled, None);
+        // The kernel values are still there.
+        assert_eq!(health.arm_clock_mhz, Some(1200.0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reader.firmware.lock().refreshes == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        // The round stopped at the first timeout, and the hung process is gone (killed and
+        // reaped, not a zombie).
+        let recorded = calls(&calls_file);
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        let pid = recorded[0].split_whitespace().next().unwrap();
+        assert!(
+            !Path::new("/proc").join(pid).exists(),
+            "hung vcgencmd (pid {pid}) was not killed"
+        );
+        assert_eq!(reader.firmware.lock().warnings, 1);
+    }
+
+    #[test]
+    fn missing_or_failing_vcgencmd_gives_nulls_and_warns_once() {
+        for script in ["does-not-exist", "vcgencmd-broken"] {
+            let (proc_root, sys_root) = board("pi4");
+            let vcgencmd = fixtures().join("bin").join(script);
+            let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+            reader.firmware.refresh = Duration::ZERO;
+            let health = reader.read().unwrap();
+            assert_eq!(health.core_volts, None, "{script}");
+            assert_eq!(health.core_clock_mhz, None, "{script}");
+            // sysfs still answers.
+            assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"), "{script}");
+            // Keep failing for a few more rounds: still one warning.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while reader.firmware.lock().refreshes < 3 && Instant::now() < deadline {
+                reader.read();
+                thread::sleep(Duration::from_millis(10));
+            }
+            let state = reader.firmware.lock();
+            assert!(state.refreshes >= 3, "{script}");
+            assert_eq!(state.warnings, 1, "{script}");
+        }
+    }
+
+    #[test]
+    fn hwmon_alarm_alone_reports_under_voltage() {
+        // A kernel with raspberrypi-hwmon but without the get_throttled node, and no
+        // vcgencmd: only the alarm is known.
+        let tmp = tempfile::tempdir().unwrap();
+        let (proc_root, pi4_sys) = board("pi4");
+        let hwmon = tmp.path().join("sys/class/hwmon/hwmon3");
+        fs::create_dir_all(&hwmon).unwrap();
+        fs::write(hwmon.join("name"), "rpi_volt\n").unwrap();
+        fs::write(hwmon.join("in0_lcrit_alarm"), "1\n").unwrap();
+        let other = tmp.path().join("sys/class/hwmon/hwmon0");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("name"), "cpu_thermal\n").unwrap();
+        let sys_root = tmp.path().join("sys");
+        let mut reader = PiReader::new(&proc_root, &sys_root, Path::new("/nonexistent"));
+        let health = reader.read().unwrap();
+        assert_eq!(health.source, "vcgencmd");
+        assert_eq!(health.throttled_raw, None);
+        let flags = health.throttled.unwrap();
+        assert!(flags.under_voltage && flags.under_voltage_occurred);
+        assert!(!flags.throttled);
+
+        // With the sysfs bits, the alarm is found under the firmware node too.
+        let reader = PiReader::new(&proc_root, &pi4_sys, Path::new("/nonexistent"));
+        assert!(reader
+            .undervoltage_alarm
+            .as_deref()
+            .is_some_and(|p| p.starts_with(&pi4_sys)));
+    }
+}
