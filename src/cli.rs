@@ -11,7 +11,11 @@ use crate::config::{Config, Overrides, EX_CONFIG};
 use crate::stats::{Collector, Context};
 
 #[derive(Debug, Parser)]
-#[command(name = "pistats", version, about = "Raspberry Pi system statistics over WebSocket, REST, Prometheus and a live dashboard")]
+#[command(
+    name = "pistats",
+    version,
+    about = "Raspberry Pi system statistics over WebSocket, REST, Prometheus and a live dashboard"
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/pistats/config.toml when it exists]
     #[arg(long, short, env = "PISTATS_CONFIG", global = true)]
@@ -48,7 +52,9 @@ pub fn main() -> ExitCode {
         Some(Command::CheckConfig { ref path }) => {
             check_config(path.as_ref().or(cli.config.as_ref()), &cli.overrides)
         }
-        Some(Command::Snapshot { pretty }) => with_config(&cli, |config, _| snapshot(config, pretty)),
+        Some(Command::Snapshot { pretty }) => {
+            with_config(&cli, |config, _| snapshot(config, pretty))
+        }
         Some(Command::Network) => with_config(&cli, |config, _| network(config)),
         Some(Command::Serve) | None => with_config(&cli, serve),
     }
@@ -69,8 +75,12 @@ fn with_config(cli: &Cli, run: impl FnOnce(Config, Option<PathBuf>) -> ExitCode)
 
 fn init_logging(config: &Config) {
     // RUST_LOG, when set, refines the configured level (e.g. `RUST_LOG=pistats=debug`).
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},hyper=warn,warp=warn", config.log_level.as_str())));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},hyper=warn,warp=warn",
+            config.log_level.as_str()
+        ))
+    });
     // Under systemd, journald adds its own timestamps and the terminal has no colours.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()

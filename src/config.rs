@@ -175,52 +175,52 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
     /// Address to listen on [default: 0.0.0.0]
-    #[arg(long, env = "PISTATS_HOST")]
+    #[arg(long, global = true, env = "PISTATS_HOST")]
     pub host: Option<IpAddr>,
     /// TCP port (0 = any free port) [default: 8765]
-    #[arg(long, env = "PISTATS_PORT")]
+    #[arg(long, global = true, env = "PISTATS_PORT")]
     pub port: Option<u16>,
     /// Time between documents, e.g. 1s, 500ms [default: 1s]
-    #[arg(long, env = "PISTATS_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "PISTATS_INTERVAL", value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// WebSocket ping interval [default: 20s]
-    #[arg(long, env = "PISTATS_PING_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "PISTATS_PING_INTERVAL", value_parser = parse_duration)]
     pub ping_interval: Option<Duration>,
     /// Drop a client that has not answered a ping for this long [default: 20s]
-    #[arg(long, env = "PISTATS_PING_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "PISTATS_PING_TIMEOUT", value_parser = parse_duration)]
     pub ping_timeout: Option<Duration>,
     /// Drop a client whose socket does not take a document for this long [default: 5s]
-    #[arg(long, env = "PISTATS_SEND_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "PISTATS_SEND_TIMEOUT", value_parser = parse_duration)]
     pub send_timeout: Option<Duration>,
     /// Number of top processes reported [default: 10]
-    #[arg(long, env = "PISTATS_TOP_PROCESSES")]
+    #[arg(long, global = true, env = "PISTATS_TOP_PROCESSES")]
     pub top_processes: Option<usize>,
     /// History kept for the dashboard [default: 10m]
-    #[arg(long, env = "PISTATS_HISTORY", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "PISTATS_HISTORY", value_parser = parse_duration)]
     pub history: Option<Duration>,
     /// Dashboard directory
-    #[arg(long, env = "PISTATS_ASSETS_DIR")]
+    #[arg(long, global = true, env = "PISTATS_ASSETS_DIR")]
     pub assets_dir: Option<PathBuf>,
     /// Log level
-    #[arg(long, env = "PISTATS_LOG_LEVEL", value_enum)]
+    #[arg(long, global = true, env = "PISTATS_LOG_LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
     /// When to listen
-    #[arg(long, env = "PISTATS_SERVE", value_enum)]
+    #[arg(long, global = true, env = "PISTATS_SERVE", value_enum)]
     pub serve: Option<ServePolicy>,
     /// Watched network interface [default: wlan0]
-    #[arg(long, env = "PISTATS_INTERFACE")]
+    #[arg(long, global = true, env = "PISTATS_INTERFACE")]
     pub interface: Option<String>,
     /// Access token required by the API and WebSocket
-    #[arg(long, env = "PISTATS_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "PISTATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Root of /proc to read (testing)
-    #[arg(long, env = "PISTATS_PROC_ROOT", hide = true)]
+    #[arg(long, global = true, env = "PISTATS_PROC_ROOT", hide = true)]
     pub proc_root: Option<PathBuf>,
     /// Root of /sys to read (testing)
-    #[arg(long, env = "PISTATS_SYS_ROOT", hide = true)]
+    #[arg(long, global = true, env = "PISTATS_SYS_ROOT", hide = true)]
     pub sys_root: Option<PathBuf>,
     /// vcgencmd path (testing)
-    #[arg(long, env = "PISTATS_VCGENCMD", hide = true)]
+    #[arg(long, global = true, env = "PISTATS_VCGENCMD", hide = true)]
     pub vcgencmd: Option<PathBuf>,
 }
 
@@ -295,11 +295,17 @@ impl Config {
         if self.interval < MIN_INTERVAL {
             return invalid(
                 "interval",
-                format!("{:?} is below the minimum of {MIN_INTERVAL:?}", self.interval),
+                format!(
+                    "{:?} is below the minimum of {MIN_INTERVAL:?}",
+                    self.interval
+                ),
             );
         }
         if self.ping_interval.is_zero() || self.ping_timeout.is_zero() {
-            return invalid("ping_interval", "ping interval and timeout must be > 0".into());
+            return invalid(
+                "ping_interval",
+                "ping interval and timeout must be > 0".into(),
+            );
         }
         if self.send_timeout.is_zero() {
             return invalid("send_timeout", "must be > 0".into());
@@ -317,7 +323,10 @@ impl Config {
             return invalid("max_message_size", "must be at least 125 bytes".into());
         }
         if self.interface.is_empty() || self.interface.len() > 15 || self.interface.contains('/') {
-            return invalid("interface", format!("{:?} is not an interface name", self.interface));
+            return invalid(
+                "interface",
+                format!("{:?} is not an interface name", self.interface),
+            );
         }
         if self.token.as_deref() == Some("") {
             return invalid("token", "must not be empty (remove it to disable)".into());
@@ -370,7 +379,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m, h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,8 @@ use crate::{netwatch, systemd};
 
 /// Time allowed for open connections to finish when a listener closes.
 const LISTENER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Kernel send buffer per client socket: room for a dozen documents.
+const SOCKET_SEND_BUFFER: u32 = 64 * 1024;
 /// Wait before trying again to bind after a failure while the interface is up.
 const REBIND_DELAY: Duration = Duration::from_secs(5);
 
@@ -51,9 +53,7 @@ impl Listener {
         config: &Arc<Config>,
         parent: &CancellationToken,
     ) -> Result<Listener, DaemonError> {
-        let socket = TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
+        let socket = bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
         let addr = socket.local_addr().unwrap_or(addr);
         let closed = parent.child_token();
         let state = Arc::new(AppState {
@@ -76,10 +76,27 @@ impl Listener {
             .await
             .is_err()
         {
-            tracing::warn!("connections still open after {LISTENER_CLOSE_TIMEOUT:?}; dropping them");
+            tracing::warn!(
+                "connections still open after {LISTENER_CLOSE_TIMEOUT:?}; dropping them"
+            );
         }
         tracing::info!("stopped listening on {}", self.addr);
     }
+}
+
+/// Binds the listening socket. Its send buffer size is inherited by every accepted socket:
+/// a fixed [`SOCKET_SEND_BUFFER`] caps the kernel memory a client that never reads can pin
+/// (autotuning would let it grow to megabytes) and lets the send timeout detect it quickly.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SOCKET_SEND_BUFFER)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -94,7 +111,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         config.interval,
         config.serve,
         config.interface,
-        config_file.map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string()),
+        config_file.map_or_else(
+            || "built-in defaults".to_owned(),
+            |p| p.display().to_string()
+        ),
         config
             .resolved_assets_dir()
             .map_or_else(|| "not found".to_owned(), |p| p.display().to_string()),

@@ -118,7 +118,10 @@ impl Hub {
 
     /// Age of the latest snapshot; `None` before the first.
     pub fn snapshot_age(&self) -> Option<Duration> {
-        self.latest.borrow().as_ref().map(|s| s.collected_at.elapsed())
+        self.latest
+            .borrow()
+            .as_ref()
+            .map(|s| s.collected_at.elapsed())
     }
 
     /// Whether the collector is keeping up: the latest snapshot is at most three intervals old.

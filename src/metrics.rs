@@ -106,16 +106,17 @@ fn cpu(e: &mut Exposition, doc: &StatsDocument) {
         "CPU clock: current, and the minimum and maximum allowed.",
     );
     let freq = &c.frequency_mhz;
-    for (kind, mhz) in [("current", freq.current), ("min", freq.min), ("max", freq.max)] {
+    for (kind, mhz) in [
+        ("current", freq.current),
+        ("min", freq.min),
+        ("max", freq.max),
+    ] {
         f.sample_opt(&[("kind", kind)], mhz.map(|m| m * 1e6));
     }
     drop(f);
     let mut f = e.gauge("pistats_cpu_cores", "Number of CPU cores.");
     f.sample(&[("kind", "logical")], c.count_logical as u64);
-    f.sample_opt(
-        &[("kind", "physical")],
-        c.count_physical.map(|n| n as u64),
-    );
+    f.sample_opt(&[("kind", "physical")], c.count_physical.map(|n| n as u64));
 }
 
 fn memory(e: &mut Exposition, doc: &StatsDocument) {
@@ -130,9 +131,21 @@ fn memory(e: &mut Exposition, doc: &StatsDocument) {
             m.available_gb,
         ),
         ("pistats_memory_used_bytes", "RAM in use.", m.used_gb),
-        ("pistats_memory_free_bytes", "RAM not used at all.", m.free_gb),
-        ("pistats_memory_cached_bytes", "RAM used by the page cache.", m.cached_gb),
-        ("pistats_memory_buffers_bytes", "RAM used by kernel buffers.", m.buffers_gb),
+        (
+            "pistats_memory_free_bytes",
+            "RAM not used at all.",
+            m.free_gb,
+        ),
+        (
+            "pistats_memory_cached_bytes",
+            "RAM used by the page cache.",
+            m.cached_gb,
+        ),
+        (
+            "pistats_memory_buffers_bytes",
+            "RAM used by kernel buffers.",
+            m.buffers_gb,
+        ),
     ] {
         e.gauge(name, help).sample(&[], bytes(gb));
     }
@@ -162,12 +175,16 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
         ("pistats_filesystem_size_bytes", "File system size.", |p| {
             (p.total_gb * GIB).round()
         }),
-        ("pistats_filesystem_used_bytes", "File system space used.", |p| {
-            (p.used_gb * GIB).round()
-        }),
-        ("pistats_filesystem_free_bytes", "File system space free.", |p| {
-            (p.free_gb * GIB).round()
-        }),
+        (
+            "pistats_filesystem_used_bytes",
+            "File system space used.",
+            |p| (p.used_gb * GIB).round(),
+        ),
+        (
+            "pistats_filesystem_free_bytes",
+            "File system space free.",
+            |p| (p.free_gb * GIB).round(),
+        ),
         (
             "pistats_filesystem_used_percent",
             "File system space used (0-100).",
@@ -197,7 +214,11 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
                 "Writes completed, all disks.",
                 io.write_count,
             ),
-            ("pistats_disk_read_bytes_total", "Bytes read, all disks.", io.read_bytes),
+            (
+                "pistats_disk_read_bytes_total",
+                "Bytes read, all disks.",
+                io.read_bytes,
+            ),
             (
                 "pistats_disk_written_bytes_total",
                 "Bytes written, all disks.",
@@ -213,12 +234,34 @@ fn network(e: &mut Exposition, doc: &StatsDocument) {
     let ifaces = &doc.network.interfaces;
     type Pick = fn(&crate::stats::model::NetIo) -> u64;
     let counters: [(&str, &str, Pick); 8] = [
-        ("pistats_network_receive_bytes_total", "Bytes received.", |n| n.bytes_recv),
-        ("pistats_network_transmit_bytes_total", "Bytes sent.", |n| n.bytes_sent),
-        ("pistats_network_receive_packets_total", "Packets received.", |n| n.packets_recv),
-        ("pistats_network_transmit_packets_total", "Packets sent.", |n| n.packets_sent),
-        ("pistats_network_receive_errors_total", "Receive errors.", |n| n.errin),
-        ("pistats_network_transmit_errors_total", "Transmit errors.", |n| n.errout),
+        (
+            "pistats_network_receive_bytes_total",
+            "Bytes received.",
+            |n| n.bytes_recv,
+        ),
+        ("pistats_network_transmit_bytes_total", "Bytes sent.", |n| {
+            n.bytes_sent
+        }),
+        (
+            "pistats_network_receive_packets_total",
+            "Packets received.",
+            |n| n.packets_recv,
+        ),
+        (
+            "pistats_network_transmit_packets_total",
+            "Packets sent.",
+            |n| n.packets_sent,
+        ),
+        (
+            "pistats_network_receive_errors_total",
+            "Receive errors.",
+            |n| n.errin,
+        ),
+        (
+            "pistats_network_transmit_errors_total",
+            "Transmit errors.",
+            |n| n.errout,
+        ),
         (
             "pistats_network_receive_dropped_total",
             "Received packets dropped.",
@@ -266,7 +309,11 @@ fn network(e: &mut Exposition, doc: &StatsDocument) {
         for a in &i.addresses {
             let address = format!("{}/{}", a.address, a.prefix_len);
             f.sample(
-                &[("interface", iface), ("family", a.family), ("address", &address)],
+                &[
+                    ("interface", iface),
+                    ("family", a.family),
+                    ("address", &address),
+                ],
                 1u64,
             );
         }
@@ -350,9 +397,15 @@ fn pi(e: &mut Exposition, doc: &StatsDocument) {
             ("throttled", t.throttled),
             ("soft_temperature_limit", t.soft_temperature_limit),
             ("under_voltage_occurred", t.under_voltage_occurred),
-            ("arm_frequency_capping_occurred", t.arm_frequency_capping_occurred),
+            (
+                "arm_frequency_capping_occurred",
+                t.arm_frequency_capping_occurred,
+            ),
             ("throttling_occurred", t.throttling_occurred),
-            ("soft_temperature_limit_occurred", t.soft_temperature_limit_occurred),
+            (
+                "soft_temperature_limit_occurred",
+                t.soft_temperature_limit_occurred,
+            ),
         ] {
             f.sample(&[("flag", flag)], set);
         }
@@ -400,8 +453,11 @@ fn daemon(e: &mut Exposition, own: &OwnMetrics) {
         "Time the last stats collection took.",
     )
     .sample(&[], own.collection_seconds);
-    e.counter("pistats_collections_total", "Stats collections since start.")
-        .sample(&[], own.collections_total);
+    e.counter(
+        "pistats_collections_total",
+        "Stats collections since start.",
+    )
+    .sample(&[], own.collections_total);
     e.counter(
         "pistats_dropped_slow_clients_total",
         "WebSocket clients dropped for not keeping up.",
@@ -412,8 +468,11 @@ fn daemon(e: &mut Exposition, own: &OwnMetrics) {
         "Connections refused by the client limits.",
     )
     .sample(&[], own.refused_clients_total);
-    e.gauge("pistats_start_time_seconds", "Unix time the daemon started.")
-        .sample(&[], own.start_time_seconds);
+    e.gauge(
+        "pistats_start_time_seconds",
+        "Unix time the daemon started.",
+    )
+    .sample(&[], own.start_time_seconds);
     e.gauge("pistats_build_info", "pistats version; always 1.")
         .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1u64);
 }
@@ -782,7 +841,10 @@ mod tests {
         assert!(text.ends_with('\n'));
         // No raw newline leaks into a sample line: every line is a comment or a sample.
         for line in lines(&text) {
-            assert!(line.starts_with("# ") || line.starts_with("pistats_"), "{line:?}");
+            assert!(
+                line.starts_with("# ") || line.starts_with("pistats_"),
+                "{line:?}"
+            );
         }
     }
 
@@ -790,11 +852,20 @@ mod tests {
     fn nulls_are_omitted_not_zeroed() {
         let text = render(&document(), &own());
         // Frequency min is null, current and max are known.
-        assert!(has(&text, r#"pistats_cpu_frequency_hertz{kind="current"} 1500000000"#));
-        assert!(has(&text, r#"pistats_cpu_frequency_hertz{kind="max"} 1800000000"#));
+        assert!(has(
+            &text,
+            r#"pistats_cpu_frequency_hertz{kind="current"} 1500000000"#
+        ));
+        assert!(has(
+            &text,
+            r#"pistats_cpu_frequency_hertz{kind="max"} 1800000000"#
+        ));
         assert!(!text.contains(r#"kind="min""#));
         // NaN core usage is dropped, the other core stays.
-        assert!(has(&text, r#"pistats_cpu_core_usage_percent{core="0"} 42.1"#));
+        assert!(has(
+            &text,
+            r#"pistats_cpu_core_usage_percent{core="0"} 42.1"#
+        ));
         assert!(!text.contains(r#"core="1""#));
         // Every sample of a family null: the family is gone, header included.
         assert!(!text.contains("pistats_pi_core_clock_hertz"));
@@ -921,7 +992,12 @@ mod tests {
         };
         doc.temperature.sensors.insert(
             "coretemp".to_owned(),
-            vec![reading("", 40.0), reading("", 41.0), reading("Core 0", 42.0), reading("Core 0", 43.0)],
+            vec![
+                reading("", 40.0),
+                reading("", 41.0),
+                reading("Core 0", 42.0),
+                reading("Core 0", 43.0),
+            ],
         );
         let text = render(&doc, &own());
         for line in [
@@ -951,7 +1027,13 @@ mod tests {
             parse_iso8601("2025-07-14T10:30:00Z")
         );
         assert_eq!(parse_iso8601("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
-        for bad in ["", "yesterday", "2025-13-01T00:00:00Z", "2025-07-14T10:30:00+2", "2025-07-14"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "2025-07-14T10:30:00+2",
+            "2025-07-14",
+        ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }

@@ -50,7 +50,11 @@ pub async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Can
                 tracing::warn!("collector is not producing snapshots; withholding watchdog ping");
             }
         }
-        let line = format!("{}; {} client(s)", *status.borrow_and_update(), hub.clients());
+        let line = format!(
+            "{}; {} client(s)",
+            *status.borrow_and_update(),
+            hub.clients()
+        );
         if line != last_status {
             notify(&[NotifyState::Status(&line)]);
             last_status = line;

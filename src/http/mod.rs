@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 pub use admission::Admission;
@@ -59,17 +59,22 @@ pub fn routes(
         let state = state.clone();
         warp::any().map(move || state.clone())
     };
-    let authorized = with_state.clone().and(token_filter()).and_then(
-        |state: Arc<AppState>, token: Option<String>| async move {
+    let authorized = with_state
+        .clone()
+        .and(token_filter())
+        .and_then(|state: Arc<AppState>, token: Option<String>| async move {
             match &state.config.token {
-                Some(expected) if !token.as_deref().is_some_and(|t| constant_time_eq(t, expected)) => {
+                Some(expected)
+                    if !token
+                        .as_deref()
+                        .is_some_and(|t| constant_time_eq(t, expected)) =>
+                {
                     Err(warp::reject::custom(Refusal::Unauthorized))
                 }
                 _ => Ok(()),
             }
-        },
-    )
-    .untuple_one();
+        })
+        .untuple_one();
 
     let ws_path = warp::path::end().or(warp::path!("ws")).unify();
     let websocket = ws_path
@@ -99,7 +104,10 @@ pub fn routes(
                 None => state.config.history,
                 Some(Ok(seconds)) => Duration::from_secs(seconds).min(MAX_HISTORY_WINDOW),
                 Some(Err(_)) => {
-                    return error_response(StatusCode::BAD_REQUEST, "seconds must be a whole number")
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "seconds must be a whole number",
+                    )
                 }
             };
             let body = serde_json::json!({
@@ -250,8 +258,7 @@ fn token_filter() -> impl Filter<Extract = (Option<String>,), Error = Rejection>
 /// Compares without an early exit, so response time does not reveal the matching prefix.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -285,14 +292,12 @@ async fn recover(rejection: Rejection) -> Result<Response<Bytes>, Infallible> {
             Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong access token"),
             Refusal::ForeignOrigin => (StatusCode::FORBIDDEN, "origin not allowed"),
             Refusal::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too many clients"),
-            Refusal::TooManyFromAddress => {
-                (StatusCode::TOO_MANY_REQUESTS, "too many clients from this address")
-            }
+            Refusal::TooManyFromAddress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many clients from this address",
+            ),
         }
-    } else if rejection
-        .find::<warp::reject::MethodNotAllowed>()
-        .is_some()
-    {
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         (StatusCode::BAD_REQUEST, "invalid query string")

@@ -39,7 +39,10 @@ pub(super) async fn upgrade(
         .admission
         .admit(remote.map(|a| a.ip()))
         .map_err(|full| {
-            tracing::warn!("refused WebSocket from {}: {full:?} limit reached", peer(remote));
+            tracing::warn!(
+                "refused WebSocket from {}: {full:?} limit reached",
+                peer(remote)
+            );
             warp::reject::custom(match full {
                 Full::Server => Refusal::TooManyClients,
                 Full::Address => Refusal::TooManyFromAddress,
@@ -63,12 +66,16 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     };
     let host = headers.get("host").and_then(|h| h.to_str().ok());
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) || (origin_host.is_some() && origin_host == host)
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+        || (origin_host.is_some() && origin_host == host)
 }
 
 async fn session(socket: WebSocket, state: Arc<AppState>, remote: Option<SocketAddr>, slot: Slot) {
     let who = peer(remote);
-    tracing::info!("client connected: {who} ({} connected)", state.hub.clients());
+    tracing::info!(
+        "client connected: {who} ({} connected)",
+        state.hub.clients()
+    );
     let reason = serve_client(socket, &state).await;
     drop(slot);
     tracing::info!(
@@ -85,7 +92,10 @@ async fn serve_client(socket: WebSocket, state: &AppState) -> &'static str {
     let send_timeout = config.send_timeout;
 
     // A new client gets the latest snapshot at once.
-    let first = snapshots.borrow_and_update().as_ref().map(|s| s.frame.clone());
+    let first = snapshots
+        .borrow_and_update()
+        .as_ref()
+        .map(|s| s.frame.clone());
     if let Some(frame) = first {
         match timeout(send_timeout, tx.send(frame)).await {
             Ok(Ok(())) => {}
@@ -183,10 +193,22 @@ mod tests {
     #[test]
     fn origin_rules() {
         let allowed = vec!["https://grafana.example".to_owned()];
-        assert!(origin_allowed(&[], &headers(Some("http://evil.example"), "pi:8765")));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("http://evil.example"), "pi:8765")
+        ));
         assert!(origin_allowed(&allowed, &headers(None, "pi:8765")));
-        assert!(origin_allowed(&allowed, &headers(Some("http://pi:8765"), "pi:8765")));
-        assert!(origin_allowed(&allowed, &headers(Some("https://grafana.example"), "pi:8765")));
-        assert!(!origin_allowed(&allowed, &headers(Some("http://evil.example"), "pi:8765")));
+        assert!(origin_allowed(
+            &allowed,
+            &headers(Some("http://pi:8765"), "pi:8765")
+        ));
+        assert!(origin_allowed(
+            &allowed,
+            &headers(Some("https://grafana.example"), "pi:8765")
+        ));
+        assert!(!origin_allowed(
+            &allowed,
+            &headers(Some("http://evil.example"), "pi:8765")
+        ));
     }
 }

@@ -7,6 +7,7 @@
 //! primes one.
 
 pub mod model;
+pub mod pi;
 pub mod procfs;
 
 use std::collections::BTreeMap;
@@ -14,10 +15,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sysinfo::{
-    CpuRefreshKind, DiskRefreshKind, Disks, Networks, ProcessRefreshKind, ProcessesToUpdate,
-    System,
-};
+use sysinfo::{CpuRefreshKind, Networks, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::config::Config;
 use model::*;
@@ -51,13 +49,13 @@ pub struct Context {
 
 pub struct Collector {
     system: System,
-    disks: Disks,
     networks: Networks,
     proc_root: PathBuf,
     sys_root: PathBuf,
     top_processes: usize,
     hide_process_names: bool,
     facts: HostFacts,
+    pi: pi::PiReader,
     previous: Option<Previous>,
 }
 
@@ -67,22 +65,23 @@ impl Collector {
         let mut system = System::new();
         system.refresh_cpu_list(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
         system.refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
+        let pi = pi::PiReader::new(&config.proc_root, &config.sys_root, &config.vcgencmd);
         let facts = HostFacts {
             hostname: System::host_name(),
-            model: procfs::read_model(&config.proc_root),
+            model: pi.model().map(str::to_owned),
             kernel: System::kernel_version(),
             os: System::long_os_version(),
             count_physical: System::physical_core_count(),
         };
         Collector {
             system,
-            disks: Disks::new_with_refreshed_list_specifics(disk_refresh()),
             networks: Networks::new_with_refreshed_list(),
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
             hide_process_names: config.hide_process_names,
             facts,
+            pi,
             previous: None,
         }
     }
@@ -116,7 +115,8 @@ impl Collector {
             net: net_io,
         });
 
-        let uptime = procfs::read_uptime(&self.proc_root).unwrap_or_else(|| System::uptime() as f64);
+        let uptime =
+            procfs::read_uptime(&self.proc_root).unwrap_or_else(|| System::uptime() as f64);
         let boot_time = wall.checked_sub(Duration::from_secs_f64(uptime));
         StatsDocument {
             timestamp: iso8601(wall),
@@ -145,7 +145,7 @@ impl Collector {
             processes,
             temperature,
             battery: procfs::read_battery(&self.sys_root),
-            pi: None,
+            pi: self.pi.read(),
             connectivity: ctx.connectivity,
         }
     }
@@ -159,7 +159,12 @@ impl Collector {
         let current = current.or_else(|| {
             self.system
                 .refresh_cpu_specifics(CpuRefreshKind::nothing().with_frequency());
-            let mhz = self.system.cpus().first().map(|c| c.frequency()).unwrap_or(0);
+            let mhz = self
+                .system
+                .cpus()
+                .first()
+                .map(|c| c.frequency())
+                .unwrap_or(0);
             (mhz > 0).then_some(mhz as f64)
         });
         CpuInfo {
@@ -177,33 +182,18 @@ impl Collector {
     }
 
     fn disk(&mut self, io: Option<DiskIo>, elapsed: Option<f64>) -> DiskInfo {
-        self.disks.refresh_specifics(true, disk_refresh());
-        let mut partitions: Vec<Partition> = self
-            .disks
-            .list()
-            .iter()
-            .filter_map(|d| {
-                let device = d.name().to_string_lossy().into_owned();
-                // Like psutil's `disk_partitions(all=False)`: block devices only.
-                if !device.starts_with("/dev/") || d.total_space() == 0 {
-                    return None;
-                }
-                let total = d.total_space();
-                let free = d.available_space();
-                let used = total.saturating_sub(free);
-                Some(Partition {
-                    device,
-                    mountpoint: d.mount_point().to_string_lossy().into_owned(),
-                    fstype: d.file_system().to_string_lossy().into_owned(),
-                    total_gb: gib(total),
-                    used_gb: gib(used),
-                    free_gb: gib(free),
-                    used_percent: percent(used, total),
-                })
+        let partitions: Vec<Partition> = procfs::read_mounts(&self.proc_root)
+            .into_iter()
+            .map(|m| Partition {
+                total_gb: gib(m.total),
+                used_gb: gib(m.used),
+                free_gb: gib(m.free),
+                used_percent: percent(m.used, m.used + m.free),
+                device: m.device,
+                mountpoint: m.mountpoint,
+                fstype: m.fstype,
             })
             .collect();
-        partitions.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
-        partitions.dedup_by(|a, b| a.mountpoint == b.mountpoint);
         let previous = self.previous.as_ref().and_then(|p| p.disk);
         let io_rates = match (io, previous, elapsed) {
             (Some(now), Some(before), Some(secs)) => Some(IoRates {
@@ -291,10 +281,8 @@ impl Collector {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
         let processes = self.system.processes();
-        let mut top: Vec<_> = processes
-            .values()
-            .filter(|p| p.thread_kind().is_none())
-            .collect();
+        // Threads are not listed (`without_tasks`); kernel threads count, as in psutil.
+        let mut top: Vec<_> = processes.values().collect();
         let total_count = top.len();
         top.sort_by(|a, b| {
             b.cpu_usage()
@@ -327,10 +315,6 @@ fn process_refresh() -> ProcessRefreshKind {
         .with_cpu()
         .with_memory()
         .without_tasks()
-}
-
-fn disk_refresh() -> DiskRefreshKind {
-    DiskRefreshKind::nothing().with_storage()
 }
 
 fn memory_sections(m: &procfs::MemInfo) -> (MemoryInfo, SwapInfo) {

@@ -311,9 +311,11 @@ fn refresh(shared: &(Mutex<FirmwareState>, Condvar), vcgencmd: &Path, want_throt
         let clock = run_vcgencmd(vcgencmd, &["measure_clock", "core"])?;
         let throttled = if want_throttled {
             let out = run_vcgencmd(vcgencmd, &["get_throttled"])?;
-            Some(value_after_eq(&out).and_then(parse_hex).ok_or_else(|| {
-                format!("unexpected `vcgencmd get_throttled` output {out:?}")
-            })?)
+            Some(
+                value_after_eq(&out)
+                    .and_then(parse_hex)
+                    .ok_or_else(|| format!("unexpected `vcgencmd get_throttled` output {out:?}"))?,
+            )
         } else {
             None
         };
@@ -399,7 +401,9 @@ fn wait_with_timeout(
 }
 
 fn value_after_eq(out: &str) -> Option<&str> {
-    out.lines().find_map(|l| l.split_once('=')).map(|(_, v)| v.trim())
+    out.lines()
+        .find_map(|l| l.split_once('='))
+        .map(|(_, v)| v.trim())
 }
 
 /// `volt=0.8500V`
@@ -487,7 +491,10 @@ mod tests {
         assert_eq!(parse_volts("volt=0.8500V"), Some(0.85));
         assert_eq!(parse_clock_mhz("frequency(1)=500000000"), Some(500.0));
         assert_eq!(parse_clock_mhz("frequency(1)=0"), Some(0.0));
-        assert_eq!(value_after_eq("throttled=0x50005").and_then(parse_hex), Some(0x50005));
+        assert_eq!(
+            value_after_eq("throttled=0x50005").and_then(parse_hex),
+            Some(0x50005)
+        );
         assert_eq!(parse_hex("50005\n"), Some(0x50005));
         assert_eq!(parse_hex("0x0"), Some(0));
         assert_eq!(parse_volts("VCHI initialization failed"), None);

@@ -12,7 +12,10 @@ use super::model::{BatteryInfo, DiskIo, NetIo, SensorReading};
 /// Reads a small text file, trimmed; `None` if absent or unreadable.
 pub fn read_trimmed(path: &Path) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;
-    Some(text.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_owned())
+    Some(
+        text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+            .to_owned(),
+    )
 }
 
 /// Reads a file holding one number.
@@ -146,11 +149,6 @@ pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
     Some([f.next()??, f.next()??, f.next()??])
 }
 
-/// Board model from the device tree (`Raspberry Pi 4 Model B Rev 1.4`), absent on most PCs.
-pub fn read_model(proc_root: &Path) -> Option<String> {
-    read_trimmed(&proc_root.join("device-tree/model")).filter(|m| !m.is_empty())
-}
-
 /// CPU frequency in MHz: current (mean over CPUs), min and max, from cpufreq.
 pub fn read_cpufreq(sys_root: &Path, cpus: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
     let cpu_dir = sys_root.join("devices/system/cpu");
@@ -234,12 +232,15 @@ pub fn read_sensors(
             let milli = |suffix: &str| {
                 read_number::<f64>(&hwmon.join(format!("{prefix}_{suffix}"))).map(|v| v / 1000.0)
             };
-            sensors.entry(chip.clone()).or_default().push(SensorReading {
-                label: read_trimmed(&hwmon.join(format!("{prefix}_label"))).unwrap_or_default(),
-                current: current / 1000.0,
-                high: milli("max"),
-                critical: milli("crit"),
-            });
+            sensors
+                .entry(chip.clone())
+                .or_default()
+                .push(SensorReading {
+                    label: read_trimmed(&hwmon.join(format!("{prefix}_label"))).unwrap_or_default(),
+                    current: current / 1000.0,
+                    high: milli("max"),
+                    critical: milli("crit"),
+                });
         }
     }
     for (kind, celsius) in zones {
@@ -293,6 +294,92 @@ pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
     })
 }
 
+/// One mounted file system's space, as psutil reports it: `used` counts blocks in use
+/// (reserved blocks excluded from `free`), `percent` is `used / (used + free)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub device: String,
+    pub mountpoint: String,
+    pub fstype: String,
+    pub total: u64,
+    pub used: u64,
+    pub free: u64,
+}
+
+/// Block-device mounts from `/proc/self/mounts` (like psutil's `disk_partitions(all=False)`),
+/// one entry per mount point, with their space from `statvfs`.
+pub fn read_mounts(proc_root: &Path) -> Vec<Mount> {
+    let Ok(text) = fs::read_to_string(proc_root.join("self/mounts")) else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (device, mountpoint, fstype) = (f.next()?, f.next()?, f.next()?);
+            if !device.starts_with("/dev/") {
+                return None;
+            }
+            let mountpoint = unescape_mount(mountpoint);
+            if !seen.insert(mountpoint.clone()) {
+                return None;
+            }
+            let (total, used, free) = statvfs(&mountpoint)?;
+            Some(Mount {
+                device: device.to_owned(),
+                mountpoint,
+                fstype: fstype.to_owned(),
+                total,
+                used,
+                free,
+            })
+        })
+        .collect()
+}
+
+/// `/proc/mounts` writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let code = rest.get(pos + 1..pos + 4);
+        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
+            Some(byte) => {
+                out.push(byte as char);
+                rest = &rest[pos + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[pos + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// (total, used, free-for-users) in bytes.
+// The block counts are 32-bit on armhf, so the casts are not redundant everywhere.
+#[allow(clippy::unnecessary_cast)]
+fn statvfs(path: &str) -> Option<(u64, u64, u64)> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: c_path is a valid NUL-terminated string and st points to writable memory of the
+    // right type; statvfs only writes into it.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64) * frsize;
+    let free = st.f_bavail as u64 * frsize;
+    (total > 0).then_some((total, used, free))
+}
+
 /// Link details from `/sys/class/net/IF`: (is_up, mtu, speed in Mb/s, MAC).
 pub fn read_link(sys_root: &Path, name: &str) -> (bool, Option<u32>, Option<u32>, Option<String>) {
     let dir = sys_root.join("class/net").join(name);
@@ -324,7 +411,8 @@ mod tests {
 
     #[test]
     fn meminfo_without_available_estimates_it() {
-        let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n");
+        let m =
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n");
         assert_eq!(m.available, 450 * 1024);
     }
 
@@ -352,10 +440,29 @@ mod tests {
 
     #[test]
     fn cpu_zone_preferred_over_first() {
-        let zones = vec![("acpitz".to_owned(), 30.0), ("cpu-thermal".to_owned(), 48.3)];
+        let zones = vec![
+            ("acpitz".to_owned(), 30.0),
+            ("cpu-thermal".to_owned(), 48.3),
+        ];
         assert_eq!(pi_cpu_celsius(&zones), Some(48.3));
         assert_eq!(pi_cpu_celsius(&zones[..1]), Some(30.0));
         assert_eq!(pi_cpu_celsius(&[]), None);
+    }
+
+    #[test]
+    fn mount_escapes_are_decoded() {
+        assert_eq!(unescape_mount("/media/my\\040disk"), "/media/my disk");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+        assert_eq!(unescape_mount("/odd\\x"), "/odd\\x");
+    }
+
+    #[test]
+    fn root_mount_matches_statvfs_of_root() {
+        let mounts = read_mounts(Path::new("/proc"));
+        if let Some(root) = mounts.iter().find(|m| m.mountpoint == "/") {
+            assert!(root.total >= root.used + root.free / 2);
+            assert!(root.device.starts_with("/dev/"));
+        }
     }
 
     #[test]

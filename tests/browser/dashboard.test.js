@@ -1,0 +1,421 @@
+// The dashboard in headless Debian Chromium against the real pistats binary.
+//
+// Run with tests/browser/run.sh (installs Chromium and playwright-core, builds pistats when
+// needed). PISTATS_BIN picks the binary; CHROMIUM the browser. Screenshots land in
+// tests/browser/out/; with PISTATS_UPDATE_DOCS=1 they are also copied to docs/.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const BIN = process.env.PISTATS_BIN || path.join(REPO, 'target', 'debug', 'pistats');
+const ASSETS = path.join(REPO, 'assets');
+const OUT = path.join(__dirname, 'out');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const DASH = '\u2014';
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+// ------------------------------------------------------------------ the daemon
+
+const running = new Set();
+
+function cleanEnv() {
+  const env = { NO_COLOR: '1', RUST_LOG: 'info' };
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('PISTATS_') && k !== 'RUST_LOG') env[k] = v;
+  }
+  return env;
+}
+
+/** Starts pistats on 127.0.0.1 (port 0 = any free port); resolves once it is listening. */
+function startOnce(port, extra) {
+  return new Promise((resolve, reject) => {
+    const args = ['--host', '127.0.0.1', '--port', String(port), '--assets-dir', ASSETS, '--interval', '500ms', ...extra];
+    const proc = spawn(BIN, args, { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`pistats did not report listening within 20 s:\n${log}`)), 20000);
+    function finish(err, addr) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        proc.kill('SIGKILL');
+        reject(err);
+      } else {
+        resolve(addr);
+      }
+    }
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = log.replace(/\x1b\[[0-9;]*m/g, '').match(/listening on (\S+)/);
+      if (m) {
+        const server = {
+          proc,
+          addr: m[1],
+          port: Number(m[1].split(':').pop()),
+          url: `http://${m[1]}/`,
+          log: () => log,
+          exited: new Promise((r) => proc.once('exit', r)),
+        };
+        running.add(server);
+        server.exited.then(() => running.delete(server));
+        finish(null, server);
+      }
+    });
+    proc.once('error', (err) => finish(err));
+    proc.once('exit', (code, signal) => finish(new Error(`pistats exited (${code ?? signal}) before listening:\n${log}`)));
+  });
+}
+
+/** Like startOnce, but on a fixed port retries while the old socket is being released. */
+async function startPistats({ port = 0, args = [] } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startOnce(port, args);
+    } catch (err) {
+      if (port === 0 || attempt >= 10) throw err;
+      await sleep(300);
+    }
+  }
+}
+
+async function stopPistats(server, signal = 'SIGTERM') {
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null) return;
+  server.proc.kill(signal);
+  const timeout = sleep(5000).then(() => 'timeout');
+  if ((await Promise.race([server.exited, timeout])) === 'timeout') {
+    server.proc.kill('SIGKILL');
+    await server.exited;
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function getJson(server, route, headers = {}) {
+  const r = await fetch(server.url + route, { headers });
+  assert.equal(r.status, 200, `GET ${route}`);
+  return r.json();
+}
+
+// ------------------------------------------------------------------ the browser
+
+let browser;
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `pistats binary not found at ${BIN} (set PISTATS_BIN)`);
+  fs.mkdirSync(OUT, { recursive: true });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  await Promise.all(Array.from(running, (s) => stopPistats(s, 'SIGKILL')));
+});
+
+/**
+ * A fresh browser context and page that records console errors, page errors, every request
+ * and every WebSocket (with the documents it received).
+ */
+async function openPage(t, { viewport = { width: 1280, height: 900 }, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const rec = { errors: [], requests: [], sockets: [], frames: [] };
+  page.on('console', (m) => {
+    if (m.type() === 'error') rec.errors.push(m.text());
+  });
+  page.on('pageerror', (e) => rec.errors.push(String(e)));
+  page.on('request', (r) => rec.requests.push({ url: r.url(), headers: r.headers() }));
+  page.on('websocket', (ws) => {
+    rec.sockets.push(ws.url());
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string') rec.frames.push(f.payload);
+    });
+  });
+  return { page, rec };
+}
+
+const text = (page, sel) => page.locator(sel).first().innerText().then((s) => s.trim());
+
+async function waitConnected(page, timeout = 15000) {
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout });
+  // the first document has been rendered once the update time carries its timestamp
+  await page.waitForSelector('#updated[datetime]', { timeout });
+}
+
+/** Waits until the page has rendered a document newer than `after` (an ISO timestamp). */
+async function waitNewDocument(page, after, timeout = 10000) {
+  await page.waitForFunction(
+    (prev) => {
+      const v = document.querySelector('#updated').getAttribute('datetime');
+      return v && Date.parse(v) > Date.parse(prev);
+    },
+    after,
+    { timeout },
+  );
+  return page.locator('#updated').getAttribute('datetime');
+}
+
+/** Every data-f binding's text, with the timestamp of the document they show. */
+function readBindings(page) {
+  return page.evaluate(() => ({
+    timestamp: document.querySelector('#updated').getAttribute('datetime'),
+    fields: Array.from(document.querySelectorAll('[data-f]'), (el) => [el.dataset.f, el.textContent.trim()]),
+  }));
+}
+
+function lookup(doc, dotted) {
+  return dotted.split('.').reduce((o, k) => (o == null ? undefined : o[k]), doc);
+}
+
+function parseBytes(s) {
+  const m = s.match(/^([\d.]+) (B|KiB|MiB|GiB|TiB)$/);
+  assert.ok(m, `not a byte size: ${s}`);
+  return Number(m[1]) * 1024 ** ['B', 'KiB', 'MiB', 'GiB', 'TiB'].indexOf(m[2]);
+}
+
+// ------------------------------------------------------------------ tests
+
+test('shows live values of the real daemon, with no errors and no foreign requests', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.equal(await text(page, '#host'), doc.system.hostname);
+  assert.equal(doc.system.hostname, os.hostname());
+  assert.equal(await page.title(), `${os.hostname()} · pistats`);
+
+  // one per-core meter per CPU, as many as the machine has
+  const cpus = os.cpus().length;
+  await page.waitForFunction((n) => document.querySelectorAll('#cores [data-core]').length === n, cpus);
+  assert.equal(await text(page, '#cpu-count'), String(cpus));
+  assert.equal(doc.cpu.per_core_usage.length, cpus);
+  for (const v of await page.locator('#cores [data-core] .val').allInnerTexts()) {
+    assert.match(v, /^\d{1,3}\.\d%$/);
+  }
+  assert.match(await text(page, '#cpu-usage'), /^\d{1,3}\.\d%$/);
+
+  // memory total as shown matches the kernel's figure
+  const memTotal = parseBytes(await text(page, '#memory [data-f="memory.total_gb"]'));
+  assert.ok(Math.abs(memTotal - os.totalmem()) / os.totalmem() < 0.02, `memory total ${memTotal} vs ${os.totalmem()}`);
+
+  // lists mirror the document: partitions, interfaces, processes, sensors
+  const mounts = await page.locator('#partitions [data-mount]').evaluateAll((els) => els.map((e) => e.dataset.mount.split('\u0000')[0]));
+  assert.deepEqual(mounts.sort(), doc.disk.partitions.map((p) => p.mountpoint).sort());
+  const ifaces = await page.locator('#ifaces [data-iface]').evaluateAll((els) => els.map((e) => e.dataset.iface));
+  assert.deepEqual(ifaces.sort(), Object.keys(doc.network.interfaces).sort());
+  assert.ok(ifaces.includes('lo'));
+  assert.match(await text(page, '[data-iface="lo"]'), /127\.0\.0\.1\/8/);
+  assert.ok(doc.processes.top_cpu_usage.length > 0);
+  assert.equal(await page.locator('#procs tbody tr').count(), doc.processes.top_cpu_usage.length);
+  const sensorCount = Object.values(doc.temperature.sensors).reduce((n, r) => n + r.length, 0);
+  assert.equal(await page.locator('#sensors tbody tr').count(), sensorCount);
+  assert.equal(await page.locator('#sensors-empty').isVisible(), sensorCount === 0);
+  assert.notEqual(await text(page, '#clients'), DASH);
+
+  // values move: new documents arrive and rates get filled in after the first tick
+  const first = await page.locator('#updated').getAttribute('datetime');
+  const second = await waitNewDocument(page, first);
+  await waitNewDocument(page, second);
+  assert.match(await text(page, '#net-recv'), /^[\d.]+ (B|KiB|MiB|GiB)\/s$/);
+  assert.match(await text(page, '#disk-read'), /^([\d.]+ (B|KiB|MiB|GiB)\/s|—)$/);
+
+  // the charts got history on connect and are being drawn
+  const history = rec.requests.filter((r) => r.url.includes('/api/v1/history?seconds=600'));
+  assert.equal(history.length, 1);
+  await page.waitForFunction(() => Number(document.querySelector('#chart-cpu').dataset.points) >= 3);
+
+  const body = await page.locator('body').innerText();
+  assert.doesNotMatch(body, /undefined|NaN|\[object/);
+
+  // only the server that served the page was ever contacted
+  const origin = new URL(server.url);
+  for (const r of rec.requests) assert.equal(new URL(r.url).host, origin.host, r.url);
+  assert.deepEqual(rec.sockets, [`ws://${origin.host}/ws`]);
+  assert.deepEqual(rec.errors, []);
+});
+
+test('charts are full at once: history is loaded on connect', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  await sleep(3000); // let the daemon record a few ticks
+  const { page } = await openPage(t);
+  const historyReply = page.waitForResponse((r) => r.url().includes('/api/v1/history'));
+  await page.goto(server.url);
+  const reply = await historyReply;
+  assert.equal(reply.status(), 200);
+  const { points } = await reply.json();
+  assert.ok(points.length >= 4, `history has ${points.length} points`);
+  // drawn from history, not only from the couple of live documents seen so far
+  await page.waitForFunction((n) => Number(document.querySelector('#chart-cpu').dataset.points) >= n, points.length, { timeout: 3000 });
+  // and something was actually painted in the plot
+  const painted = await page.evaluate(() => {
+    const c = document.querySelector('#chart-cpu');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n / (c.width * c.height);
+  });
+  assert.ok(painted > 0.01, `only ${painted} of the chart is painted`);
+});
+
+test('missing values render as a dash (battery, Pi health, connectivity when absent)', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+  const first = await page.locator('#updated').getAttribute('datetime');
+  await waitNewDocument(page, first);
+
+  // compare with the very document the page rendered, as received on its WebSocket
+  const shown = await readBindings(page);
+  const doc = rec.frames.map((f) => JSON.parse(f)).find((d) => d.timestamp === shown.timestamp);
+  assert.ok(doc, `document ${shown.timestamp} was not received on the socket`);
+  let nulls = 0;
+  for (const [field, value] of shown.fields) {
+    const v = lookup(doc, field);
+    if (v === null || v === undefined) {
+      nulls++;
+      assert.equal(value, DASH, `${field} is ${v} but shows "${value}"`);
+    }
+    assert.doesNotMatch(value, /undefined|NaN|null/, field);
+  }
+
+  if (doc.battery === null) {
+    for (const sel of ['#battery-percent', '#battery-plugged', '#battery-left']) assert.equal(await text(page, sel), DASH, sel);
+    assert.ok(nulls >= 3);
+  } else {
+    assert.match(await text(page, '#battery-percent'), /^\d{1,3}\.\d%$/);
+  }
+  if (doc.pi === null) {
+    assert.equal(await page.locator('#pi').isHidden(), true);
+    assert.equal(await text(page, '#pi-power'), DASH);
+    assert.equal(await page.locator('#alert').isHidden(), true);
+  }
+  if (doc.connectivity === null) {
+    assert.equal(await text(page, '#connectivity-iface'), DASH);
+    assert.equal(await text(page, '#conn-badge'), DASH);
+  } else {
+    assert.equal(await text(page, '#connectivity-iface'), doc.connectivity.interface);
+    assert.equal(await text(page, '#connectivity-state'), doc.connectivity.state);
+  }
+  if (doc.temperature_celsius === null && doc.temperature.pi_cpu_celsius === null) {
+    assert.equal(await text(page, '#temp'), DASH);
+  }
+});
+
+test('reconnects after the daemon is restarted on the same port', async (t) => {
+  let server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+  const hostShown = await text(page, '#host');
+
+  await stopPistats(server, 'SIGKILL');
+  await page.waitForSelector('#conn[data-state="offline"]', { timeout: 10000 });
+  const lastSeen = await page.locator('#updated').getAttribute('datetime');
+  assert.match(await text(page, '#conn-detail'), /retrying/);
+  // the last values stay on screen while offline
+  assert.equal(await text(page, '#host'), hostShown);
+
+  await sleep(1500); // a few failed attempts: the backoff grows
+  server = await startPistats({ port: server.port });
+  await waitConnected(page, 20000);
+  await waitNewDocument(page, lastSeen, 10000);
+  const after = await page.locator('#updated').getAttribute('datetime');
+  await waitNewDocument(page, after);
+  assert.ok(rec.sockets.length >= 2, `sockets opened: ${rec.sockets.length}`);
+  assert.equal(await text(page, '#conn-text'), 'Live');
+  assert.equal(await text(page, '#clients'), '1');
+});
+
+test('asks for the access token and uses it for the socket and the API', async (t) => {
+  const token = 'tok-' + Math.random().toString(36).slice(2);
+  const server = await startPistats({ args: ['--token', token] });
+  t.after(() => stopPistats(server));
+  const unauth = await fetch(server.url + 'api/v1/stats');
+  assert.equal(unauth.status, 401);
+
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await page.waitForSelector('#auth:not([hidden])', { timeout: 10000 });
+  assert.equal(await page.locator('#conn').getAttribute('data-state'), 'auth');
+  assert.equal(await text(page, '#host'), DASH);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'auth-token');
+
+  // a wrong token is refused and asked for again
+  await page.fill('#auth-token', 'wrong-token');
+  await page.press('#auth-token', 'Enter');
+  await page.waitForFunction(() => /not accepted/.test(document.querySelector('#auth-msg').textContent)
+    && !document.querySelector('#auth').hidden, null, { timeout: 10000 });
+
+  await page.getByLabel('Access token').fill(token);
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await waitConnected(page);
+  assert.equal(await page.locator('#auth').isHidden(), true);
+  assert.equal(await text(page, '#host'), os.hostname());
+  assert.equal(await page.evaluate(() => localStorage.getItem('pistats.token')), token);
+  assert.ok(rec.sockets.includes(`ws://${server.addr}/ws?token=${token}`), rec.sockets.join(' '));
+  await page.waitForFunction(() => Number(document.querySelector('#chart-cpu').dataset.points) >= 1);
+  const history = rec.requests.filter((r) => r.url.includes('/api/v1/history'));
+  assert.ok(history.length >= 1);
+  assert.equal(history[history.length - 1].headers.authorization, `Bearer ${token}`);
+
+  // the stored token is used straight away next time
+  rec.sockets.length = 0;
+  await page.reload();
+  await waitConnected(page);
+  assert.equal(await page.locator('#auth').isHidden(), true);
+  assert.deepEqual(rec.sockets, [`ws://${server.addr}/ws?token=${token}`]);
+});
+
+test('responsive layout: screenshots at phone and desktop sizes, light and dark', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  await sleep(2000); // some history for the charts
+  const shots = [
+    ['dashboard-phone', { width: 390, height: 844 }, 'light'],
+    ['dashboard-desktop', { width: 1440, height: 900 }, 'light'],
+    ['dashboard-phone-dark', { width: 390, height: 844 }, 'dark'],
+    ['dashboard-desktop-dark', { width: 1440, height: 900 }, 'dark'],
+    ['dashboard-narrow', { width: 360, height: 740 }, 'light'],
+  ];
+  for (const [name, viewport, colorScheme] of shots) {
+    const { page, rec } = await openPage(t, { viewport, colorScheme });
+    await page.goto(server.url);
+    await waitConnected(page);
+    await page.waitForFunction(() => Number(document.querySelector('#chart-net').dataset.points) >= 3);
+    // nothing sticks out sideways at this width
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${name}: page is ${overflow}px wider than the viewport`);
+    // the summary tiles are all on screen
+    for (const box of await page.locator('.tile').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().right))) {
+      assert.ok(box <= viewport.width, `${name}: a tile ends at ${box}px`);
+    }
+    await page.screenshot({ path: path.join(OUT, `${name}.png`) });
+    await page.screenshot({ path: path.join(OUT, `${name}-full.png`), fullPage: true });
+    assert.deepEqual(rec.errors, [], name);
+  }
+  if (process.env.PISTATS_UPDATE_DOCS === '1') {
+    fs.mkdirSync(path.join(REPO, 'docs'), { recursive: true });
+    for (const name of ['dashboard-phone', 'dashboard-desktop']) {
+      fs.copyFileSync(path.join(OUT, `${name}.png`), path.join(REPO, 'docs', `${name}.png`));
+    }
+  }
+});

@@ -1,0 +1,503 @@
+//! End-to-end tests of the real daemon on loopback: the WebSocket feed, REST API, health,
+//! configuration errors, shutdown and slow-client isolation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{eventually, http_get, Daemon, BIN};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Ws {
+    let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect timed out")
+        .expect("WebSocket handshake");
+    ws
+}
+
+/// Next text frame as JSON (pings are answered by tungstenite itself).
+async fn next_doc(ws: &mut Ws) -> Value {
+    loop {
+        let msg = timeout(WAIT, ws.next())
+            .await
+            .expect("no document in time")
+            .expect("stream ended")
+            .expect("read error");
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(&text).expect("document is JSON");
+        }
+    }
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} is not a number in {v}"))
+}
+
+fn is_num_or_null(v: &Value) -> bool {
+    v.is_number() || v.is_null()
+}
+
+/// Every field of the seed README's format, with its type, plus the legacy flat keys.
+fn assert_document_shape(doc: &Value) {
+    assert!(doc["timestamp"].as_str().unwrap().contains('T'));
+    let system = &doc["system"];
+    assert!(system["boot_time"].as_str().unwrap().contains('T'));
+    assert!(num(doc, "/system/uptime_seconds") > 0.0);
+    assert!(system["uptime_human"].as_str().unwrap().contains(':'));
+    assert_eq!(system["load_average"].as_array().unwrap().len(), 3);
+    assert!(system["connected_clients"].is_u64());
+
+    let cpu = &doc["cpu"];
+    let usage = num(doc, "/cpu/usage_percent");
+    assert!((0.0..=100.0).contains(&usage));
+    let logical = cpu["count_logical"].as_u64().unwrap() as usize;
+    assert_eq!(logical, std::thread::available_parallelism().unwrap().get());
+    assert!(is_num_or_null(&cpu["count_physical"]));
+    for key in ["current", "min", "max"] {
+        assert!(
+            is_num_or_null(&cpu["frequency_mhz"][key]),
+            "frequency {key}"
+        );
+    }
+    let cores = cpu["per_core_usage"].as_array().unwrap();
+    assert_eq!(cores.len(), logical);
+    assert!(cores
+        .iter()
+        .all(|c| (0.0..=100.0).contains(&c.as_f64().unwrap())));
+
+    for key in [
+        "total_gb",
+        "available_gb",
+        "used_gb",
+        "free_gb",
+        "used_percent",
+        "cached_gb",
+        "buffers_gb",
+    ] {
+        assert!(doc["memory"][key].is_number(), "memory.{key}");
+    }
+    for key in ["total_gb", "used_gb", "free_gb", "used_percent"] {
+        assert!(doc["swap"][key].is_number(), "swap.{key}");
+    }
+
+    let disk = &doc["disk"];
+    assert!(is_num_or_null(&disk["root_usage_percent"]));
+    for p in disk["partitions"].as_array().unwrap() {
+        for key in ["device", "mountpoint", "fstype"] {
+            assert!(p[key].is_string(), "partition.{key}");
+        }
+        for key in ["total_gb", "used_gb", "free_gb", "used_percent"] {
+            assert!(p[key].is_number(), "partition.{key}");
+        }
+    }
+    for key in ["read_count", "write_count", "read_bytes", "write_bytes"] {
+        assert!(disk["io_counters"][key].is_u64(), "disk io {key}");
+    }
+
+    let net = &doc["network"];
+    for key in [
+        "bytes_sent",
+        "bytes_recv",
+        "packets_sent",
+        "packets_recv",
+        "errin",
+        "errout",
+        "dropin",
+        "dropout",
+    ] {
+        assert!(net["io_counters"][key].is_u64(), "network io {key}");
+    }
+    let interfaces = net["interfaces"].as_object().unwrap();
+    let lo = &interfaces["lo"];
+    assert!(lo["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["address"] == "127.0.0.1" && a["family"] == "ipv4"));
+
+    let procs = &doc["processes"];
+    assert!(procs["total_count"].as_u64().unwrap() > 0);
+    let top = procs["top_cpu_usage"].as_array().unwrap();
+    assert!(!top.is_empty() && top.len() <= 10);
+    for p in top {
+        assert!(p["pid"].is_u64());
+        assert!(p["name"].is_string());
+        assert!(p["cpu_percent"].is_number());
+        assert!(p["memory_percent"].is_number());
+    }
+    let cpu_sorted: Vec<f64> = top
+        .iter()
+        .map(|p| p["cpu_percent"].as_f64().unwrap())
+        .collect();
+    assert!(
+        cpu_sorted.windows(2).all(|w| w[0] >= w[1]),
+        "top list sorted by CPU"
+    );
+
+    assert!(is_num_or_null(&doc["temperature"]["pi_cpu_celsius"]));
+    assert!(doc["temperature"]["sensors"].is_object());
+    assert!(doc["battery"].is_null() || doc["battery"]["percent"].is_number());
+
+    // The seed's first, flat format.
+    for key in [
+        "cpu_usage_percent",
+        "ram_usage_percent",
+        "disk_usage_percent",
+        "temperature_celsius",
+    ] {
+        assert!(is_num_or_null(&doc[key]), "legacy {key}");
+    }
+    assert!(doc["connected_clients"].is_u64());
+}
+
+fn meminfo_total_gb() -> f64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: f64 = text
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    kib * 1024.0 / (1u64 << 30) as f64
+}
+
+fn proc_process_count() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .ok()
+                .and_then(|e| {
+                    e.file_name()
+                        .to_str()
+                        .map(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn proc_uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn websocket_at_root_and_ws_sends_full_document_at_once() {
+    let daemon = Daemon::start(&["--interval", "5s"]);
+    for path in ["/", "/ws"] {
+        let started = Instant::now();
+        let mut ws = connect(&daemon.ws_url(path)).await;
+        let doc = next_doc(&mut ws).await;
+        // With a 5 s interval, a document within 4 s can only be the immediate one.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "first document not immediate"
+        );
+        assert_document_shape(&doc);
+        ws.close(None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn values_agree_with_proc() {
+    let daemon = Daemon::start(&[]);
+    let mut ws = connect(&daemon.ws_url("/")).await;
+    let doc = next_doc(&mut ws).await;
+    let total = num(&doc, "/memory/total_gb");
+    assert!(
+        (total - meminfo_total_gb()).abs() < 0.011,
+        "memory total {total}"
+    );
+    let count = doc["processes"]["total_count"].as_u64().unwrap() as f64;
+    let actual = proc_process_count() as f64;
+    assert!(
+        (count - actual).abs() <= actual * 0.2 + 5.0,
+        "process count {count} vs {actual}"
+    );
+    let uptime = num(&doc, "/system/uptime_seconds");
+    assert!((uptime - proc_uptime()).abs() < 5.0, "uptime {uptime}");
+    assert_eq!(
+        num(&doc, "/cpu_usage_percent"),
+        num(&doc, "/cpu/usage_percent")
+    );
+    assert_eq!(
+        num(&doc, "/ram_usage_percent"),
+        num(&doc, "/memory/used_percent")
+    );
+    // The first document predates this client; the next one counts it.
+    let doc = next_doc(&mut ws).await;
+    assert_eq!(doc["connected_clients"], 1);
+    assert_eq!(doc["system"]["connected_clients"], 1);
+}
+
+#[tokio::test]
+async fn documents_follow_the_interval_without_drift() {
+    let daemon = Daemon::start(&["--interval", "250ms"]);
+    let mut ws = connect(&daemon.ws_url("/ws")).await;
+    let _ = next_doc(&mut ws).await;
+    let mut uptimes = Vec::new();
+    for _ in 0..9 {
+        let doc = next_doc(&mut ws).await;
+        uptimes.push(num(&doc, "/system/uptime_seconds"));
+        // Rates exist from the second document on.
+        assert!(doc["network"]["rates"]["recv_bytes_per_sec"].is_number());
+        assert!(doc["disk"]["io_rates"].is_object() || doc["disk"]["io_counters"].is_null());
+    }
+    // Eight gaps of 250 ms: the daemon's own clock (uptime, 10 ms resolution) says 2 s.
+    let span = uptimes.last().unwrap() - uptimes.first().unwrap();
+    assert!((1.9..=2.1).contains(&span), "8 ticks took {span} s");
+}
+
+#[tokio::test]
+async fn history_and_health_endpoints() {
+    let daemon = Daemon::start(&["--interval", "250ms"]);
+    let points = eventually(WAIT, || {
+        let history = daemon.get("/api/v1/history?seconds=60").json();
+        let points = history["points"].as_array().unwrap().clone();
+        (points.len() >= 4).then_some((history, points))
+    });
+    let (history, points) = points.expect("history fills up");
+    assert_eq!(history["interval_ms"], 250);
+    let times: Vec<u64> = points.iter().map(|p| p["t"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "points oldest first");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(points[0]["per_core"].as_array().unwrap().len(), cores);
+    assert!(points[0]["cpu"].is_number() && points[0]["mem"].is_number());
+    let short = daemon.get("/api/v1/history?seconds=0").json();
+    assert!(short["points"].as_array().unwrap().len() <= 1);
+    assert_eq!(daemon.get("/api/v1/history?seconds=abc").status, 400);
+
+    let health = daemon.get("/healthz");
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(body["status"], "ok");
+    assert!(body["snapshot_age_ms"].as_u64().unwrap() < 2000);
+
+    let stats = daemon.get("/api/v1/stats");
+    assert_eq!(stats.status, 200);
+    assert_eq!(
+        stats.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_document_shape(&stats.json());
+}
+
+#[tokio::test]
+async fn static_files_and_path_traversal() {
+    let daemon = Daemon::start(&[]);
+    let index = daemon.get("/");
+    assert_eq!(index.status, 200);
+    assert!(index.body.to_lowercase().contains("<html") || index.body.contains("pistats"));
+    assert!(index.header("content-security-policy").is_some());
+    for path in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/..%2fCargo.toml",
+        "/assets/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/nonexistent.js",
+    ] {
+        let response = daemon.get(path);
+        assert_eq!(response.status, 404, "{path}: {}", response.body);
+        assert!(!response.body.contains("[package]") && !response.body.contains("root:"));
+    }
+}
+
+#[test]
+fn bad_config_exits_78_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "port = 8765\nintervall = \"1s\"\n").unwrap();
+    for args in [
+        vec!["--config", path.to_str().unwrap()],
+        vec!["check-config", path.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("intervall"), "{err}");
+    }
+    let missing = std::process::Command::new(BIN)
+        .args(["--config", "/nonexistent/pistats.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/pistats.toml"));
+
+    std::fs::write(&path, "interval = \"2s\"\nserve = \"while-connected\"\n").unwrap();
+    let ok = std::process::Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+}
+
+#[test]
+fn snapshot_prints_one_document() {
+    let out = std::process::Command::new(BIN)
+        .args(["--config", "/dev/null", "snapshot"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("snapshot is JSON");
+    assert_document_shape(&doc);
+    assert_eq!(doc["connected_clients"], 0);
+}
+
+#[tokio::test]
+async fn sigterm_sends_close_frames_and_exits_zero() {
+    let mut daemon = Daemon::start(&[]);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut ws = connect(&daemon.ws_url("/")).await;
+        next_doc(&mut ws).await;
+        clients.push(ws);
+    }
+    daemon.signal("TERM");
+    for mut ws in clients {
+        let close = loop {
+            match timeout(WAIT, ws.next()).await.expect("close in time") {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.expect("close frame has a code").code, CloseCode::Away);
+    }
+    let status = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(daemon.log().iter().any(|l| l.contains("SIGTERM received")));
+}
+
+/// A client that connects and never reads must not delay anyone else, and is dropped once
+/// its socket stops taking data.
+#[tokio::test]
+async fn stuck_clients_do_not_delay_live_ones() {
+    let daemon = Daemon::start(&["--interval", "250ms", "--send-timeout", "1s"]);
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(daemon.addr).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            daemon.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 101");
+        stuck.push(stream); // never read again
+    }
+    let mut live = connect(&daemon.ws_url("/ws")).await;
+    let mut last = num(&next_doc(&mut live).await, "/system/uptime_seconds");
+    let mut dropped = false;
+    for _ in 0..120 {
+        let doc = next_doc(&mut live).await;
+        let uptime = num(&doc, "/system/uptime_seconds");
+        // Every tick arrives: no gap of a missed document.
+        assert!(
+            uptime - last < 0.45,
+            "live client missed ticks: {last} → {uptime}"
+        );
+        last = uptime;
+        if doc["connected_clients"].as_u64() == Some(1) {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "stuck clients were never dropped");
+    let metrics = daemon.get("/metrics").body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("pistats_dropped_slow_clients_total"))
+        .expect("dropped counter exported");
+    assert!(line.ends_with(" 5"), "{line}");
+    assert!(daemon.log().iter().any(|l| l.contains("not reading")));
+}
+
+#[tokio::test]
+async fn garbage_frames_close_only_that_client() {
+    let daemon = Daemon::start(&["--interval", "250ms"]);
+    let mut bystander = connect(&daemon.ws_url("/")).await;
+    next_doc(&mut bystander).await;
+
+    // Binary data: the feed is text-only.
+    let mut binary = connect(&daemon.ws_url("/")).await;
+    binary
+        .send(Message::Binary(vec![0xde, 0xad].into()))
+        .await
+        .unwrap();
+    // Larger than max_message_size.
+    let mut oversized = connect(&daemon.ws_url("/")).await;
+    oversized
+        .send(Message::Text("x".repeat(64 * 1024).into()))
+        .await
+        .unwrap();
+    // Text is tolerated (old clients may send some).
+    let mut chatty = connect(&daemon.ws_url("/")).await;
+    chatty.send(Message::Text("hello".into())).await.unwrap();
+
+    for (name, ws, expected) in [
+        ("binary", &mut binary, CloseCode::Unsupported),
+        ("oversized", &mut oversized, CloseCode::Policy),
+    ] {
+        let code = loop {
+            match timeout(WAIT, ws.next()).await.expect("closed in time") {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break None,
+            }
+        };
+        if let Some(code) = code {
+            assert_eq!(code, expected, "{name}");
+        }
+    }
+    // Raw garbage that is not even a WebSocket frame.
+    let mut raw = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    raw.write_all(b"\xff\xfe\x00garbage\r\n\r\n").await.unwrap();
+
+    next_doc(&mut chatty).await;
+    for _ in 0..3 {
+        next_doc(&mut bystander).await;
+    }
+    assert_eq!(daemon.get("/healthz").status, 200);
+}
+
+#[test]
+fn http_get_helper_reads_chunked_bodies() {
+    let daemon = Daemon::start(&[]);
+    let response = http_get(daemon.addr, "/api/v1/history", &[]);
+    assert_eq!(response.status, 200);
+    response.json();
+}

@@ -1,0 +1,531 @@
+//! `/metrics` against the real Prometheus tools: promtool's exposition linter, and a real
+//! Prometheus server scraping the real daemon on loopback.
+//!
+//! Needs Debian's `prometheus` package (promtool included): `bash tests/prometheus-setup.sh`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const STARTUP: Duration = Duration::from_secs(30);
+const SCRAPED: Duration = Duration::from_secs(30);
+
+/// Kills and reaps the child when the test ends, also on failure.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed: run `bash tests/prometheus-setup.sh` \
+                 (installs Debian's prometheus package; CI runs it)"
+            )
+        })
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Starts the real daemon on a free loopback port; returns it and its address.
+fn start_pistats(dir: &Path, args: &[&str]) -> (Running, SocketAddr) {
+    // An empty config file keeps a system-wide /etc/pistats/config.toml out of the test.
+    let config = dir.join("pistats.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", "0", "--interval", "1s"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pistats");
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // Keep draining stderr for the daemon's whole life so it never blocks on a full pipe.
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("pistats: {line}");
+            let line = strip_ansi(&line);
+            if sent {
+                continue;
+            }
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                sent = tx.send(addr).is_ok();
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(STARTUP)
+        .expect("pistats did not log `listening on ADDR`");
+    let addr = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("bad listen address {addr:?}: {e}"));
+    (running, addr)
+}
+
+/// The daemon reading the Pi 4 fixture tree and the fake `vcgencmd`.
+fn start_pi4_pistats(dir: &Path) -> (Running, SocketAddr) {
+    let pi4 = fixtures().join("pi4");
+    let vcgencmd = fixtures().join("bin/vcgencmd");
+    let proc_root = pi4.join("proc");
+    let sys_root = pi4.join("sys");
+    start_pistats(
+        dir,
+        &[
+            "--proc-root",
+            proc_root.to_str().unwrap(),
+            "--sys-root",
+            sys_root.to_str().unwrap(),
+            "--vcgencmd",
+            vcgencmd.to_str().unwrap(),
+        ],
+    )
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP header end in {raw:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok(Response {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    })
+}
+
+/// `/metrics` once the daemon has collected its first document.
+fn fetch_metrics(addr: SocketAddr) -> Response {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        match http_get(addr, "/metrics") {
+            Ok(r) if r.status == 200 && r.body.contains("pistats_cpu_usage_percent") => return r,
+            other if Instant::now() >= deadline => {
+                panic!(
+                    "no metrics from {addr} in {STARTUP:?}: {:?}",
+                    other.map(|r| r.body)
+                )
+            }
+            _ => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn promtool_check_metrics(text: &str) {
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- exposition ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The result vector of an instant query (empty while nothing has been scraped yet).
+fn query(prometheus: SocketAddr, promql: &str) -> Vec<Value> {
+    let Ok(r) = http_get(
+        prometheus,
+        &format!("/api/v1/query?query={}", url_encode(promql)),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<Value>(&r.body) else {
+        return Vec::new();
+    };
+    assert_eq!(json["status"], "success", "query {promql}: {}", r.body);
+    json["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pistats, addr) = start_pistats(dir.path(), &[]);
+    let r = fetch_metrics(addr);
+    assert!(
+        r.headers
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{}",
+        r.headers
+    );
+    for family in [
+        "# TYPE pistats_cpu_usage_percent gauge",
+        "# TYPE pistats_network_receive_bytes_total counter",
+        "# TYPE pistats_memory_total_bytes gauge",
+        "# TYPE pistats_collections_total counter",
+        "# TYPE pistats_build_info gauge",
+    ] {
+        assert!(
+            r.body.lines().any(|l| l == family),
+            "no {family:?} in\n{}",
+            r.body
+        );
+    }
+    promtool_check_metrics(&r.body);
+}
+
+#[test]
+fn pi_metrics_from_fixture_tree_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pistats, addr) = start_pi4_pistats(dir.path());
+    let r = fetch_metrics(addr);
+    for line in [
+        r#"pistats_pi_throttled{flag="under_voltage"} 1"#,
+        r#"pistats_pi_throttled{flag="arm_frequency_capped"} 0"#,
+        r#"pistats_pi_throttled{flag="throttling_occurred"} 1"#,
+        "pistats_pi_core_volts 0.85",
+        "pistats_pi_core_clock_hertz 500000000",
+    ] {
+        assert!(
+            r.body.lines().any(|l| l == line),
+            "no {line:?} in\n{}",
+            r.body
+        );
+    }
+    promtool_check_metrics(&r.body);
+}
+
+/// The YAML files shown in docs/prometheus.md, by the path in their first-line comment.
+fn documented_files() -> Vec<(String, String)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/prometheus.md"))
+            .unwrap();
+    let mut files = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let block = &rest[start + 8..];
+        let end = block.find("```").expect("unterminated code block");
+        let text = &block[..end];
+        let path = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# /etc/prometheus/"))
+            .expect("each YAML block starts with `# /etc/prometheus/NAME`");
+        files.push((path.to_owned(), text.to_owned()));
+        rest = &block[end + 3..];
+    }
+    files
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "expected one {from:?} in\n{text}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// Runs the documented Prometheus setup (config, file_sd targets, alert rules) against two
+/// daemons: one reading this machine, one reading the Pi 4 fixture tree. The documented
+/// targets are host names of a home network; an extra relabel rule sends the actual scrapes
+/// to the loopback daemons, after the documented rules have made the `instance` labels.
+#[test]
+fn prometheus_scrapes_with_documented_config() {
+    let prometheus_bin = tool("prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join("host");
+    let pi_dir = dir.path().join("pi");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::create_dir_all(&pi_dir).unwrap();
+    let (_host, host_addr) = start_pistats(&host_dir, &[]);
+    let (_pi, pi_addr) = start_pi4_pistats(&pi_dir);
+    fetch_metrics(host_addr);
+    fetch_metrics(pi_addr);
+
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let etc_prefix = format!("{}/", etc.display());
+    let files = documented_files();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "prometheus.yml",
+            "pistats-targets.yml",
+            "pistats-alerts.yml"
+        ],
+        "docs/prometheus.md YAML blocks"
+    );
+    for (name, text) in &files {
+        let mut text = text.replace("/etc/prometheus/", &etc_prefix);
+        match name.as_str() {
+            "prometheus.yml" => {
+                text = replace_once(
+                    &text,
+                    "scrape_interval: 15s",
+                    "scrape_interval: 1s\n  scrape_timeout: 1s",
+                );
+                text = replace_once(&text, "evaluation_interval: 15s", "evaluation_interval: 1s");
+                assert!(
+                    text.trim_end().ends_with("target_label: instance"),
+                    "{text}"
+                );
+                text.push_str(
+                    "      - source_labels: [__tmp_loopback]\n        target_label: __address__\n",
+                );
+            }
+            "pistats-targets.yml" => {
+                // The first target group (site home) scrapes the Pi, the others this machine.
+                let mut groups = text.split("  labels:\n");
+                let mut out = groups.next().unwrap().to_owned();
+                for (i, group) in groups.enumerate() {
+                    let to = if i == 0 { pi_addr } else { host_addr };
+                    out.push_str(&format!("  labels:\n    __tmp_loopback: '{to}'\n{group}"));
+                }
+                text = out;
+            }
+            _ => {}
+        }
+        std::fs::write(etc.join(name), text).unwrap();
+    }
+    let config = etc.join("prometheus.yml");
+    let check = Command::new(tool("promtool"))
+        .args(["check", "config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check config: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let storage = dir.path().join("data");
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _prometheus = Running(
+        Command::new(prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", storage.display()))
+            .arg(format!("--web.listen-address={web}"))
+            .arg("--log.level=warn")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start prometheus"),
+    );
+
+    // Documented targets: kitchen-pi.lan and garage-pi.lan (site home, both the Pi fixture
+    // daemon), 192.168.10.21 and "workshop" (site office, this machine's daemon).
+    let wanted = [
+        r#"pistats_cpu_usage_percent{instance="192.168.10.21",site="office"}"#,
+        r#"pistats_network_receive_bytes_total{instance="192.168.10.21",interface="lo"}"#,
+        r#"pistats_network_receive_bytes_total{instance="kitchen-pi",interface="eth0"} == 987654321"#,
+        r#"pistats_cpu_usage_percent{instance="workshop",site="office"}"#,
+        r#"pistats_pi_throttled{instance="kitchen-pi",site="home",flag="under_voltage"} == 1"#,
+        r#"pistats_pi_throttled{instance="garage-pi",flag="arm_frequency_capped"} == 0"#,
+        r#"ALERTS{alertname="PiUnderVoltage",instance="kitchen-pi"}"#,
+        r#"up{job="pistats"} == 1"#,
+    ];
+    let deadline = Instant::now() + SCRAPED;
+    let mut missing: Vec<&str> = wanted.to_vec();
+    while !missing.is_empty() && Instant::now() < deadline {
+        missing.retain(|q| query(web, q).is_empty());
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        missing.is_empty(),
+        "Prometheus has no samples for {missing:?} after {SCRAPED:?}"
+    );
+
+    let up = query(web, r#"up{job="pistats"}"#);
+    let mut instances: Vec<&str> = up
+        .iter()
+        .map(|s| s["metric"]["instance"].as_str().unwrap())
+        .collect();
+    instances.sort();
+    assert_eq!(
+        instances,
+        ["192.168.10.21", "garage-pi", "kitchen-pi", "workshop"]
+    );
+
+    let cpu = query(
+        web,
+        r#"pistats_cpu_usage_percent{instance="192.168.10.21"}"#,
+    );
+    let value: f64 = cpu[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!((0.0..=100.0).contains(&value), "cpu usage {value}");
+    let build = query(web, r#"pistats_build_info{instance="192.168.10.21"}"#);
+    assert_eq!(build[0]["metric"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// Every query of docs/grafana-dashboard.json is valid PromQL (checked by promtool as
+/// recording rules) and names only metrics the daemon exposes.
+#[test]
+fn grafana_dashboard_queries_are_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("dashboard is JSON");
+    assert!(dashboard["title"].is_string() && dashboard["uid"].is_string());
+    let mut exprs = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr", Value::String(e)) => out.push(e.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(list) => list.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+
+    // Grafana's variables, as Grafana would expand them.
+    let promql: Vec<String> = exprs
+        .iter()
+        .map(|e| {
+            e.replace("$__rate_interval", "1m")
+                .replace("$instance", ".*")
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in promql.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: '{}'\n",
+            e.replace('\'', "''")
+        ));
+    }
+    let rules_file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(&rules_file, &rules).unwrap();
+    let check = Command::new(tool("promtool"))
+        .args(["check", "rules"])
+        .arg(&rules_file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "dashboard PromQL rejected: {}{}\n{rules}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The metric names must exist: this machine's daemon plus a Pi's cover them all.
+    let host_dir = dir.path().join("host");
+    let pi_dir = dir.path().join("pi");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::create_dir_all(&pi_dir).unwrap();
+    let (_host, host_addr) = start_pistats(&host_dir, &[]);
+    let (_pi, pi_addr) = start_pi4_pistats(&pi_dir);
+    let exposed: String = fetch_metrics(host_addr).body + &fetch_metrics(pi_addr).body;
+    let families: std::collections::HashSet<&str> = exposed
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("pistats_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                families.contains(name.as_str()),
+                "dashboard query {e:?} uses {name}, which pistats does not expose"
+            );
+            rest = &rest[at + name.len()..];
+        }
+    }
+}
