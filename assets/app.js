@@ -172,30 +172,13 @@
     el,
     bar: el.firstElementChild,
     path: el.dataset.meter.split('.'),
+    levels: el.dataset.levels !== 'off',
   }));
 
-  const ui = {
-    conn: $('#conn'),
-    connText: $('#conn-text'),
-    connDetail: $('#conn-detail'),
-    updated: $('#updated'),
-    subtitle: $('#subtitle'),
-    alert: $('#alert'),
-    auth: $('#auth'),
-    authMsg: $('#auth-msg'),
-    authToken: $('#auth-token'),
-    temp: $('#temp'),
-    tempLevel: $('#temp-level'),
-    tempLegend: $('#temp-legend'),
-    tileTemp: $('#tile-temp'),
-    tileTempLevel: $('#tile-temp-level'),
-    tileTempMeter: { el: $('#tile-temp-meter'), bar: $('#tile-temp-meter > span') },
-    tileRootFree: $('#tile-root-free'),
-    piCard: $('#pi'),
-    piSummary: $('#pi-summary'),
-    piPower: $('#pi-power'),
-    connBadge: $('#conn-badge'),
-  };
+  // Every element with an id, by camel-cased id: ui.connText is #conn-text.
+  const ui = {};
+  for (const el of document.querySelectorAll('[id]')) ui[el.id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = el;
+  const tempMeter = { el: ui.tileTempMeter, bar: ui.tileTempMeter.firstElementChild };
 
   // ---------------------------------------------------------------- dynamic sections
 
@@ -254,9 +237,9 @@
     return { root, now, since };
   });
 
-  function fillBadge(el, value, yesLevel, yes, no) {
+  function fillBadge(el, value, [yes, yesLevel], [no, noLevel]) {
     setText(el, value === true ? yes : value === false ? no : DASH);
-    setAttr(el, 'data-level', value === true ? yesLevel : value === false ? 'ok' : '');
+    setAttr(el, 'data-level', value === true ? yesLevel : value === false ? noLevel : '');
   }
 
   function renderCores(d) {
@@ -278,7 +261,7 @@
       setMeter(item.meter, p.used_percent);
     });
     const root = list.find((p) => p.mountpoint === '/');
-    setText(ui.tileRootFree, root ? `${FMT.gib(root.free_gb)} free of ${FMT.gib(root.total_gb)}` : DASH);
+    setText(ui.tileRootFree, root ? `${FMT.gib(root.free_gb)} free` : DASH);
   }
 
   function renderInterfaces(d) {
@@ -286,9 +269,7 @@
     // Loopback last: it is rarely what anyone looks for.
     const names = Object.keys(map).sort((a, b) => (a === 'lo') - (b === 'lo') || (a < b ? -1 : a > b ? 1 : 0));
     ifaces.update(names.map((n) => [n, map[n] || {}]), (item, i) => {
-      fillBadge(item.badge, i.is_up, 'ok', 'up', 'down');
-      if (i.is_up === true) setAttr(item.badge, 'data-level', 'ok');
-      else if (i.is_up === false) setAttr(item.badge, 'data-level', '');
+      fillBadge(item.badge, i.is_up, ['up', 'ok'], ['down', '']);
       const r = i.rates || {};
       setText(item.rates, `↓ ${FMT.rate(r.recv_bytes_per_sec)} · ↑ ${FMT.rate(r.sent_bytes_per_sec)}`);
       const speed = isNum(i.speed_mbps) ? `${i.speed_mbps} Mb/s` : DASH;
@@ -351,14 +332,14 @@
     setText(ui.tempLegend, FMT.temp(c));
     setText(ui.tempLevel, word);
     setText(ui.tileTempLevel, word);
-    setMeter(ui.tileTempMeter, isNum(c) ? (c / 85) * 100 : null, false);
-    setAttr(ui.tileTempMeter.el, 'data-level', level);
-    setAttr(ui.tileTempMeter.el, 'aria-valuetext', FMT.temp(c));
+    setMeter(tempMeter, isNum(c) ? (c / 85) * 100 : null, false);
+    setAttr(tempMeter.el, 'data-level', level);
+    setAttr(tempMeter.el, 'aria-valuetext', FMT.temp(c));
   }
 
   function renderPi(d) {
     const pi = d.pi && typeof d.pi === 'object' ? d.pi : null;
-    show(ui.piCard, !!pi);
+    show(ui.pi, !!pi);
     const t = pi && pi.throttled && typeof pi.throttled === 'object' ? pi.throttled : null;
     let summary = DASH;
     let level = '';
@@ -388,24 +369,22 @@
     show(ui.alert, !!alert);
     if (pi) {
       piFlags.update(FLAGS.map((f) => [f[0], f]), (row, f) => {
-        fillBadge(row.now, t ? t[f[0]] : null, 'crit', 'Yes', 'No');
-        fillBadge(row.since, t ? t[f[1]] : null, 'warn', 'Yes', 'No');
+        fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok']);
+        fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok']);
       });
     }
   }
 
   function renderConnectivity(d) {
     const c = d.connectivity && typeof d.connectivity === 'object' ? d.connectivity : null;
-    const state = c ? c.connected : null;
-    fillBadge(ui.connBadge, state, 'ok', 'connected', 'disconnected');
-    if (state === false) setAttr(ui.connBadge, 'data-level', 'crit');
+    fillBadge(ui.connBadge, c ? c.connected : null, ['connected', 'ok'], ['disconnected', 'crit']);
   }
 
   let lastDoc = null;
 
   function render(d) {
     for (const b of bindings) setText(b.el, b.fmt(get(d, b.path)));
-    for (const m of meters) setMeter(m, get(d, m.path));
+    for (const m of meters) setMeter(m, get(d, m.path), m.levels);
     renderTemperature(d);
     renderCores(d);
     renderPartitions(d);
@@ -414,9 +393,15 @@
     renderSensors(d);
     renderPi(d);
     renderConnectivity(d);
+    const f = get(d, ['cpu', 'frequency_mhz']) || {};
+    const lo = FMT.freq(f.min);
+    const hi = FMT.freq(f.max);
+    setText(ui.freqRange, lo === DASH && hi === DASH ? DASH : `${lo} – ${hi}`);
     const sys = d.system || {};
-    setText(ui.subtitle, FMT.text(sys.model || sys.os));
+    // the header names the machine when it is known, and stays quiet otherwise
+    setText(ui.subtitle, String(sys.model || sys.os || ''));
     const host = typeof sys.hostname === 'string' && sys.hostname ? sys.hostname : null;
+    setText(ui.host, host || '');
     const title = host ? `${host} · pistats` : 'pistats';
     if (document.title !== title) document.title = title;
     const t = Date.parse(d.timestamp);
@@ -430,19 +415,12 @@
   let intervalMs = 1000;
   const nz = (v) => (isNum(v) ? v : null);
 
+  const SERIES = ['cpu', 'mem', 'swap', 'temp', 'net_recv', 'net_sent', 'disk_read', 'disk_write'];
+
   function normalizePoint(p) {
-    return {
-      t: p.t,
-      cpu: nz(p.cpu),
-      mem: nz(p.mem),
-      swap: nz(p.swap),
-      temp: nz(p.temp),
-      net_recv: nz(p.net_recv),
-      net_sent: nz(p.net_sent),
-      disk_read: nz(p.disk_read),
-      disk_write: nz(p.disk_write),
-      per_core: Array.isArray(p.per_core) ? p.per_core.map(nz) : [],
-    };
+    const out = { t: p.t, per_core: Array.isArray(p.per_core) ? p.per_core.map(nz) : [] };
+    for (const k of SERIES) out[k] = nz(p[k]);
+    return out;
   }
 
   function pointFromDoc(d) {
@@ -584,9 +562,10 @@
       const pw = w - L - R;
       const ph = hgt - T - B;
       if (pw <= 10 || ph <= 10) return;
-      let shown = 0;
-      for (const p of pts) if (p.t >= t0) shown++;
-      setAttr(c, 'data-points', String(shown)); // lets tests see what the chart holds
+      // what the chart holds, for tests: number of points and the oldest one's time
+      const visible = pts.filter((p) => p.t >= t0);
+      setAttr(c, 'data-points', String(visible.length));
+      setAttr(c, 'data-since', visible.length ? String(visible[0].t) : null);
       const X = (t) => L + ((t - t0) / WINDOW_MS) * pw;
       const Y = (v) => T + ph - ((Math.max(ax.lo, Math.min(ax.hi, v)) - ax.lo) / (ax.hi - ax.lo)) * ph;
 
@@ -655,6 +634,7 @@
           }
         }
         ctx.restore();
+        return segs.length;
       };
 
       if (this.opts.cores) {
@@ -662,7 +642,13 @@
         for (const p of pts) n = Math.max(n, p.per_core.length);
         for (let i = 0; i < n; i++) line((p) => (p.per_core[i] == null ? null : p.per_core[i]), palette.core, 1, false);
       }
-      for (const s of this.opts.series) line((p) => p[s.key], palette[s.color], 1.75, s.fill);
+      let drawn = 0;
+      for (const s of this.opts.series) drawn += line((p) => p[s.key], palette[s.color], 1.75, s.fill);
+      if (!drawn) {
+        ctx.textAlign = 'center';
+        ctx.textBaseline = 'middle';
+        ctx.fillText(pts.length ? 'No readings' : 'Waiting for data…', L + pw / 2, T + ph / 2);
+      }
     }
   }
 
@@ -689,9 +675,7 @@
   let token = '';
   try {
     token = localStorage.getItem(TOKEN_KEY) || '';
-  } catch (e) {
-    token = '';
-  }
+  } catch (e) {} // storage disabled: ask every time
   // A bookmark like http://pi:8765/?token=… stores the token and drops it from the address bar.
   {
     const url = new URL(location.href);
@@ -706,11 +690,8 @@
   function saveToken(t) {
     token = t;
     try {
-      if (t) localStorage.setItem(TOKEN_KEY, t);
-      else localStorage.removeItem(TOKEN_KEY);
-    } catch (e) {
-      // storage disabled: the token lives for this page only
-    }
+      localStorage.setItem(TOKEN_KEY, t);
+    } catch (e) {} // storage disabled: the token lives for this page only
   }
 
   const authHeaders = () => (token ? { Authorization: 'Bearer ' + token } : {});
@@ -759,18 +740,20 @@
     conn.ws = null;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      try {
-        ws.close();
-      } catch (e) {
-        // already closed
-      }
+      ws.close();
     }
   }
 
   function connect() {
     clearTimeout(conn.retryTimer);
     dropSocket();
-    setState('connecting');
+    if (ui.conn.dataset.state === 'offline') {
+      // stay "Offline" while retrying, so screen readers are not told of every attempt
+      clearInterval(conn.tickTimer);
+      setText(ui.connDetail, 'connecting…');
+    } else {
+      setState('connecting');
+    }
     let ws;
     try {
       ws = new WebSocket(wsUrl());

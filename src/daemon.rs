@@ -103,6 +103,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let cancel = CancellationToken::new();
+    raise_fd_limit(config.max_clients);
     spawn_signal_handler(cancel.clone())?;
 
     tracing::info!(
@@ -232,6 +233,28 @@ async fn supervise_listener(
         open.close().await;
     }
     Ok(())
+}
+
+/// Each client is a file descriptor; systemd's default soft limit (1024) would refuse
+/// connections before `max_clients` does, so raise the soft limit towards the hard one.
+fn raise_fd_limit(max_clients: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = (max_clients as libc::rlim_t + 256).min(limit.rlim_max);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("cannot raise the open-file limit to {wanted}");
+            }
+        }
+    }
 }
 
 fn spawn_signal_handler(cancel: CancellationToken) -> Result<(), DaemonError> {

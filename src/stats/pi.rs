@@ -276,7 +276,10 @@ impl Firmware {
                 .spawn(move || refresh(&shared, &vcgencmd, want_throttled));
             if let Err(err) = spawned {
                 state.running_since = None;
-                tracing::warn!("cannot start a thread for vcgencmd: {err}");
+                if state.warnings == 0 {
+                    state.warnings += 1;
+                    tracing::warn!("cannot start a thread for vcgencmd: {err}");
+                }
             }
         }
         if state.refreshes == 0 {

@@ -260,8 +260,11 @@ test('charts are full at once: history is loaded on connect', async (t) => {
   assert.equal(reply.status(), 200);
   const { points } = await reply.json();
   assert.ok(points.length >= 4, `history has ${points.length} points`);
-  // drawn from history, not only from the couple of live documents seen so far
-  await page.waitForFunction((n) => Number(document.querySelector('#chart-cpu').dataset.points) >= n, points.length, { timeout: 3000 });
+  // drawn from history, not only from the live documents that came after the page opened
+  await page.waitForFunction((n) => Number(document.querySelector('#chart-cpu').dataset.points) >= n, points.length);
+  for (const id of ['chart-cpu', 'chart-mem', 'chart-net', 'chart-disk', 'chart-temp']) {
+    assert.equal(Number(await page.locator(`#${id}`).getAttribute('data-since')), points[0].t, id);
+  }
   // and something was actually painted in the plot
   const painted = await page.evaluate(() => {
     const c = document.querySelector('#chart-cpu');
@@ -342,7 +345,8 @@ test('reconnects after the daemon is restarted on the same port', async (t) => {
   await waitNewDocument(page, after);
   assert.ok(rec.sockets.length >= 2, `sockets opened: ${rec.sockets.length}`);
   assert.equal(await text(page, '#conn-text'), 'Live');
-  assert.equal(await text(page, '#clients'), '1');
+  // the new daemon counts this page as its one client
+  await page.waitForFunction(() => document.querySelector('#clients').textContent === '1');
 });
 
 test('asks for the access token and uses it for the socket and the API', async (t) => {
@@ -356,7 +360,7 @@ test('asks for the access token and uses it for the socket and the API', async (
   await page.goto(server.url);
   await page.waitForSelector('#auth:not([hidden])', { timeout: 10000 });
   assert.equal(await page.locator('#conn').getAttribute('data-state'), 'auth');
-  assert.equal(await text(page, '#host'), DASH);
+  assert.equal(await text(page, '#system [data-f="system.hostname"]'), DASH);
   assert.equal(await page.evaluate(() => document.activeElement.id), 'auth-token');
 
   // a wrong token is refused and asked for again
@@ -385,6 +389,62 @@ test('asks for the access token and uses it for the socket and the API', async (
   assert.deepEqual(rec.sockets, [`ws://${server.addr}/ws?token=${token}`]);
 });
 
+test('Raspberry Pi health: throttling and under-voltage flags from the firmware', async (t) => {
+  // The Pi 4 fixture tree and the stand-in vcgencmd (a Pi's firmware cannot run here) report
+  // an under-voltage, throttled board.
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const server = await startPistats({
+    args: [
+      '--proc-root', path.join(fixtures, 'pi4', 'proc'),
+      '--sys-root', path.join(fixtures, 'pi4', 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd'),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForSelector('#pi:not([hidden])', { timeout: 10000 });
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.ok(doc.pi && doc.pi.throttled, 'the fixture makes a Pi');
+
+  assert.equal(await text(page, '#subtitle'), doc.system.model);
+  const alert = page.getByRole('alert');
+  assert.match(await alert.innerText(), /Under-voltage detected/);
+  assert.match(await text(page, '#pi-power'), /^Now: .*under-voltage/);
+  assert.equal(await page.locator('#pi-power').getAttribute('data-level'), 'crit');
+  const flags = {};
+  for (const row of await page.locator('#pi-flags tbody tr').all()) {
+    const key = await row.getAttribute('data-flag');
+    flags[key] = (await row.locator('td').allInnerTexts()).slice(1).map((s) => s.trim());
+  }
+  const yes = (b) => (b ? 'Yes' : 'No');
+  const th = doc.pi.throttled;
+  assert.deepEqual(flags, {
+    under_voltage: [yes(th.under_voltage), yes(th.under_voltage_occurred)],
+    arm_frequency_capped: [yes(th.arm_frequency_capped), yes(th.arm_frequency_capping_occurred)],
+    throttled: [yes(th.throttled), yes(th.throttling_occurred)],
+    soft_temperature_limit: [yes(th.soft_temperature_limit), yes(th.soft_temperature_limit_occurred)],
+  });
+  assert.deepEqual(flags.under_voltage, ['Yes', 'Yes']);
+  assert.equal(await text(page, '#pi [data-f="pi.throttled_raw"]'), doc.pi.throttled_raw);
+  assert.equal(await text(page, '#pi [data-f="pi.revision"]'), doc.pi.revision);
+  assert.equal(await text(page, '#pi [data-f="pi.core_volts"]'), `${doc.pi.core_volts.toFixed(3)} V`);
+
+  // temperature with its colour level and a word for it
+  const c = doc.temperature_celsius;
+  assert.equal(typeof c, 'number');
+  assert.equal(await text(page, '#temp'), `${c.toFixed(1)} °C`);
+  const level = c >= 80 ? 'crit' : c >= 70 ? 'hot' : c >= 60 ? 'warm' : 'ok';
+  assert.equal(await page.locator('#temp').getAttribute('data-level'), level);
+  assert.equal(await page.locator('#tile-temp').getAttribute('data-level'), level);
+  assert.notEqual(await text(page, '#temp-level'), DASH);
+  await page.waitForFunction(() => Number(document.querySelector('#chart-temp').dataset.points) >= 2);
+  await sleep(600);
+  await page.screenshot({ path: path.join(OUT, 'dashboard-pi-full.png'), fullPage: true });
+  assert.deepEqual(rec.errors, []);
+});
+
 test('responsive layout: screenshots at phone and desktop sizes, light and dark', async (t) => {
   const server = await startPistats();
   t.after(() => stopPistats(server));
@@ -408,14 +468,15 @@ test('responsive layout: screenshots at phone and desktop sizes, light and dark'
     for (const box of await page.locator('.tile').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().right))) {
       assert.ok(box <= viewport.width, `${name}: a tile ends at ${box}px`);
     }
+    await sleep(600); // let the meters' transitions settle
     await page.screenshot({ path: path.join(OUT, `${name}.png`) });
     await page.screenshot({ path: path.join(OUT, `${name}-full.png`), fullPage: true });
     assert.deepEqual(rec.errors, [], name);
   }
   if (process.env.PISTATS_UPDATE_DOCS === '1') {
     fs.mkdirSync(path.join(REPO, 'docs'), { recursive: true });
-    for (const name of ['dashboard-phone', 'dashboard-desktop']) {
-      fs.copyFileSync(path.join(OUT, `${name}.png`), path.join(REPO, 'docs', `${name}.png`));
-    }
+    // the phone's first screen, the whole desktop page
+    fs.copyFileSync(path.join(OUT, 'dashboard-phone.png'), path.join(REPO, 'docs', 'dashboard-phone.png'));
+    fs.copyFileSync(path.join(OUT, 'dashboard-desktop-full.png'), path.join(REPO, 'docs', 'dashboard-desktop.png'));
   }
 });

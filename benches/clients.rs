@@ -1,0 +1,169 @@
+//! Load benchmark: runs the real daemon, connects N WebSocket clients (and optionally some
+//! that never read), and reports the daemon's CPU use and memory from `/proc` and the clients'
+//! inter-arrival times.
+//!
+//! Run: `cargo bench --bench clients -- [--clients 0,500,1000] [--seconds 30] [--stuck 0]`
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Args {
+    clients: Vec<usize>,
+    seconds: u64,
+    stuck: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        clients: vec![0, 500, 1000],
+        seconds: 30,
+        stuck: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--clients" => {
+                args.clients = it
+                    .next()
+                    .expect("--clients N[,N…]")
+                    .split(',')
+                    .map(|n| n.parse().expect("client count"))
+                    .collect()
+            }
+            "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).expect("--seconds N"),
+            "--stuck" => args.stuck = it.next().and_then(|s| s.parse().ok()).expect("--stuck N"),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// (utime + stime in seconds, RSS in KiB, open fds) of a process.
+fn proc_usage(pid: u32) -> (f64, u64, usize) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    (ticks / hz, rss, fds)
+}
+
+async fn run(clients: usize, stuck: usize, seconds: u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
+        .args(["--config", "/dev/null", "--host", "127.0.0.1", "--port", "0"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pistats");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("daemon listening");
+    let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = format!("ws://{addr}/ws");
+        let arrivals = arrivals.clone();
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        tasks.push(tokio::spawn(async move {
+            let mut last: Option<Instant> = None;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(_) = msg {
+                    let now = Instant::now();
+                    if let Some(prev) = last {
+                        arrivals.lock().unwrap().push(now - prev);
+                    }
+                    last = Some(now);
+                }
+            }
+        }));
+    }
+    let mut stuck_sockets = Vec::new();
+    for _ in 0..stuck {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes()).await.unwrap();
+        stuck_sockets.push(s);
+    }
+    // Let connection set-up settle, then measure a steady window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    arrivals.lock().unwrap().clear();
+    let (cpu0, _, _) = proc_usage(pid);
+    let t0 = Instant::now();
+    let mut max_rss = 0;
+    while t0.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        max_rss = max_rss.max(proc_usage(pid).1);
+    }
+    let (cpu1, rss, fds) = proc_usage(pid);
+    let window = t0.elapsed().as_secs_f64();
+    let mut gaps = arrivals.lock().unwrap().clone();
+    gaps.sort();
+    let p = |q: f64| {
+        gaps.get(((gaps.len().max(1) - 1) as f64 * q) as usize)
+            .map_or("—".to_owned(), |d| format!("{:.3}s", d.as_secs_f64()))
+    };
+    println!(
+        "{clients:>5} clients {stuck:>3} stuck | daemon CPU {:>6.3}% of one core | RSS {:>6.1} MiB (max {:.1}) | fds {fds:>5} | inter-arrival p50 {} p99 {} max {} ({} samples)",
+        (cpu1 - cpu0) / window * 100.0,
+        rss as f64 / 1024.0,
+        max_rss as f64 / 1024.0,
+        p(0.5),
+        p(0.99),
+        p(1.0),
+        gaps.len()
+    );
+    for t in tasks {
+        t.abort();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    let args = parse_args();
+    raise_fd_limit();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "pistats load benchmark: {} s windows at the default 1 s interval",
+        args.seconds
+    );
+    for &clients in &args.clients {
+        runtime.block_on(run(clients, args.stuck, args.seconds));
+    }
+}
