@@ -36,7 +36,9 @@ fn parse_args() -> Args {
                     .map(|n| n.parse().expect("client count"))
                     .collect()
             }
-            "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).expect("--seconds N"),
+            "--seconds" => {
+                args.seconds = it.next().and_then(|s| s.parse().ok()).expect("--seconds N")
+            }
             "--stuck" => args.stuck = it.next().and_then(|s| s.parse().ok()).expect("--stuck N"),
             _ => {} // cargo bench passes --bench
         }
@@ -72,13 +74,22 @@ fn proc_usage(pid: u32) -> (f64, u64, usize) {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     (ticks / hz, rss, fds)
 }
 
 async fn run(clients: usize, stuck: usize, seconds: u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
-        .args(["--config", "/dev/null", "--host", "127.0.0.1", "--port", "0"])
+        .args([
+            "--config",
+            "/dev/null",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -94,13 +105,17 @@ async fn run(clients: usize, stuck: usize, seconds: u64) {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("daemon listening");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("daemon listening");
     let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let url = format!("ws://{addr}/ws");
         let arrivals = arrivals.clone();
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
         tasks.push(tokio::spawn(async move {
             let mut last: Option<Instant> = None;
             while let Some(Ok(msg)) = ws.next().await {

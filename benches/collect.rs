@@ -51,13 +51,20 @@ fn main() {
         .map(|d| {
             d.filter(|e| {
                 e.as_ref()
-                    .map(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                    .map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                    })
                     .unwrap_or(false)
             })
             .count()
         })
         .unwrap_or(0);
-    println!("collect+serialize over {ticks} ticks ({processes} processes, document {bytes} bytes)");
+    println!(
+        "collect+serialize over {ticks} ticks ({processes} processes, document {bytes} bytes)"
+    );
     println!(
         "  CPU time:  mean {:?}  p50 {:?}  p99 {:?}",
         mean(&cpu),

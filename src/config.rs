@@ -26,6 +26,11 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Below this, collection itself becomes a noticeable load on a Pi Zero.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 /// The seed's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
+/// Upper bound for every duration setting: far beyond any sensible value, and small enough
+/// that deadlines computed from it can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Upper bound for `max_message_size`.
+pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A client whose socket does not accept one document within this time is dropped, so it can
@@ -301,6 +306,17 @@ impl Config {
                 ),
             );
         }
+        for (key, value) in [
+            ("interval", self.interval),
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
+            ("send_timeout", self.send_timeout),
+            ("history", self.history),
+        ] {
+            if value > MAX_DURATION {
+                return invalid(key, format!("{value:?} is above the maximum of 24h"));
+            }
+        }
         if self.ping_interval.is_zero() || self.ping_timeout.is_zero() {
             return invalid(
                 "ping_interval",
@@ -313,14 +329,14 @@ impl Config {
         if self.top_processes > 1000 {
             return invalid("top_processes", "at most 1000".into());
         }
-        if self.history > Duration::from_secs(24 * 3600) {
-            return invalid("history", "at most 24h".into());
-        }
         if self.max_clients == 0 || self.max_clients_per_ip == 0 {
             return invalid("max_clients", "limits must be at least 1".into());
         }
-        if self.max_message_size < 125 {
-            return invalid("max_message_size", "must be at least 125 bytes".into());
+        if !(125..=MAX_MESSAGE_SIZE_LIMIT).contains(&self.max_message_size) {
+            return invalid(
+                "max_message_size",
+                format!("must be between 125 and {MAX_MESSAGE_SIZE_LIMIT} bytes"),
+            );
         }
         if self.interface.is_empty() || self.interface.len() > 15 || self.interface.contains('/') {
             return invalid(

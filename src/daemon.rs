@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
 use crate::http::{self, Admission, AppState};
@@ -44,6 +45,7 @@ struct Listener {
     addr: SocketAddr,
     closed: CancellationToken,
     task: JoinHandle<()>,
+    sessions: TaskTracker,
 }
 
 impl Listener {
@@ -56,23 +58,34 @@ impl Listener {
         let socket = bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
         let addr = socket.local_addr().unwrap_or(addr);
         let closed = parent.child_token();
+        let sessions = TaskTracker::new();
         let state = Arc::new(AppState {
             hub: hub.clone(),
             config: config.clone(),
             admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
             listener_closed: closed.clone(),
+            sessions: sessions.clone(),
         });
-        let server = warp::serve(http::routes(state))
-            .incoming(socket)
-            .graceful(closed.clone().cancelled_owned());
-        let task = tokio::spawn(server.run());
+        let task = tokio::spawn(http::serve(socket, state));
         tracing::info!("listening on {addr}");
-        Ok(Listener { addr, closed, task })
+        Ok(Listener {
+            addr,
+            closed,
+            task,
+            sessions,
+        })
     }
 
+    /// Stops accepting, sends every WebSocket client a close frame (1001) and waits, within
+    /// [`LISTENER_CLOSE_TIMEOUT`], for them and for HTTP requests in flight.
     async fn close(self) {
         self.closed.cancel();
-        if tokio::time::timeout(LISTENER_CLOSE_TIMEOUT, self.task)
+        self.sessions.close();
+        let finished = async {
+            let _ = self.task.await;
+            self.sessions.wait().await;
+        };
+        if tokio::time::timeout(LISTENER_CLOSE_TIMEOUT, finished)
             .await
             .is_err()
         {

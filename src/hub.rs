@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::model::{Connectivity, StatsDocument};
@@ -30,7 +31,7 @@ pub struct Snapshot {
     /// The document serialized once.
     pub json: Bytes,
     /// The same bytes as a WebSocket text frame; cloning it does not copy them.
-    pub frame: warp::ws::Message,
+    pub frame: Message,
     pub collection_time: Duration,
 }
 
@@ -158,8 +159,9 @@ impl Hub {
             }
         }
         let seq = self.counters.collections.fetch_add(1, Ordering::Relaxed) + 1;
-        let frame = warp::ws::Message::text(json);
-        let json = frame.clone().into_bytes();
+        let text = Utf8Bytes::from(json);
+        let json = Bytes::from(text.clone());
+        let frame = Message::Text(text);
         self.latest.send_replace(Some(Arc::new(Snapshot {
             seq,
             collected_at,

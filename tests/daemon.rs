@@ -5,40 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, http_get, Daemon, BIN};
+use common::{connect, eventually, http_get, next_doc, Daemon, BIN, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(url: &str) -> Ws {
-    let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("connect timed out")
-        .expect("WebSocket handshake");
-    ws
-}
-
-/// Next text frame as JSON (pings are answered by tungstenite itself).
-async fn next_doc(ws: &mut Ws) -> Value {
-    loop {
-        let msg = timeout(WAIT, ws.next())
-            .await
-            .expect("no document in time")
-            .expect("stream ended")
-            .expect("read error");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).expect("document is JSON");
-        }
-    }
-}
 
 fn num(v: &Value, path: &str) -> f64 {
     v.pointer(path)

@@ -2,6 +2,7 @@
 //! Prometheus metrics and the dashboard's static files.
 
 mod admission;
+mod server;
 mod ws;
 
 use std::collections::HashMap;
@@ -13,11 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 pub use admission::Admission;
+pub use server::{serve, HEADER_READ_TIMEOUT};
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Cancelled when this listener closes: WebSocket sessions then send close frames.
     pub listener_closed: CancellationToken,
+    /// The WebSocket sessions, so closing the listener can wait for their close frames.
+    pub sessions: TaskTracker,
 }
 
 /// Why a request was refused, mapped to a status code in [`recover`].
@@ -63,27 +68,24 @@ pub fn routes(
         .clone()
         .and(token_filter())
         .and_then(|state: Arc<AppState>, token: Option<String>| async move {
-            match &state.config.token {
-                Some(expected)
-                    if !token
-                        .as_deref()
-                        .is_some_and(|t| constant_time_eq(t, expected)) =>
-                {
-                    Err(warp::reject::custom(Refusal::Unauthorized))
-                }
-                _ => Ok(()),
+            if token_accepted(&state.config, token.as_deref()) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(Refusal::Unauthorized))
             }
         })
         .untuple_one();
 
     let ws_path = warp::path::end().or(warp::path!("ws")).unify();
+    // Refusals of an upgrade are answered by `ws::upgrade` itself, so that they cannot fall
+    // through to the dashboard page that `/` serves to plain GETs.
     let websocket = ws_path
-        .and(warp::ws())
-        .and(authorized.clone())
+        .and(ws::handshake())
+        .and(token_filter())
         .and(with_state.clone())
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
-        .and_then(ws::upgrade);
+        .then(ws::upgrade);
 
     let stats = warp::path!("api" / "v1" / "stats")
         .and(warp::get())
@@ -255,6 +257,14 @@ fn token_filter() -> impl Filter<Extract = (Option<String>,), Error = Rejection>
         })
 }
 
+/// Whether a request carrying `token` may use the API and the feed.
+fn token_accepted(config: &Config, token: Option<&str>) -> bool {
+    match &config.token {
+        Some(expected) => token.is_some_and(|t| constant_time_eq(t, expected)),
+        None => true,
+    }
+}
+
 /// Compares without an early exit, so response time does not reveal the matching prefix.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -285,18 +295,11 @@ fn not_ready() -> Response<Bytes> {
 }
 
 async fn recover(rejection: Rejection) -> Result<Response<Bytes>, Infallible> {
+    if let Some(refusal) = rejection.find::<Refusal>() {
+        return Ok(refusal_response(refusal));
+    }
     let (status, message) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found")
-    } else if let Some(refusal) = rejection.find::<Refusal>() {
-        match refusal {
-            Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong access token"),
-            Refusal::ForeignOrigin => (StatusCode::FORBIDDEN, "origin not allowed"),
-            Refusal::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too many clients"),
-            Refusal::TooManyFromAddress => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many clients from this address",
-            ),
-        }
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
@@ -305,22 +308,39 @@ async fn recover(rejection: Rejection) -> Result<Response<Bytes>, Infallible> {
         tracing::debug!("unhandled rejection: {rejection:?}");
         (StatusCode::BAD_REQUEST, "bad request")
     };
+    Ok(error_response(status, message))
+}
+
+fn refusal_response(refusal: &Refusal) -> Response<Bytes> {
+    let (status, message) = match refusal {
+        Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong access token"),
+        Refusal::ForeignOrigin => (StatusCode::FORBIDDEN, "origin not allowed"),
+        Refusal::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too many clients"),
+        Refusal::TooManyFromAddress => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many clients from this address",
+        ),
+    };
     let mut response = error_response(status, message);
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"pistats\""),
-        );
+    let headers = response.headers_mut();
+    match refusal {
+        Refusal::Unauthorized => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pistats\""),
+            );
+        }
+        Refusal::TooManyClients | Refusal::TooManyFromAddress => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        Refusal::ForeignOrigin => {}
     }
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-    }
-    Ok(response)
+    response
+}
+
+/// The connection's peer address, set by [`serve`].
+fn peer_addr() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<server::Peer>().map(|peer: Option<server::Peer>| peer.map(|p| p.0))
 }
 
 /// Describes a peer for logs.

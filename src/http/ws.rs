@@ -9,50 +9,149 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use tokio::time::{interval_at, sleep, timeout, Instant};
-use warp::http::HeaderMap;
-use warp::ws::{Message, WebSocket, Ws};
-use warp::Reply;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{header, HeaderMap, Response, StatusCode};
+use warp::reply::Response as Reply;
+use warp::{Filter, Rejection};
 
 use super::admission::{Full, Slot};
-use super::{peer, AppState, Refusal};
+use super::server::PendingUpgrade;
+use super::{peer, refusal_response, token_accepted, AppState, Refusal};
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Close codes (RFC 6455 §7.4.1).
-const GOING_AWAY: u16 = 1001;
-const UNSUPPORTED_DATA: u16 = 1003;
-const POLICY_VIOLATION: u16 = 1008;
+/// Bytes read from a client socket at a time. Clients only send pongs and close frames, and
+/// tungstenite's default (128 KiB, allocated and zeroed per connection) would cost 125 MiB
+/// at 1000 clients.
+const READ_BUFFER: usize = 2048;
 
-/// Checks origin and limits, then upgrades.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A valid WebSocket upgrade request (RFC 6455 §4.2.1).
+pub(super) struct Handshake {
+    key: String,
+    upgrade: PendingUpgrade,
+}
+
+/// Matches WebSocket upgrade requests; anything else is rejected (and may be a plain GET).
+pub(super) fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PendingUpgrade>())
+        .and_then(
+            |headers: HeaderMap, upgrade: Option<PendingUpgrade>| async move {
+                let has = |name: header::HeaderName, token: &str| {
+                    headers.get_all(name).iter().any(|v| {
+                        v.to_str().is_ok_and(|v| {
+                            v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+                        })
+                    })
+                };
+                let key = headers
+                    .get(header::SEC_WEBSOCKET_KEY)
+                    .and_then(|k| k.to_str().ok());
+                match (key, upgrade) {
+                    (Some(key), Some(upgrade))
+                        if has(header::CONNECTION, "upgrade")
+                            && has(header::UPGRADE, "websocket")
+                            && has(header::SEC_WEBSOCKET_VERSION, "13") =>
+                    {
+                        Ok(Handshake {
+                            key: key.to_owned(),
+                            upgrade,
+                        })
+                    }
+                    _ => Err(warp::reject::not_found()),
+                }
+            },
+        )
+}
+
+/// Checks token, origin and limits, then answers `101 Switching Protocols` and runs the
+/// session once hyper hands over the connection.
 pub(super) async fn upgrade(
-    ws: Ws,
+    handshake: Handshake,
+    token: Option<String>,
     state: Arc<AppState>,
     remote: Option<SocketAddr>,
     headers: HeaderMap,
-) -> Result<impl Reply, warp::Rejection> {
-    if !origin_allowed(&state.config.allowed_origins, &headers) {
-        tracing::warn!("refused WebSocket from {}: foreign origin", peer(remote));
-        return Err(warp::reject::custom(Refusal::ForeignOrigin));
+) -> Reply {
+    match admit(&token, &state, remote, &headers) {
+        Err(refusal) => refusal_response(&refusal).map(Into::into),
+        Ok(slot) => {
+            let Some(on_upgrade) = handshake.upgrade.take() else {
+                return Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .body(Default::default())
+                    .expect("valid response");
+            };
+            let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(0)
+                .max_message_size(Some(state.config.max_message_size))
+                .max_frame_size(Some(state.config.max_message_size));
+            let sessions = state.sessions.clone();
+            sessions.spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let socket = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        session(socket, state, remote, slot).await;
+                    }
+                    Err(err) => tracing::debug!("upgrade of {} failed: {err}", peer(remote)),
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::CONNECTION, "upgrade")
+                .header(header::UPGRADE, "websocket")
+                .header(
+                    header::SEC_WEBSOCKET_ACCEPT,
+                    derive_accept_key(handshake.key.as_bytes()),
+                )
+                .body(Default::default())
+                .expect("valid response")
+        }
     }
-    let slot = state
+}
+
+fn admit(
+    token: &Option<String>,
+    state: &AppState,
+    remote: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<Slot, Refusal> {
+    let who = peer(remote);
+    let refused = |refusal: Refusal, why: &str| {
+        tracing::warn!("refused WebSocket from {who}: {why}");
+        refusal
+    };
+    if !token_accepted(&state.config, token.as_deref()) {
+        return Err(refused(Refusal::Unauthorized, "missing or wrong token"));
+    }
+    if !origin_allowed(&state.config.allowed_origins, headers) {
+        return Err(refused(Refusal::ForeignOrigin, "foreign origin"));
+    }
+    state
         .admission
         .admit(remote.map(|a| a.ip()))
-        .map_err(|full| {
-            tracing::warn!(
-                "refused WebSocket from {}: {full:?} limit reached",
-                peer(remote)
-            );
-            warp::reject::custom(match full {
-                Full::Server => Refusal::TooManyClients,
-                Full::Address => Refusal::TooManyFromAddress,
-            })
-        })?;
-    let max = state.config.max_message_size;
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| session(socket, state, remote, slot)))
+        .map_err(|full| match full {
+            Full::Server => refused(Refusal::TooManyClients, "client limit reached"),
+            Full::Address => refused(
+                Refusal::TooManyFromAddress,
+                "per-address client limit reached",
+            ),
+        })
 }
 
 /// Same-origin pages, non-browser clients (no `Origin`) and listed origins are allowed; an
@@ -70,7 +169,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         || (origin_host.is_some() && origin_host == host)
 }
 
-async fn session(socket: WebSocket, state: Arc<AppState>, remote: Option<SocketAddr>, slot: Slot) {
+async fn session(socket: Socket, state: Arc<AppState>, remote: Option<SocketAddr>, slot: Slot) {
     let who = peer(remote);
     tracing::info!(
         "client connected: {who} ({} connected)",
@@ -85,7 +184,7 @@ async fn session(socket: WebSocket, state: Arc<AppState>, remote: Option<SocketA
 }
 
 /// Runs the client until it leaves or must go; returns why it ended, for the log.
-async fn serve_client(socket: WebSocket, state: &AppState) -> &'static str {
+async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     let config = &state.config;
     let (mut tx, mut rx) = socket.split();
     let mut snapshots = state.hub.subscribe();
@@ -111,10 +210,10 @@ async fn serve_client(socket: WebSocket, state: &AppState) -> &'static str {
 
     let (code, reason) = loop {
         tokio::select! {
-            _ = state.listener_closed.cancelled() => break (GOING_AWAY, "server going away"),
+            _ = state.listener_closed.cancelled() => break (CloseCode::Away, "server going away"),
             changed = snapshots.changed() => {
                 if changed.is_err() {
-                    break (GOING_AWAY, "server going away");
+                    break (CloseCode::Away, "server going away");
                 }
                 let frame = snapshots.borrow_and_update().as_ref().map(|s| s.frame.clone());
                 let Some(frame) = frame else { continue };
@@ -129,7 +228,7 @@ async fn serve_client(socket: WebSocket, state: &AppState) -> &'static str {
                     awaiting_pong = true;
                     pong_deadline.as_mut().reset(Instant::now() + config.ping_timeout);
                 }
-                match timeout(send_timeout, tx.send(Message::ping(Vec::new()))).await {
+                match timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return "send failed",
                     Err(_) => return slow(state),
@@ -140,26 +239,31 @@ async fn serve_client(socket: WebSocket, state: &AppState) -> &'static str {
                 None => return "closed by client",
                 Some(Err(err)) => {
                     tracing::debug!("WebSocket read error: {err}");
-                    break (POLICY_VIOLATION, "protocol error or message too large");
+                    break (CloseCode::Policy, "protocol error or message too large");
                 }
-                Some(Ok(message)) => {
-                    if message.is_pong() {
-                        awaiting_pong = false;
-                    } else if message.is_close() {
+                Some(Ok(message)) => match message {
+                    Message::Pong(_) => awaiting_pong = false,
+                    Message::Close(_) => {
                         // tungstenite answers the close frame itself; flush that answer.
                         let _ = timeout(CLOSE_TIMEOUT, tx.flush()).await;
                         return "closed by client";
-                    } else if message.is_binary() {
-                        break (UNSUPPORTED_DATA, "binary messages are not accepted");
-                    } else if message.is_text() {
-                        // Old clients may send text; the feed is one-way, so ignore it.
-                        tracing::debug!("ignoring {}-byte text message", message.as_bytes().len());
                     }
-                }
+                    Message::Binary(_) => {
+                        break (CloseCode::Unsupported, "binary messages are not accepted");
+                    }
+                    Message::Text(text) => {
+                        // Old clients may send text; the feed is one-way, so ignore it.
+                        tracing::debug!("ignoring {}-byte text message", text.len());
+                    }
+                    Message::Ping(_) | Message::Frame(_) => {}
+                },
             },
         }
     };
-    let close = Message::close_with(code, reason);
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
     let _ = timeout(CLOSE_TIMEOUT, async {
         tx.send(close).await?;
         tx.close().await

@@ -9,6 +9,36 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pistats");
 
+/// How long a test waits for anything the daemon should do within a few ticks.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects a WebSocket client, failing the test on refusal or after [`WAIT`].
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect timed out")
+        .expect("WebSocket handshake");
+    ws
+}
+
+/// Next text frame as JSON (pings are answered by tungstenite itself).
+pub async fn next_doc(ws: &mut Ws) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no document in time")
+            .expect("stream ended")
+            .expect("read error");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+            return serde_json::from_str(&text).expect("document is JSON");
+        }
+    }
+}
+
 /// A running daemon; killed on drop.
 pub struct Daemon {
     child: Child,

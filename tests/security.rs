@@ -1,0 +1,259 @@
+//! Abuse resistance of the real daemon on loopback: access token, allowed origins, client
+//! limits under a connection flood, and many live clients beside clients that never read.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, http_get, next_doc, Daemon, WAIT};
+use futures_util::future::join_all;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// Status of a refused WebSocket handshake, or `None` if it was accepted.
+async fn ws_refusal(url: &str, headers: &[(&str, &str)]) -> Option<u16> {
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            v.parse().expect("header value"),
+        );
+    }
+    match timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake timed out")
+    {
+        Ok(_) => None,
+        Err(WsError::Http(response)) => Some(response.status().as_u16()),
+        Err(other) => panic!("unexpected handshake error: {other}"),
+    }
+}
+
+fn uptime(doc: &serde_json::Value) -> f64 {
+    doc["system"]["uptime_seconds"].as_f64().expect("uptime")
+}
+
+/// Reads `n` documents and checks that none was skipped (consecutive collections are one
+/// interval apart; a skipped one would leave a gap of two).
+async fn assert_consecutive(ws: &mut common::Ws, n: usize, interval: f64) {
+    let mut last = uptime(&next_doc(ws).await);
+    for _ in 0..n {
+        let now = uptime(&next_doc(ws).await);
+        assert!(
+            now - last < interval * 1.5,
+            "a document was skipped: {last} → {now}"
+        );
+        last = now;
+    }
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid, initialised struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+#[tokio::test]
+async fn token_guards_api_metrics_and_feed_but_not_dashboard_or_health() {
+    let daemon = Daemon::start_with_config("token = \"s3cret-token\"\n", &[]);
+    let addr = daemon.addr;
+    for path in ["/api/v1/stats", "/api/v1/history", "/metrics"] {
+        let missing = http_get(addr, path, &[]);
+        assert_eq!(missing.status, 401, "{path} without token");
+        assert!(missing.header("www-authenticate").is_some(), "{path}");
+        let wrong = http_get(addr, path, &[("Authorization", "Bearer s3cret-tokeN")]);
+        assert_eq!(wrong.status, 401, "{path} with wrong token");
+        let bearer = http_get(addr, path, &[("Authorization", "Bearer s3cret-token")]);
+        assert_eq!(bearer.status, 200, "{path} with bearer token");
+        let query = format!(
+            "{path}{}token=s3cret-token",
+            if path.contains('?') { '&' } else { '?' }
+        );
+        assert_eq!(http_get(addr, &query, &[]).status, 200, "{query}");
+    }
+    assert_eq!(http_get(addr, "/healthz", &[]).status, 200);
+    let page = http_get(addr, "/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<html"), "dashboard page served openly");
+
+    assert_eq!(ws_refusal(&daemon.ws_url("/"), &[]).await, Some(401));
+    assert_eq!(
+        ws_refusal(&daemon.ws_url("/ws?token=nope"), &[]).await,
+        Some(401)
+    );
+    let mut ws = connect(&daemon.ws_url("/ws?token=s3cret-token")).await;
+    assert!(next_doc(&mut ws).await["cpu"].is_object());
+    assert_eq!(
+        ws_refusal(
+            &daemon.ws_url("/"),
+            &[("Authorization", "Bearer s3cret-token")]
+        )
+        .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn foreign_origins_are_refused() {
+    let daemon = Daemon::start_with_config("allowed_origins = [\"https://dash.example\"]\n", &[]);
+    let url = daemon.ws_url("/ws");
+    assert_eq!(
+        ws_refusal(&url, &[("Origin", "https://evil.example")]).await,
+        Some(403)
+    );
+    assert_eq!(
+        ws_refusal(&url, &[("Origin", "https://dash.example")]).await,
+        None
+    );
+    let same_origin = format!("http://{}", daemon.addr);
+    assert_eq!(ws_refusal(&url, &[("Origin", &same_origin)]).await, None);
+    // Non-browser clients send no Origin (the seed's clients).
+    assert_eq!(ws_refusal(&url, &[]).await, None);
+    assert!(daemon.log().iter().any(|l| l.contains("foreign origin")));
+}
+
+#[tokio::test]
+async fn connection_flood_is_refused_without_harming_admitted_clients() {
+    let daemon = Daemon::start_with_config(
+        "max_clients = 4\nmax_clients_per_ip = 100\n",
+        &["--interval", "250ms"],
+    );
+    let mut admitted = Vec::new();
+    for _ in 0..4 {
+        admitted.push(connect(&daemon.ws_url("/ws")).await);
+    }
+    let url = daemon.ws_url("/ws");
+    let flood = join_all((0..200).map(|_| ws_refusal(&url, &[]))).await;
+    assert!(
+        flood.iter().all(|r| *r == Some(503)),
+        "every connection beyond the limit is refused with 503: {flood:?}"
+    );
+    let refused = http_get(
+        daemon.addr,
+        "/ws",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    );
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some());
+
+    for ws in &mut admitted {
+        assert_consecutive(ws, 3, 0.25).await;
+    }
+    // A freed slot is usable again.
+    drop(admitted.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if ws_refusal(&url, &[]).await.is_none() {
+            again = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        again.is_some(),
+        "slot of a closed client was never released"
+    );
+    let metrics = daemon.get("/metrics").body;
+    let refused_total: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pistats_refused_clients_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("refused counter exported");
+    assert!(refused_total >= 201, "refused counter: {refused_total}");
+}
+
+#[tokio::test]
+async fn per_address_limit_answers_429() {
+    let daemon = Daemon::start_with_config("max_clients_per_ip = 2\n", &[]);
+    let _a = connect(&daemon.ws_url("/")).await;
+    let _b = connect(&daemon.ws_url("/")).await;
+    assert_eq!(ws_refusal(&daemon.ws_url("/"), &[]).await, Some(429));
+    assert!(daemon.log().iter().any(|l| l.contains("refused")));
+}
+
+/// 1000 live clients and 10 that never read: every live client gets every document, and the
+/// daemon's memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_live_clients_beside_stuck_ones() {
+    raise_fd_limit();
+    let daemon = Daemon::start_with_config(
+        "max_clients = 1100\nmax_clients_per_ip = 1100\n",
+        &["--interval", "1s", "--send-timeout", "2s"],
+    );
+    for _ in 0..10 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(daemon.addr).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            daemon.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 101");
+        // Never read again; kept open until the test ends.
+        std::mem::forget(stream);
+    }
+    let url = daemon.ws_url("/ws");
+    let mut live = Vec::with_capacity(1000);
+    for chunk in 0..10 {
+        let batch = join_all((0..100).map(|_| connect(&url))).await;
+        live.extend(batch);
+        assert_eq!(live.len(), (chunk + 1) * 100);
+    }
+    let results = join_all(live.iter_mut().map(|ws| async move {
+        let mut last = uptime(&next_doc(ws).await);
+        let mut gaps = Vec::new();
+        for _ in 0..4 {
+            let now = uptime(&next_doc(ws).await);
+            if now - last > 1.5 {
+                gaps.push((last, now));
+            }
+            last = now;
+        }
+        gaps
+    }))
+    .await;
+    let skipped: Vec<_> = results.iter().filter(|g| !g.is_empty()).collect();
+    assert!(
+        skipped.is_empty(),
+        "{} of 1000 live clients missed documents, e.g. {:?}",
+        skipped.len(),
+        skipped.first()
+    );
+    let clients = daemon.get("/api/v1/stats").json()["connected_clients"]
+        .as_u64()
+        .unwrap();
+    assert!(clients >= 1000, "connected_clients = {clients}");
+    let rss = rss_kib(daemon.pid());
+    assert!(
+        rss < 96 * 1024,
+        "daemon RSS {rss} KiB with 1010 clients (debug build)"
+    );
+}
