@@ -2,7 +2,12 @@
 //! that never read), and reports the daemon's CPU use and memory from `/proc` and the clients'
 //! inter-arrival times.
 //!
-//! Run: `cargo bench --bench clients -- [--clients 0,500,1000] [--seconds 30] [--stuck 0]`
+//! Run: `cargo bench --bench clients -- [--clients 0,500,1000] [--seconds 30] [--stuck 0]
+//! [--churn 0]`
+//!
+//! `--churn N` closes N clients a second and connects N new ones, for soak runs:
+//! `cargo bench --bench clients -- --clients 500 --churn 10 --seconds 1800` reports whether
+//! RSS and the number of open file descriptors stay flat.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -17,6 +22,7 @@ struct Args {
     clients: Vec<usize>,
     seconds: u64,
     stuck: usize,
+    churn: usize,
 }
 
 fn parse_args() -> Args {
@@ -24,6 +30,7 @@ fn parse_args() -> Args {
         clients: vec![0, 500, 1000],
         seconds: 30,
         stuck: 0,
+        churn: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -40,6 +47,7 @@ fn parse_args() -> Args {
                 args.seconds = it.next().and_then(|s| s.parse().ok()).expect("--seconds N")
             }
             "--stuck" => args.stuck = it.next().and_then(|s| s.parse().ok()).expect("--stuck N"),
+            "--churn" => args.churn = it.next().and_then(|s| s.parse().ok()).expect("--churn N"),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -80,16 +88,36 @@ fn proc_usage(pid: u32) -> (f64, u64, usize) {
     (ticks / hz, rss, fds)
 }
 
-async fn run(clients: usize, stuck: usize, seconds: u64) {
+/// A feed client that records the time between documents until it is aborted.
+async fn feed_client(
+    url: String,
+    arrivals: Arc<Mutex<Vec<Duration>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let mut last: Option<Instant> = None;
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(_) = msg {
+                let now = Instant::now();
+                if let Some(prev) = last {
+                    arrivals.lock().unwrap().push(now - prev);
+                }
+                last = Some(now);
+            }
+        }
+    })
+}
+
+async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
+    // All benchmark clients come from 127.0.0.1: lift the per-address limit.
+    let config = std::env::temp_dir().join(format!("pistats-bench-{}.toml", std::process::id()));
+    std::fs::write(&config, "max_clients = 4096\nmax_clients_per_ip = 4096\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
-        .args([
-            "--config",
-            "/dev/null",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ])
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", "0"])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -109,25 +137,10 @@ async fn run(clients: usize, stuck: usize, seconds: u64) {
         .recv_timeout(Duration::from_secs(20))
         .expect("daemon listening");
     let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let mut tasks = Vec::new();
+    let url = format!("ws://{addr}/ws");
+    let mut tasks = std::collections::VecDeque::new();
     for _ in 0..clients {
-        let url = format!("ws://{addr}/ws");
-        let arrivals = arrivals.clone();
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .expect("connect");
-        tasks.push(tokio::spawn(async move {
-            let mut last: Option<Instant> = None;
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Text(_) = msg {
-                    let now = Instant::now();
-                    if let Some(prev) = last {
-                        arrivals.lock().unwrap().push(now - prev);
-                    }
-                    last = Some(now);
-                }
-            }
-        }));
+        tasks.push_back(feed_client(url.clone(), arrivals.clone()).await);
     }
     let mut stuck_sockets = Vec::new();
     for _ in 0..stuck {
@@ -138,11 +151,19 @@ async fn run(clients: usize, stuck: usize, seconds: u64) {
     // Let connection set-up settle, then measure a steady window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     arrivals.lock().unwrap().clear();
-    let (cpu0, _, _) = proc_usage(pid);
+    let (cpu0, rss0, fds0) = proc_usage(pid);
     let t0 = Instant::now();
     let mut max_rss = 0;
+    let mut churned = 0;
     while t0.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..churn.min(tasks.len()) {
+            if let Some(old) = tasks.pop_front() {
+                old.abort();
+            }
+            tasks.push_back(feed_client(url.clone(), arrivals.clone()).await);
+            churned += 1;
+        }
         max_rss = max_rss.max(proc_usage(pid).1);
     }
     let (cpu1, rss, fds) = proc_usage(pid);
@@ -154,8 +175,9 @@ async fn run(clients: usize, stuck: usize, seconds: u64) {
             .map_or("—".to_owned(), |d| format!("{:.3}s", d.as_secs_f64()))
     };
     println!(
-        "{clients:>5} clients {stuck:>3} stuck | daemon CPU {:>6.3}% of one core | RSS {:>6.1} MiB (max {:.1}) | fds {fds:>5} | inter-arrival p50 {} p99 {} max {} ({} samples)",
+        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {:>6.3}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples)",
         (cpu1 - cpu0) / window * 100.0,
+        rss0 as f64 / 1024.0,
         rss as f64 / 1024.0,
         max_rss as f64 / 1024.0,
         p(0.5),
@@ -168,6 +190,7 @@ async fn run(clients: usize, stuck: usize, seconds: u64) {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_file(&config);
 }
 
 fn main() {
@@ -179,6 +202,6 @@ fn main() {
         args.seconds
     );
     for &clients in &args.clients {
-        runtime.block_on(run(clients, args.stuck, args.seconds));
+        runtime.block_on(run(clients, args.stuck, args.churn, args.seconds));
     }
 }

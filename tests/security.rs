@@ -257,3 +257,26 @@ async fn thousand_live_clients_beside_stuck_ones() {
         "daemon RSS {rss} KiB with 1010 clients (debug build)"
     );
 }
+
+/// Connections that send nothing, or half a request head and then nothing, are closed after
+/// the header-read timeout instead of holding a socket forever (slowloris).
+#[tokio::test]
+async fn silent_and_slow_connections_are_cut_off() {
+    let daemon = Daemon::start(&[]);
+    let silent = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    slow.write_all(b"GET /api/v1/stats HTTP/1.1\r\nHost: pi\r\n")
+        .await
+        .unwrap();
+    let limit = pistats::http::HEADER_READ_TIMEOUT + WAIT;
+    for (name, mut stream) in [("silent", silent), ("slow", slow)] {
+        let mut rest = Vec::new();
+        let closed = timeout(limit, stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{name} connection still open after {limit:?}");
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "{name} connection was served"
+        );
+    }
+    assert_eq!(daemon.get("/healthz").status, 200);
+}
