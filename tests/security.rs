@@ -272,7 +272,10 @@ async fn silent_and_slow_connections_are_cut_off() {
     for (name, mut stream) in [("silent", silent), ("slow", slow)] {
         let mut rest = Vec::new();
         let closed = timeout(limit, stream.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "{name} connection still open after {limit:?}");
+        assert!(
+            closed.is_ok(),
+            "{name} connection still open after {limit:?}"
+        );
         assert!(
             !String::from_utf8_lossy(&rest).contains("200 OK"),
             "{name} connection was served"

@@ -1,29 +1,243 @@
-//! Connectivity of the watched interface (placeholder until the NetworkManager listener lands).
+//! Connectivity of the watched interface, event-driven.
+//!
+//! NetworkManager on the system bus is the preferred source: it knows whether a Wi-Fi link is
+//! really usable (associated, authenticated, addressed), not just up. Where it is not running
+//! (older Raspberry Pi OS, minimal images, dev machines) the kernel's view is used instead:
+//! link flags and addresses, re-read on every rtnetlink event. The watcher switches between
+//! the two as NetworkManager comes and goes, and reconnects to the system bus with a bounded
+//! backoff when the bus itself goes away. Nothing here blocks the runtime or panics: every
+//! failure degrades to the next source and is logged.
+//!
+//! The system bus address honours `DBUS_SYSTEM_BUS_ADDRESS`, which the tests use to point the
+//! daemon at a private bus.
 
+mod kernel;
+mod networkmanager;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use zbus::fdo::DBusProxy;
+use zbus::names::{BusName, UniqueName};
+use zbus::Connection;
 
 use crate::stats::model::Connectivity;
 
-/// Follows `interface` until `cancel` fires, publishing every change on `tx`.
-pub async fn run(interface: String, tx: watch::Sender<Connectivity>, cancel: CancellationToken) {
-    let _ = tx.send(Connectivity {
-        source: "none",
-        interface,
-        state: "unknown".into(),
-        connected: true,
-        addresses: Vec::new(),
-    });
-    cancel.cancelled().await;
+/// Well-known bus name of NetworkManager.
+const NM_NAME: &str = "org.freedesktop.NetworkManager";
+/// Limit for connecting to the system bus, so a wedged bus cannot stall the watcher.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit for `pistats network` to ask NetworkManager.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and longest wait before trying the system bus again.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Pause after an unexpected NetworkManager error before following it again.
+const NM_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Publishes connectivity changes and logs each transition once.
+pub(crate) struct Publisher {
+    tx: watch::Sender<Connectivity>,
 }
 
-/// One-shot view of `interface`, for `pistats network`.
+impl Publisher {
+    /// Logs and publishes `new` if it differs from the current view. The log line comes
+    /// first, so it precedes whatever the daemon does about the change.
+    pub(crate) fn publish(&self, new: Connectivity) {
+        let previous = self.tx.borrow().clone();
+        if previous == new {
+            return;
+        }
+        if previous.source != new.source {
+            tracing::info!(
+                "network: following {} through {}",
+                new.interface,
+                source_name(new.source)
+            );
+        }
+        if previous.connected != new.connected || previous.state != new.state {
+            tracing::info!(
+                "network: {} is {} ({}){}",
+                new.interface,
+                new.state,
+                if new.connected {
+                    "connected"
+                } else {
+                    "not connected"
+                },
+                if new.addresses.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", new.addresses.join(" "))
+                }
+            );
+        } else if previous.addresses != new.addresses {
+            tracing::info!(
+                "network: {} addresses: {}",
+                new.interface,
+                if new.addresses.is_empty() {
+                    "none".to_owned()
+                } else {
+                    new.addresses.join(" ")
+                }
+            );
+        }
+        // This watcher is the only sender, so nothing changed since the comparison.
+        self.tx.send_replace(new);
+    }
+}
+
+fn source_name(source: &str) -> &'static str {
+    match source {
+        networkmanager::SOURCE => "NetworkManager",
+        kernel::SOURCE => "the kernel (rtnetlink)",
+        _ => "nothing",
+    }
+}
+
+/// Follows `interface` until `cancel` fires, publishing every change on `tx`.
+pub async fn run(interface: String, tx: watch::Sender<Connectivity>, cancel: CancellationToken) {
+    let out = Publisher { tx };
+    tokio::select! {
+        _ = follow(&interface, &out) => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Never returns: alternates between the system bus (while it is reachable) and the kernel.
+async fn follow(interface: &str, out: &Publisher) {
+    let mut backoff = BACKOFF_MIN;
+    let mut failures = 0u32;
+    loop {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::system()).await {
+            Ok(Ok(conn)) => {
+                if failures > 0 {
+                    tracing::info!("network: connected to the system bus");
+                }
+                failures = 0;
+                let since = tokio::time::Instant::now();
+                match on_bus(&conn, interface, out).await {
+                    Ok(()) => tracing::warn!("network: lost the system bus; reconnecting"),
+                    Err(err) => tracing::warn!("network: system bus error: {err}; reconnecting"),
+                }
+                // A bus that was fine for a while gets a quick retry; one that fails right
+                // after connecting keeps backing off.
+                if since.elapsed() > BACKOFF_MAX {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Ok(Err(err)) => log_bus_failure(&mut failures, &err.to_string(), backoff),
+            Err(_) => log_bus_failure(&mut failures, "timed out", backoff),
+        }
+        // Without the bus, the kernel is the only source until the next attempt.
+        tokio::select! {
+            _ = kernel::follow(interface, out) => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The first failure is worth a line in the log; retries every few seconds are not.
+fn log_bus_failure(failures: &mut u32, err: &str, backoff: Duration) {
+    if *failures == 0 {
+        tracing::info!(
+            "network: system bus unavailable ({err}); using the kernel, retrying the bus \
+             with backoff up to {BACKOFF_MAX:?}"
+        );
+    } else {
+        tracing::debug!("network: system bus still unavailable ({err}); next try in {backoff:?}");
+    }
+    *failures += 1;
+}
+
+/// Follows NetworkManager while it owns its name and the kernel while it does not, until the
+/// bus connection is lost (`Ok`) or fails (`Err`).
+async fn on_bus(conn: &Connection, interface: &str, out: &Publisher) -> zbus::Result<()> {
+    let dbus = DBusProxy::new(conn).await?;
+    // Subscribe before asking for the owner, so no change falls between the two.
+    let mut owners = dbus
+        .receive_name_owner_changed_with_args(&[(0, NM_NAME)])
+        .await?;
+    let mut owner = nm_owner(&dbus).await?;
+    loop {
+        let next_owner = async {
+            loop {
+                let signal = owners.next().await?;
+                match signal.args() {
+                    Ok(args) => return Some(args.new_owner().as_ref().map(|o| o.to_owned())),
+                    Err(err) => tracing::debug!("network: bad NameOwnerChanged signal: {err}"),
+                }
+            }
+        };
+        match owner.clone() {
+            Some(nm) => {
+                tracing::debug!("network: NetworkManager is {nm}");
+                tokio::select! {
+                    new = next_owner => match new {
+                        Some(new) => {
+                            if new.is_none() {
+                                tracing::info!("network: NetworkManager left the system bus");
+                            }
+                            owner = new;
+                        }
+                        None => return Ok(()),
+                    },
+                    err = networkmanager::follow(conn, &nm, interface, out) => {
+                        if conn.is_closed() {
+                            return Ok(());
+                        }
+                        tracing::warn!(
+                            "network: following NetworkManager failed: {err}; \
+                             trying again in {NM_RETRY_DELAY:?}"
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(NM_RETRY_DELAY) => {}
+                            _ = conn.closed() => return Ok(()),
+                        }
+                        owner = nm_owner(&dbus).await?;
+                    }
+                    _ = conn.closed() => return Ok(()),
+                }
+            }
+            None => {
+                tracing::debug!("network: NetworkManager is not on the system bus");
+                tokio::select! {
+                    new = next_owner => match new {
+                        Some(new) => owner = new,
+                        None => return Ok(()),
+                    },
+                    _ = kernel::follow(interface, out) => {}
+                    _ = conn.closed() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// NetworkManager's unique bus name, if it is running.
+async fn nm_owner(dbus: &DBusProxy<'_>) -> zbus::Result<Option<UniqueName<'static>>> {
+    let name = BusName::try_from(NM_NAME)?;
+    match dbus.get_name_owner(name).await {
+        Ok(owner) => Ok(Some(owner.into_inner())),
+        Err(zbus::fdo::Error::NameHasNoOwner(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// One-shot view of `interface`, for `pistats network`: NetworkManager's when it is on the
+/// system bus, the kernel's otherwise.
 pub async fn probe(interface: &str) -> Connectivity {
-    Connectivity {
-        source: "none",
-        interface: interface.to_owned(),
-        state: "unknown".into(),
-        connected: false,
-        addresses: Vec::new(),
+    let from_nm = async {
+        let conn = Connection::system().await.ok()?;
+        let dbus = DBusProxy::new(&conn).await.ok()?;
+        let nm = nm_owner(&dbus).await.ok()??;
+        networkmanager::read_once(&conn, &nm, interface).await.ok()
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, from_nm).await {
+        Ok(Some(connectivity)) => connectivity,
+        _ => kernel::read(interface),
     }
 }

@@ -1,0 +1,289 @@
+//! The kernel as the connectivity source, where NetworkManager is not running.
+//!
+//! The view is read with `getifaddrs` (link flags and addresses, from the caller's network
+//! namespace) plus the `operstate` from sysfs, and read again whenever an rtnetlink
+//! notification about links or addresses arrives. The interface counts as connected when its
+//! link is up and running (carrier) and it has an address that is not link-local.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+
+use super::Publisher;
+use crate::stats::model::Connectivity;
+
+pub(super) const SOURCE: &str = "kernel";
+
+/// Re-read interval when no rtnetlink socket can be opened (e.g. a seccomp filter forbids it).
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Events arriving this close together (an address and a route, a flap) become one read.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Follows `interface` through rtnetlink notifications; never returns.
+pub(super) async fn follow(interface: &str, out: &Publisher) {
+    let socket = match Netlink::open() {
+        Ok(socket) => Some(socket),
+        Err(err) => {
+            tracing::warn!(
+                "network: cannot subscribe to rtnetlink ({err}); polling {interface} every \
+                 {POLL_INTERVAL:?}"
+            );
+            None
+        }
+    };
+    loop {
+        out.publish(read(interface));
+        match &socket {
+            Some(socket) => {
+                if let Err(err) = socket.changed().await {
+                    tracing::warn!("network: rtnetlink read failed: {err}");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                    continue;
+                }
+                // Let a burst finish, then read once for all of it.
+                tokio::time::sleep(SETTLE).await;
+                let _ = socket.drain();
+            }
+            None => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+}
+
+/// The kernel's current view of `interface`.
+pub(super) fn read(interface: &str) -> Connectivity {
+    let mut view = Connectivity {
+        source: SOURCE,
+        interface: interface.to_owned(),
+        state: "absent".into(),
+        connected: false,
+        addresses: Vec::new(),
+    };
+    let Ok(name) = CString::new(interface) else {
+        return view;
+    };
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return view;
+    }
+    let Ok(Link { flags, addresses }) = link(&name) else {
+        view.state = "unknown".into();
+        return view;
+    };
+    let up = flags & libc::IFF_UP as u32 != 0;
+    let running = up && flags & libc::IFF_RUNNING as u32 != 0;
+    view.state = operstate(interface, index).unwrap_or_else(|| {
+        match (up, running) {
+            (_, true) => "up",
+            (true, false) => "no-carrier",
+            (false, _) => "down",
+        }
+        .into()
+    });
+    view.connected = running && addresses.iter().any(|(ip, _)| routable(ip));
+    view.addresses = addresses
+        .iter()
+        .map(|(ip, prefix)| format!("{ip}/{prefix}"))
+        .collect();
+    view
+}
+
+/// `/sys/class/net/IFACE/operstate`, but only when that sysfs belongs to our network
+/// namespace (sysfs shows the namespace of whoever mounted it): its ifindex must match.
+fn operstate(interface: &str, index: u32) -> Option<String> {
+    let dir = std::path::Path::new("/sys/class/net").join(interface);
+    let sys_index: u32 = std::fs::read_to_string(dir.join("ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if sys_index != index {
+        return None;
+    }
+    let state = std::fs::read_to_string(dir.join("operstate")).ok()?;
+    Some(state.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn routable(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_unspecified(),
+        // fe80::/10
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80 && !v6.is_unspecified(),
+    }
+}
+
+struct Link {
+    flags: u32,
+    addresses: Vec<(IpAddr, u32)>,
+}
+
+/// Flags and addresses of one interface, from `getifaddrs`.
+fn link(name: &CStr) -> io::Result<Link> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head that is released with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut link = Link {
+        flags: 0,
+        addresses: Vec::new(),
+    };
+    let mut entry = head;
+    while !entry.is_null() {
+        // SAFETY: every entry of the list is valid until freeifaddrs; names are C strings.
+        let ifa = unsafe { &*entry };
+        entry = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || unsafe { CStr::from_ptr(ifa.ifa_name) } != name {
+            continue;
+        }
+        link.flags |= ifa.ifa_flags;
+        // SAFETY: addresses are sockaddrs of the size their family implies.
+        if let Some(ip) = unsafe { sockaddr_ip(ifa.ifa_addr) } {
+            let prefix = unsafe { sockaddr_ip(ifa.ifa_netmask) }.map_or(0, |mask| match mask {
+                IpAddr::V4(m) => u32::from(m).count_ones(),
+                IpAddr::V6(m) => u128::from(m).count_ones(),
+            });
+            link.addresses.push((ip, prefix));
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is not used afterwards.
+    unsafe { libc::freeifaddrs(head) };
+    link.addresses.sort();
+    Ok(link)
+}
+
+/// # Safety
+/// `addr` is null or points to a sockaddr whose size matches its family.
+unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
+    if addr.is_null() {
+        return None;
+    }
+    match i32::from((*addr).sa_family) {
+        libc::AF_INET => {
+            let sin = &*(addr as *const libc::sockaddr_in);
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            let sin6 = &*(addr as *const libc::sockaddr_in6);
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+/// A `NETLINK_ROUTE` socket subscribed to link and address notifications. Their content is
+/// not parsed: any notification means "read again".
+struct Netlink(AsyncFd<OwnedFd>);
+
+impl Netlink {
+    fn open() -> io::Result<Netlink> {
+        // SAFETY: plain socket/bind calls; the fd is owned by `OwnedFd` right away.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups =
+                (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+            if libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The fd is owned by the AsyncFd and stays open as long as it is registered.
+            AsyncFd::register(fd)
+                .map(Netlink)
+                .map_err(|err| err.into_parts().1)
+        }
+    }
+
+    /// Waits for at least one notification (or a lost one: the queue overflowed).
+    async fn changed(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            match guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => continue,
+                Ok(Err(err)) => return Err(err),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Discards whatever is queued; true when something was.
+    fn drain(&self) -> io::Result<bool> {
+        match drain_fd(self.0.as_raw_fd()) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            other => other,
+        }
+    }
+}
+
+/// Reads until the socket is empty. `Ok(true)` when anything arrived (an overflow counts:
+/// notifications were lost, so a re-read is due); `WouldBlock` when nothing did.
+fn drain_fd(fd: i32) -> io::Result<bool> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut any = false;
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            any = true;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOBUFS) => any = true,
+            _ if err.kind() == io::ErrorKind::WouldBlock => {
+                return if any { Ok(true) } else { Err(err) };
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_up_with_its_address() {
+        let lo = read("lo");
+        assert_eq!(lo.source, SOURCE);
+        assert!(lo.addresses.iter().any(|a| a == "127.0.0.1/8"), "{lo:?}");
+        assert_ne!(lo.state, "absent");
+    }
+
+    #[test]
+    fn missing_interface_is_absent() {
+        let none = read("nosuchif0");
+        assert_eq!(none.state, "absent");
+        assert!(!none.connected);
+        assert!(none.addresses.is_empty());
+    }
+
+    #[test]
+    fn link_local_addresses_do_not_count() {
+        assert!(!routable(&"169.254.1.2".parse().unwrap()));
+        assert!(!routable(&"fe80::1".parse().unwrap()));
+        assert!(routable(&"192.0.2.1".parse().unwrap()));
+        assert!(routable(&"2001:db8::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,378 @@
+//! NetworkManager as the connectivity source, over the system bus.
+//!
+//! The device is resolved by interface name (`GetDeviceByIpIface`); its `State` and the
+//! `AddressData` of its current IPv4/IPv6 configuration objects make up the view. All of
+//! NetworkManager's signals come through one match rule on its unique name; a relevant one
+//! (a watched property changed, the device appeared or disappeared) triggers a fresh read,
+//! so the published view never depends on the order or completeness of signal payloads.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use zbus::message::Type;
+use zbus::names::UniqueName;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
+use zbus::{Connection, MatchRule, Message, MessageStream};
+
+use super::Publisher;
+use crate::stats::model::Connectivity;
+
+pub(super) const SOURCE: &str = "networkmanager";
+
+const NM_PATH: &str = "/org/freedesktop/NetworkManager";
+const NM_IFACE: &str = "org.freedesktop.NetworkManager";
+const DEVICE_IFACE: &str = "org.freedesktop.NetworkManager.Device";
+const IP4_IFACE: &str = "org.freedesktop.NetworkManager.IP4Config";
+const IP6_IFACE: &str = "org.freedesktop.NetworkManager.IP6Config";
+const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
+const UNKNOWN_DEVICE: &str = "org.freedesktop.NetworkManager.UnknownDevice";
+/// `NM_DEVICE_STATE_ACTIVATED`: the device is connected and has its IP configuration.
+const STATE_ACTIVATED: u32 = 100;
+/// Signals queued for the watcher; older ones are dropped, which is harmless because any
+/// relevant signal only triggers a fresh read.
+const QUEUE: usize = 64;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.NetworkManager",
+    default_path = "/org/freedesktop/NetworkManager"
+)]
+trait NetworkManager {
+    fn get_device_by_ip_iface(&self, iface: &str) -> zbus::Result<OwnedObjectPath>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.NetworkManager.Device")]
+trait Device {
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn ip4_config(&self) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(property)]
+    fn ip6_config(&self) -> zbus::Result<OwnedObjectPath>;
+}
+
+/// `IP4Config` and `IP6Config` share the property; only the interface name differs.
+#[zbus::proxy(interface = "org.freedesktop.NetworkManager.IP4Config")]
+trait IpConfig {
+    #[zbus(property)]
+    fn address_data(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+}
+
+/// `NMDeviceState` names, as `nmcli` prints them.
+pub(super) fn state_name(state: u32) -> String {
+    match state {
+        0 => "unknown",
+        10 => "unmanaged",
+        20 => "unavailable",
+        30 => "disconnected",
+        40 => "prepare",
+        50 => "config",
+        60 => "need-auth",
+        70 => "ip-config",
+        80 => "ip-check",
+        90 => "secondaries",
+        100 => "activated",
+        110 => "deactivating",
+        120 => "failed",
+        other => return format!("state-{other}"),
+    }
+    .to_owned()
+}
+
+/// Object paths the current view came from; signals about anything else are ignored.
+#[derive(Debug, Default)]
+struct Watched {
+    device: Option<OwnedObjectPath>,
+    ip4: Option<OwnedObjectPath>,
+    ip6: Option<OwnedObjectPath>,
+}
+
+enum Event {
+    /// The device may have appeared or gone: resolve it again.
+    Resolve,
+    /// Something the view depends on changed: read it again.
+    Reread,
+    Ignore,
+}
+
+/// Follows `interface` through NetworkManager (the bus peer `owner`) until an error, which is
+/// returned. A missing device is not an error: it is published as `absent` and followed
+/// until NetworkManager adds it.
+pub(super) async fn follow(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    interface: &str,
+    out: &Publisher,
+) -> zbus::Error {
+    match follow_inner(conn, owner, interface, out).await {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+async fn follow_inner(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    interface: &str,
+    out: &Publisher,
+) -> zbus::Result<std::convert::Infallible> {
+    // Subscribe first, so nothing that happens during the first read is missed.
+    let rule = MatchRule::builder()
+        .msg_type(Type::Signal)
+        .sender(owner.to_owned())?
+        .path_namespace(NM_PATH)?
+        .build();
+    let mut signals = MessageStream::for_match_rule(rule, conn, Some(QUEUE)).await?;
+    let manager = NetworkManagerProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let mut watched = Watched::default();
+    let mut pending = Some(Event::Resolve);
+    loop {
+        let Some(event) = pending.take() else {
+            let msg = next_signal(signals.next().await)?;
+            pending = merge(None, classify(&msg, &watched));
+            continue;
+        };
+        // Signals keep being consumed while reading: an unread backlog would stall the
+        // connection's reader, and with it the replies the read is waiting for.
+        let device = match event {
+            Event::Resolve => None,
+            _ => watched.device.clone(),
+        };
+        let read = refresh(conn, owner, &manager, interface, device);
+        tokio::pin!(read);
+        let (fresh, view) = loop {
+            tokio::select! {
+                biased;
+                read = &mut read => break read?,
+                msg = signals.next() => {
+                    pending = merge(pending, classify(&next_signal(msg)?, &watched));
+                }
+            }
+        };
+        watched = fresh;
+        out.publish(view);
+    }
+}
+
+fn next_signal(msg: Option<zbus::Result<Message>>) -> zbus::Result<Message> {
+    msg.unwrap_or_else(|| {
+        Err(zbus::Error::InputOutput(std::sync::Arc::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        )))
+    })
+}
+
+/// The stronger of two pending actions.
+fn merge(pending: Option<Event>, event: Event) -> Option<Event> {
+    match (pending, event) {
+        (Some(Event::Resolve), _) | (_, Event::Resolve) => Some(Event::Resolve),
+        (Some(Event::Reread), _) | (_, Event::Reread) => Some(Event::Reread),
+        (None, Event::Ignore) => None,
+        (Some(Event::Ignore), Event::Ignore) => None,
+    }
+}
+
+/// Reads the view: of `device`, or of whatever device has the interface when `None`.
+async fn refresh(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    manager: &NetworkManagerProxy<'_>,
+    interface: &str,
+    device: Option<OwnedObjectPath>,
+) -> zbus::Result<(Watched, Connectivity)> {
+    let device = match device {
+        Some(device) => Some(device),
+        None => resolve_device(manager, interface).await?,
+    };
+    match device {
+        Some(device) => {
+            let (view, ip4, ip6) = read_device(conn, owner, &device, interface).await?;
+            let watched = Watched {
+                device: Some(device),
+                ip4,
+                ip6,
+            };
+            Ok((watched, view))
+        }
+        None => Ok((Watched::default(), absent(interface))),
+    }
+}
+
+/// The device's object path, or `None` when NetworkManager does not know the interface.
+async fn resolve_device(
+    manager: &NetworkManagerProxy<'_>,
+    interface: &str,
+) -> zbus::Result<Option<OwnedObjectPath>> {
+    match manager.get_device_by_ip_iface(interface).await {
+        Ok(path) => {
+            tracing::debug!("network: NetworkManager device for {interface} is {path}");
+            Ok(Some(path))
+        }
+        Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == UNKNOWN_DEVICE => {
+            tracing::debug!("network: NetworkManager has no device {interface} (yet)");
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn absent(interface: &str) -> Connectivity {
+    Connectivity {
+        source: SOURCE,
+        interface: interface.to_owned(),
+        state: "absent".into(),
+        connected: false,
+        addresses: Vec::new(),
+    }
+}
+
+type DeviceView = (
+    Connectivity,
+    Option<OwnedObjectPath>,
+    Option<OwnedObjectPath>,
+);
+
+/// Reads the device's state and addresses, with the paths of its IP configurations.
+async fn read_device(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    device: &ObjectPath<'_>,
+    interface: &str,
+) -> zbus::Result<DeviceView> {
+    let proxy = DeviceProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .path(device.to_owned())?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let state = proxy.state().await?;
+    let ip4 = config_path(proxy.ip4_config().await?);
+    let ip6 = config_path(proxy.ip6_config().await?);
+    let mut addresses = Vec::new();
+    for (path, iface) in [(&ip4, IP4_IFACE), (&ip6, IP6_IFACE)] {
+        if let Some(path) = path {
+            addresses.extend(read_addresses(conn, owner, path, iface).await?);
+        }
+    }
+    let view = Connectivity {
+        source: SOURCE,
+        interface: interface.to_owned(),
+        state: state_name(state),
+        connected: state == STATE_ACTIVATED,
+        addresses,
+    };
+    Ok((view, ip4, ip6))
+}
+
+/// NetworkManager uses `/` for "no configuration".
+fn config_path(path: OwnedObjectPath) -> Option<OwnedObjectPath> {
+    (path.as_str() != "/").then_some(path)
+}
+
+/// `address/prefix` for each address of an IP configuration object. A configuration that
+/// vanished between reading its path and its addresses has none: the device's own change
+/// signal follows and triggers another read.
+async fn read_addresses(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    path: &ObjectPath<'_>,
+    iface: &'static str,
+) -> zbus::Result<Vec<String>> {
+    let proxy = IpConfigProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .path(path.to_owned())?
+        .interface(iface)?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let data = match proxy.address_data().await {
+        Ok(data) => data,
+        Err(zbus::Error::MethodError(..) | zbus::Error::FDO(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    Ok(data
+        .iter()
+        .filter_map(|entry| {
+            let address = entry.get("address")?.downcast_ref::<&str>().ok()?;
+            Some(
+                match entry
+                    .get("prefix")
+                    .and_then(|p| p.downcast_ref::<u32>().ok())
+                {
+                    Some(prefix) => format!("{address}/{prefix}"),
+                    None => address.to_owned(),
+                },
+            )
+        })
+        .collect())
+}
+
+fn classify(msg: &Message, watched: &Watched) -> Event {
+    let header = msg.header();
+    let (Some(path), Some(iface), Some(member)) =
+        (header.path(), header.interface(), header.member())
+    else {
+        return Event::Ignore;
+    };
+    let is = |watched: &Option<OwnedObjectPath>| watched.as_ref().is_some_and(|w| **w == *path);
+    match (iface.as_str(), member.as_str()) {
+        (NM_IFACE, "DeviceAdded") if watched.device.is_none() => Event::Resolve,
+        (NM_IFACE, "DeviceRemoved") => match msg.body().deserialize::<ObjectPath<'_>>() {
+            Ok(removed) if watched.device.as_ref().is_some_and(|d| **d == removed) => {
+                Event::Resolve
+            }
+            _ => Event::Ignore,
+        },
+        // Emitted by NetworkManager next to the property change; either is enough.
+        (DEVICE_IFACE, "StateChanged") if is(&watched.device) => Event::Reread,
+        (PROPERTIES_IFACE, "PropertiesChanged") => {
+            type Changed<'a> = (&'a str, HashMap<&'a str, Value<'a>>, Vec<&'a str>);
+            let body = msg.body();
+            let Ok((changed_iface, changed, invalidated)) = body.deserialize::<Changed<'_>>()
+            else {
+                return Event::Ignore;
+            };
+            let touches = |names: &[&str]| {
+                names
+                    .iter()
+                    .any(|n| changed.contains_key(n) || invalidated.contains(n))
+            };
+            let relevant = (changed_iface == DEVICE_IFACE
+                && is(&watched.device)
+                && touches(&["State", "Ip4Config", "Ip6Config"]))
+                || (changed_iface == IP4_IFACE
+                    && is(&watched.ip4)
+                    && touches(&["AddressData", "Addresses"]))
+                || (changed_iface == IP6_IFACE
+                    && is(&watched.ip6)
+                    && touches(&["AddressData", "Addresses"]));
+            if relevant {
+                Event::Reread
+            } else {
+                Event::Ignore
+            }
+        }
+        _ => Event::Ignore,
+    }
+}
+
+/// One read of `interface` through NetworkManager, for `pistats network`.
+pub(super) async fn read_once(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    interface: &str,
+) -> zbus::Result<Connectivity> {
+    let manager = NetworkManagerProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    match resolve_device(&manager, interface).await? {
+        Some(device) => Ok(read_device(conn, owner, &device, interface).await?.0),
+        None => Ok(absent(interface)),
+    }
+}

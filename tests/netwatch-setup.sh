@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what tests/netwatch.rs needs (idempotently): dbus-daemon for the private bus, and
+# iproute2 for the network namespace of the kernel fallback test (which needs root).
+set -euo pipefail
+need=()
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v ip >/dev/null || need+=(iproute2)
+if ((${#need[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "netwatch test dependencies: dbus-daemon $(dbus-daemon --version | head -n 1 | awk '{print $NF}'), $(ip -V)"
