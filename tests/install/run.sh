@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# Install test in real systemd: boots a Debian bookworm container per architecture with
+# systemd-nspawn (private veth network), installs the pistats .deb with apt and checks the
+# service as an administrator would see it: enabled and started, Type=notify readiness, journal
+# lines, the dashboard, API and WebSocket answering on the container's address, restart,
+# kill -9 recovery, a broken configuration (exit 78, no restart loop), upgrade, remove and purge;
+# plus `systemd-analyze security` (exposure <= 2.0) and `systemd-analyze verify`.
+#
+# Usage: tests/install/run.sh [amd64] [arm64] [armhf]      (default: amd64)
+#   Debs are taken from $PISTATS_DEB_DIR (default: $CARGO_TARGET_DIR/debian or target/debian);
+#   build them first with scripts/build-debs.sh. Foreign architectures run under
+#   qemu-user-static. Run as root on Debian 12. The bookworm root file systems are made with
+#   debootstrap once and cached in $PISTATS_TEST_CACHE (default /var/cache/pistats-test).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+
+ARCHES=("$@")
+[ ${#ARCHES[@]} -gt 0 ] || ARCHES=(amd64)
+CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-test}
+DEB_DIR=${PISTATS_DEB_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debian}
+MIRROR=${PISTATS_TEST_MIRROR:-http://deb.debian.org/debian}
+# Bump when the root file system recipe below changes, so cached ones are rebuilt.
+ROOTFS_VERSION=1
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,iproute2,man-db
+PORT=8765
+HOST_ARCH=$(dpkg --print-architecture)
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '%s [%s] %s\n' "$(date +%T)" "${ARCH:-setup}" "$*"; }
+die() {
+    log "FAIL: $*"
+    exit 1
+}
+phase_start() {
+    PHASE=$1
+    PHASE_T0=$SECONDS
+    log "== $PHASE"
+}
+phase_end() {
+    local took=$((SECONDS - PHASE_T0))
+    TIMINGS+=("${ARCH:-setup} ${PHASE}: ${took}s")
+}
+TIMINGS=()
+
+host_packages() {
+    local pkgs=(debootstrap systemd-container curl python3 iproute2)
+    local arch
+    for arch in "${ARCHES[@]}"; do
+        [ "$arch" = "$HOST_ARCH" ] || pkgs+=(qemu-user-static binfmt-support)
+    done
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        # A mirror caught mid-sync fails one index; what is needed usually still installs.
+        apt-get update -qq -o Acquire::Retries=3 || echo "apt-get update reported errors; trying anyway" >&2
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# binfmt_misc with qemu's interpreters (F flag: usable inside the container's root).
+enable_binfmt() {
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    update-binfmts --enable >/dev/null 2>&1 || true
+    local f
+    for f in qemu-aarch64 qemu-arm; do
+        [ -e "/proc/sys/fs/binfmt_misc/$f" ] || update-binfmts --import "$f" >/dev/null 2>&1 || true
+        [ -e "/proc/sys/fs/binfmt_misc/$f" ] || die "binfmt handler $f is not registered"
+    done
+}
+
+# A pristine bookworm root file system for $ARCH, made once and reused.
+rootfs() {
+    local dir=$CACHE/bookworm-$ARCH
+    if [ "$(cat "$dir/.pistats-rootfs" 2>/dev/null)" = "$ROOTFS_VERSION" ]; then
+        log "cached root file system $dir"
+        return
+    fi
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$CACHE"
+    log "debootstrap bookworm $ARCH into $dir"
+    debootstrap --variant=minbase --arch="$ARCH" --include="$ROOTFS_PACKAGES" \
+        bookworm "$dir.tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
+        {
+            tail -20 "$CACHE/debootstrap-$ARCH.log"
+            die "debootstrap failed"
+        }
+    echo "pistats-test" >"$dir.tmp/etc/hostname"
+    # Keep the boot quiet and quick: nothing in the container needs these.
+    ln -sf /dev/null "$dir.tmp/etc/systemd/system/systemd-timesyncd.service"
+    ln -sf /dev/null "$dir.tmp/etc/systemd/system/apt-daily.timer"
+    ln -sf /dev/null "$dir.tmp/etc/systemd/system/apt-daily-upgrade.timer"
+    if [ "$ARCH" != "$HOST_ARCH" ]; then
+        # Under qemu-user, setting up systemd credentials fails (status=243/CREDENTIALS):
+        # clear LoadCredential= for the units that ask for any.
+        local unit name
+        for unit in "$dir.tmp"/lib/systemd/system/*.service; do
+            grep -q '^LoadCredential=' "$unit" || continue
+            name=$(basename "$unit")
+            mkdir -p "$dir.tmp/etc/systemd/system/$name.d"
+            printf '[Service]\nLoadCredential=\n' >"$dir.tmp/etc/systemd/system/$name.d/no-credentials.conf"
+        done
+    fi
+    echo "$ROOTFS_VERSION" >"$dir.tmp/.pistats-rootfs"
+    mv "$dir.tmp" "$dir"
+}
+
+# Runs a command inside the booted container, with a clean environment.
+in_ct() {
+    nsenter -t "$CT_PID" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+        SYSTEMD_COLORS=0 SYSTEMD_PAGER= "$@"
+}
+prop() { in_ct systemctl show -p "$1" --value pistats.service; }
+
+# The container's PID 1: the process named systemd among systemd-nspawn's descendants.
+find_init() {
+    local pid=$1 child
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+        if [ "$(cat /proc/"$child"/comm 2>/dev/null)" = systemd ]; then
+            echo "$child"
+            return 0
+        fi
+        find_init "$child" && return 0
+    done
+    return 1
+}
+
+boot() {
+    local work=$1
+    MACHINE=pst-$ARCH
+    VETH=ve-$MACHINE
+    systemd-nspawn --register=no --keep-unit -b -D "$work" -M "$MACHINE" --network-veth \
+        --console=read-only >"$CACHE/console-$ARCH.log" 2>&1 &
+    NSPAWN_PID=$!
+    local i
+    CT_PID=
+    for i in $(seq 1 300); do
+        CT_PID=$(find_init "$NSPAWN_PID" || true)
+        [ -n "$CT_PID" ] && break
+        kill -0 "$NSPAWN_PID" 2>/dev/null || {
+            cat "$CACHE/console-$ARCH.log"
+            die "systemd-nspawn exited"
+        }
+        sleep 0.2
+    done
+    [ -n "$CT_PID" ] || die "container did not start"
+    echo "$CT_PID" >"$CACHE/container-$ARCH.pid"
+    local state=
+    for i in $(seq 1 "$BOOT_TIMEOUT"); do
+        state=$(in_ct systemctl is-system-running 2>/dev/null || true)
+        case $state in running | degraded) break ;; esac
+        sleep 1
+    done
+    case $state in
+    running) ;;
+    degraded) log "boot finished degraded: $(in_ct systemctl --failed --no-legend --plain | tr '\n' ';')" ;;
+    *) die "container did not finish booting (state: $state)" ;;
+    esac
+    # Private point-to-point link: host end $HOST_IP, container end $CT_IP.
+    ip addr replace "$HOST_IP/30" dev "$VETH"
+    ip link set "$VETH" up
+    in_ct ip addr replace "$CT_IP/30" dev host0
+    in_ct ip link set host0 up
+}
+
+shutdown_container() {
+    [ -n "${NSPAWN_PID:-}" ] || return 0
+    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        # SIGTERM makes systemd-nspawn shut the container down cleanly.
+        kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 1 $((SHUTDOWN_TIMEOUT * 2))); do
+            kill -0 "$NSPAWN_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+            log "container did not stop within ${SHUTDOWN_TIMEOUT}s: killing it"
+            # Killing the container's PID 1 ends its whole PID namespace.
+            [ -z "${CT_PID:-}" ] || kill -KILL "$CT_PID" 2>/dev/null || true
+            sleep 1
+            kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$NSPAWN_PID" 2>/dev/null || true
+    rm -f "$CACHE/container-$ARCH.pid"
+    NSPAWN_PID=
+    CT_PID=
+}
+
+# A container left behind by an interrupted run (its PID 1 recorded by that run) is stopped.
+kill_stale_container() {
+    local pidfile=$CACHE/container-$ARCH.pid pid
+    pid=$(cat "$pidfile" 2>/dev/null) || return 0
+    if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = systemd ] &&
+        grep -qsE '^NSpid:.*[[:space:]]1$' /proc/"$pid"/status; then
+        log "stopping a container left by an earlier run (PID $pid)"
+        kill -KILL "$pid" || true
+        sleep 1
+    fi
+    rm -f "$pidfile"
+}
+
+on_exit() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ -n "${CT_PID:-}" ] && [ -n "${NSPAWN_PID:-}" ]; then
+        log "--- systemctl status pistats"
+        in_ct systemctl status --no-pager -l pistats.service 2>&1 | tail -25 || true
+        log "--- journalctl -u pistats"
+        in_ct journalctl -u pistats.service --no-pager -o short-monotonic 2>&1 | tail -40 || true
+    fi
+    shutdown_container
+    exit $rc
+}
+trap on_exit EXIT
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local timeout=$1 what=$2 t0=$SECONDS
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -lt "$timeout" ] || die "timed out after ${timeout}s waiting for $what"
+        sleep 0.5
+    done
+}
+service_running() { [ "$(prop ActiveState)/$(prop SubState)" = active/running ]; }
+http_ok() { curl -fsS --max-time 5 -o /dev/null "http://$CT_IP:$PORT/healthz"; }
+
+check_serving() { # the dashboard, API, metrics and feed over the container's address
+    local base=http://$CT_IP:$PORT
+    wait_for 30 "the listener on $CT_IP:$PORT" http_ok
+    local page
+    page=$(curl -fsS --max-time 5 "$base/") || die "no dashboard page"
+    grep -q '<title>' <<<"$page" || die "dashboard page without a title"
+    curl -fsS --max-time 5 "$base/app.js" >/dev/null || die "dashboard script missing"
+    curl -fsS --max-time 5 "$base/healthz" | python3 -c \
+        'import json,sys; d=json.load(sys.stdin); assert d["status"]=="ok", d' ||
+        die "/healthz not ok"
+    curl -fsS --max-time 5 "$base/api/v1/stats" | python3 -c \
+        'import json,sys; d=json.load(sys.stdin); assert d["cpu"]["count_logical"]>=1 and d["memory"]["total_gb"]>0, d' ||
+        die "/api/v1/stats is not a stats document"
+    page=$(curl -fsS --max-time 5 "$base/metrics") || die "no /metrics"
+    grep -q '^pistats_uptime_seconds ' <<<"$page" || die "/metrics incomplete"
+    timeout 30 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" / || die "WebSocket / failed"
+    timeout 30 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" /ws || die "WebSocket /ws failed"
+}
+
+test_arch() {
+    ARCH=$1
+    local deb
+    deb=$(find "$DEB_DIR" -maxdepth 1 -name "pistats_*_$ARCH.deb" -printf '%f\n' | sort -V | tail -1)
+    [ -n "$deb" ] || die "no pistats_*_$ARCH.deb in $DEB_DIR (run scripts/build-debs.sh)"
+    local t_arch=$SECONDS
+
+    phase_start rootfs
+    rootfs
+    phase_end
+
+    phase_start boot
+    local work=$CACHE/run-$ARCH
+    kill_stale_container
+    rm -rf "$work"
+    cp -a --reflink=auto "$CACHE/bookworm-$ARCH" "$work"
+    # The packaged configuration watches wlan0, which a container has not: point the service at
+    # the container's veth with a drop-in, the way an administrator overrides a setting.
+    mkdir -p "$work/etc/systemd/system/pistats.service.d"
+    printf '[Service]\nEnvironment=PISTATS_INTERFACE=host0\n' \
+        >"$work/etc/systemd/system/pistats.service.d/interface.conf"
+    if [ "$ARCH" != "$HOST_ARCH" ]; then
+        # qemu-user cannot create user namespaces (status=217/USER); a Pi's kernel can.
+        printf '[Service]\nPrivateUsers=no\n' >"$work/etc/systemd/system/pistats.service.d/qemu.conf"
+    fi
+    cp "$DEB_DIR/$deb" "$work/root/"
+    boot "$work"
+    phase_end
+
+    phase_start install
+    in_ct apt-get install -y --no-install-recommends "/root/$deb" >"$CACHE/apt-$ARCH.log" 2>&1 ||
+        {
+            cat "$CACHE/apt-$ARCH.log"
+            die "apt install failed"
+        }
+    [ "$(in_ct systemctl is-enabled pistats.service)" = enabled ] || die "unit not enabled on install"
+    wait_for "$SERVICE_TIMEOUT" "pistats to become active" service_running
+    [ "$(prop Type)" = notify ] || die "Type is $(prop Type)"
+    # With Type=notify the unit is only active once READY=1 arrived; STATUS= says what it does.
+    local status
+    status=$(prop StatusText)
+    log "StatusText: $status"
+    [[ $status == "serving on 0.0.0.0:$PORT"* ]] || die "unexpected StatusText: $status"
+    [ "$(prop WatchdogUSec)" != 0 ] || die "watchdog not enabled"
+    local journal
+    journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
+    grep -q "pistats .* starting: .*interface host0.*config /etc/pistats/config.toml, dashboard /usr/share/pistats/assets" \
+        <<<"$journal" || die "journal lacks the startup line: $journal"
+    grep -q "listening on 0.0.0.0:$PORT" <<<"$journal" || die "journal lacks 'listening on'"
+    [[ $(in_ct pistats --version) == "pistats "* ]] || die "pistats --version"
+    phase_end
+
+    phase_start serve
+    check_serving
+    # The sandbox keeps /proc readable: other users' processes (PID 1 is root's) are reported.
+    local nproc
+    nproc=$(in_ct sh -c 'ls -d /proc/[0-9]* | wc -l')
+    curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/stats" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["processes"]
+n = int(sys.argv[1])
+assert abs(d["total_count"] - n) <= 3, (d["total_count"], n)
+pids = {p["pid"]: p["name"] for p in d["top_cpu_usage"]}
+assert pids.get(1) == "systemd", pids
+' "$nproc" || die "the service does not see all processes"
+    phase_end
+
+    phase_start analyze
+    local security exposure
+    security=$(in_ct systemd-analyze security --no-pager pistats.service)
+    exposure=$(sed -n 's/.*Overall exposure level for pistats.service: \([0-9.]*\).*/\1/p' <<<"$security")
+    log "systemd-analyze security: exposure $exposure"
+    [ -n "$exposure" ] || die "no exposure level in: $security"
+    python3 -c "import sys; sys.exit(0 if float('$exposure') <= 2.0 else 1)" ||
+        die "exposure $exposure > 2.0: $(grep '✗' <<<"$security")"
+    local verify
+    verify=$(in_ct systemd-analyze verify /usr/lib/systemd/system/pistats.service 2>&1) ||
+        die "systemd-analyze verify failed: $verify"
+    [ -z "$verify" ] || die "systemd-analyze verify is not clean: $verify"
+    phase_end
+
+    phase_start restart
+    local pid restarts
+    pid=$(prop MainPID)
+    restarts=$(prop NRestarts)
+    in_ct systemctl restart pistats.service
+    service_running || die "not running after systemctl restart"
+    [ "$(prop MainPID)" != "$pid" ] || die "MainPID unchanged after restart"
+    check_serving
+    # kill -9: the watchdog-free path, Restart=on-failure must bring it back.
+    pid=$(prop MainPID)
+    restarts=$(prop NRestarts)
+    in_ct sh -c "kill -9 $pid"
+    wait_for 30 "an automatic restart after kill -9" \
+        bash -c "[ \"\$(nsenter -t $CT_PID -a systemctl show -p NRestarts --value pistats)\" -gt $restarts ]"
+    wait_for "$SERVICE_TIMEOUT" "pistats to run again after kill -9" service_running
+    [ "$(prop MainPID)" != "$pid" ] || die "MainPID unchanged after kill -9"
+    journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
+    grep -q "status=9/KILL" <<<"$journal" || die "journal does not show the kill"
+    check_serving
+    phase_end
+
+    phase_start broken-config
+    local conf=/etc/pistats/config.toml
+    in_ct cp "$conf" /root/config.toml.good
+    in_ct sh -c "echo 'intervall = \"2s\"' >> $conf"
+    in_ct pistats check-config >/dev/null 2>&1 && die "check-config accepted a broken file"
+    in_ct systemctl restart pistats.service 2>/dev/null && die "restart with a broken config succeeded"
+    # A manual start resets NRestarts; from here on it must stay put.
+    restarts=$(prop NRestarts)
+    # Longer than RestartSec: a restart loop would show up in NRestarts by now.
+    sleep 5
+    [ "$(prop ActiveState)" = failed ] || die "ActiveState $(prop ActiveState), expected failed"
+    [ "$(prop ExecMainStatus)" = 78 ] || die "exit status $(prop ExecMainStatus), expected 78"
+    [ "$(prop NRestarts)" = "$restarts" ] || die "restarted $(prop NRestarts) times: restart loop"
+    journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
+    [ "$(grep -c 'status=78/CONFIG' <<<"$journal")" = 1 ] || die "more than one start with the broken config"
+    grep -q "invalid config file $conf: line [0-9]*: unknown field \`intervall\`" <<<"$journal" ||
+        die "journal lacks a clear config error: $(tail -5 <<<"$journal")"
+    log "journal: $(grep -m1 'invalid config file' <<<"$journal")"
+    in_ct cp /root/config.toml.good "$conf"
+    in_ct systemctl reset-failed pistats.service
+    in_ct systemctl start pistats.service
+    service_running || die "not running after fixing the config"
+    phase_end
+
+    phase_start network-gate
+    # serve = "while-connected": the listener follows the watched interface's link.
+    if [[ $(in_ct pistats --interface host0 network 2>/dev/null) == *"source:     none"* ]]; then
+        log "SKIP: this build has no network detection (source none)"
+    else
+        in_ct ip link set host0 down
+        wait_for 30 "StatusText to say it waits for host0" \
+            bash -c "[[ \$(nsenter -t $CT_PID -a systemctl show -p StatusText --value pistats) == 'waiting for host0'* ]]"
+        # Closed, not just unreachable: loopback inside the container is refused too.
+        nsenter -t "$CT_PID" -n curl -fsS --max-time 3 -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null &&
+            die "still listening while host0 is down"
+        in_ct ip link set host0 up
+        wait_for 30 "StatusText to say it serves again" \
+            bash -c "[[ \$(nsenter -t $CT_PID -a systemctl show -p StatusText --value pistats) == 'serving on'* ]]"
+        check_serving
+        # The packaged configuration watches wlan0, which this container has not: the service
+        # still starts (READY=1) and waits for it without listening.
+        in_ct rm /etc/systemd/system/pistats.service.d/interface.conf
+        in_ct systemctl daemon-reload
+        in_ct systemctl restart pistats.service
+        service_running || die "not running with the packaged configuration"
+        status=$(prop StatusText)
+        log "StatusText with the packaged configuration: $status"
+        [[ $status == "waiting for wlan0"* ]] || die "unexpected StatusText: $status"
+        curl -fsS --max-time 3 -o /dev/null "http://$CT_IP:$PORT/healthz" 2>/dev/null &&
+            die "listening although wlan0 does not exist"
+        printf '[Service]\nEnvironment=PISTATS_INTERFACE=host0\n' |
+            in_ct tee /etc/systemd/system/pistats.service.d/interface.conf >/dev/null
+        in_ct systemctl daemon-reload
+        in_ct systemctl restart pistats.service
+        check_serving
+    fi
+    phase_end
+
+    phase_start upgrade
+    # Same package with a higher version: the service is restarted, a locally changed
+    # conffile is kept.
+    in_ct sh -c "sed -i 's/^#top_processes = 10/top_processes = 7/' $conf"
+    local up=$work/root/upgrade
+    rm -rf "$up"
+    dpkg-deb -R "$DEB_DIR/$deb" "$up"
+    sed -i 's/^Version: .*/&+upgrade1/' "$up/DEBIAN/control"
+    dpkg-deb -b "$up" "$work/root/pistats-upgrade.deb" >/dev/null
+    pid=$(prop MainPID)
+    in_ct apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold \
+        /root/pistats-upgrade.deb >>"$CACHE/apt-$ARCH.log" 2>&1 || die "upgrade failed"
+    wait_for "$SERVICE_TIMEOUT" "pistats after the upgrade" service_running
+    [ "$(prop MainPID)" != "$pid" ] || die "service not restarted on upgrade"
+    in_ct grep -q '^top_processes = 7' "$conf" || die "upgrade lost the local change to $conf"
+    curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/stats" | python3 -c \
+        'import json,sys; d=json.load(sys.stdin); n=len(d["processes"]["top_cpu_usage"]); assert n<=7, n' ||
+        die "the changed setting is not in effect"
+    check_serving
+    phase_end
+
+    phase_start remove-purge
+    in_ct apt-get remove -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt remove failed"
+    in_ct test ! -e /usr/bin/pistats || die "binary left after remove"
+    in_ct test -f "$conf" || die "remove deleted the conffile"
+    [ "$(in_ct dpkg-query -W -f='${Status}' pistats)" = "deinstall ok config-files" ] ||
+        die "unexpected state after remove"
+    in_ct systemctl is-active --quiet pistats.service && die "service still active after remove"
+    curl -fsS --max-time 3 -o /dev/null "http://$CT_IP:$PORT/healthz" 2>/dev/null &&
+        die "still serving after remove"
+    in_ct apt-get purge -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt purge failed"
+    in_ct test ! -e /etc/pistats || die "/etc/pistats left after purge"
+    in_ct dpkg-query -W pistats >/dev/null 2>&1 && die "package still known after purge"
+    phase_end
+
+    shutdown_container
+    TIMINGS+=("$ARCH total: $((SECONDS - t_arch))s")
+    log "PASS"
+    ARCH=
+}
+
+[ "$(id -u)" = 0 ] || die "run as root"
+host_packages
+for a in "${ARCHES[@]}"; do
+    [ "$a" = "$HOST_ARCH" ] || {
+        enable_binfmt
+        break
+    }
+done
+net=0
+passed=0
+for a in "${ARCHES[@]}"; do
+    HOST_IP=10.231.77.$((net * 4 + 1))
+    CT_IP=10.231.77.$((net * 4 + 2))
+    net=$((net + 1))
+    if [ "$a" = "$HOST_ARCH" ]; then
+        BOOT_TIMEOUT=120 SERVICE_TIMEOUT=30 SHUTDOWN_TIMEOUT=30
+    else
+        BOOT_TIMEOUT=600 SERVICE_TIMEOUT=120 SHUTDOWN_TIMEOUT=15
+    fi
+    test_arch "$a"
+    passed=$((passed + 1))
+done
+printf '%s\n' "${TIMINGS[@]}"
+echo "install test: $passed passed, 0 failed"
