@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Overrides, EX_CONFIG};
+use crate::config::{Config, ConfigError, Overrides, EX_CONFIG};
 use crate::stats::{Collector, Context};
 
 #[derive(Debug, Parser)]
@@ -106,6 +106,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
     match runtime().block_on(crate::daemon::run(config, file)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err @ crate::daemon::DaemonError::Tls(_)) => {
+            tracing::error!("{err}");
+            ExitCode::from(EX_CONFIG)
+        }
         Err(err) => {
             tracing::error!("{err}");
             ExitCode::FAILURE
@@ -114,7 +118,17 @@ fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
 }
 
 fn check_config(path: Option<&PathBuf>, overrides: &Overrides) -> ExitCode {
-    match Config::load(path.map(|p| p.as_path()), overrides) {
+    let loaded = Config::load(path.map(|p| p.as_path()), overrides).and_then(|(config, file)| {
+        // The certificate and key are part of the configuration: check that they load.
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            crate::http::tls::acceptor(cert, key).map_err(|err| ConfigError::Invalid {
+                key: err.setting(),
+                message: err.to_string(),
+            })?;
+        }
+        Ok((config, file))
+    });
+    match loaded {
         Ok((_, Some(file))) => {
             println!("{}: OK", file.display());
             ExitCode::SUCCESS

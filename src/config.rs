@@ -25,12 +25,12 @@ pub const DEFAULT_PORT: u16 = 8765;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Below this, collection itself becomes a noticeable load on a Pi Zero.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
-/// The seed's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
 /// Upper bound for every duration setting: far beyond any sensible value, and small enough
 /// that deadlines computed from it can never overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound for `max_message_size`.
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// The seed's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A client whose socket does not accept one document within this time is dropped, so it can
@@ -140,6 +140,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Report top processes without their names.
     pub hide_process_names: bool,
+    /// PEM certificate chain (leaf first); with `tls_key` set too, the port speaks only
+    /// HTTPS and WSS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Root of the proc file system read by the collector (fixture trees in tests).
     pub proc_root: PathBuf,
     /// Root of the sys file system read by the collector (fixture trees in tests).
@@ -169,6 +174,8 @@ impl Default for Config {
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             hide_process_names: false,
+            tls_cert: None,
+            tls_key: None,
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             vcgencmd: PathBuf::from("/usr/bin/vcgencmd"),
@@ -218,6 +225,12 @@ pub struct Overrides {
     /// Access token required by the API and WebSocket
     #[arg(long, global = true, env = "PISTATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// TLS certificate chain (PEM); serve HTTPS/WSS with --tls-key
+    #[arg(long, global = true, env = "PISTATS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, global = true, env = "PISTATS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Root of /proc to read (testing)
     #[arg(long, global = true, env = "PISTATS_PROC_ROOT", hide = true)]
     pub proc_root: Option<PathBuf>,
@@ -287,12 +300,13 @@ impl Config {
             sys_root,
             vcgencmd
         );
-        if o.assets_dir.is_some() {
-            self.assets_dir = o.assets_dir.clone();
+        // Settings that are optional in the file too: an override replaces `None` as well.
+        macro_rules! set_optional {
+            ($($field:ident),*) => {$(
+                if o.$field.is_some() { self.$field = o.$field.clone(); }
+            )*};
         }
-        if o.token.is_some() {
-            self.token = o.token.clone();
-        }
+        set_optional!(assets_dir, token, tls_cert, tls_key);
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -346,6 +360,12 @@ impl Config {
         }
         if self.token.as_deref() == Some("") {
             return invalid("token", "must not be empty (remove it to disable)".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid(
+                "tls_cert",
+                "tls_cert and tls_key go together: set both or neither".into(),
+            );
         }
         Ok(())
     }
@@ -432,6 +452,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    /// The configuration the Debian package installs is valid and mentions every setting
+    /// (serde lists them all when it meets an unknown key).
+    #[test]
+    fn packaged_config_is_valid_and_complete() {
+        let packaged = include_str!("../debian/config.toml");
+        let config = parse(packaged).unwrap();
+        assert_eq!(config.serve, ServePolicy::WhileConnected);
+        let err = parse("no_such_setting = 1").unwrap_err().to_string();
+        let (_, listed) = err
+            .split_once("expected one of")
+            .expect("serde lists the fields");
+        // Drop the quoted offending line that follows the list.
+        let listed = listed.split_once(" (`").map_or(listed, |(list, _)| list);
+        let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(keys.len() > 20, "{err}");
+        for key in keys {
+            let documented = packaged.lines().any(|line| {
+                let line = line.trim_start_matches('#');
+                line.starts_with(&format!("{key} ="))
+            });
+            assert!(documented, "debian/config.toml does not document `{key}`");
+        }
     }
 
     #[test]

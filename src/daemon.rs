@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
+use crate::http::tls::{self, TlsAcceptor, TlsError};
 use crate::http::{self, Admission, AppState};
 use crate::hub::{self, Hub};
 use crate::stats::model::Connectivity;
@@ -38,6 +39,8 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// An open listener and the server task behind it.
@@ -53,6 +56,7 @@ impl Listener {
         addr: SocketAddr,
         hub: &Arc<Hub>,
         config: &Arc<Config>,
+        tls: &Option<TlsAcceptor>,
         parent: &CancellationToken,
     ) -> Result<Listener, DaemonError> {
         let socket = bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
@@ -65,6 +69,7 @@ impl Listener {
             admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
             listener_closed: closed.clone(),
             sessions: sessions.clone(),
+            tls: tls.clone(),
         });
         let task = tokio::spawn(http::serve(socket, state));
         tracing::info!("listening on {addr}");
@@ -115,6 +120,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), DaemonError> {
     let config = Arc::new(config);
+    // Certificate problems are configuration errors: report them before anything starts.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let cancel = CancellationToken::new();
     raise_fd_limit(config.max_clients);
     spawn_signal_handler(cancel.clone())?;
@@ -133,6 +143,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
             .resolved_assets_dir()
             .map_or_else(|| "not found".to_owned(), |p| p.display().to_string()),
     );
+
+    if let Some(cert) = config.tls_cert.as_ref().filter(|_| tls.is_some()) {
+        tracing::info!(
+            "TLS on: https:// and wss:// only (certificate {})",
+            cert.display()
+        );
+    }
 
     let (connectivity_tx, connectivity) = watch::channel(Connectivity {
         source: "none",
@@ -162,7 +179,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         _ = cancel.cancelled() => {}
     }
 
-    let result = supervise_listener(&config, &hub, connectivity, &status_tx, &cancel).await;
+    let result = supervise_listener(&config, &tls, &hub, connectivity, &status_tx, &cancel).await;
     systemd::stopping();
     cancel.cancel();
     let _ = tokio::task::spawn_blocking(move || collector_thread.join()).await;
@@ -174,6 +191,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
 /// until `cancel` fires.
 async fn supervise_listener(
     config: &Arc<Config>,
+    tls: &Option<TlsAcceptor>,
     hub: &Arc<Hub>,
     mut connectivity: watch::Receiver<Connectivity>,
     status: &watch::Sender<String>,
@@ -188,7 +206,7 @@ async fn supervise_listener(
         let wanted = config.serve == ServePolicy::Always || link.connected;
         let retry_due = retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
         if wanted && listener.is_none() && retry_due {
-            match Listener::open(addr, hub, config, cancel).await {
+            match Listener::open(addr, hub, config, tls, cancel).await {
                 Ok(open) => {
                     // Keep an ephemeral port across reopenings, so clients can come back.
                     addr = open.addr;

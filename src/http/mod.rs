@@ -3,6 +3,7 @@
 
 mod admission;
 mod server;
+pub mod tls;
 mod ws;
 
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub listener_closed: CancellationToken,
     /// The WebSocket sessions, so closing the listener can wait for their close frames.
     pub sessions: TaskTracker,
+    /// Set when the port speaks HTTPS/WSS.
+    pub tls: Option<tls::TlsAcceptor>,
 }
 
 /// Why a request was refused, mapped to a status code in [`recover`].

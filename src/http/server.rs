@@ -17,7 +17,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{routes, AppState};
@@ -47,6 +49,7 @@ impl PendingUpgrade {
 /// (WebSocket sessions are tracked separately, in `state.sessions`).
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     let closed = state.listener_closed.clone();
+    let tls = state.tls.clone();
     let service = TowerToHyperService::new(warp::service(routes(state)));
     let connections = TaskTracker::new();
     let mut builder = http1::Builder::new();
@@ -76,18 +79,26 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             }
             service.call(request)
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), per_request)
-            .with_upgrades();
+        let builder = builder.clone();
         let closed = closed.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = closed.cancelled() => {
-                    // Finish the request in flight, then close instead of keeping alive.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let result = match tls {
+                None => drive(&builder, stream, per_request, &closed).await,
+                // The handshake shares the header-read deadline: a client that opens a
+                // connection and stays silent is cut off either way.
+                Some(tls) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => drive(&builder, stream, per_request, &closed).await,
+                        Ok(Err(err)) => {
+                            tracing::debug!("TLS handshake with {peer} failed: {err}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake with {peer} timed out");
+                            return;
+                        }
+                    }
                 }
             };
             if let Err(err) = result {
@@ -98,4 +109,33 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves one connection (plain TCP or TLS) until it ends; when the listener closes, the
+/// request in flight finishes and the connection is not kept alive.
+async fn drive<I, S>(
+    builder: &http1::Builder,
+    io: I,
+    service: S,
+    closed: &CancellationToken,
+) -> hyper::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = closed.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
 }

@@ -25,7 +25,10 @@ pub async fn connect(url: &str) -> Ws {
 }
 
 /// Next text frame as JSON (pings are answered by tungstenite itself).
-pub async fn next_doc(ws: &mut Ws) -> serde_json::Value {
+pub async fn next_doc<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::StreamExt;
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())

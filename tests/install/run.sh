@@ -3,21 +3,22 @@
 # systemd-nspawn (private veth network), installs the pistats .deb with apt and checks the
 # service as an administrator would see it: enabled and started, Type=notify readiness, journal
 # lines, the dashboard, API and WebSocket answering on the container's address, restart,
-# kill -9 recovery, a broken configuration (exit 78, no restart loop), upgrade, remove and purge;
+# kill -9 recovery, a broken configuration (exit 78, no restart loop), the listener following
+# the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge;
 # plus `systemd-analyze security` (exposure <= 2.0) and `systemd-analyze verify`.
 #
 # Usage: tests/install/run.sh [amd64] [arm64] [armhf]      (default: amd64)
 #   Debs are taken from $PISTATS_DEB_DIR (default: $CARGO_TARGET_DIR/debian or target/debian);
 #   build them first with scripts/build-debs.sh. Foreign architectures run under
 #   qemu-user-static. Run as root on Debian 12. The bookworm root file systems are made with
-#   debootstrap once and cached in $PISTATS_TEST_CACHE (default /var/cache/pistats-test).
+#   debootstrap once and cached in $PISTATS_TEST_CACHE (default /var/cache/pistats-tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 
 ARCHES=("$@")
 [ ${#ARCHES[@]} -gt 0 ] || ARCHES=(amd64)
-CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-test}
+CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-tests}
 DEB_DIR=${PISTATS_DEB_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debian}
 MIRROR=${PISTATS_TEST_MIRROR:-http://deb.debian.org/debian}
 # Bump when the root file system recipe below changes, so cached ones are rebuilt.
@@ -44,7 +45,7 @@ phase_end() {
 TIMINGS=()
 
 host_packages() {
-    local pkgs=(debootstrap systemd-container curl python3 iproute2)
+    local pkgs=(debootstrap systemd-container curl python3 iproute2 openssl)
     local arch
     for arch in "${ARCHES[@]}"; do
         [ "$arch" = "$HOST_ARCH" ] || pkgs+=(qemu-user-static binfmt-support)
@@ -402,6 +403,40 @@ assert pids.get(1) == "systemd", pids
             die "listening although wlan0 does not exist"
         printf '[Service]\nEnvironment=PISTATS_INTERFACE=host0\n' |
             in_ct tee /etc/systemd/system/pistats.service.d/interface.conf >/dev/null
+        in_ct systemctl daemon-reload
+        in_ct systemctl restart pistats.service
+        check_serving
+    fi
+    phase_end
+
+    phase_start tls
+    # HTTPS/WSS with a private key only root can read, handed to the sandboxed service as a
+    # systemd credential. Credentials cannot be set up under qemu-user (see rootfs()).
+    if [ "$ARCH" != "$HOST_ARCH" ]; then
+        log "SKIP: systemd credentials do not work under qemu-user"
+    else
+        local tls=$work/root/tls
+        mkdir -p "$tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=pistats-test -addext "subjectAltName=IP:$CT_IP" \
+            -keyout "$tls/tls.key" -out "$tls/tls.crt" 2>/dev/null || die "openssl failed"
+        in_ct install -m 644 /root/tls/tls.crt /etc/pistats/tls.crt
+        in_ct install -m 600 /root/tls/tls.key /etc/pistats/tls.key
+        printf '[Service]\nLoadCredential=tls.key:/etc/pistats/tls.key\nEnvironment=PISTATS_TLS_CERT=/etc/pistats/tls.crt PISTATS_TLS_KEY=%%d/tls.key\n' |
+            in_ct tee /etc/systemd/system/pistats.service.d/tls.conf >/dev/null
+        in_ct systemctl daemon-reload
+        in_ct systemctl restart pistats.service
+        service_running || die "not running with TLS"
+        wait_for 30 "HTTPS on $CT_IP:$PORT" \
+            curl -fsS --max-time 5 --cacert "$tls/tls.crt" -o /dev/null "https://$CT_IP:$PORT/healthz"
+        curl -fsS --max-time 5 --cacert "$tls/tls.crt" "https://$CT_IP:$PORT/api/v1/stats" |
+            python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["memory"]["total_gb"]>0, d' ||
+            die "no stats document over HTTPS"
+        curl -fsS --max-time 3 -o /dev/null "http://$CT_IP:$PORT/healthz" 2>/dev/null &&
+            die "plain HTTP still answered with TLS on"
+        journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
+        grep -q "TLS on: https:// and wss:// only" <<<"$journal" || die "journal does not say TLS is on"
+        in_ct rm /etc/systemd/system/pistats.service.d/tls.conf /etc/pistats/tls.crt /etc/pistats/tls.key
         in_ct systemctl daemon-reload
         in_ct systemctl restart pistats.service
         check_serving
