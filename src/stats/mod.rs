@@ -6,21 +6,23 @@
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
 //! primes one.
 
+mod ifaddrs;
 pub mod model;
 pub mod pi;
 pub mod procfs;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sysinfo::{CpuRefreshKind, Networks, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{CpuRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::config::Config;
 use model::*;
 
 const GIB: f64 = (1u64 << 30) as f64;
+/// How long a CPU frequency read from /proc/cpuinfo is reused.
+const CPUINFO_FREQUENCY_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Static facts read once at start.
 #[derive(Debug, Clone)]
@@ -49,7 +51,6 @@ pub struct Context {
 
 pub struct Collector {
     system: System,
-    networks: Networks,
     proc_root: PathBuf,
     sys_root: PathBuf,
     top_processes: usize,
@@ -57,6 +58,8 @@ pub struct Collector {
     facts: HostFacts,
     pi: pi::PiReader,
     previous: Option<Previous>,
+    /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
+    cpuinfo_frequency: Option<(Instant, u64)>,
 }
 
 impl Collector {
@@ -75,7 +78,6 @@ impl Collector {
         };
         Collector {
             system,
-            networks: Networks::new_with_refreshed_list(),
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
@@ -83,6 +85,7 @@ impl Collector {
             facts,
             pi,
             previous: None,
+            cpuinfo_frequency: None,
         }
     }
 
@@ -155,16 +158,22 @@ impl Collector {
             .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
         let cpus = self.system.cpus();
         let (current, min, max) = procfs::read_cpufreq(&self.sys_root, cpus.len());
-        // Without cpufreq (VMs, some boards) sysinfo's /proc/cpuinfo figure is the best we have.
+        // Without cpufreq (VMs, some boards) /proc/cpuinfo's figure is the best there is. The
+        // kernel formats that whole file on every read, so it is read every few seconds only.
         let current = current.or_else(|| {
-            self.system
-                .refresh_cpu_specifics(CpuRefreshKind::nothing().with_frequency());
-            let mhz = self
-                .system
-                .cpus()
-                .first()
-                .map(|c| c.frequency())
-                .unwrap_or(0);
+            let fresh = self
+                .cpuinfo_frequency
+                .filter(|(at, _)| at.elapsed() < CPUINFO_FREQUENCY_MAX_AGE);
+            let mhz = match fresh {
+                Some((_, mhz)) => mhz,
+                None => {
+                    self.system
+                        .refresh_cpu_specifics(CpuRefreshKind::nothing().with_frequency());
+                    let mhz = self.system.cpus().first().map_or(0, |c| c.frequency());
+                    self.cpuinfo_frequency = Some((Instant::now(), mhz));
+                    mhz
+                }
+            };
             (mhz > 0).then_some(mhz as f64)
         });
         CpuInfo {
@@ -214,7 +223,7 @@ impl Collector {
     }
 
     fn network(&mut self, io: &BTreeMap<String, NetIo>, elapsed: Option<f64>) -> NetworkInfo {
-        self.networks.refresh(true);
+        let mut addresses_by_interface = ifaddrs::interface_addresses();
         let previous = self.previous.as_ref().map(|p| &p.net);
         let net_rates = |name: &str, now: &NetIo| -> Option<NetRates> {
             let before = previous?.get(name)?;
@@ -238,24 +247,16 @@ impl Collector {
                 }
             }
             let (is_up, mtu, speed_mbps, mac) = procfs::read_link(&self.sys_root, name);
-            let mut addresses: Vec<Address> = self
-                .networks
-                .get(name)
-                .map(|data| {
-                    data.ip_networks()
-                        .iter()
-                        .map(|net| Address {
-                            family: if matches!(net.addr, IpAddr::V4(_)) {
-                                "ipv4"
-                            } else {
-                                "ipv6"
-                            },
-                            address: net.addr.to_string(),
-                            prefix_len: net.prefix,
-                        })
-                        .collect()
+            let mut addresses: Vec<Address> = addresses_by_interface
+                .remove(name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(address, prefix_len)| Address {
+                    family: if address.is_ipv4() { "ipv4" } else { "ipv6" },
+                    address: address.to_string(),
+                    prefix_len,
                 })
-                .unwrap_or_default();
+                .collect();
             addresses.sort();
             interfaces.insert(
                 name.clone(),
@@ -299,22 +300,19 @@ impl Collector {
                     name: (!self.hide_process_names)
                         .then(|| p.name().to_string_lossy().into_owned()),
                     cpu_percent: round1(p.cpu_usage() as f64),
-                    memory_percent: round2(if total_memory > 0 {
-                        p.memory() as f64 * 100.0 / total_memory as f64
-                    } else {
-                        0.0
-                    }),
+                    memory_percent: procfs::read_rss(&self.proc_root, p.pid().as_u32())
+                        .filter(|_| total_memory > 0)
+                        .map_or(0.0, |rss| round2(rss as f64 * 100.0 / total_memory as f64)),
                 })
                 .collect(),
         }
     }
 }
 
+/// CPU times only: memory is read for the few listed processes, not for every process on
+/// every tick (one file open per process and tick is most of the collector's cost).
 fn process_refresh() -> ProcessRefreshKind {
-    ProcessRefreshKind::nothing()
-        .with_cpu()
-        .with_memory()
-        .without_tasks()
+    ProcessRefreshKind::nothing().with_cpu().without_tasks()
 }
 
 fn memory_sections(m: &procfs::MemInfo) -> (MemoryInfo, SwapInfo) {

@@ -143,6 +143,22 @@ pub fn read_uptime(proc_root: &Path) -> Option<f64> {
         .ok()
 }
 
+/// A process's resident set size in bytes, from `/proc/PID/statm` (psutil's `rss`).
+pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
+    let text = read_trimmed(&proc_root.join(format!("{pid}/statm")))?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE_SIZE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    })
+}
+
 pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
     let text = read_trimmed(&proc_root.join("loadavg"))?;
     let mut f = text.split_whitespace().map(|v| v.parse::<f64>().ok());

@@ -68,7 +68,19 @@ systemd-nspawn --quiet --register=no --keep-unit -b -D "$ROOTFS" --volatile=over
     -M "$machine" --network-veth --console=read-only \
     --bind-ro="$PISTATS_BIN:/usr/local/bin/pistats" >"$work/console.log" 2>&1 &
 nspawn_pid=$!
-leader_of_nspawn() { leader=$(ps -o pid= --ppid "$nspawn_pid" | head -n 1 | tr -d ' '); [[ -n $leader ]]; }
+# The container's PID 1: the process named systemd among systemd-nspawn's descendants (its
+# direct child can still be nspawn's own intermediate process right after the start).
+descendant_named() { # descendant_named ROOT_PID COMM
+    ps -eo pid=,ppid=,comm= | awk -v root="$1" -v name="$2" '
+        { parent[$1] = $2; comm[$1] = $3 }
+        END {
+            for (p in comm) {
+                if (comm[p] != name) continue
+                for (q = parent[p]; q > 1; q = parent[q]) if (q == root) { print p; exit }
+            }
+        }'
+}
+leader_of_nspawn() { leader=$(descendant_named "$nspawn_pid" systemd); [[ -n $leader ]]; }
 until_true leader_of_nspawn || fail "container did not start"
 in_ct() { nsenter -t "$leader" -a "$@"; }
 
@@ -90,14 +102,7 @@ in_ct env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin NO_COLOR=1 \
 nsenter_pid=$!
 # The daemon's host PID: nsenter forks (twice, to enter the PID namespace) before exec.
 pistats_of_nsenter() {
-    pistats_pid=$(ps -eo pid=,ppid=,comm= | awk -v root="$nsenter_pid" '
-        { parent[$1] = $2; comm[$1] = $3 }
-        END {
-            for (p in comm) {
-                if (comm[p] != "pistats") continue
-                for (q = parent[p]; q > 1; q = parent[q]) if (q == root) { print p; exit }
-            }
-        }')
+    pistats_pid=$(descendant_named "$nsenter_pid" pistats)
     [[ -n $pistats_pid ]]
 }
 until_true pistats_of_nsenter || fail "pistats did not start"
