@@ -8,7 +8,7 @@
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector and the stats document ([`stats::model`])              |
 //! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
-//! | [`http`]     | warp server: WebSocket feed, REST, health, metrics, dashboard files |
+//! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus text rendering of the latest snapshot                     |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
 //! | [`systemd`]  | sd_notify readiness, status and watchdog                             |

@@ -150,10 +150,20 @@ async fn plain_text_and_garbage_on_the_tls_port_are_dropped_without_harm() {
         .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0x00, 0x42])
         .await
         .unwrap();
-    let _silent = TcpStream::connect(daemon.addr).await.unwrap();
+    let mut silent = TcpStream::connect(daemon.addr).await.unwrap();
 
     let stats = https_get(&cert, &daemon, "/healthz").await;
     assert!(stats.starts_with("HTTP/1.1 200"), "{stats}");
+
+    // A client that never starts the handshake is cut off with the header-read deadline.
+    let mut buf = [0u8; 16];
+    let cut_off = tokio::time::timeout(
+        pistats::http::HEADER_READ_TIMEOUT + WAIT,
+        silent.read(&mut buf),
+    )
+    .await
+    .expect("a silent client was never disconnected");
+    assert!(matches!(cut_off, Ok(0) | Err(_)), "{cut_off:?}");
 }
 
 #[test]

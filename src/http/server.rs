@@ -4,7 +4,8 @@
 //! not offer: a header-read timeout (a client that opens a connection and sends nothing, or
 //! a byte a minute, is cut off), the raw upgrade handle (so each WebSocket gets buffers sized
 //! for thousands of clients instead of tungstenite's 128 KiB default), and the peer address
-//! as a plain request extension for the per-address limits.
+//! as a plain request extension for the per-address limits. With TLS configured, each
+//! connection is a rustls stream instead of the plain socket; nothing above notices.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -88,17 +89,22 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                 // The handshake shares the header-read deadline: a client that opens a
                 // connection and stays silent is cut off either way.
                 Some(tls) => {
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => drive(&builder, stream, per_request, &closed).await,
-                        Ok(Err(err)) => {
-                            tracing::debug!("TLS handshake with {peer} failed: {err}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake with {peer} timed out");
-                            return;
-                        }
-                    }
+                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream));
+                    let stream = tokio::select! {
+                        _ = closed.cancelled() => return,
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!("TLS handshake with {peer} failed: {err}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake with {peer} timed out");
+                                return;
+                            }
+                        },
+                    };
+                    drive(&builder, stream, per_request, &closed).await
                 }
             };
             if let Err(err) = result {
