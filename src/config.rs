@@ -74,6 +74,9 @@ pub enum ServePolicy {
     Always,
     /// Listen only while `interface` is connected, like the seed's network monitor.
     WhileConnected,
+    /// Listen on `host` while `interface` is connected and on loopback only while it is not,
+    /// so the Pi itself (or an SSH tunnel) still sees the dashboard offline.
+    LoopbackWhileOffline,
 }
 
 /// Log verbosity, mapped onto `tracing` levels.
@@ -126,8 +129,8 @@ pub struct Config {
     pub assets_dir: Option<PathBuf>,
     pub log_level: LogLevel,
     pub serve: ServePolicy,
-    /// Interface whose connectivity is reported and, with `serve = "while-connected"`, gates
-    /// the listener.
+    /// Interface whose connectivity is reported and, with `serve = "while-connected"` or
+    /// `"loopback-while-offline"`, gates the listener.
     pub interface: String,
     /// If set, every API and WebSocket request needs `Authorization: Bearer TOKEN` or
     /// `?token=TOKEN`. The dashboard page itself loads without it and asks for it.
@@ -500,6 +503,17 @@ mod tests {
         assert!(err.contains("test.toml"), "{err}");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn serve_policies_parse_in_kebab_case() {
+        for (text, policy) in [
+            ("always", ServePolicy::Always),
+            ("while-connected", ServePolicy::WhileConnected),
+            ("loopback-while-offline", ServePolicy::LoopbackWhileOffline),
+        ] {
+            assert_eq!(parse(&format!("serve = \"{text}\"")).unwrap().serve, policy);
+        }
     }
 
     #[test]

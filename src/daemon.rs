@@ -4,7 +4,7 @@
 //! thread (hub), the network watcher, the systemd notifier, and the listener supervisor that
 //! opens and closes the HTTP/WebSocket listener according to the serve policy.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,8 +187,8 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     result
 }
 
-/// Opens and closes the listener as the serve policy and the interface's state require,
-/// until `cancel` fires.
+/// Opens, moves and closes the listener as the serve policy and the interface's state
+/// require, until `cancel` fires.
 async fn supervise_listener(
     config: &Arc<Config>,
     tls: &Option<TlsAcceptor>,
@@ -197,19 +197,33 @@ async fn supervise_listener(
     status: &watch::Sender<String>,
     cancel: &CancellationToken,
 ) -> Result<(), DaemonError> {
-    let mut addr = SocketAddr::new(config.host, config.port);
+    // Keeps an ephemeral port (`port = 0`) across reopenings, so clients can come back.
+    let mut port = config.port;
     let mut listener: Option<Listener> = None;
     let mut ready_sent = false;
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let link = connectivity.borrow_and_update().clone();
-        let wanted = config.serve == ServePolicy::Always || link.connected;
+        let wanted = wanted_host(config, link.connected).map(|ip| SocketAddr::new(ip, port));
+        if let Some(open) = listener.take_if(|open| Some(open.addr.ip()) != wanted.map(|a| a.ip()))
+        {
+            tracing::info!(
+                "{} is {} ({}): {}",
+                link.interface,
+                link.state,
+                link.source,
+                match wanted {
+                    Some(addr) => format!("moving the listener to {addr}"),
+                    None => "closing the listener".to_owned(),
+                }
+            );
+            open.close().await;
+        }
         let retry_due = retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
-        if wanted && listener.is_none() && retry_due {
+        if let Some(addr) = wanted.filter(|_| listener.is_none() && retry_due) {
             match Listener::open(addr, hub, config, tls, cancel).await {
                 Ok(open) => {
-                    // Keep an ephemeral port across reopenings, so clients can come back.
-                    addr = open.addr;
+                    port = open.addr.port();
                     retry_at = None;
                     listener = Some(open);
                 }
@@ -219,24 +233,16 @@ async fn supervise_listener(
                     retry_at = Some(tokio::time::Instant::now() + REBIND_DELAY);
                 }
             }
-        } else if !wanted {
-            if let Some(open) = listener.take() {
-                tracing::info!(
-                    "{} is {} ({}): closing the listener",
-                    link.interface,
-                    link.state,
-                    link.source
-                );
-                open.close().await;
-            }
         }
 
         let line = match &listener {
+            Some(open) if open.addr.ip() != config.host => format!(
+                "serving on {} only: {} {}",
+                open.addr, link.interface, link.state
+            ),
             Some(open) => format!("serving on {}", open.addr),
-            None if config.serve == ServePolicy::WhileConnected => {
-                format!("waiting for {} ({})", link.interface, link.state)
-            }
-            None => "not listening".to_owned(),
+            None if config.serve == ServePolicy::Always => "not listening".to_owned(),
+            None => format!("waiting for {} ({})", link.interface, link.state),
         };
         if !ready_sent {
             systemd::ready(&line);
@@ -264,6 +270,25 @@ async fn supervise_listener(
         open.close().await;
     }
     Ok(())
+}
+
+/// The address the listener should be bound to now, if any.
+fn wanted_host(config: &Config, connected: bool) -> Option<IpAddr> {
+    match config.serve {
+        ServePolicy::Always => Some(config.host),
+        _ if connected => Some(config.host),
+        ServePolicy::WhileConnected => None,
+        ServePolicy::LoopbackWhileOffline => Some(loopback_for(config.host)),
+    }
+}
+
+/// The loopback address of `host`'s family (`host` itself if it is loopback already).
+fn loopback_for(host: IpAddr) -> IpAddr {
+    match host {
+        host if host.is_loopback() => host,
+        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    }
 }
 
 /// Each client is a file descriptor; systemd's default soft limit (1024) would refuse
@@ -302,4 +327,34 @@ fn spawn_signal_handler(cancel: CancellationToken) -> Result<(), DaemonError> {
         cancel.cancel();
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(serve: ServePolicy, host: &str) -> Config {
+        Config {
+            serve,
+            host: host.parse().unwrap(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn each_policy_binds_where_it_should() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let always = config(ServePolicy::Always, "0.0.0.0");
+        assert_eq!(wanted_host(&always, false), ip("0.0.0.0"));
+        let gated = config(ServePolicy::WhileConnected, "0.0.0.0");
+        assert_eq!(wanted_host(&gated, true), ip("0.0.0.0"));
+        assert_eq!(wanted_host(&gated, false), None);
+        let local = config(ServePolicy::LoopbackWhileOffline, "0.0.0.0");
+        assert_eq!(wanted_host(&local, true), ip("0.0.0.0"));
+        assert_eq!(wanted_host(&local, false), ip("127.0.0.1"));
+        let local6 = config(ServePolicy::LoopbackWhileOffline, "::");
+        assert_eq!(wanted_host(&local6, false), ip("::1"));
+        let loopback = config(ServePolicy::LoopbackWhileOffline, "127.0.0.2");
+        assert_eq!(wanted_host(&loopback, false), ip("127.0.0.2"));
+    }
 }

@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -654,8 +655,11 @@ struct Served {
 
 impl Served {
     fn start(prefix: &[&str], bus: &str, args: &[&str]) -> Served {
-        let mut child = pistats_command(prefix, bus, args)
-            .args(["--host", "127.0.0.1"])
+        let mut cmd = pistats_command(prefix, bus, args);
+        if !args.contains(&"--host") {
+            cmd.args(["--host", "127.0.0.1"]);
+        }
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -821,24 +825,14 @@ async fn listener_opens_and_closes_with_networkmanager_state() {
     // A client gets documents, with the connectivity in them, and a close frame when the
     // interface goes down.
     let mut ws = connect(&format!("ws://{addr}/ws")).await;
-    let doc = next_doc(&mut ws).await;
+    let doc = doc_after_change(&mut ws).await;
     assert_eq!(doc["connectivity"]["source"], "networkmanager");
     assert_eq!(doc["connectivity"]["state"], "activated");
     assert_eq!(doc["connectivity"]["connected"], true);
     assert_eq!(doc["connectivity"]["addresses"][0], "192.0.2.70/24");
 
     fake.set_state("pstw6", DISCONNECTED).await;
-    let close = tokio::time::timeout(WAIT, async {
-        while let Some(msg) = ws.next().await {
-            if let Ok(Message::Close(frame)) = msg {
-                return frame;
-            }
-        }
-        None
-    })
-    .await
-    .expect("close frame in time");
-    assert_eq!(u16::from(close.expect("close frame").code), 1001);
+    assert_eq!(close_code(&mut ws).await, 1001);
     daemon.wait_for_events(1, 1);
     assert!(refused(&addr), "{addr} still accepts after closing");
 
@@ -888,6 +882,37 @@ async fn listener_opens_and_closes_with_networkmanager_state() {
     );
 }
 
+/// The first document collected after the interface connected. A client gets the latest
+/// document at once, which may be from the tick before the change.
+async fn doc_after_change<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let first = next_doc(ws).await;
+    if first["connectivity"]["connected"] == true {
+        return first;
+    }
+    next_doc(ws).await
+}
+
+/// Reads until a close frame arrives and returns its code.
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> u16
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = tokio::time::timeout(WAIT, async {
+        while let Some(msg) = ws.next().await {
+            if let Ok(Message::Close(frame)) = msg {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("close frame in time");
+    u16::from(frame.expect("close frame with a code").code)
+}
+
 // ---------------------------------------------------------------------------------------
 // The kernel fallback, in a network namespace of the test's own.
 
@@ -898,12 +923,13 @@ struct Netns {
 }
 
 impl Netns {
-    fn create() -> Option<Netns> {
+    /// `tag` tells apart the namespaces of tests running at once.
+    fn create(tag: &str) -> Option<Netns> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return None;
         }
-        let name = format!("pistats-test-{}", std::process::id());
+        let name = format!("pistats-test-{}-{tag}", std::process::id());
         let ns = Netns { name };
         ns.ip(&["netns", "add", &ns.name]);
         ns.exec(&["ip", "link", "set", "lo", "up"]);
@@ -946,7 +972,7 @@ impl Drop for Netns {
 
 #[test]
 fn kernel_fallback_follows_link_and_addresses_in_a_namespace() {
-    let Some(ns) = Netns::create() else {
+    let Some(ns) = Netns::create("kernel") else {
         eprintln!("SKIPPED kernel_fallback_follows_link_and_addresses_in_a_namespace: needs root to create a network namespace");
         return;
     };
@@ -1017,4 +1043,94 @@ fn kernel_fallback_follows_link_and_addresses_in_a_namespace() {
     ns.exec(&["ip", "link", "del", "pstk0"]);
     daemon.wait_for_events(104, 104);
     daemon.wait_for_log("pstk0 is absent");
+}
+
+impl Netns {
+    /// A TCP connection to `addr` from inside the namespace: a thread enters it (network
+    /// namespaces are per thread) and hands the socket back.
+    fn tcp_connect(&self, addr: &str) -> std::io::Result<std::net::TcpStream> {
+        let path = format!("/run/netns/{}", self.name);
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path)?;
+            // SAFETY: setns only reads the descriptor and moves this thread alone.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn refuses(&self, addr: &str) -> bool {
+        self.tcp_connect(addr).is_err()
+    }
+
+    async fn ws_connect(&self, addr: &str) -> NsWebSocket {
+        let stream = self.tcp_connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let stream = tokio::net::TcpStream::from_std(stream).unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+            .await
+            .unwrap();
+        ws
+    }
+}
+
+type NsWebSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_moves_to_loopback_while_offline() {
+    let Some(ns) = Netns::create("loopback") else {
+        eprintln!("SKIPPED listener_moves_to_loopback_while_offline: needs root to create a network namespace");
+        return;
+    };
+    // The namespace's "LAN" address; the daemon listens on all addresses, as packaged.
+    ns.exec(&["ip", "addr", "add", "192.0.2.90/24", "dev", "pstk1"]);
+    ns.exec(&["ip", "link", "set", "pstk0", "up"]);
+    ns.exec(&["ip", "link", "set", "pstk1", "up"]);
+    let bus = Bus::start();
+    let fake = FakeNm::start(&bus.address, 1).await;
+    fake.add_device("pstw8", DISCONNECTED, &[]).await;
+    let daemon = Served::start(
+        &ns.prefix(),
+        &bus.path_address(),
+        &[
+            "--serve",
+            "loopback-while-offline",
+            "--interface",
+            "pstw8",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+    );
+
+    let local = daemon.wait_for_events(1, 0);
+    let port = local.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(local, format!("127.0.0.1:{port}"));
+    let lan = format!("192.0.2.90:{port}");
+    assert!(ns.refuses(&lan), "{lan} accepts while offline");
+    let mut ws = ns.ws_connect(&local).await;
+    assert_eq!(next_doc(&mut ws).await["connectivity"]["connected"], false);
+
+    fake.set_state("pstw8", ACTIVATED).await;
+    assert_eq!(close_code(&mut ws).await, 1001);
+    assert_eq!(daemon.wait_for_events(2, 1), format!("0.0.0.0:{port}"));
+    daemon.wait_for_log("pstw8 is activated (networkmanager): moving the listener to 0.0.0.0");
+    let mut ws = ns.ws_connect(&lan).await;
+    let doc = doc_after_change(&mut ws).await;
+    assert_eq!(doc["connectivity"]["connected"], true);
+
+    fake.set_state("pstw8", DISCONNECTED).await;
+    assert_eq!(close_code(&mut ws).await, 1001);
+    assert_eq!(daemon.wait_for_events(3, 2), local);
+    assert!(
+        ns.refuses(&lan),
+        "{lan} still accepts after the interface went down"
+    );
+    let mut ws = ns.ws_connect(&local).await;
+    next_doc(&mut ws).await;
 }
