@@ -121,7 +121,7 @@ fn check_config(path: Option<&PathBuf>, overrides: &Overrides) -> ExitCode {
     let loaded = Config::load(path.map(|p| p.as_path()), overrides).and_then(|(config, file)| {
         // The certificate and key are part of the configuration: check that they load.
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-            crate::http::tls::acceptor(cert, key).map_err(|err| ConfigError::Invalid {
+            crate::http::tls::Tls::load(cert, key).map_err(|err| ConfigError::Invalid {
                 key: err.setting(),
                 message: err.to_string(),
             })?;

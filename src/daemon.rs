@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
-use crate::http::tls::{self, TlsAcceptor, TlsError};
+use crate::http::tls::{Tls, TlsError};
 use crate::http::{self, Admission, AppState};
 use crate::hub::{self, Hub};
 use crate::stats::model::Connectivity;
@@ -56,7 +56,7 @@ impl Listener {
         addr: SocketAddr,
         hub: &Arc<Hub>,
         config: &Arc<Config>,
-        tls: &Option<TlsAcceptor>,
+        tls: &Option<Tls>,
         parent: &CancellationToken,
     ) -> Result<Listener, DaemonError> {
         let socket = bind(addr).map_err(|source| DaemonError::Bind { addr, source })?;
@@ -69,7 +69,7 @@ impl Listener {
             admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
             listener_closed: closed.clone(),
             sessions: sessions.clone(),
-            tls: tls.clone(),
+            tls: tls.as_ref().map(|tls| tls.acceptor().clone()),
         });
         let task = tokio::spawn(http::serve(socket, state));
         tracing::info!("listening on {addr}");
@@ -122,12 +122,12 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     let config = Arc::new(config);
     // Certificate problems are configuration errors: report them before anything starts.
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
         _ => None,
     };
     let cancel = CancellationToken::new();
     raise_fd_limit(config.max_clients);
-    spawn_signal_handler(cancel.clone())?;
+    spawn_signal_handlers(tls.clone(), cancel.clone())?;
 
     tracing::info!(
         "pistats {} starting: interval {:?}, serve {:?} (interface {}), config {}, dashboard {}",
@@ -144,10 +144,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
             .map_or_else(|| "not found".to_owned(), |p| p.display().to_string()),
     );
 
-    if let Some(cert) = config.tls_cert.as_ref().filter(|_| tls.is_some()) {
+    if let Some(tls) = &tls {
         tracing::info!(
-            "TLS on: https:// and wss:// only (certificate {})",
-            cert.display()
+            "TLS on: https:// and wss:// only (certificate {}; SIGHUP reloads it)",
+            tls.certificate_path().display()
         );
     }
 
@@ -191,7 +191,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
 /// require, until `cancel` fires.
 async fn supervise_listener(
     config: &Arc<Config>,
-    tls: &Option<TlsAcceptor>,
+    tls: &Option<Tls>,
     hub: &Arc<Hub>,
     mut connectivity: watch::Receiver<Connectivity>,
     status: &watch::Sender<String>,
@@ -313,20 +313,37 @@ fn raise_fd_limit(max_clients: usize) {
     }
 }
 
-fn spawn_signal_handler(cancel: CancellationToken) -> Result<(), DaemonError> {
+/// SIGTERM and SIGINT shut down; SIGHUP (`systemctl reload`) reloads the TLS certificate.
+fn spawn_signal_handlers(tls: Option<Tls>, cancel: CancellationToken) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            _ = cancel.cancelled() => return,
+        let name = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = hup.recv() => reload(tls.as_ref()),
+                _ = cancel.cancelled() => return,
+            }
         };
         tracing::info!("{name} received: shutting down");
         cancel.cancel();
     });
     Ok(())
+}
+
+fn reload(tls: Option<&Tls>) {
+    let Some(tls) = tls else {
+        tracing::info!("SIGHUP received: nothing to reload (TLS is off; settings need a restart)");
+        return;
+    };
+    let path = tls.certificate_path().display();
+    match tls.reload() {
+        Ok(()) => tracing::info!("SIGHUP received: TLS certificate reloaded from {path}"),
+        Err(err) => tracing::error!("SIGHUP received: {err}; still using the previous certificate"),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName, RootCertStore};
 use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
 
 /// A self-signed certificate for localhost and 127.0.0.1, written as PEM files.
 struct TestCert {
@@ -66,17 +67,39 @@ impl TestCert {
         TlsConnector::from(Arc::new(config))
     }
 
-    async fn tls_stream(
-        &self,
-        daemon: &Daemon,
-    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    async fn tls_stream(&self, daemon: &Daemon) -> TlsStream {
+        self.handshake(daemon).await.expect("TLS handshake")
+    }
+
+    /// A TLS connection that fails if the daemon presents another certificate.
+    async fn handshake(&self, daemon: &Daemon) -> std::io::Result<TlsStream> {
         let tcp = TcpStream::connect(daemon.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         tokio::time::timeout(WAIT, self.connector().connect(name, tcp))
             .await
             .expect("TLS handshake timed out")
-            .expect("TLS handshake")
     }
+
+    /// Puts this pair in place of `other`'s files, each replaced at once as renewal tools do.
+    fn install_over(&self, other: &TestCert) {
+        for (from, to) in [(self.cert(), other.cert()), (self.key(), other.key())] {
+            let staged = to.with_extension("new");
+            std::fs::copy(from, &staged).unwrap();
+            std::fs::rename(staged, to).unwrap();
+        }
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn wss_connect(cert: &TestCert, daemon: &Daemon, path: &str) -> WebSocketStream<TlsStream> {
+    let tls = cert.tls_stream(daemon).await;
+    let url = format!("wss://localhost:{}{path}", daemon.addr.port());
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tls))
+        .await
+        .expect("WSS handshake timed out")
+        .expect("WSS handshake");
+    ws
 }
 
 async fn https_get(cert: &TestCert, daemon: &Daemon, path: &str) -> String {
@@ -110,12 +133,7 @@ async fn https_and_wss_serve_the_api_dashboard_and_feed() {
     assert!(page.contains("<html"), "{page}");
 
     for path in ["/", "/ws"] {
-        let tls = cert.tls_stream(&daemon).await;
-        let url = format!("wss://localhost:{}{path}", daemon.addr.port());
-        let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tls))
-            .await
-            .expect("WSS handshake timed out")
-            .expect("WSS handshake");
+        let mut ws = wss_connect(&cert, &daemon, path).await;
         let first = next_doc(&mut ws).await;
         let second = next_doc(&mut ws).await;
         assert!(first["timestamp"].is_string() && first["cpu"].is_object());
@@ -164,6 +182,42 @@ async fn plain_text_and_garbage_on_the_tls_port_are_dropped_without_harm() {
     .await
     .expect("a silent client was never disconnected");
     assert!(matches!(cut_off, Ok(0) | Err(_)), "{cut_off:?}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_and_keeps_clients() {
+    let first = TestCert::new();
+    let daemon = first.start_daemon();
+    let mut feed = wss_connect(&first, &daemon, "/ws").await;
+    next_doc(&mut feed).await;
+
+    let renewed = TestCert::new();
+    renewed.install_over(&first);
+    daemon.signal("HUP");
+    daemon.wait_for_log("TLS certificate reloaded");
+    assert!(
+        renewed.handshake(&daemon).await.is_ok(),
+        "new pair not served"
+    );
+    assert!(
+        first.handshake(&daemon).await.is_err(),
+        "old pair still served"
+    );
+    // The client connected before the reload keeps its feed.
+    next_doc(&mut feed).await;
+
+    // A broken renewal is refused and the pair in use stays.
+    std::fs::write(first.key(), "not a key\n").unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for_log("still using the previous certificate");
+    assert!(renewed.handshake(&daemon).await.is_ok());
+    next_doc(&mut feed).await;
+
+    // Without TLS, SIGHUP changes nothing and stops nothing.
+    let plain = Daemon::start(&[]);
+    plain.signal("HUP");
+    plain.wait_for_log("nothing to reload");
+    assert!(plain.get("/healthz").status == 200);
 }
 
 #[test]

@@ -110,6 +110,14 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits, at most [`WAIT`], until a log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        eventually(WAIT, || {
+            self.log().iter().any(|l| l.contains(needle)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", self.log()));
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

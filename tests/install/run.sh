@@ -436,6 +436,20 @@ assert pids.get(1) == "systemd", pids
             die "plain HTTP still answered with TLS on"
         journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
         grep -q "TLS on: https:// and wss:// only" <<<"$journal" || die "journal does not say TLS is on"
+        # A renewed certificate (same key, as the credential holds it) through systemctl reload.
+        openssl req -x509 -key "$tls/tls.key" -new -days 2 -subj /CN=pistats-renewed \
+            -addext "subjectAltName=IP:$CT_IP" -out "$tls/renewed.crt" 2>/dev/null ||
+            die "openssl (renewal) failed"
+        in_ct install -m 644 /root/tls/renewed.crt /etc/pistats/tls.crt
+        pid=$(prop MainPID)
+        in_ct systemctl reload pistats.service || die "systemctl reload failed"
+        wait_for 10 "the renewed certificate" \
+            curl -fsS --max-time 5 --cacert "$tls/renewed.crt" -o /dev/null "https://$CT_IP:$PORT/healthz"
+        [ "$(prop MainPID)" = "$pid" ] || die "reload restarted the service"
+        curl -fsS --max-time 3 --cacert "$tls/tls.crt" -o /dev/null "https://$CT_IP:$PORT/healthz" 2>/dev/null &&
+            die "the old certificate is still served after reload"
+        in_ct journalctl -u pistats.service -b --no-pager -o cat | grep -q "TLS certificate reloaded" ||
+            die "journal does not say the certificate was reloaded"
         in_ct rm /etc/systemd/system/pistats.service.d/tls.conf /etc/pistats/tls.crt /etc/pistats/tls.key
         in_ct systemctl daemon-reload
         in_ct systemctl restart pistats.service
