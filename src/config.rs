@@ -21,7 +21,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pistats/config.toml";
 pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// Seed compatibility: `ws://PI:8765`.
 pub const DEFAULT_PORT: u16 = 8765;
-/// One stats document per second, like the seed.
+/// One stats document per second, like the Python broadcaster.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Below this, collection itself becomes a noticeable load on a Pi Zero.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
@@ -30,20 +30,20 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound for `max_message_size`.
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
-/// The seed's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
+/// The Python broadcaster's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A client whose socket does not accept one document within this time is dropped, so it can
 /// never hold back anyone else.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// The seed's "top 10 processes by CPU".
+/// The Python broadcaster's "top 10 processes by CPU".
 pub const DEFAULT_TOP_PROCESSES: usize = 10;
 /// Ten minutes of compact history points for the dashboard's charts.
 pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
 /// Dashboard locations tried in order when `assets_dir` is not set: a source checkout
 /// (`cargo run`), then the Debian package's.
 pub const DEFAULT_ASSETS_DIRS: &[&str] = &["assets", "/usr/share/pistats/assets"];
-/// The seed's network monitor watched `wlan0`.
+/// The Python network monitor watched `wlan0`.
 pub const DEFAULT_INTERFACE: &str = "wlan0";
 /// Enough for a household; each client costs a few KiB.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
@@ -72,7 +72,7 @@ pub enum ServePolicy {
     /// Listen all the time (built-in default, so `cargo run` serves anywhere).
     #[default]
     Always,
-    /// Listen only while `interface` is connected, like the seed's network monitor.
+    /// Listen only while `interface` is connected, like the Python network monitor.
     WhileConnected,
     /// Listen on `host` while `interface` is connected and on loopback only while it is not,
     /// so the Pi itself (or an SSH tunnel) still sees the dashboard offline.

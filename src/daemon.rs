@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
-use crate::http::tls::{Tls, TlsError};
+use crate::http::tls::{Reloaded, Tls, TlsError};
 use crate::http::{self, Admission, AppState};
 use crate::hub::{self, Hub};
 use crate::stats::model::Connectivity;
@@ -202,6 +202,7 @@ async fn supervise_listener(
     let mut listener: Option<Listener> = None;
     let mut ready_sent = false;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut bind_error: Option<DaemonError> = None;
     loop {
         let link = connectivity.borrow_and_update().clone();
         let wanted = wanted_host(config, link.connected).map(|ip| SocketAddr::new(ip, port));
@@ -225,12 +226,15 @@ async fn supervise_listener(
                 Ok(open) => {
                     port = open.addr.port();
                     retry_at = None;
+                    bind_error = None;
                     listener = Some(open);
                 }
                 Err(err) if !ready_sent && config.serve == ServePolicy::Always => return Err(err),
+                // With a gated policy the address may become available with the interface.
                 Err(err) => {
                     tracing::warn!("{err}; retrying in {REBIND_DELAY:?}");
                     retry_at = Some(tokio::time::Instant::now() + REBIND_DELAY);
+                    bind_error = Some(err);
                 }
             }
         }
@@ -241,7 +245,10 @@ async fn supervise_listener(
                 open.addr, link.interface, link.state
             ),
             Some(open) => format!("serving on {}", open.addr),
-            None if config.serve == ServePolicy::Always => "not listening".to_owned(),
+            None if wanted.is_some() => match &bind_error {
+                Some(err) => format!("{err}; retrying"),
+                None => "not listening".to_owned(),
+            },
             None => format!("waiting for {} ({})", link.interface, link.state),
         };
         if !ready_sent {
@@ -282,12 +289,14 @@ fn wanted_host(config: &Config, connected: bool) -> Option<IpAddr> {
     }
 }
 
-/// The loopback address of `host`'s family (`host` itself if it is loopback already).
+/// The loopback address standing in for `host` while offline: `host` itself if it is
+/// loopback already, `::1` for a specific IPv6 address, else `127.0.0.1` (which also covers
+/// `::`, whose socket accepts IPv4 too: `localhost` works either way).
 fn loopback_for(host: IpAddr) -> IpAddr {
     match host {
         host if host.is_loopback() => host,
-        IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-        IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if !v6.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        _ => Ipv4Addr::LOCALHOST.into(),
     }
 }
 
@@ -341,7 +350,13 @@ fn reload(tls: Option<&Tls>) {
     };
     let path = tls.certificate_path().display();
     match tls.reload() {
-        Ok(()) => tracing::info!("SIGHUP received: TLS certificate reloaded from {path}"),
+        Ok(Reloaded::Changed) => {
+            tracing::info!("SIGHUP received: TLS certificate reloaded from {path}")
+        }
+        Ok(Reloaded::Unchanged) => tracing::warn!(
+            "SIGHUP received: {path} holds the certificate already in use (a credential \
+             copy is only refreshed by a restart)"
+        ),
         Err(err) => tracing::error!("SIGHUP received: {err}; still using the previous certificate"),
     }
 }
@@ -369,7 +384,9 @@ mod tests {
         let local = config(ServePolicy::LoopbackWhileOffline, "0.0.0.0");
         assert_eq!(wanted_host(&local, true), ip("0.0.0.0"));
         assert_eq!(wanted_host(&local, false), ip("127.0.0.1"));
-        let local6 = config(ServePolicy::LoopbackWhileOffline, "::");
+        let any6 = config(ServePolicy::LoopbackWhileOffline, "::");
+        assert_eq!(wanted_host(&any6, false), ip("127.0.0.1"));
+        let local6 = config(ServePolicy::LoopbackWhileOffline, "2001:db8::1");
         assert_eq!(wanted_host(&local6, false), ip("::1"));
         let loopback = config(ServePolicy::LoopbackWhileOffline, "127.0.0.2");
         assert_eq!(wanted_host(&loopback, false), ip("127.0.0.2"));

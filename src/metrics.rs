@@ -120,7 +120,7 @@ fn cpu(e: &mut Exposition, doc: &StatsDocument) {
 }
 
 fn memory(e: &mut Exposition, doc: &StatsDocument) {
-    // The document carries GiB floats (the seed's format); bytes are what Prometheus expects.
+    // The document carries GiB floats (the original format); bytes are what Prometheus expects.
     let bytes = |gb: f64| (gb * GIB).round();
     let m = &doc.memory;
     for (name, help, gb) in [

@@ -23,7 +23,7 @@ fn is_num_or_null(v: &Value) -> bool {
     v.is_number() || v.is_null()
 }
 
-/// Every field of the seed README's format, with its type, plus the legacy flat keys.
+/// Every field of the original README's format, with its type, plus the legacy flat keys.
 fn assert_document_shape(doc: &Value) {
     assert!(doc["timestamp"].as_str().unwrap().contains('T'));
     let system = &doc["system"];
@@ -124,7 +124,7 @@ fn assert_document_shape(doc: &Value) {
     assert!(doc["temperature"]["sensors"].is_object());
     assert!(doc["battery"].is_null() || doc["battery"]["percent"].is_number());
 
-    // The seed's first, flat format.
+    // The Python broadcaster's first, flat format.
     for key in [
         "cpu_usage_percent",
         "ram_usage_percent",

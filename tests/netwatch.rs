@@ -1064,7 +1064,11 @@ impl Netns {
     }
 
     fn refuses(&self, addr: &str) -> bool {
-        self.tcp_connect(addr).is_err()
+        match self.tcp_connect(addr) {
+            Ok(_) => false,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => true,
+            Err(err) => panic!("connecting to {addr} in the namespace: {err}"),
+        }
     }
 
     async fn ws_connect(&self, addr: &str) -> NsWebSocket {

@@ -126,7 +126,7 @@ async fn foreign_origins_are_refused() {
     );
     let same_origin = format!("http://{}", daemon.addr);
     assert_eq!(ws_refusal(&url, &[("Origin", &same_origin)]).await, None);
-    // Non-browser clients send no Origin (the seed's clients).
+    // Non-browser clients send no Origin (the Python broadcaster's clients).
     assert_eq!(ws_refusal(&url, &[]).await, None);
     assert!(daemon.log().iter().any(|l| l.contains("foreign origin")));
 }

@@ -184,6 +184,13 @@ async fn plain_text_and_garbage_on_the_tls_port_are_dropped_without_harm() {
     assert!(matches!(cut_off, Ok(0) | Err(_)), "{cut_off:?}");
 }
 
+/// The top-level `"timestamp"` of a stats document in an HTTP response.
+fn timestamp_in(response: &str) -> String {
+    let start = response.find("\"timestamp\":\"").expect("a timestamp") + 13;
+    let len = response[start..].find('"').unwrap();
+    response[start..start + len].to_owned()
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_certificate_and_keeps_clients() {
     let first = TestCert::new();
@@ -203,15 +210,30 @@ async fn sighup_reloads_the_certificate_and_keeps_clients() {
         first.handshake(&daemon).await.is_err(),
         "old pair still served"
     );
-    // The client connected before the reload keeps its feed.
-    next_doc(&mut feed).await;
+    // The client connected before the reload still gets documents collected after it.
+    let latest = https_get(&renewed, &daemon, "/api/v1/stats").await;
+    let reloaded_at = timestamp_in(&latest);
+    let mut newer = false;
+    for _ in 0..5 {
+        let doc = next_doc(&mut feed).await;
+        if doc["timestamp"].as_str().unwrap() > reloaded_at.as_str() {
+            newer = true;
+            break;
+        }
+    }
+    assert!(newer, "the feed opened before the reload stopped");
 
-    // A broken renewal is refused and the pair in use stays.
-    std::fs::write(first.key(), "not a key\n").unwrap();
+    // The same files again: nothing changes, and the log says so.
     daemon.signal("HUP");
+    daemon.wait_for_log("holds the certificate already in use");
+
+    // A renewed certificate installed without its key is refused; the pair in use stays.
+    let third = TestCert::new();
+    std::fs::copy(third.cert(), first.cert()).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for_log("do not go together");
     daemon.wait_for_log("still using the previous certificate");
     assert!(renewed.handshake(&daemon).await.is_ok());
-    next_doc(&mut feed).await;
 
     // Without TLS, SIGHUP changes nothing and stops nothing.
     let plain = Daemon::start(&[]);

@@ -85,13 +85,28 @@ impl Tls {
     }
 
     /// Reads the certificate and key files again and, if they load, presents them from the
-    /// next handshake on. On error the previous pair stays in use.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    /// next handshake on; tells whether the certificate differs from the one in use. On
+    /// error the previous pair stays in use.
+    pub fn reload(&self) -> Result<Reloaded, TlsError> {
         let c = &self.certificate;
-        let fresh = load_certified_key(&c.cert, &c.key, &c.provider)?;
-        *c.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
-        Ok(())
+        let fresh = Arc::new(load_certified_key(&c.cert, &c.key, &c.provider)?);
+        let mut current = c.current.write().unwrap_or_else(PoisonError::into_inner);
+        let outcome = if current.cert == fresh.cert {
+            Reloaded::Unchanged
+        } else {
+            Reloaded::Changed
+        };
+        *current = fresh;
+        Ok(outcome)
     }
+}
+
+/// What a reload found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    Changed,
+    /// The files hold the certificate already in use (not renewed yet, or a stale copy).
+    Unchanged,
 }
 
 /// The certificate presented in every handshake, swapped by [`Tls::reload`].
@@ -138,11 +153,23 @@ fn load_certified_key(
     if chain.is_empty() {
         return Err(cert_error("no CERTIFICATE block in the file".into()));
     }
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let key_error = |message: String| TlsError::Key {
         path: key.to_owned(),
-        message: pem_error(e),
-    })?;
-    CertifiedKey::from_der(chain, private_key, provider).map_err(|e| mismatch(cert, key, e))
+        message,
+    };
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_error(e)))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(private_key)
+        .map_err(|e| key_error(e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // Some key types cannot tell; rustls accepts those too.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(e) => Err(mismatch(cert, key, e)),
+    }
 }
 
 fn mismatch(cert: &Path, key: &Path, err: rustls::Error) -> TlsError {

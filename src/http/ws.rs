@@ -155,7 +155,7 @@ fn admit(
 }
 
 /// Same-origin pages, non-browser clients (no `Origin`) and listed origins are allowed; an
-/// empty list allows everything (the seed's behaviour).
+/// empty list allows everything (as the Python broadcaster did).
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     if allowed.is_empty() {
         return true;

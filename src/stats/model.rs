@@ -3,7 +3,7 @@
 //!
 //! Section and field names follow the original Python broadcaster's "Data Format" exactly, so
 //! existing clients of `ws://PI:8765` keep working. Everything not in that format is an
-//! addition (never a rename). Sizes in the seed's sections are GiB floats (`*_gb`), percents are
+//! addition (never a rename). Sizes in the original sections are GiB floats (`*_gb`), percents are
 //! 0–100 floats, timestamps are ISO 8601. Anything that cannot be read is `null`.
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub struct StatsDocument {
     pub pi: Option<PiHealth>,
     /// State of the watched network interface (see `[network]` in the config).
     pub connectivity: Option<Connectivity>,
-    // The five keys of the seed's first, flat format, kept for its clients.
+    // The five keys of the Python broadcaster's first, flat format, kept for its clients.
     pub cpu_usage_percent: Option<f64>,
     pub ram_usage_percent: Option<f64>,
     pub disk_usage_percent: Option<f64>,
