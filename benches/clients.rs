@@ -155,6 +155,11 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     let t0 = Instant::now();
     let mut max_rss = 0;
     let mut churned = 0;
+    // RSS at every tenth of the window: growth that levels off is the allocator settling,
+    // growth that does not is a leak.
+    let sample_every = seconds.div_ceil(10).max(1);
+    let mut timeline = vec![rss0];
+    let mut second = 0;
     while t0.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for _ in 0..churn.min(tasks.len()) {
@@ -164,7 +169,12 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
             tasks.push_back(feed_client(url.clone(), arrivals.clone()).await);
             churned += 1;
         }
-        max_rss = max_rss.max(proc_usage(pid).1);
+        let rss = proc_usage(pid).1;
+        max_rss = max_rss.max(rss);
+        second += 1;
+        if second % sample_every == 0 {
+            timeline.push(rss);
+        }
     }
     let (cpu1, rss, fds) = proc_usage(pid);
     let window = t0.elapsed().as_secs_f64();
@@ -185,6 +195,13 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
         p(1.0),
         gaps.len()
     );
+    if churn > 0 {
+        let mib: Vec<String> = timeline
+            .iter()
+            .map(|kib| format!("{:.1}", *kib as f64 / 1024.0))
+            .collect();
+        println!("      RSS every {sample_every} s (MiB): {}", mib.join(" "));
+    }
     for t in tasks {
         t.abort();
     }

@@ -104,6 +104,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
+    crate::daemon::limit_malloc_arenas();
     match runtime().block_on(crate::daemon::run(config, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err @ crate::daemon::DaemonError::Tls(_)) => {
