@@ -66,7 +66,8 @@ setup_step() {
         [ "$a" = "$HOST_ARCH" ] && continue
         foreign+=("$a")
         pkgs+=("libc6:$a" qemu-user-static)
-        [ $BUILD = 0 ] || pkgs+=("gcc-$(gnu_triple "$a")")
+        # The cross gcc only recommends its libc headers; they are needed (ring's C code).
+        [ $BUILD = 0 ] || pkgs+=("gcc-$(gnu_triple "$a")" "libc6-dev-$a-cross")
     done
     local update=0
     # The targets' own libc (multiarch) lets dpkg-shlibdeps compute each package's real
