@@ -30,7 +30,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound for `max_message_size`.
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
-/// The Python broadcaster's `websockets` library defaults: ping every 20 s, drop after 20 s without pong.
+/// The Python broadcaster's `websockets` library defaults: ping every 20 s, drop after 20 s
+/// without pong.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A client whose socket does not accept one document within this time is dropped, so it can

@@ -201,8 +201,8 @@ async fn supervise_listener(
     let mut port = config.port;
     let mut listener: Option<Listener> = None;
     let mut ready_sent = false;
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut bind_error: Option<DaemonError> = None;
+    // The last bind failure and when to try again.
+    let mut failed: Option<(tokio::time::Instant, DaemonError)> = None;
     loop {
         let link = connectivity.borrow_and_update().clone();
         let wanted = wanted_host(config, link.connected).map(|ip| SocketAddr::new(ip, port));
@@ -220,21 +220,21 @@ async fn supervise_listener(
             );
             open.close().await;
         }
-        let retry_due = retry_at.is_none_or(|at| at <= tokio::time::Instant::now());
+        let retry_due = failed
+            .as_ref()
+            .is_none_or(|(at, _)| *at <= tokio::time::Instant::now());
         if let Some(addr) = wanted.filter(|_| listener.is_none() && retry_due) {
             match Listener::open(addr, hub, config, tls, cancel).await {
                 Ok(open) => {
                     port = open.addr.port();
-                    retry_at = None;
-                    bind_error = None;
+                    failed = None;
                     listener = Some(open);
                 }
                 Err(err) if !ready_sent && config.serve == ServePolicy::Always => return Err(err),
                 // With a gated policy the address may become available with the interface.
                 Err(err) => {
                     tracing::warn!("{err}; retrying in {REBIND_DELAY:?}");
-                    retry_at = Some(tokio::time::Instant::now() + REBIND_DELAY);
-                    bind_error = Some(err);
+                    failed = Some((tokio::time::Instant::now() + REBIND_DELAY, err));
                 }
             }
         }
@@ -245,8 +245,8 @@ async fn supervise_listener(
                 open.addr, link.interface, link.state
             ),
             Some(open) => format!("serving on {}", open.addr),
-            None if wanted.is_some() => match &bind_error {
-                Some(err) => format!("{err}; retrying"),
+            None if wanted.is_some() => match &failed {
+                Some((_, err)) => format!("{err}; retrying"),
                 None => "not listening".to_owned(),
             },
             None => format!("waiting for {} ({})", link.interface, link.state),
@@ -257,6 +257,7 @@ async fn supervise_listener(
         }
         status.send_replace(line);
 
+        let retry_at = failed.as_ref().map(|(at, _)| *at);
         let retry = async {
             match retry_at {
                 Some(at) => tokio::time::sleep_until(at).await,

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{connect, eventually, next_doc, BIN, WAIT};
+use common::{connect, eventually, next_doc, wait_for_line, BIN, WAIT};
 use futures_util::StreamExt;
 use pistats::netwatch;
 use pistats::stats::model::Connectivity;
@@ -710,10 +710,7 @@ impl Served {
     }
 
     fn wait_for_log(&self, needle: &str) {
-        eventually(WAIT, || {
-            self.log().iter().any(|l| l.contains(needle)).then_some(())
-        })
-        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", self.log()));
+        wait_for_line(&self.log, needle);
     }
 
     /// The daemon's sockets, pipes and event fds (what a listener or a watcher would leak),

@@ -110,12 +110,8 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits, at most [`WAIT`], until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) {
-        eventually(WAIT, || {
-            self.log().iter().any(|l| l.contains(needle)).then_some(())
-        })
-        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", self.log()));
+        wait_for_line(&self.log, needle);
     }
 
     pub fn pid(&self) -> i32 {
@@ -222,6 +218,13 @@ fn dechunk(mut body: &str) -> String {
         body = rest.get(size + 2..).unwrap_or("");
     }
     out
+}
+
+/// Waits, at most [`WAIT`], until a line collected in `log` contains `needle`.
+pub fn wait_for_line(log: &Mutex<Vec<String>>, needle: &str) {
+    let has = || log.lock().unwrap().iter().any(|l| l.contains(needle));
+    eventually(WAIT, || has().then_some(()))
+        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", log.lock().unwrap()));
 }
 
 /// Polls `check` until it returns `Some`, for at most `limit`.
