@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ConfigError, Overrides, EX_CONFIG};
+use crate::config::{Config, Overrides, EX_CONFIG};
 use crate::stats::{Collector, Context};
 
 #[derive(Debug, Parser)]
@@ -119,22 +119,20 @@ fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
 }
 
 fn check_config(path: Option<&PathBuf>, overrides: &Overrides) -> ExitCode {
-    let loaded = Config::load(path.map(|p| p.as_path()), overrides).and_then(|(config, file)| {
+    let loaded = Config::load_traced(path.map(|p| p.as_path()), overrides).and_then(|loaded| {
         // The certificate and key are part of the configuration: check that they load.
-        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-            crate::http::tls::Tls::load(cert, key).map_err(|err| ConfigError::Invalid {
-                key: err.setting(),
-                message: err.to_string(),
-            })?;
+        if let (Some(cert), Some(key)) = (&loaded.config.tls_cert, &loaded.config.tls_key) {
+            crate::http::tls::Tls::load(cert, key)
+                .map_err(|err| loaded.origins.invalid(err.setting(), err.to_string()))?;
         }
-        Ok((config, file))
+        Ok(loaded.file)
     });
     match loaded {
-        Ok((_, Some(file))) => {
+        Ok(Some(file)) => {
             println!("{}: OK", file.display());
             ExitCode::SUCCESS
         }
-        Ok((_, None)) => {
+        Ok(None) => {
             println!("no config file; built-in defaults are valid");
             ExitCode::SUCCESS
         }

@@ -1,17 +1,27 @@
 //! Configuration: built-in defaults, overlaid by a strict TOML file, overlaid by `PISTATS_*`
-//! environment variables and command-line flags (clap merges those two).
+//! environment variables and command-line flags (a flag wins over its variable).
 //!
-//! Unknown keys are errors (`deny_unknown_fields`): a typo in `/etc/pistats/config.toml` must
-//! not silently fall back to a default. The daemon exits with [`EX_CONFIG`] (78, sysexits) on a
-//! bad file so systemd's `RestartPreventExitStatus=78` stops a restart loop.
+//! Each setting is declared once, in [`settings`]; its key, flag, variable, bounds and the
+//! wording of its errors all come from that declaration. Unknown keys are errors: a typo in
+//! `/etc/pistats/config.toml` must not silently fall back to a default. Every error names
+//! where the bad value came from (file and line, flag or variable) and the key, and the
+//! daemon exits with [`EX_CONFIG`] (78, sysexits) so systemd's `RestartPreventExitStatus=78`
+//! stops a restart loop.
 
+mod settings;
+
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+pub use settings::{
+    show_duration, Bounds, Config, Setting, Value, Visibility, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_MESSAGE_SIZE, SETTINGS,
+};
 
 /// sysexits.h `EX_CONFIG`: configuration error.
 pub const EX_CONFIG: u8 = 78;
@@ -25,11 +35,12 @@ pub const DEFAULT_PORT: u16 = 8765;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Below this, collection itself becomes a noticeable load on a Pi Zero.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
-/// Upper bound for every duration setting: far beyond any sensible value, and small enough
-/// that deadlines computed from it can never overflow.
+/// Upper bound for every duration setting (only `history` reaches it): far beyond any
+/// sensible value, and small enough that deadlines computed from it can never overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-/// Upper bound for `max_message_size`.
-pub const MAX_MESSAGE_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// Upper bound for `max_message_size`: clients only send pongs and close frames, and every
+/// connected client may hold a message this large in memory.
+pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024;
 /// The Python broadcaster's `websockets` library defaults: ping every 20 s, drop after 20 s
 /// without pong.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -46,11 +57,6 @@ pub const DEFAULT_HISTORY: Duration = Duration::from_secs(600);
 pub const DEFAULT_ASSETS_DIRS: &[&str] = &["assets", "/usr/share/pistats/assets"];
 /// The Python network monitor watched `wlan0`.
 pub const DEFAULT_INTERFACE: &str = "wlan0";
-/// Enough for a household; each client costs a few KiB.
-pub const DEFAULT_MAX_CLIENTS: usize = 1024;
-pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
-/// Clients have nothing to send but pongs and close frames.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4096;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +68,20 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid setting `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    /// A value out of bounds or of the wrong kind; `message` says what `key` must be.
+    #[error("{}", describe_invalid(origin, message))]
+    Invalid {
+        key: &'static str,
+        origin: Origin,
+        message: String,
+    },
+}
+
+fn describe_invalid(origin: &Origin, message: &str) -> String {
+    match origin {
+        Origin::Default => format!("invalid configuration: {message}"),
+        origin => format!("{origin}: {message}"),
+    }
 }
 
 /// When the HTTP/WebSocket listener is open.
@@ -104,156 +122,189 @@ impl LogLevel {
     }
 }
 
-/// The complete, validated configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Address to listen on.
-    pub host: IpAddr,
-    /// TCP port for WebSocket, REST, metrics and dashboard (0 picks a free one).
-    pub port: u16,
-    /// Time between two stats documents.
-    #[serde(deserialize_with = "de_duration")]
-    pub interval: Duration,
-    #[serde(deserialize_with = "de_duration")]
-    pub ping_interval: Duration,
-    #[serde(deserialize_with = "de_duration")]
-    pub ping_timeout: Duration,
-    #[serde(deserialize_with = "de_duration")]
-    pub send_timeout: Duration,
-    /// How many processes `processes.top_cpu_usage` lists.
-    pub top_processes: usize,
-    /// How far back `/api/v1/history` reaches.
-    #[serde(deserialize_with = "de_duration")]
-    pub history: Duration,
-    /// Directory holding the dashboard (`index.html`, …); see [`DEFAULT_ASSETS_DIRS`].
-    pub assets_dir: Option<PathBuf>,
-    pub log_level: LogLevel,
-    pub serve: ServePolicy,
-    /// Interface whose connectivity is reported and, with `serve = "while-connected"` or
-    /// `"loopback-while-offline"`, gates the listener.
-    pub interface: String,
-    /// If set, every API and WebSocket request needs `Authorization: Bearer TOKEN` or
-    /// `?token=TOKEN`. The dashboard page itself loads without it and asks for it.
-    pub token: Option<String>,
-    /// If non-empty, WebSocket upgrades whose `Origin` is not listed are refused (403).
-    pub allowed_origins: Vec<String>,
-    pub max_clients: usize,
-    pub max_clients_per_ip: usize,
-    /// Largest WebSocket message accepted from a client, in bytes.
-    pub max_message_size: usize,
-    /// Report top processes without their names.
-    pub hide_process_names: bool,
-    /// PEM certificate chain (leaf first); with `tls_key` set too, the port speaks only
-    /// HTTPS and WSS.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// Root of the proc file system read by the collector (fixture trees in tests).
-    pub proc_root: PathBuf,
-    /// Root of the sys file system read by the collector (fixture trees in tests).
-    pub sys_root: PathBuf,
-    /// `vcgencmd`, used (cached, with a timeout) only when the firmware's sysfs files are absent.
-    pub vcgencmd: PathBuf,
+/// Where a setting's value came from; errors name it so the user knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File {
+        path: PathBuf,
+        line: usize,
+    },
+    /// `--port`
+    Flag(String),
+    /// `PISTATS_PORT`
+    Env(String),
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            host: DEFAULT_HOST.parse().expect("valid default host"),
-            port: DEFAULT_PORT,
-            interval: DEFAULT_INTERVAL,
-            ping_interval: DEFAULT_PING_INTERVAL,
-            ping_timeout: DEFAULT_PING_TIMEOUT,
-            send_timeout: DEFAULT_SEND_TIMEOUT,
-            top_processes: DEFAULT_TOP_PROCESSES,
-            history: DEFAULT_HISTORY,
-            assets_dir: None,
-            log_level: LogLevel::Info,
-            serve: ServePolicy::Always,
-            interface: DEFAULT_INTERFACE.to_owned(),
-            token: None,
-            allowed_origins: Vec::new(),
-            max_clients: DEFAULT_MAX_CLIENTS,
-            max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            hide_process_names: false,
-            tls_cert: None,
-            tls_key: None,
-            proc_root: PathBuf::from("/proc"),
-            sys_root: PathBuf::from("/sys"),
-            vcgencmd: PathBuf::from("/usr/bin/vcgencmd"),
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("built-in default"),
+            Origin::File { path, line } => write!(f, "{}, line {line}", path.display()),
+            Origin::Flag(flag) => write!(f, "command-line flag {flag}"),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
         }
     }
 }
 
-/// Settings given on the command line or as `PISTATS_*` variables; they win over the file.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The origin of every setting's value, to name it in errors found after loading.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(BTreeMap<&'static str, Origin>);
+
+impl Origins {
+    pub fn of(&self, key: &str) -> Origin {
+        self.0.get(key).cloned().unwrap_or(Origin::Default)
+    }
+
+    /// An error about `key`, naming where its value came from.
+    pub fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key,
+            origin: self.of(key),
+            message: message.into(),
+        }
+    }
+}
+
+/// A loaded configuration with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    pub origins: Origins,
+}
+
+/// Settings given as command-line flags or `PISTATS_*` variables; they win over the file
+/// (a flag over its variable). Every setting in [`SETTINGS`] has both. The values stay text
+/// here and are parsed by [`Config::load`] like the file's, so a bad one is a configuration
+/// error (exit 78) in the same words, not a usage error.
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// Address to listen on [default: 0.0.0.0]
-    #[arg(long, global = true, env = "PISTATS_HOST")]
-    pub host: Option<IpAddr>,
-    /// TCP port (0 = any free port) [default: 8765]
-    #[arg(long, global = true, env = "PISTATS_PORT")]
-    pub port: Option<u16>,
-    /// Time between documents, e.g. 1s, 500ms [default: 1s]
-    #[arg(long, global = true, env = "PISTATS_INTERVAL", value_parser = parse_duration)]
-    pub interval: Option<Duration>,
-    /// WebSocket ping interval [default: 20s]
-    #[arg(long, global = true, env = "PISTATS_PING_INTERVAL", value_parser = parse_duration)]
-    pub ping_interval: Option<Duration>,
-    /// Drop a client that has not answered a ping for this long [default: 20s]
-    #[arg(long, global = true, env = "PISTATS_PING_TIMEOUT", value_parser = parse_duration)]
-    pub ping_timeout: Option<Duration>,
-    /// Drop a client whose socket does not take a document for this long [default: 5s]
-    #[arg(long, global = true, env = "PISTATS_SEND_TIMEOUT", value_parser = parse_duration)]
-    pub send_timeout: Option<Duration>,
-    /// Number of top processes reported [default: 10]
-    #[arg(long, global = true, env = "PISTATS_TOP_PROCESSES")]
-    pub top_processes: Option<usize>,
-    /// History kept for the dashboard [default: 10m]
-    #[arg(long, global = true, env = "PISTATS_HISTORY", value_parser = parse_duration)]
-    pub history: Option<Duration>,
-    /// Dashboard directory
-    #[arg(long, global = true, env = "PISTATS_ASSETS_DIR")]
-    pub assets_dir: Option<PathBuf>,
-    /// Log level
-    #[arg(long, global = true, env = "PISTATS_LOG_LEVEL", value_enum)]
-    pub log_level: Option<LogLevel>,
-    /// When to listen
-    #[arg(long, global = true, env = "PISTATS_SERVE", value_enum)]
-    pub serve: Option<ServePolicy>,
-    /// Watched network interface [default: wlan0]
-    #[arg(long, global = true, env = "PISTATS_INTERFACE")]
-    pub interface: Option<String>,
-    /// Access token required by the API and WebSocket
-    #[arg(long, global = true, env = "PISTATS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// TLS certificate chain (PEM); serve HTTPS/WSS with --tls-key
-    #[arg(long, global = true, env = "PISTATS_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM)
-    #[arg(long, global = true, env = "PISTATS_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Root of /proc to read (testing)
-    #[arg(long, global = true, env = "PISTATS_PROC_ROOT", hide = true)]
-    pub proc_root: Option<PathBuf>,
-    /// Root of /sys to read (testing)
-    #[arg(long, global = true, env = "PISTATS_SYS_ROOT", hide = true)]
-    pub sys_root: Option<PathBuf>,
-    /// vcgencmd path (testing)
-    #[arg(long, global = true, env = "PISTATS_VCGENCMD", hide = true)]
-    pub vcgencmd: Option<PathBuf>,
+    given: Vec<Given>,
+}
+
+#[derive(Clone)]
+struct Given {
+    setting: &'static Setting,
+    text: String,
+    origin: Origin,
+}
+
+impl fmt::Debug for Given {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} from {}", self.setting.key, self.origin)
+    }
+}
+
+impl Overrides {
+    /// Overrides as if given by flags, e.g. `[("port", "2000")]`.
+    pub fn flags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Overrides {
+        let mut overrides = Overrides::default();
+        for (key, text) in pairs {
+            let setting = Setting::find(key).unwrap_or_else(|| panic!("no setting {key}"));
+            overrides.set(setting, text.to_owned(), Origin::Flag(setting.flag()));
+        }
+        overrides
+    }
+
+    fn set(&mut self, setting: &'static Setting, text: String, origin: Origin) {
+        self.given.retain(|g| g.setting.key != setting.key);
+        self.given.push(Given {
+            setting,
+            text,
+            origin,
+        });
+    }
+
+    fn apply(&self, config: &mut Config, origins: &mut Origins) -> Result<(), ConfigError> {
+        for given in &self.given {
+            given
+                .setting
+                .set_text(config, &given.text)
+                .map_err(|message| ConfigError::Invalid {
+                    key: given.setting.key,
+                    origin: given.origin.clone(),
+                    message,
+                })?;
+            origins.0.insert(given.setting.key, given.origin.clone());
+        }
+        Ok(())
+    }
+}
+
+const SETTINGS_HEADING: &str = "Settings (each also a PISTATS_* variable and a config file key)";
+
+impl clap::Args for Overrides {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        cmd = cmd.next_help_heading(SETTINGS_HEADING);
+        for setting in SETTINGS {
+            let mut help = format!("{} [default: {}]", setting.summary(), (setting.default)());
+            if setting.key == "assets_dir" {
+                help = setting.summary();
+            }
+            let mut arg = clap::Arg::new(setting.key)
+                .long(setting.flag().trim_start_matches('-').to_owned())
+                .env(setting.env())
+                .global(true)
+                .value_parser(clap::value_parser!(std::ffi::OsString))
+                .help(help)
+                .long_help(format!(
+                    "{}\n\nMust be {} [default: {}]",
+                    setting.summary(),
+                    (setting.expected)(),
+                    (setting.default)()
+                ))
+                .hide(setting.visibility == Visibility::Hidden)
+                .hide_env_values(setting.visibility == Visibility::Secret);
+            if setting.key == "hide_process_names" {
+                // A switch (`--hide-process-names`) that also takes `=false`.
+                arg = arg
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true");
+            }
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for Overrides {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut overrides = Overrides::default();
+        overrides.update_from_arg_matches(matches)?;
+        Ok(overrides)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for setting in SETTINGS {
+            let Some(value) = matches.get_one::<std::ffi::OsString>(setting.key) else {
+                continue;
+            };
+            let origin = match matches.value_source(setting.key) {
+                Some(clap::parser::ValueSource::EnvVariable) => Origin::Env(setting.env()),
+                _ => Origin::Flag(setting.flag()),
+            };
+            // Not UTF-8: keep the lossy text, which no check accepts for a string that
+            // matters, and which names the setting in the error.
+            self.set(setting, value.to_string_lossy().into_owned(), origin);
+        }
+        Ok(())
+    }
 }
 
 impl Config {
     /// Parses and validates a TOML document; `path` only names the file in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
-            path: path.to_owned(),
-            message: describe_toml_error(text, &err),
-        })?;
-        config.validate()?;
+        let mut config = Config::default();
+        let mut origins = Origins::default();
+        read_toml(&mut config, &mut origins, text, path)?;
+        config.validate(&origins)?;
         Ok(config)
     }
 
@@ -263,113 +314,57 @@ impl Config {
         path: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        Config::load_traced(path, overrides).map(|loaded| (loaded.config, loaded.file))
+    }
+
+    /// [`Config::load`], also telling where each value came from.
+    pub fn load_traced(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
         let path = match path {
             Some(path) => Some(path.to_owned()),
             None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
         };
-        let mut config = match &path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Config::from_toml(&text, path)?
-            }
-            None => Config::default(),
-        };
-        config.apply(overrides);
-        config.validate()?;
-        Ok((config, path))
+        let mut config = Config::default();
+        let mut origins = Origins::default();
+        if let Some(path) = &path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            read_toml(&mut config, &mut origins, &text, path)?;
+        }
+        overrides.apply(&mut config, &mut origins)?;
+        config.validate(&origins)?;
+        Ok(Loaded {
+            config,
+            file: path,
+            origins,
+        })
     }
 
-    fn apply(&mut self, o: &Overrides) {
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if let Some(value) = &o.$field { self.$field = value.clone(); }
-            )*};
-        }
-        set!(
-            host,
-            port,
-            interval,
-            ping_interval,
-            ping_timeout,
-            send_timeout,
-            top_processes,
-            history,
-            log_level,
-            serve,
-            interface,
-            proc_root,
-            sys_root,
-            vcgencmd
-        );
-        // Settings that are optional in the file too: an override replaces `None` as well.
-        macro_rules! set_optional {
-            ($($field:ident),*) => {$(
-                if o.$field.is_some() { self.$field = o.$field.clone(); }
-            )*};
-        }
-        set_optional!(assets_dir, token, tls_cert, tls_key);
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
-        if self.interval < MIN_INTERVAL {
-            return invalid(
-                "interval",
-                format!(
-                    "{:?} is below the minimum of {MIN_INTERVAL:?}",
-                    self.interval
-                ),
-            );
-        }
-        for (key, value) in [
-            ("interval", self.interval),
-            ("ping_interval", self.ping_interval),
-            ("ping_timeout", self.ping_timeout),
-            ("send_timeout", self.send_timeout),
-            ("history", self.history),
-        ] {
-            if value > MAX_DURATION {
-                return invalid(key, format!("{value:?} is above the maximum of 24h"));
-            }
-        }
-        if self.ping_interval.is_zero() || self.ping_timeout.is_zero() {
-            return invalid(
-                "ping_interval",
-                "ping interval and timeout must be > 0".into(),
-            );
-        }
-        if self.send_timeout.is_zero() {
-            return invalid("send_timeout", "must be > 0".into());
-        }
-        if self.top_processes > 1000 {
-            return invalid("top_processes", "at most 1000".into());
-        }
-        if self.max_clients == 0 || self.max_clients_per_ip == 0 {
-            return invalid("max_clients", "limits must be at least 1".into());
-        }
-        if !(125..=MAX_MESSAGE_SIZE_LIMIT).contains(&self.max_message_size) {
-            return invalid(
-                "max_message_size",
-                format!("must be between 125 and {MAX_MESSAGE_SIZE_LIMIT} bytes"),
-            );
-        }
-        if self.interface.is_empty() || self.interface.len() > 15 || self.interface.contains('/') {
-            return invalid(
-                "interface",
-                format!("{:?} is not an interface name", self.interface),
-            );
-        }
-        if self.token.as_deref() == Some("") {
-            return invalid("token", "must not be empty (remove it to disable)".into());
-        }
+    /// Checks between settings; each one alone was checked against its bounds when read.
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return invalid(
-                "tls_cert",
-                "tls_cert and tls_key go together: set both or neither".into(),
-            );
+            let (set, missing) = if self.tls_cert.is_some() {
+                ("tls_cert", "tls_key")
+            } else {
+                ("tls_key", "tls_cert")
+            };
+            return Err(origins.invalid(
+                set,
+                format!("{set} is set but {missing} is not: set both (HTTPS and WSS) or neither"),
+            ));
+        }
+        let points = self.history.as_millis() / self.interval.as_millis().max(1);
+        if points > MAX_HISTORY_POINTS as u128 {
+            return Err(origins.invalid(
+                "history",
+                format!(
+                    "history of {} at an interval of {} keeps {points} points, more than the \
+                     {MAX_HISTORY_POINTS} allowed: shorten history or lengthen interval",
+                    show_duration(self.history),
+                    show_duration(self.interval),
+                ),
+            ));
         }
         Ok(())
     }
@@ -390,6 +385,95 @@ impl Config {
                 .find(|dir| dir.join("index.html").is_file()),
         }
     }
+}
+
+/// Most history points kept in memory (a day at the default interval; about 20 MiB).
+pub const MAX_HISTORY_POINTS: usize = 86_400;
+
+/// Applies a TOML document's settings to `config`, recording each key's line.
+fn read_toml(
+    config: &mut Config,
+    origins: &mut Origins,
+    text: &str,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let parse_error = |message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    let table: BTreeMap<toml::Spanned<String>, toml::Value> =
+        toml::from_str(text).map_err(|err| parse_error(describe_toml_error(text, &err)))?;
+    // In file order, so the first problem reported is the first one in the file.
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    for (key, value) in entries {
+        let line = line_of(text, key.span().start);
+        let Some(setting) = Setting::find(key.get_ref()) else {
+            return Err(parse_error(unknown_key(text, line, key.get_ref())));
+        };
+        let origin = Origin::File {
+            path: path.to_owned(),
+            line,
+        };
+        setting
+            .set_toml(config, value)
+            .map_err(|message| ConfigError::Invalid {
+                key: setting.key,
+                origin: origin.clone(),
+                message,
+            })?;
+        origins.0.insert(setting.key, origin);
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .unwrap_or(text)
+        .matches('\n')
+        .count()
+        + 1
+}
+
+/// "line 2: unknown setting `prot` (did you mean `port`?)", or the list of settings when
+/// nothing is close.
+fn unknown_key(text: &str, line: usize, key: &str) -> String {
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+    let closest = SETTINGS
+        .iter()
+        .map(|s| (edit_distance(key, s.key), s.key))
+        .min()
+        .filter(|(distance, _)| *distance <= 2);
+    match closest {
+        Some((_, near)) => {
+            format!("line {line}: unknown setting `{key}` (did you mean `{near}`?) (`{snippet}`)")
+        }
+        None => {
+            let all: Vec<String> = SETTINGS.iter().map(|s| format!("`{}`", s.key)).collect();
+            format!(
+                "line {line}: unknown setting `{key}`, expected one of {} (`{snippet}`)",
+                all.join(", ")
+            )
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `toml`'s message already carries line, column and the offending key; add the key's line
@@ -426,28 +510,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration such as \"1s\", \"500ms\" or a number of seconds")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom("duration must not be negative"))
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
-            Duration::try_from_secs_f64(v).map_err(E::custom)
-        }
-    }
-    de.deserialize_any(Visitor)
 }
 
 #[cfg(test)]
@@ -532,10 +594,9 @@ mod tests {
     fn overrides_win_over_file() {
         let mut c = parse("port = 1000\nserve = \"while-connected\"").unwrap();
         assert_eq!(c.serve, ServePolicy::WhileConnected);
-        c.apply(&Overrides {
-            port: Some(2000),
-            ..Default::default()
-        });
+        Overrides::flags([("port", "2000")])
+            .apply(&mut c, &mut Origins::default())
+            .unwrap();
         assert_eq!(c.port, 2000);
         assert_eq!(c.serve, ServePolicy::WhileConnected);
     }

@@ -1,0 +1,498 @@
+//! Every setting, declared once: key, type, default, bounds and meaning.
+//!
+//! The [`settings!`] table below generates the [`Config`] struct, its `Default`, and
+//! [`SETTINGS`], from which everything else is derived: the TOML key (the field name), the
+//! command-line flag (`--field-name`), the environment variable (`PISTATS_FIELD_NAME`), the
+//! bounds check and the error message in the user's terms ("port must be a number from 0 to
+//! 65535"), and the documentation that tests compare against README.md, pistats(1) and the
+//! packaged config file. Adding a setting means adding one entry here.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{LogLevel, ServePolicy};
+
+/// Defines [`Config`], its `Default` and the [`SETTINGS`] table from one list of entries:
+/// `/// doc` lines, `key: Type = default, rule` and optionally `, Visibility`.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $key:ident : $ty:ty = $default:expr, $rule:expr $(, $visibility:expr)?;
+    )+) => {
+        /// The complete configuration; see [`SETTINGS`] for each field's bounds.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $key: $ty, )+
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $key: $default, )+ }
+            }
+        }
+
+        /// Every setting, in the order of the declaration (and of the documentation).
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                key: stringify!($key),
+                doc: concat!($($doc, "\n"),+),
+                visibility: settings!(@visibility $($visibility)?),
+                expected: || <$ty as Value>::expected(&$rule),
+                default: || <$ty as Value>::show(&$default),
+                from_toml: |config, value| {
+                    config.$key = <$ty as Value>::from_toml(value, &$rule)?;
+                    Some(())
+                },
+                from_text: |config, text| {
+                    config.$key = <$ty as Value>::from_text(text, &$rule)?;
+                    Some(())
+                },
+            },
+        )+];
+    };
+    (@visibility) => { Visibility::Shown };
+    (@visibility $visibility:expr) => { $visibility };
+}
+
+/// Enough for a household; each client costs a few KiB and one file descriptor.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
+/// Clients have nothing to send but pongs and close frames.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4096;
+
+settings! {
+    /// Address to listen on: "0.0.0.0" every IPv4 address, "::" IPv6 (and usually IPv4 too),
+    /// "127.0.0.1" this machine only.
+    host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED), ();
+    /// TCP port for the WebSocket feed, REST API, /metrics and dashboard (0 picks a free one).
+    port: u16 = super::DEFAULT_PORT, Bounds::new(0, u16::MAX);
+    /// Time between two stats documents.
+    interval: Duration = super::DEFAULT_INTERVAL,
+        Bounds::new(super::MIN_INTERVAL, Duration::from_secs(3600));
+    /// WebSocket clients are pinged this often.
+    ping_interval: Duration = super::DEFAULT_PING_INTERVAL, Bounds::new(MIN_TIMEOUT, HOUR);
+    /// A client that has not answered a ping for this long is dropped.
+    ping_timeout: Duration = super::DEFAULT_PING_TIMEOUT, Bounds::new(MIN_TIMEOUT, HOUR);
+    /// A client whose socket does not take one document within this time is dropped, so it
+    /// never holds back the others.
+    send_timeout: Duration = super::DEFAULT_SEND_TIMEOUT, Bounds::new(MIN_TIMEOUT, HOUR);
+    /// How many processes `processes.top_cpu_usage` lists.
+    top_processes: usize = super::DEFAULT_TOP_PROCESSES, Bounds::new(0, 1000);
+    /// How far back /api/v1/history (the dashboard's charts) reaches; kept in memory, at most
+    /// 86400 points (history divided by interval).
+    history: Duration = super::DEFAULT_HISTORY, Bounds::new(Duration::ZERO, super::MAX_DURATION);
+    /// Directory holding the dashboard (index.html and its files); unset: `assets` if it
+    /// exists, else /usr/share/pistats/assets.
+    assets_dir: Option<PathBuf> = None, ();
+    /// Log verbosity; RUST_LOG refines it.
+    log_level: LogLevel = LogLevel::Info, ();
+    /// When the listener is open: "always"; "while-connected" (only while `interface` is
+    /// connected); "loopback-while-offline" (on 127.0.0.1 only while it is not).
+    serve: ServePolicy = ServePolicy::Always, ();
+    /// Network interface whose connectivity is reported and, with `serve` other than
+    /// "always", gates the listener.
+    interface: String = super::DEFAULT_INTERFACE.to_owned(), INTERFACE_NAME;
+    /// If set, the API, /metrics and the feed need `Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`; the dashboard page loads without it and asks for it.
+    token: Option<String> = None, TOKEN, Visibility::Secret;
+    /// Browser origins allowed to open the WebSocket (e.g. "http://pi.local:8765"); empty
+    /// allows every origin. As a flag or variable: comma-separated.
+    allowed_origins: Vec<String> = Vec::new(), ORIGINS;
+    /// Most WebSocket clients at once; further ones are refused with 503.
+    max_clients: usize = DEFAULT_MAX_CLIENTS, Bounds::new(1, MAX_CLIENTS);
+    /// Most WebSocket clients from one IP address; further ones are refused with 429.
+    max_clients_per_ip: usize = DEFAULT_MAX_CLIENTS_PER_IP, Bounds::new(1, MAX_CLIENTS);
+    /// Largest WebSocket message accepted from a client, in bytes (clients only send pongs
+    /// and close frames).
+    max_message_size: usize = DEFAULT_MAX_MESSAGE_SIZE,
+        Bounds::new(125, super::MAX_MESSAGE_SIZE_LIMIT);
+    /// Report the top processes without their names.
+    hide_process_names: bool = false, ();
+    /// PEM certificate chain (leaf first); with `tls_key`, the port speaks only HTTPS and WSS.
+    tls_cert: Option<PathBuf> = None, ();
+    /// PEM private key for `tls_cert`.
+    tls_key: Option<PathBuf> = None, ();
+    /// Root of the proc file system read by the collector (fixture trees in tests).
+    proc_root: PathBuf = PathBuf::from("/proc"), (), Visibility::Hidden;
+    /// Root of the sys file system read by the collector (fixture trees in tests).
+    sys_root: PathBuf = PathBuf::from("/sys"), (), Visibility::Hidden;
+    /// vcgencmd, used (cached, with a timeout) only for values the firmware's sysfs files
+    /// do not give.
+    vcgencmd: PathBuf = PathBuf::from("/usr/bin/vcgencmd"), (), Visibility::Hidden;
+}
+
+/// Shortest ping, pong or send deadline: below it a healthy client on a busy Wi-Fi link
+/// would be dropped.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+const HOUR: Duration = Duration::from_secs(3600);
+/// Far above any household, low enough that the file-descriptor budget stays meaningful.
+const MAX_CLIENTS: usize = 65536;
+
+/// What the kernel accepts as an interface name (`dev_valid_name`): 1 to 15 bytes, not `.`
+/// or `..`, no `/`, `:` or whitespace.
+const INTERFACE_NAME: Text = Text {
+    valid: |name| {
+        (1..=15).contains(&name.len())
+            && name != "."
+            && name != ".."
+            && !name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    },
+    expected: "a network interface name (1 to 15 characters, no spaces, '/' or ':')",
+};
+
+/// HTTP header values carry visible ASCII only, and `Bearer` tokens no spaces: a token with
+/// anything else could never be sent, so it is refused here rather than locking users out.
+const TOKEN: Text = Text {
+    valid: |token| (1..=1024).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic()),
+    expected: "1 to 1024 visible ASCII characters (letters, digits, punctuation; no spaces)",
+};
+
+/// An `Origin` header value: `scheme://host[:port]`, no path (a trailing `/` never matches).
+const ORIGIN: Text = Text {
+    valid: |origin| {
+        let Some((scheme, host)) = origin.split_once("://") else {
+            return false;
+        };
+        origin.len() <= 300
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"/?#".contains(&b))
+    },
+    expected: "an origin such as \"http://pi.local:8765\" (scheme://host[:port], no path)",
+};
+
+const ORIGINS: List = List {
+    item: ORIGIN,
+    max: 64,
+};
+
+/// How a setting shows up in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Shown,
+    /// A testing knob: works everywhere, left out of `--help`.
+    Hidden,
+    /// Shown, but its value is never echoed (help, errors).
+    Secret,
+}
+
+/// One setting, type-erased; the functions are generated from its declaration.
+pub struct Setting {
+    /// TOML key and `Config` field name.
+    pub key: &'static str,
+    /// Meaning, one `///` line per line.
+    pub doc: &'static str,
+    pub visibility: Visibility,
+    /// What a valid value looks like: "a number from 0 to 65535".
+    pub expected: fn() -> String,
+    /// The built-in default as a user would write it: `8765`, `1s`, `none`.
+    pub default: fn() -> String,
+    from_toml: fn(&mut Config, &toml::Value) -> Option<()>,
+    from_text: fn(&mut Config, &str) -> Option<()>,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key)
+    }
+}
+
+impl Setting {
+    /// Looks a setting up by its TOML key.
+    pub fn find(key: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.key == key)
+    }
+
+    /// `--top-processes`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+
+    /// `PISTATS_TOP_PROCESSES`.
+    pub fn env(&self) -> String {
+        format!("PISTATS_{}", self.key.to_ascii_uppercase())
+    }
+
+    /// The meaning on one line.
+    pub fn summary(&self) -> String {
+        self.doc.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// "port must be a number from 0 to 65535".
+    pub fn requirement(&self) -> String {
+        format!("{} must be {}", self.key, (self.expected)())
+    }
+
+    /// Sets the field from a TOML value; the error is in the user's terms.
+    pub(super) fn set_toml(&self, config: &mut Config, value: &toml::Value) -> Result<(), String> {
+        (self.from_toml)(config, value).ok_or_else(|| self.refusal(&value.to_string()))
+    }
+
+    /// Sets the field from a flag's or variable's text.
+    pub(super) fn set_text(&self, config: &mut Config, text: &str) -> Result<(), String> {
+        (self.from_text)(config, text).ok_or_else(|| self.refusal(&format!("{text:?}")))
+    }
+
+    fn refusal(&self, found: &str) -> String {
+        if self.visibility == Visibility::Secret {
+            format!("{} (the value given is not shown)", self.requirement())
+        } else {
+            format!("{}, not {found}", self.requirement())
+        }
+    }
+}
+
+/// A setting's type: how it is read from TOML and from text, checked against its rule, and
+/// described to the user. `None` means "does not satisfy the rule"; the message comes from
+/// [`Value::expected`], so the check and its description cannot drift apart.
+pub trait Value: Sized {
+    /// Bounds or a validity check; `()` when the type itself is the rule.
+    type Rule;
+    fn from_toml(value: &toml::Value, rule: &Self::Rule) -> Option<Self>;
+    fn from_text(text: &str, rule: &Self::Rule) -> Option<Self>;
+    fn expected(rule: &Self::Rule) -> String;
+    fn show(&self) -> String;
+}
+
+/// Inclusive lower and upper bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds<T> {
+    pub min: T,
+    pub max: T,
+}
+
+impl<T: PartialOrd> Bounds<T> {
+    pub const fn new(min: T, max: T) -> Bounds<T> {
+        Bounds { min, max }
+    }
+
+    fn check(&self, value: T) -> Option<T> {
+        (self.min <= value && value <= self.max).then_some(value)
+    }
+}
+
+macro_rules! integer_value {
+    ($($ty:ty),*) => {$(
+        impl Value for $ty {
+            type Rule = Bounds<$ty>;
+            fn from_toml(value: &toml::Value, rule: &Bounds<$ty>) -> Option<$ty> {
+                rule.check(<$ty>::try_from(value.as_integer()?).ok()?)
+            }
+            fn from_text(text: &str, rule: &Bounds<$ty>) -> Option<$ty> {
+                rule.check(text.trim().parse().ok()?)
+            }
+            fn expected(rule: &Bounds<$ty>) -> String {
+                format!("a number from {} to {}", rule.min, rule.max)
+            }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+integer_value!(u16, usize);
+
+impl Value for Duration {
+    type Rule = Bounds<Duration>;
+    fn from_toml(value: &toml::Value, rule: &Bounds<Duration>) -> Option<Duration> {
+        let duration = match value {
+            toml::Value::String(text) => super::parse_duration(text).ok()?,
+            toml::Value::Integer(seconds) => Duration::from_secs(u64::try_from(*seconds).ok()?),
+            toml::Value::Float(seconds) => Duration::try_from_secs_f64(*seconds).ok()?,
+            _ => return None,
+        };
+        rule.check(duration)
+    }
+    fn from_text(text: &str, rule: &Bounds<Duration>) -> Option<Duration> {
+        rule.check(super::parse_duration(text).ok()?)
+    }
+    fn expected(rule: &Bounds<Duration>) -> String {
+        format!(
+            "a duration from {} to {}, such as \"500ms\", \"1s\", \"2m\" or a number of seconds",
+            show_duration(rule.min),
+            show_duration(rule.max)
+        )
+    }
+    fn show(&self) -> String {
+        show_duration(*self)
+    }
+}
+
+/// `1h`, `10m`, `20s`, `250ms`: the largest unit that divides the duration.
+pub fn show_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        0 => "0s".to_owned(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+impl Value for IpAddr {
+    type Rule = ();
+    fn from_toml(value: &toml::Value, _: &()) -> Option<IpAddr> {
+        value.as_str()?.parse().ok()
+    }
+    fn from_text(text: &str, _: &()) -> Option<IpAddr> {
+        text.trim().parse().ok()
+    }
+    fn expected(_: &()) -> String {
+        "an IP address such as \"0.0.0.0\", \"::\" or \"127.0.0.1\"".to_owned()
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Value for bool {
+    type Rule = ();
+    fn from_toml(value: &toml::Value, _: &()) -> Option<bool> {
+        value.as_bool()
+    }
+    fn from_text(text: &str, _: &()) -> Option<bool> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        }
+    }
+    fn expected(_: &()) -> String {
+        "true or false".to_owned()
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A path: not empty, no NUL byte (the kernel could never open it).
+impl Value for PathBuf {
+    type Rule = ();
+    fn from_toml(value: &toml::Value, rule: &()) -> Option<PathBuf> {
+        PathBuf::from_text(value.as_str()?, rule)
+    }
+    fn from_text(text: &str, _: &()) -> Option<PathBuf> {
+        (!text.is_empty() && !text.contains('\0')).then(|| PathBuf::from(text))
+    }
+    fn expected(_: &()) -> String {
+        "a file or directory path".to_owned()
+    }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+/// A string that must pass a check; `expected` says what passes.
+#[derive(Clone, Copy)]
+pub struct Text {
+    valid: fn(&str) -> bool,
+    expected: &'static str,
+}
+
+impl Value for String {
+    type Rule = Text;
+    fn from_toml(value: &toml::Value, rule: &Text) -> Option<String> {
+        String::from_text(value.as_str()?, rule)
+    }
+    fn from_text(text: &str, rule: &Text) -> Option<String> {
+        (rule.valid)(text).then(|| text.to_owned())
+    }
+    fn expected(rule: &Text) -> String {
+        rule.expected.to_owned()
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+/// An optional setting: absent from the file means unset; when given it must be valid.
+impl<T: Value> Value for Option<T> {
+    type Rule = T::Rule;
+    fn from_toml(value: &toml::Value, rule: &T::Rule) -> Option<Option<T>> {
+        T::from_toml(value, rule).map(Some)
+    }
+    fn from_text(text: &str, rule: &T::Rule) -> Option<Option<T>> {
+        T::from_text(text, rule).map(Some)
+    }
+    fn expected(rule: &T::Rule) -> String {
+        T::expected(rule)
+    }
+    fn show(&self) -> String {
+        self.as_ref().map_or_else(|| "none".to_owned(), T::show)
+    }
+}
+
+/// A list of checked strings: a TOML array, or comma-separated text.
+#[derive(Clone, Copy)]
+pub struct List {
+    item: Text,
+    max: usize,
+}
+
+impl Value for Vec<String> {
+    type Rule = List;
+    fn from_toml(value: &toml::Value, rule: &List) -> Option<Vec<String>> {
+        let items = value.as_array()?;
+        (items.len() <= rule.max).then_some(())?;
+        items
+            .iter()
+            .map(|item| String::from_toml(item, &rule.item))
+            .collect()
+    }
+    fn from_text(text: &str, rule: &List) -> Option<Vec<String>> {
+        let items: Vec<&str> = match text.trim() {
+            "" => Vec::new(),
+            text => text.split(',').map(str::trim).collect(),
+        };
+        (items.len() <= rule.max).then_some(())?;
+        items
+            .into_iter()
+            .map(|item| String::from_text(item, &rule.item))
+            .collect()
+    }
+    fn expected(rule: &List) -> String {
+        format!("a list of at most {} of: {}", rule.max, rule.item.expected)
+    }
+    fn show(&self) -> String {
+        format!("[{}]", self.join(", "))
+    }
+}
+
+/// Choices derive their names from `clap::ValueEnum` (kebab-case), so the file, the flag and
+/// the message spell them alike.
+macro_rules! choice_value {
+    ($($ty:ty),*) => {$(
+        impl Value for $ty {
+            type Rule = ();
+            fn from_toml(value: &toml::Value, rule: &()) -> Option<$ty> {
+                <$ty>::from_text(value.as_str()?, rule)
+            }
+            fn from_text(text: &str, _: &()) -> Option<$ty> {
+                <$ty as clap::ValueEnum>::from_str(text.trim(), false).ok()
+            }
+            fn expected(_: &()) -> String {
+                let names: Vec<String> = <$ty as clap::ValueEnum>::value_variants()
+                    .iter()
+                    .filter_map(|v| clap::ValueEnum::to_possible_value(v))
+                    .map(|v| format!("\"{}\"", v.get_name()))
+                    .collect();
+                format!("one of {}", names.join(", "))
+            }
+            fn show(&self) -> String {
+                clap::ValueEnum::to_possible_value(self)
+                    .map(|v| v.get_name().to_owned())
+                    .unwrap_or_default()
+            }
+        }
+    )*};
+}
+choice_value!(LogLevel, ServePolicy);
