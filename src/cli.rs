@@ -1,6 +1,6 @@
 //! Command line: `pistats` serves; `snapshot`, `check-config` and `network` are one-shot tools.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -81,13 +81,16 @@ fn init_logging(config: &Config) {
             config.log_level.as_str()
         ))
     });
-    // Under systemd, journald adds its own timestamps and the terminal has no colours.
+    // Under systemd, journald adds its own timestamps. Colour codes only make sense on a
+    // terminal: in a file, a pipe or the journal they are noise (and NO_COLOR turns them off
+    // anywhere, https://no-color.org: when set and not empty).
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(!under_journald && std::env::var_os("NO_COLOR").is_none());
+        .with_ansi(std::io::stderr().is_terminal() && !no_color);
     if under_journald {
         builder.without_time().init();
     } else {

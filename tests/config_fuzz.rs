@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pistats::config::{Config, ConfigError, MAX_DURATION, MIN_INTERVAL};
+use pistats::config::{Config, ConfigError, Origin, MAX_DURATION, MIN_INTERVAL};
 use proptest::prelude::*;
 
 const KEYS: &[&str] = &[
@@ -27,6 +27,8 @@ const KEYS: &[&str] = &[
     "max_clients_per_ip",
     "max_message_size",
     "hide_process_names",
+    "tls_cert",
+    "tls_key",
     "proc_root",
     "sys_root",
     "vcgencmd",
@@ -96,9 +98,21 @@ fn check(text: &str) {
             assert_eq!(path, Path::new("/etc/pistats/config.toml"));
             assert!(!message.is_empty());
         }
-        Err(ConfigError::Invalid { key, message }) => {
+        Err(ConfigError::Invalid {
+            key,
+            origin,
+            message,
+        }) => {
             assert!(KEYS.contains(&key), "unexpected key {key}");
             assert!(!message.is_empty());
+            // A bad value in the file is located in the file, on a line that exists.
+            match origin {
+                Origin::File { path, line } => {
+                    assert_eq!(path, Path::new("/etc/pistats/config.toml"));
+                    assert!(line >= 1 && line <= text.lines().count(), "line {line}");
+                }
+                other => panic!("value from the file attributed to {other}"),
+            }
         }
         Err(other) => panic!("unexpected error kind: {other}"),
     }
@@ -142,6 +156,11 @@ fn overflowing_durations_are_refused_by_name() {
         let err =
             Config::from_toml(&format!("{key} = {value}"), Path::new("c.toml")).expect_err(value);
         let text = err.to_string();
-        assert!(text.contains(key) || text.contains("c.toml"), "{text}");
+        // Every error names the file; this one must also name the key and its line.
+        assert!(text.starts_with("c.toml, line 1: "), "{text}");
+        assert!(
+            text.contains(&format!("{key} must be a duration from")),
+            "{text}"
+        );
     }
 }

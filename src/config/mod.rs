@@ -356,8 +356,16 @@ impl Config {
         }
         let points = self.history.as_millis() / self.interval.as_millis().max(1);
         if points > MAX_HISTORY_POINTS as u128 {
+            // Name the one of the two the user set (history when both or neither).
+            let key = if origins.of("history") == Origin::Default
+                && origins.of("interval") != Origin::Default
+            {
+                "interval"
+            } else {
+                "history"
+            };
             return Err(origins.invalid(
-                "history",
+                key,
                 format!(
                     "history of {} at an interval of {} keeps {points} points, more than the \
                      {MAX_HISTORY_POINTS} allowed: shorten history or lengthen interval",
@@ -524,7 +532,7 @@ mod tests {
     /// (serde lists them all when it meets an unknown key).
     #[test]
     fn packaged_config_is_valid_and_complete() {
-        let packaged = include_str!("../debian/config.toml");
+        let packaged = include_str!("../../debian/config.toml");
         let config = parse(packaged).unwrap();
         assert_eq!(config.serve, ServePolicy::WhileConnected);
         let err = parse("no_such_setting = 1").unwrap_err().to_string();
