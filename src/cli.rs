@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Overrides, EX_CONFIG};
+use crate::config::{Config, Loaded, Overrides, EX_CONFIG, SETTINGS};
 use crate::stats::{Collector, Context};
 
 #[derive(Debug, Parser)]
@@ -40,6 +40,10 @@ pub enum Command {
     CheckConfig {
         /// File to check [default: --config, else /etc/pistats/config.toml]
         path: Option<PathBuf>,
+        /// Also print every setting's value and where it comes from (file and line, flag,
+        /// variable or built-in default)
+        #[arg(long)]
+        print: bool,
     },
     /// Show what the network detection sees for the watched interface; exit 1 if it is down
     Network,
@@ -49,8 +53,8 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { ref path }) => {
-            check_config(path.as_ref().or(cli.config.as_ref()), &cli.overrides)
+        Some(Command::CheckConfig { ref path, print }) => {
+            check_config(path.as_ref().or(cli.config.as_ref()), &cli.overrides, print)
         }
         Some(Command::Snapshot { pretty }) => {
             with_config(&cli, |config, _| snapshot(config, pretty))
@@ -121,28 +125,41 @@ fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn check_config(path: Option<&PathBuf>, overrides: &Overrides) -> ExitCode {
+fn check_config(path: Option<&PathBuf>, overrides: &Overrides, print: bool) -> ExitCode {
     let loaded = Config::load_traced(path.map(|p| p.as_path()), overrides).and_then(|loaded| {
         // The certificate and key are part of the configuration: check that they load.
         if let (Some(cert), Some(key)) = (&loaded.config.tls_cert, &loaded.config.tls_key) {
             crate::http::tls::Tls::load(cert, key)
                 .map_err(|err| loaded.origins.invalid(err.setting(), err.to_string()))?;
         }
-        Ok(loaded.file)
+        Ok(loaded)
     });
     match loaded {
-        Ok(Some(file)) => {
-            println!("{}: OK", file.display());
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            println!("no config file; built-in defaults are valid");
+        Ok(loaded) => {
+            match &loaded.file {
+                Some(file) => println!("{}: OK", file.display()),
+                None => println!("no config file; built-in defaults are valid"),
+            }
+            if print {
+                print_settings(&loaded);
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("pistats: {err}");
             ExitCode::from(EX_CONFIG)
         }
+    }
+}
+
+/// One line per setting: `key = value  (origin)`, aligned.
+fn print_settings(loaded: &Loaded) {
+    let width = SETTINGS.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for setting in SETTINGS {
+        let value = setting.show(&loaded.config);
+        let origin = loaded.origins.of(setting.key);
+        let _ = writeln!(out, "{:width$} = {value}  ({origin})", setting.key);
     }
 }
 

@@ -40,6 +40,7 @@ macro_rules! settings {
                 visibility: settings!(@visibility $($visibility)?),
                 expected: || <$ty as Value>::expected(&$rule),
                 default: || <$ty as Value>::show(&$default),
+                current: |config| <$ty as Value>::show(&config.$key),
                 from_toml: |config, value| {
                     config.$key = <$ty as Value>::from_toml(value, &$rule)?;
                     Some(())
@@ -195,6 +196,7 @@ pub struct Setting {
     pub expected: fn() -> String,
     /// The built-in default as a user would write it: `8765`, `1s`, `none`.
     pub default: fn() -> String,
+    current: fn(&Config) -> String,
     from_toml: fn(&mut Config, &toml::Value) -> Option<()>,
     from_text: fn(&mut Config, &str) -> Option<()>,
 }
@@ -224,6 +226,15 @@ impl Setting {
     /// The meaning on one line.
     pub fn summary(&self) -> String {
         self.doc.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The value in `config` as a user would write it; a secret only says whether it is set.
+    pub fn show(&self, config: &Config) -> String {
+        let value = (self.current)(config);
+        match self.visibility {
+            Visibility::Secret if value != "none" => "(set, not shown)".to_owned(),
+            _ => value,
+        }
     }
 
     /// "port must be a number from 0 to 65535".
