@@ -529,7 +529,7 @@ mod tests {
     }
 
     /// The configuration the Debian package installs is valid and mentions every setting
-    /// (serde lists them all when it meets an unknown key).
+    /// (the error for an unknown key lists them all).
     #[test]
     fn packaged_config_is_valid_and_complete() {
         let packaged = include_str!("../../debian/config.toml");
@@ -607,5 +607,140 @@ mod tests {
             .unwrap();
         assert_eq!(c.port, 2000);
         assert_eq!(c.serve, ServePolicy::WhileConnected);
+    }
+
+    /// Commented-out lines in the packaged file show the built-in default: each must parse
+    /// to exactly that default (an optional setting's example is exempt).
+    #[test]
+    fn packaged_config_shows_the_real_defaults() {
+        let packaged = include_str!("../../debian/config.toml");
+        for setting in SETTINGS {
+            let prefix = format!("{} =", setting.key);
+            let lines: Vec<&str> = packaged
+                .lines()
+                .filter(|line| line.trim_start_matches('#').starts_with(&prefix))
+                .collect();
+            assert_eq!(lines.len(), 1, "`{}` in debian/config.toml", setting.key);
+            let Some(commented) = lines[0].strip_prefix('#') else {
+                continue;
+            };
+            if (setting.default)() == "none" {
+                continue;
+            }
+            let config = parse(commented).unwrap();
+            assert_eq!(
+                setting.show(&config),
+                (setting.default)(),
+                "debian/config.toml: {commented}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_default_is_within_its_bounds() {
+        for setting in SETTINGS {
+            let mut config = Config::default();
+            let default = (setting.default)();
+            if default == "none" {
+                continue;
+            }
+            let text = default.trim_start_matches('[').trim_end_matches(']');
+            setting.set_text(&mut config, text).unwrap();
+            assert_eq!(config, Config::default(), "{}", setting.key);
+        }
+        Config::default().validate(&Origins::default()).unwrap();
+    }
+
+    #[test]
+    fn flags_and_variables_derive_from_the_key() {
+        let setting = Setting::find("max_clients_per_ip").unwrap();
+        assert_eq!(setting.flag(), "--max-clients-per-ip");
+        assert_eq!(setting.env(), "PISTATS_MAX_CLIENTS_PER_IP");
+        assert_eq!(
+            setting.requirement(),
+            "max_clients_per_ip must be a number from 1 to 65536"
+        );
+    }
+
+    /// The README's table of settings, as the declaration says it.
+    fn readme_table() -> String {
+        let mut table = String::from(
+            "| key | flag, variable | default | accepts | meaning |\n|---|---|---|---|---|\n",
+        );
+        for s in SETTINGS {
+            table.push_str(&format!(
+                "| `{}` | `{}`, `{}` | `{}` | {} | {} |\n",
+                s.key,
+                s.flag(),
+                s.env(),
+                (s.default)(),
+                (s.expected)(),
+                s.summary()
+            ));
+        }
+        table
+    }
+
+    /// pistats(1)'s settings options, as the declaration says them.
+    fn man_options() -> String {
+        let roff = |text: &str| {
+            text.replace('\\', "\\e")
+                .replace('-', "\\-")
+                .replace('`', "")
+        };
+        let mut options = String::new();
+        for s in SETTINGS {
+            options.push_str(&format!(
+                ".TP\n.BI {} \" value\"\n{}\nMust be {}; default {}\n[{}].\n",
+                roff(&s.flag()),
+                roff(&s.summary()),
+                roff(&(s.expected)()),
+                roff(&(s.default)()),
+                roff(&s.env()),
+            ));
+        }
+        options
+    }
+
+    /// Checks that `file` holds `generated` between the `begin` and `end` marker lines;
+    /// with `UPDATE_DOCS=1`, writes it there instead.
+    fn check_generated(file: &str, begin: &str, end: &str, generated: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find(begin).map(|i| i + begin.len() + 1);
+        let stop = text.find(end);
+        let (Some(start), Some(stop)) = (start, stop) else {
+            panic!("{file} lacks the lines {begin:?} and {end:?}");
+        };
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{generated}{}", &text[..start], &text[stop..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            assert!(
+                text[start..stop] == *generated,
+                "{file} does not match the settings declared in src/config/settings.rs \
+                 (UPDATE_DOCS=1 cargo test --lib config rewrites it); expected:\n{generated}"
+            );
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_setting() {
+        check_generated(
+            "README.md",
+            "<!-- settings: generated from src/config/settings.rs -->",
+            "<!-- end of settings -->",
+            &readme_table(),
+        );
+    }
+
+    #[test]
+    fn man_page_lists_every_setting() {
+        check_generated(
+            "debian/pistats.1",
+            ".\\\" settings: generated from src/config/settings.rs",
+            ".\\\" end of settings",
+            &man_options(),
+        );
     }
 }

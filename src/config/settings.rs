@@ -173,6 +173,7 @@ const ORIGIN: Text = Text {
 const ORIGINS: List = List {
     item: ORIGIN,
     max: 64,
+    expected: "a list of at most 64 origins such as \"http://pi.local:8765\" (scheme://host[:port], no path)",
 };
 
 /// How a setting shows up in `--help`.
@@ -327,7 +328,7 @@ impl Value for Duration {
     }
     fn expected(rule: &Bounds<Duration>) -> String {
         format!(
-            "a duration from {} to {}, such as \"500ms\", \"1s\", \"2m\" or a number of seconds",
+            "a duration from {} to {}",
             show_duration(rule.min),
             show_duration(rule.max)
         )
@@ -447,6 +448,7 @@ impl<T: Value> Value for Option<T> {
 pub struct List {
     item: Text,
     max: usize,
+    expected: &'static str,
 }
 
 impl Value for Vec<String> {
@@ -471,7 +473,7 @@ impl Value for Vec<String> {
             .collect()
     }
     fn expected(rule: &List) -> String {
-        format!("a list of at most {} of: {}", rule.max, rule.item.expected)
+        rule.expected.to_owned()
     }
     fn show(&self) -> String {
         format!("[{}]", self.join(", "))
