@@ -453,3 +453,210 @@ mod tests {
         assert_eq!(swap.used_percent, 0.0);
     }
 }
+
+/// The wire format, byte for byte, from known raw inputs (see `tests/fixtures/wire/`).
+#[cfg(test)]
+mod wire_golden {
+    use super::*;
+
+    pub(crate) const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wire/document.json"
+    );
+
+    pub(crate) fn meminfo() -> procfs::MemInfo {
+        // The Pi 4 fixture's meminfo with 3 MiB of swap in use.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pi4/proc/meminfo"
+        ))
+        .unwrap()
+        .replace("SwapFree:         102396 kB", "SwapFree:          99324 kB");
+        procfs::parse_meminfo(&text)
+    }
+
+    fn document() -> StatsDocument {
+        let wall = UNIX_EPOCH + Duration::new(1_752_489_000, 123_456_789);
+        let uptime = 93784.51;
+        let m = meminfo();
+        let (memory, swap) = memory_sections(&m);
+        let mount = procfs::Mount {
+            device: "/dev/mmcblk0p2".into(),
+            mountpoint: "/".into(),
+            fstype: "ext4".into(),
+            total: 31_037_616_128,
+            used: 12_345_678_901,
+            free: 17_123_456_789,
+        };
+        let partitions = vec![Partition {
+            total_gb: gib(mount.total),
+            used_gb: gib(mount.used),
+            free_gb: gib(mount.free),
+            used_percent: percent(mount.used, mount.used + mount.free),
+            device: mount.device,
+            mountpoint: mount.mountpoint,
+            fstype: mount.fstype,
+        }];
+        let eth0 = NetIo {
+            bytes_sent: 123_456_789,
+            bytes_recv: 987_654_321,
+            packets_sent: 301_234,
+            packets_recv: 812_345,
+            errin: 1,
+            errout: 0,
+            dropin: 3,
+            dropout: 0,
+        };
+        let rates = NetRates {
+            recv_bytes_per_sec: rate(987_654_321, 987_000_000, 1.003),
+            sent_bytes_per_sec: rate(123_456_789, 123_400_000, 1.003),
+        };
+        let mut interfaces = BTreeMap::new();
+        interfaces.insert(
+            "eth0".to_owned(),
+            Interface {
+                is_up: true,
+                mac: Some("dc:a6:32:01:02:03".into()),
+                mtu: Some(1500),
+                speed_mbps: Some(1000),
+                addresses: vec![
+                    Address {
+                        family: "ipv4",
+                        address: "192.168.1.20".into(),
+                        prefix_len: 24,
+                    },
+                    Address {
+                        family: "ipv6",
+                        address: "fe80::1".into(),
+                        prefix_len: 64,
+                    },
+                ],
+                io_counters: eth0,
+                rates: Some(rates),
+            },
+        );
+        let mut sensors = BTreeMap::new();
+        sensors.insert(
+            "cpu_thermal".to_owned(),
+            vec![SensorReading {
+                label: String::new(),
+                current: 48.312,
+                high: Some(80.0),
+                critical: None,
+            }],
+        );
+        let disk_io = DiskIo {
+            read_count: 100,
+            write_count: 50,
+            read_bytes: 800 * 512,
+            write_bytes: 400 * 512,
+        };
+        let io_rates = IoRates {
+            read_bytes_per_sec: rate(409_600, 400_000, 0.998),
+            write_bytes_per_sec: rate(204_800, 204_800, 0.998),
+        };
+        let cpu = CpuInfo {
+            usage_percent: round1(45.25_f32 as f64),
+            count_physical: Some(4),
+            count_logical: 4,
+            frequency_mhz: Frequency {
+                current: Some(1_500_000.0 / 1000.0),
+                min: Some(600.0),
+                max: Some(1500.0),
+            },
+            per_core_usage: [42.1234_f32, 3.05, 0.0, 100.0]
+                .iter()
+                .map(|c| round1(*c as f64))
+                .collect(),
+        };
+        let pi_cpu = Some(round1(48.312));
+        StatsDocument {
+            timestamp: iso8601(wall),
+            system: SystemInfo {
+                boot_time: wall
+                    .checked_sub(Duration::from_secs_f64(uptime))
+                    .map(iso8601),
+                uptime_seconds: round2(uptime),
+                uptime_human: uptime_human(uptime),
+                load_average: [0.42, 0.31, 0.25],
+                connected_clients: 2,
+                hostname: Some("raspberrypi".into()),
+                model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
+                kernel: Some("6.6.51+rpt-rpi-v8".into()),
+                os: Some("Linux 12 (bookworm)".into()),
+                pistats_version: "0.1.0",
+            },
+            cpu_usage_percent: Some(cpu.usage_percent),
+            ram_usage_percent: Some(memory.used_percent),
+            disk_usage_percent: Some(partitions[0].used_percent),
+            temperature_celsius: pi_cpu,
+            connected_clients: 2,
+            cpu,
+            memory,
+            swap,
+            disk: DiskInfo {
+                root_usage_percent: Some(partitions[0].used_percent),
+                partitions,
+                io_counters: Some(disk_io),
+                io_rates: Some(io_rates),
+            },
+            network: NetworkInfo {
+                io_counters: eth0,
+                rates: Some(rates),
+                interfaces,
+            },
+            processes: ProcessInfo {
+                total_count: 187,
+                top_cpu_usage: vec![
+                    TopProcess {
+                        pid: 2210,
+                        name: Some("pistats".into()),
+                        cpu_percent: round1(12.345_f32 as f64),
+                        memory_percent: round2(8_392_704.0 * 100.0 / m.total as f64),
+                    },
+                    TopProcess {
+                        pid: 1,
+                        name: None,
+                        cpu_percent: round1(0.04_f32 as f64),
+                        memory_percent: round2(12_345_344.0 * 100.0 / m.total as f64),
+                    },
+                ],
+            },
+            temperature: TemperatureInfo {
+                pi_cpu_celsius: pi_cpu,
+                sensors,
+            },
+            battery: Some(BatteryInfo {
+                percent: 87.0,
+                power_plugged: Some(false),
+                secsleft: Some(7200),
+            }),
+            pi: Some(PiHealth {
+                throttled_raw: Some("0x50005".into()),
+                throttled: Some(pi::decode_throttled(0x50005)),
+                core_volts: Some(0.85),
+                arm_clock_mhz: Some(1500.0),
+                core_clock_mhz: Some(500.0),
+                revision: Some("c03114".into()),
+                serial: Some("10000000a1b2c3d4".into()),
+                source: "sysfs",
+            }),
+            connectivity: Some(Connectivity {
+                source: "kernel",
+                interface: "wlan0".into(),
+                state: "up".into(),
+                connected: true,
+                addresses: vec!["192.168.1.21/24".into()],
+            }),
+        }
+    }
+
+    #[test]
+    fn wire_format_is_unchanged() {
+        let json = serde_json::to_string_pretty(&document()).unwrap();
+        if std::env::var_os("PISTATS_BLESS").is_some() {
+            std::fs::write(GOLDEN, format!("{json}\n")).unwrap();
+        }
+        assert_eq!(json, std::fs::read_to_string(GOLDEN).unwrap().trim_end());
+    }
+}
