@@ -54,17 +54,20 @@ pub struct HistoryPoint {
 
 impl HistoryPoint {
     fn from_document(doc: &StatsDocument, t: u64) -> HistoryPoint {
+        use crate::stats::wire::round1;
+        // An unread memory section is NaN here, which serializes as null: a gap, not a 0.
+        let memory = doc.memory.as_ref();
         HistoryPoint {
             t,
-            cpu: doc.cpu.usage_percent,
-            mem: doc.memory.used_percent,
-            swap: doc.swap.used_percent,
-            temp: doc.temperature.pi_cpu_celsius,
-            net_recv: doc.network.rates.map(|r| r.recv_bytes_per_sec),
-            net_sent: doc.network.rates.map(|r| r.sent_bytes_per_sec),
-            disk_read: doc.disk.io_rates.map(|r| r.read_bytes_per_sec),
-            disk_write: doc.disk.io_rates.map(|r| r.write_bytes_per_sec),
-            per_core: doc.cpu.per_core_usage.clone(),
+            cpu: round1(doc.cpu.usage_percent),
+            mem: memory.map_or(f64::NAN, |m| round1(m.used_percent())),
+            swap: memory.map_or(f64::NAN, |m| round1(m.swap_used_percent())),
+            temp: doc.temperature.pi_cpu_celsius.map(round1),
+            net_recv: doc.network.rates.map(|r| round1(r.recv_bytes_per_sec)),
+            net_sent: doc.network.rates.map(|r| round1(r.sent_bytes_per_sec)),
+            disk_read: doc.disk.io_rates.map(|r| round1(r.read_bytes_per_sec)),
+            disk_write: doc.disk.io_rates.map(|r| round1(r.write_bytes_per_sec)),
+            per_core: doc.cpu.per_core_usage.iter().copied().map(round1).collect(),
             clients: doc.connected_clients,
         }
     }

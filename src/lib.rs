@@ -6,10 +6,10 @@
 //! |--------------|----------------------------------------------------------------------|
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
-//! | [`stats`]    | the collector and the stats document ([`stats::model`])              |
+//! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
 //! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
-//! | [`metrics`]  | Prometheus text rendering of the latest snapshot                     |
+//! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
 //! | [`systemd`]  | sd_notify readiness, status and watchdog                             |
 //! | [`daemon`]   | wiring and lifecycle: listener policy, signals, shutdown             |

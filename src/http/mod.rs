@@ -128,8 +128,18 @@ pub fn routes(
         .map(|state: Arc<AppState>| {
             let age = state.hub.snapshot_age();
             let fresh = state.hub.is_fresh();
+            // Sources the latest collection could not read: still serving, but partly blind.
+            let degraded: Vec<&str> = state.hub.latest().map_or_else(Vec::new, |s| {
+                s.document.degraded.iter().map(|d| d.as_str()).collect()
+            });
+            let status = match (fresh, degraded.is_empty()) {
+                (false, _) => "stale",
+                (true, true) => "ok",
+                (true, false) => "degraded",
+            };
             let body = serde_json::json!({
-                "status": if fresh { "ok" } else { "stale" },
+                "status": status,
+                "degraded": degraded,
                 "snapshot_age_ms": age.map(|a| a.as_millis() as u64),
                 "clients": state.hub.clients(),
                 "version": env!("CARGO_PKG_VERSION"),

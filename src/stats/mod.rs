@@ -1,26 +1,29 @@
-//! The collector: builds one [`StatsDocument`] per tick from sysinfo (CPU, processes, disks,
-//! interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters, sensors,
-//! battery, Pi firmware state).
+//! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (CPU, processes),
+//! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters,
+//! mounts, sensors, battery, Pi firmware state). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
-//! primes one.
+//! primes one. Nothing read here may panic, whatever the files contain; a source that cannot
+//! be read is `None` and listed in [`StatsDocument::degraded`].
 
-mod ifaddrs;
+#[cfg(test)]
+mod fuzz;
+pub(crate) mod ifaddrs;
 pub mod model;
 pub mod pi;
 pub mod procfs;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use sysinfo::{CpuRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::config::Config;
 use model::*;
 
-const GIB: f64 = (1u64 << 30) as f64;
 /// How long a CPU frequency read from /proc/cpuinfo is reused.
 const CPUINFO_FREQUENCY_MAX_AGE: Duration = Duration::from_secs(5);
 
@@ -89,60 +92,66 @@ impl Collector {
         }
     }
 
-    /// Collects one complete document.
+    /// Collects one complete snapshot.
     pub fn collect(&mut self, ctx: Context) -> StatsDocument {
         let now = Instant::now();
         let wall = SystemTime::now();
+        let mut degraded = Vec::new();
+        let mut check = |source: Source, read: bool| {
+            if !read {
+                degraded.push(source);
+            }
+        };
         let cpu = self.cpu();
-        let memory_info = procfs::read_meminfo(&self.proc_root).unwrap_or_default();
-        let (memory, swap) = memory_sections(&memory_info);
+        let memory = procfs::read_meminfo(&self.proc_root);
+        check(Source::Memory, memory.is_some());
         let disk_io = procfs::read_diskstats(&self.proc_root, &self.sys_root);
-        let net_io: BTreeMap<String, NetIo> =
-            procfs::read_net_dev(&self.proc_root).into_iter().collect();
+        check(Source::DiskIo, disk_io.is_some());
+        let net_io: Option<BTreeMap<String, NetIo>> =
+            procfs::read_net_dev(&self.proc_root).map(|v| v.into_iter().collect());
+        check(Source::Network, net_io.is_some());
         let elapsed = self
             .previous
             .as_ref()
             .map(|p| now.duration_since(p.at).as_secs_f64())
             .filter(|s| *s > 0.0);
         let disk = self.disk(disk_io, elapsed);
-        let network = self.network(&net_io, elapsed);
-        let processes = self.processes(memory_info.total);
+        check(Source::Partitions, disk.partitions.is_some());
+        let network = self.network(net_io.as_ref(), elapsed);
+        let processes = self.processes(memory.map(|m| m.total));
+        check(Source::Processes, processes.total_count.is_some());
         let zones = procfs::read_thermal_zones(&self.sys_root);
         let temperature = TemperatureInfo {
-            pi_cpu_celsius: procfs::pi_cpu_celsius(&zones).map(round1),
+            pi_cpu_celsius: procfs::pi_cpu_celsius(&zones),
             sensors: procfs::read_sensors(&self.sys_root, &zones),
         };
         self.previous = Some(Previous {
             at: now,
             disk: disk_io,
-            net: net_io,
+            net: net_io.unwrap_or_default(),
         });
 
-        let uptime =
-            procfs::read_uptime(&self.proc_root).unwrap_or_else(|| System::uptime() as f64);
-        let boot_time = wall.checked_sub(Duration::from_secs_f64(uptime));
+        let boot_time = procfs::read_boot_time(&self.proc_root);
+        check(Source::BootTime, boot_time.is_some());
+        let load_average = procfs::read_loadavg(&self.proc_root);
+        check(Source::LoadAverage, load_average.is_some());
+        // The kernel's boot-time clock is the same figure and cannot fail to be read.
+        let uptime = procfs::read_uptime(&self.proc_root).unwrap_or_else(boot_clock);
         StatsDocument {
-            timestamp: iso8601(wall),
+            collected_at: wall,
             system: SystemInfo {
-                boot_time: boot_time.map(iso8601),
-                uptime_seconds: round2(uptime),
-                uptime_human: uptime_human(uptime),
-                load_average: procfs::read_loadavg(&self.proc_root).unwrap_or_default(),
-                connected_clients: ctx.connected_clients,
+                boot_time,
+                uptime,
+                load_average,
                 hostname: self.facts.hostname.clone(),
                 model: self.facts.model.clone(),
                 kernel: self.facts.kernel.clone(),
                 os: self.facts.os.clone(),
                 pistats_version: env!("CARGO_PKG_VERSION"),
             },
-            cpu_usage_percent: Some(cpu.usage_percent),
-            ram_usage_percent: (memory_info.total > 0).then_some(memory.used_percent),
-            disk_usage_percent: disk.root_usage_percent,
-            temperature_celsius: temperature.pi_cpu_celsius,
             connected_clients: ctx.connected_clients,
             cpu,
             memory,
-            swap,
             disk,
             network,
             processes,
@@ -150,6 +159,7 @@ impl Collector {
             battery: procfs::read_battery(&self.sys_root),
             pi: self.pi.read(),
             connectivity: ctx.connectivity,
+            degraded,
         }
     }
 
@@ -177,7 +187,7 @@ impl Collector {
             (mhz > 0).then_some(mhz as f64)
         });
         CpuInfo {
-            usage_percent: round1(self.system.global_cpu_usage() as f64),
+            usage_percent: f64::from(self.system.global_cpu_usage()),
             count_physical: self.facts.count_physical,
             count_logical: self.system.cpus().len(),
             frequency_mhz: Frequency { current, min, max },
@@ -185,24 +195,12 @@ impl Collector {
                 .system
                 .cpus()
                 .iter()
-                .map(|c| round1(c.cpu_usage() as f64))
+                .map(|c| f64::from(c.cpu_usage()))
                 .collect(),
         }
     }
 
     fn disk(&mut self, io: Option<DiskIo>, elapsed: Option<f64>) -> DiskInfo {
-        let partitions: Vec<Partition> = procfs::read_mounts(&self.proc_root)
-            .into_iter()
-            .map(|m| Partition {
-                total_gb: gib(m.total),
-                used_gb: gib(m.used),
-                free_gb: gib(m.free),
-                used_percent: percent(m.used, m.used + m.free),
-                device: m.device,
-                mountpoint: m.mountpoint,
-                fstype: m.fstype,
-            })
-            .collect();
         let previous = self.previous.as_ref().and_then(|p| p.disk);
         let io_rates = match (io, previous, elapsed) {
             (Some(now), Some(before), Some(secs)) => Some(IoRates {
@@ -212,17 +210,20 @@ impl Collector {
             _ => None,
         };
         DiskInfo {
-            root_usage_percent: partitions
-                .iter()
-                .find(|p| p.mountpoint == "/")
-                .map(|p| p.used_percent),
-            partitions,
+            partitions: procfs::read_mounts(&self.proc_root),
             io_counters: io,
             io_rates,
         }
     }
 
-    fn network(&mut self, io: &BTreeMap<String, NetIo>, elapsed: Option<f64>) -> NetworkInfo {
+    fn network(
+        &mut self,
+        io: Option<&BTreeMap<String, NetIo>>,
+        elapsed: Option<f64>,
+    ) -> NetworkInfo {
+        let Some(io) = io else {
+            return NetworkInfo::default();
+        };
         let mut addresses_by_interface = ifaddrs::interface_addresses();
         let previous = self.previous.as_ref().map(|p| &p.net);
         let net_rates = |name: &str, now: &NetIo| -> Option<NetRates> {
@@ -239,7 +240,7 @@ impl Collector {
         for (name, counters) in io {
             let rates = net_rates(name, counters);
             if name != "lo" {
-                add_net(&mut total, counters);
+                total.saturating_add(counters);
                 if let Some(t) = total_rates.as_mut() {
                     let r = rates.unwrap_or_default();
                     t.recv_bytes_per_sec += r.recv_bytes_per_sec;
@@ -272,19 +273,20 @@ impl Collector {
             );
         }
         NetworkInfo {
-            io_counters: total,
+            io_counters: Some(total),
             rates: total_rates,
             interfaces,
         }
     }
 
-    fn processes(&mut self, total_memory: u64) -> ProcessInfo {
+    fn processes(&mut self, total_memory: Option<u64>) -> ProcessInfo {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
         let processes = self.system.processes();
-        // Threads are not listed (`without_tasks`); kernel threads count, as in psutil.
+        // Threads are not listed (`without_tasks`); kernel threads count, as in psutil. At
+        // least this process exists: an empty table means /proc could not be listed.
         let mut top: Vec<_> = processes.values().collect();
-        let total_count = top.len();
+        let total_count = (!top.is_empty()).then_some(top.len());
         top.sort_by(|a, b| {
             b.cpu_usage()
                 .total_cmp(&a.cpu_usage())
@@ -299,10 +301,10 @@ impl Collector {
                     pid: p.pid().as_u32(),
                     name: (!self.hide_process_names)
                         .then(|| p.name().to_string_lossy().into_owned()),
-                    cpu_percent: round1(p.cpu_usage() as f64),
+                    cpu_percent: f64::from(p.cpu_usage()),
                     memory_percent: procfs::read_rss(&self.proc_root, p.pid().as_u32())
-                        .filter(|_| total_memory > 0)
-                        .map_or(0.0, |rss| round2(rss as f64 * 100.0 / total_memory as f64)),
+                        .zip(total_memory)
+                        .map(|(rss, total)| ratio_percent(rss, total)),
                 })
                 .collect(),
         }
@@ -315,99 +317,37 @@ fn process_refresh() -> ProcessRefreshKind {
     ProcessRefreshKind::nothing().with_cpu().without_tasks()
 }
 
-fn memory_sections(m: &procfs::MemInfo) -> (MemoryInfo, SwapInfo) {
-    let used = m.total.saturating_sub(m.free + m.buffers + m.cached);
-    let swap_used = m.swap_total.saturating_sub(m.swap_free);
-    (
-        MemoryInfo {
-            total_gb: gib(m.total),
-            available_gb: gib(m.available),
-            used_gb: gib(used),
-            free_gb: gib(m.free),
-            used_percent: percent(m.total.saturating_sub(m.available), m.total),
-            cached_gb: gib(m.cached),
-            buffers_gb: gib(m.buffers),
-        },
-        SwapInfo {
-            total_gb: gib(m.swap_total),
-            used_gb: gib(swap_used),
-            free_gb: gib(m.swap_free),
-            used_percent: percent(swap_used, m.swap_total),
-        },
+/// Time since boot from `CLOCK_BOOTTIME` (counts suspend, like `/proc/uptime`).
+fn boot_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999),
     )
 }
 
-fn add_net(total: &mut NetIo, c: &NetIo) {
-    total.bytes_sent += c.bytes_sent;
-    total.bytes_recv += c.bytes_recv;
-    total.packets_sent += c.packets_sent;
-    total.packets_recv += c.packets_recv;
-    total.errin += c.errin;
-    total.errout += c.errout;
-    total.dropin += c.dropin;
-    total.dropout += c.dropout;
+/// How far a counter moved between two readings. A counter that went backwards from below
+/// 2^32 wrapped (32-bit kernels, e.g. armhf's `/proc/net/dev`, wrap every 4 GiB); from above,
+/// it was reset (interface re-created) and the movement is unknown, so 0.
+fn counter_delta(now: u64, before: u64) -> u64 {
+    const WRAP: u64 = 1 << 32;
+    match now.checked_sub(before) {
+        Some(delta) => delta,
+        None if before < WRAP => now + (WRAP - before),
+        None => 0,
+    }
 }
 
-/// Bytes per second; a counter that went backwards (reset, interface re-created) gives 0.
+/// Per second, unrounded.
 fn rate(now: u64, before: u64, secs: f64) -> f64 {
-    round1(now.saturating_sub(before) as f64 / secs)
-}
-
-fn gib(bytes: u64) -> f64 {
-    round2(bytes as f64 / GIB)
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        round1(part as f64 * 100.0 / whole as f64)
-    }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
-/// Python's `str(timedelta(seconds=int(s)))`: `2:30:00`, `1 day, 0:00:05`.
-pub fn uptime_human(seconds: f64) -> String {
-    let total = seconds.max(0.0) as u64;
-    let (days, rest) = (total / 86_400, total % 86_400);
-    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    match days {
-        0 => hms,
-        1 => format!("1 day, {hms}"),
-        d => format!("{d} days, {hms}"),
-    }
-}
-
-/// ISO 8601 UTC with microseconds and an explicit offset: `2025-07-14T10:30:00.123456+00:00`.
-/// Python's `datetime.fromisoformat` and JavaScript's `Date` both parse it.
-pub fn iso8601(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+00:00",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    )
+    counter_delta(now, before) as f64 / secs
 }
 
 #[cfg(test)]
@@ -415,41 +355,312 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uptime_human_matches_python_timedelta() {
-        assert_eq!(uptime_human(9000.45), "2:30:00");
-        assert_eq!(uptime_human(5.0), "0:00:05");
-        assert_eq!(uptime_human(86_405.0), "1 day, 0:00:05");
-        assert_eq!(uptime_human(3.0 * 86_400.0 + 3661.0), "3 days, 1:01:01");
-    }
-
-    #[test]
-    fn iso8601_formats_known_instants() {
-        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000000+00:00");
-        let t = UNIX_EPOCH + Duration::new(1_752_489_000, 123_456_000);
-        assert_eq!(iso8601(t), "2025-07-14T10:30:00.123456+00:00");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000000+00:00");
-    }
-
-    #[test]
     fn rates_never_go_negative() {
-        assert_eq!(rate(100, 200, 1.0), 0.0);
+        assert_eq!(rate(100, 200, 1.0), (u64::from(u32::MAX) - 99) as f64);
         assert_eq!(rate(3000, 1000, 2.0), 1000.0);
+        assert_eq!(rate(5, u64::from(u32::MAX) + 10, 1.0), 0.0);
     }
 
     #[test]
-    fn memory_used_percent_follows_available() {
-        let m = procfs::MemInfo {
-            total: 1000,
-            free: 100,
-            available: 600,
-            buffers: 50,
-            cached: 300,
-            swap_total: 0,
-            swap_free: 0,
+    fn a_32_bit_counter_wrap_gives_the_wrapped_delta() {
+        // 100 bytes before the wrap, 400 after it: 500 bytes moved.
+        let before = u64::from(u32::MAX) - 99;
+        assert_eq!(counter_delta(400, before), 500);
+        assert_eq!(rate(400, before, 0.5), 1000.0);
+        // A 64-bit counter far past 2^32 going back is a reset, not a wrap.
+        assert_eq!(counter_delta(10, 1 << 40), 0);
+    }
+
+    /// These values in /proc/uptime used to panic the collector (and, with panic = abort,
+    /// the daemon) through `Duration::from_secs_f64`.
+    #[test]
+    fn hostile_uptime_falls_back_to_the_boot_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            proc_root: dir.path().to_owned(),
+            sys_root: dir.path().to_owned(),
+            ..Config::default()
         };
-        let (mem, swap) = memory_sections(&m);
-        assert_eq!(mem.used_percent, 40.0);
-        assert_eq!(swap.used_percent, 0.0);
+        let mut collector = Collector::new(&config);
+        for bad in ["-5.00 1.00\n", "NaN 1\n", "inf 1\n", "1e20 1\n", "\u{fffd}"] {
+            std::fs::write(dir.path().join("uptime"), bad).unwrap();
+            let doc = collector.collect(Context::default());
+            let uptime = doc.system.uptime;
+            assert!(uptime > Duration::ZERO && uptime < boot_clock() + Duration::from_secs(5));
+            serde_json::to_string(&doc).unwrap();
+        }
+        std::fs::write(dir.path().join("uptime"), "93784.51 362118.60\n").unwrap();
+        let doc = collector.collect(Context::default());
+        assert_eq!(doc.system.uptime, Duration::from_secs_f64(93784.51));
+    }
+
+    #[test]
+    fn boot_clock_is_running() {
+        assert!(boot_clock() > Duration::ZERO);
+    }
+}
+
+/// The wire format, byte for byte, against `tests/fixtures/wire/document.json`: recorded from
+/// the document model that carried rounded GiB and ISO strings, for the same raw inputs.
+#[cfg(test)]
+mod wire_golden {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wire/document.json"
+    );
+
+    /// The Pi 4 fixture's meminfo with 3 MiB of swap in use.
+    pub(crate) fn meminfo() -> Memory {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pi4/proc/meminfo"
+        ))
+        .unwrap()
+        .replace("SwapFree:         102396 kB", "SwapFree:          99324 kB");
+        procfs::parse_meminfo(&text).unwrap()
+    }
+
+    pub(crate) fn document() -> StatsDocument {
+        let wall = UNIX_EPOCH + Duration::new(1_752_489_000, 123_456_789);
+        let uptime = Duration::from_secs_f64(93784.51);
+        let m = meminfo();
+        let partition = Partition {
+            device: "/dev/mmcblk0p2".into(),
+            mountpoint: "/".into(),
+            fstype: "ext4".into(),
+            total: 31_037_616_128,
+            used: 12_345_678_901,
+            free: 17_123_456_789,
+        };
+        let eth0 = NetIo {
+            bytes_sent: 123_456_789,
+            bytes_recv: 987_654_321,
+            packets_sent: 301_234,
+            packets_recv: 812_345,
+            errin: 1,
+            errout: 0,
+            dropin: 3,
+            dropout: 0,
+        };
+        let rates = NetRates {
+            recv_bytes_per_sec: rate(987_654_321, 987_000_000, 1.003),
+            sent_bytes_per_sec: rate(123_456_789, 123_400_000, 1.003),
+        };
+        let mut interfaces = BTreeMap::new();
+        interfaces.insert(
+            "eth0".to_owned(),
+            Interface {
+                is_up: true,
+                mac: Some("dc:a6:32:01:02:03".into()),
+                mtu: Some(1500),
+                speed_mbps: Some(1000),
+                addresses: vec![
+                    Address {
+                        family: "ipv4",
+                        address: "192.168.1.20".into(),
+                        prefix_len: 24,
+                    },
+                    Address {
+                        family: "ipv6",
+                        address: "fe80::1".into(),
+                        prefix_len: 64,
+                    },
+                ],
+                io_counters: eth0,
+                rates: Some(rates),
+            },
+        );
+        let mut sensors = BTreeMap::new();
+        sensors.insert(
+            "cpu_thermal".to_owned(),
+            vec![SensorReading {
+                label: String::new(),
+                current: 48.312,
+                high: Some(80.0),
+                critical: None,
+            }],
+        );
+        StatsDocument {
+            collected_at: wall,
+            system: SystemInfo {
+                boot_time: wall.checked_sub(uptime),
+                uptime,
+                load_average: Some([0.42, 0.31, 0.25]),
+                hostname: Some("raspberrypi".into()),
+                model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
+                kernel: Some("6.6.51+rpt-rpi-v8".into()),
+                os: Some("Linux 12 (bookworm)".into()),
+                pistats_version: "0.1.0",
+            },
+            cpu: CpuInfo {
+                usage_percent: f64::from(45.25_f32),
+                count_physical: Some(4),
+                count_logical: 4,
+                frequency_mhz: Frequency {
+                    current: Some(1500.0),
+                    min: Some(600.0),
+                    max: Some(1500.0),
+                },
+                per_core_usage: [42.1234_f32, 3.05, 0.0, 100.0]
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            },
+            memory: Some(m),
+            disk: DiskInfo {
+                partitions: Some(vec![partition]),
+                io_counters: Some(DiskIo {
+                    read_count: 100,
+                    write_count: 50,
+                    read_bytes: 800 * 512,
+                    write_bytes: 400 * 512,
+                }),
+                io_rates: Some(IoRates {
+                    read_bytes_per_sec: rate(409_600, 400_000, 0.998),
+                    write_bytes_per_sec: rate(204_800, 204_800, 0.998),
+                }),
+            },
+            network: NetworkInfo {
+                io_counters: Some(eth0),
+                rates: Some(rates),
+                interfaces,
+            },
+            processes: ProcessInfo {
+                total_count: Some(187),
+                top_cpu_usage: vec![
+                    TopProcess {
+                        pid: 2210,
+                        name: Some("pistats".into()),
+                        cpu_percent: f64::from(12.345_f32),
+                        memory_percent: Some(ratio_percent(8_392_704, m.total)),
+                    },
+                    TopProcess {
+                        pid: 1,
+                        name: None,
+                        cpu_percent: f64::from(0.04_f32),
+                        memory_percent: Some(ratio_percent(12_345_344, m.total)),
+                    },
+                ],
+            },
+            temperature: TemperatureInfo {
+                pi_cpu_celsius: Some(48.312),
+                sensors,
+            },
+            battery: Some(BatteryInfo {
+                percent: 87.0,
+                power_plugged: Some(false),
+                secsleft: Some(7200),
+            }),
+            pi: Some(PiHealth {
+                throttled_raw: Some("0x50005".into()),
+                throttled: Some(pi::decode_throttled(0x50005)),
+                core_volts: Some(0.85),
+                arm_clock_mhz: Some(1500.0),
+                core_clock_mhz: Some(500.0),
+                revision: Some("c03114".into()),
+                serial: Some("10000000a1b2c3d4".into()),
+                source: "sysfs",
+            }),
+            connectivity: Some(Connectivity {
+                source: "kernel",
+                interface: "wlan0".into(),
+                state: "up".into(),
+                connected: true,
+                addresses: vec!["192.168.1.21/24".into()],
+            }),
+            connected_clients: 2,
+            degraded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn wire_format_is_unchanged() {
+        let json = serde_json::to_string_pretty(&document()).unwrap();
+        let golden = std::fs::read_to_string(GOLDEN).unwrap();
+        // The one addition since the recording: the list of degraded sources, last.
+        let expected = golden
+            .trim_end()
+            .strip_suffix("\n}")
+            .map(|body| format!("{body},\n  \"degraded\": []\n}}"))
+            .unwrap();
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn unread_values_are_null_not_zero() {
+        let mut doc = document();
+        doc.memory = None;
+        doc.system.load_average = None;
+        doc.system.boot_time = None;
+        doc.processes.total_count = None;
+        doc.network = NetworkInfo::default();
+        doc.disk.partitions = None;
+        doc.degraded = vec![Source::Memory, Source::LoadAverage];
+        let v: serde_json::Value = serde_json::to_value(&doc).unwrap();
+        for key in [
+            "total_gb",
+            "available_gb",
+            "used_gb",
+            "free_gb",
+            "used_percent",
+        ] {
+            assert!(v["memory"][key].is_null(), "memory.{key}: {}", v["memory"]);
+        }
+        for key in ["total_gb", "used_gb", "free_gb", "used_percent"] {
+            assert!(v["swap"][key].is_null(), "swap.{key}");
+        }
+        assert!(v["ram_usage_percent"].is_null());
+        assert!(v["system"]["load_average"].is_null());
+        assert!(v["system"]["boot_time"].is_null());
+        assert!(v["processes"]["total_count"].is_null());
+        assert!(v["network"]["io_counters"].is_null());
+        assert_eq!(v["disk"]["partitions"], serde_json::json!([]));
+        assert!(v["disk_usage_percent"].is_null());
+        assert_eq!(v["degraded"], serde_json::json!(["memory", "load_average"]));
+    }
+
+    /// A fd-starved collector (every file open fails) publishes nulls and says which sources
+    /// failed, instead of a machine with 0 bytes of memory.
+    #[test]
+    fn unreadable_proc_is_degraded_not_zero() {
+        let empty = tempfile::tempdir().unwrap();
+        let config = Config {
+            proc_root: empty.path().to_owned(),
+            sys_root: empty.path().to_owned(),
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        let doc = collector.collect(Context::default());
+        assert!(doc.memory.is_none());
+        assert!(doc.system.load_average.is_none());
+        assert!(doc.system.boot_time.is_none());
+        assert!(doc.disk.partitions.is_none());
+        assert!(doc.network.io_counters.is_none());
+        for source in [
+            Source::Memory,
+            Source::LoadAverage,
+            Source::BootTime,
+            Source::Network,
+            Source::DiskIo,
+            Source::Partitions,
+        ] {
+            assert!(
+                doc.degraded.contains(&source),
+                "{source:?} in {:?}",
+                doc.degraded
+            );
+        }
+        // The kernel's clock stands in for /proc/uptime.
+        assert!(doc.system.uptime > Duration::ZERO);
+        let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
+        assert!(!text.contains("pistats_memory_total_bytes"), "{text}");
+        assert!(
+            text.contains("pistats_collection_degraded{source=\"memory\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -1,49 +1,92 @@
-//! The stats document: the wire contract shared by the WebSocket feed, `GET /api/v1/stats`
-//! and `pistats snapshot`.
+//! One tick's collected data, typed and unrounded: bytes as `u64`, times as [`SystemTime`] and
+//! [`Duration`], counters as read, percents and rates as computed. Nothing here is formatted
+//! for a reader; [`super::wire`] turns a [`StatsDocument`] into the seed JSON format (GiB with
+//! 2 decimals, ISO 8601 strings) and [`crate::metrics`] into Prometheus samples (bytes,
+//! seconds), both from the same raw values.
 //!
-//! Section and field names follow the original Python broadcaster's "Data Format" exactly, so
-//! existing clients of `ws://PI:8765` keep working. Everything not in that format is an
-//! addition (never a rename). Sizes in the original sections are GiB floats (`*_gb`), percents are
-//! 0–100 floats, timestamps are ISO 8601. Anything that cannot be read is `null`.
+//! A value that could not be read is `None` (and its source is listed in
+//! [`StatsDocument::degraded`]), never a zero standing in for it.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-/// One complete stats document, produced once per tick.
-#[derive(Debug, Clone, Serialize)]
+/// One complete snapshot, produced once per tick. Serializes as the seed-format document
+/// (see [`super::wire`]).
+#[derive(Debug, Clone)]
 pub struct StatsDocument {
-    /// ISO 8601 time of collection, UTC with an explicit `+00:00` offset.
-    pub timestamp: String,
+    /// When the collection started (wall clock).
+    pub collected_at: SystemTime,
     pub system: SystemInfo,
     pub cpu: CpuInfo,
-    pub memory: MemoryInfo,
-    pub swap: SwapInfo,
+    /// `None` when `/proc/meminfo` could not be read.
+    pub memory: Option<Memory>,
     pub disk: DiskInfo,
     pub network: NetworkInfo,
     pub processes: ProcessInfo,
     pub temperature: TemperatureInfo,
     pub battery: Option<BatteryInfo>,
-    /// Raspberry Pi firmware health: throttling, voltages, clocks (null off a Pi).
+    /// Raspberry Pi firmware health: throttling, voltages, clocks (`None` off a Pi).
     pub pi: Option<PiHealth>,
     /// State of the watched network interface (see `[network]` in the config).
     pub connectivity: Option<Connectivity>,
-    // The five keys of the Python broadcaster's first, flat format, kept for its clients.
-    pub cpu_usage_percent: Option<f64>,
-    pub ram_usage_percent: Option<f64>,
-    pub disk_usage_percent: Option<f64>,
-    pub temperature_celsius: Option<f64>,
     pub connected_clients: u64,
+    /// Sources that failed this tick; their values are `None`/empty, not zero.
+    pub degraded: Vec<Source>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A source of the collector that can fail on a tick (file unreadable, fd exhaustion, garbage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `/proc/meminfo`: the memory and swap sections.
+    Memory,
+    /// `/proc/loadavg`.
+    LoadAverage,
+    /// `/proc/stat` `btime`: the boot time.
+    BootTime,
+    /// `/proc/net/dev`: network counters.
+    Network,
+    /// `/proc/diskstats`: disk I/O counters.
+    DiskIo,
+    /// `/proc/self/mounts`: the partition list.
+    Partitions,
+    /// The process table under `/proc`.
+    Processes,
+}
+
+impl Source {
+    pub const ALL: [Source; 7] = [
+        Source::Memory,
+        Source::LoadAverage,
+        Source::BootTime,
+        Source::Network,
+        Source::DiskIo,
+        Source::Partitions,
+        Source::Processes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::LoadAverage => "load_average",
+            Source::BootTime => "boot_time",
+            Source::Network => "network",
+            Source::DiskIo => "disk_io",
+            Source::Partitions => "partitions",
+            Source::Processes => "processes",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct SystemInfo {
-    pub boot_time: Option<String>,
-    pub uptime_seconds: f64,
-    /// Python `timedelta` style: `2:30:00`, `3 days, 2:30:00`.
-    pub uptime_human: String,
-    pub load_average: [f64; 3],
-    pub connected_clients: u64,
+    /// From `/proc/stat` `btime`: stable, unlike `now − uptime`.
+    pub boot_time: Option<SystemTime>,
+    /// From `/proc/uptime`, else the kernel's boot-time clock.
+    pub uptime: Duration,
+    pub load_average: Option<[f64; 3]>,
     pub hostname: Option<String>,
     /// Board model from the device tree, e.g. `Raspberry Pi 4 Model B Rev 1.4`.
     pub model: Option<String>,
@@ -52,8 +95,9 @@ pub struct SystemInfo {
     pub pistats_version: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CpuInfo {
+    /// Busy time over the last interval, all cores, 0–100.
     pub usage_percent: f64,
     pub count_physical: Option<usize>,
     pub count_logical: usize,
@@ -61,50 +105,96 @@ pub struct CpuInfo {
     pub per_core_usage: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Frequency {
     pub current: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryInfo {
-    pub total_gb: f64,
-    pub available_gb: f64,
-    pub used_gb: f64,
-    pub free_gb: f64,
-    pub used_percent: f64,
-    pub cached_gb: f64,
-    pub buffers_gb: f64,
+/// The fields of `/proc/meminfo` that pistats uses, in bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub total: u64,
+    pub free: u64,
+    pub available: u64,
+    pub buffers: u64,
+    /// `Cached` + `SReclaimable`, as psutil (and `free`) count it.
+    pub cached: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SwapInfo {
-    pub total_gb: f64,
-    pub used_gb: f64,
-    pub free_gb: f64,
-    pub used_percent: f64,
+impl Memory {
+    /// psutil's `used`: total minus free, buffers and cache.
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(
+            self.free
+                .saturating_add(self.buffers)
+                .saturating_add(self.cached),
+        )
+    }
+
+    /// RAM not available to new programs, 0–100 (psutil's `percent`).
+    pub fn used_percent(&self) -> f64 {
+        ratio_percent(self.total.saturating_sub(self.available), self.total)
+    }
+
+    pub fn swap_used(&self) -> u64 {
+        self.swap_total.saturating_sub(self.swap_free)
+    }
+
+    pub fn swap_used_percent(&self) -> f64 {
+        ratio_percent(self.swap_used(), self.swap_total)
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `part / whole` in percent; 0 for an empty whole (no swap configured is 0 % used).
+pub fn ratio_percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct DiskInfo {
-    pub root_usage_percent: Option<f64>,
-    pub partitions: Vec<Partition>,
+    /// `None` when `/proc/self/mounts` could not be read.
+    pub partitions: Option<Vec<Partition>>,
     pub io_counters: Option<DiskIo>,
-    /// Bytes per second since the previous tick (null on the first tick).
+    /// Bytes per second since the previous tick (`None` on the first tick).
     pub io_rates: Option<IoRates>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl DiskInfo {
+    /// Space used on `/`, 0–100.
+    pub fn root_usage_percent(&self) -> Option<f64> {
+        self.partitions
+            .as_deref()?
+            .iter()
+            .find(|p| p.mountpoint == "/")
+            .map(Partition::used_percent)
+    }
+}
+
+/// One mounted block-device file system, with its space in bytes as psutil reports it:
+/// `used` counts blocks in use, `free` what unprivileged users may still write.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     pub device: String,
     pub mountpoint: String,
     pub fstype: String,
-    pub total_gb: f64,
-    pub used_gb: f64,
-    pub free_gb: f64,
-    pub used_percent: f64,
+    pub total: u64,
+    pub used: u64,
+    pub free: u64,
+}
+
+impl Partition {
+    /// `used / (used + free)`, like psutil (reserved blocks count as neither).
+    pub fn used_percent(&self) -> f64 {
+        ratio_percent(self.used, self.used.saturating_add(self.free))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -115,17 +205,17 @@ pub struct DiskIo {
     pub write_bytes: u64,
 }
 
-/// Rates in bytes per second: `read`/`write` for disks, `recv`/`sent` for network.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+/// Disk rates in bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct IoRates {
     pub read_bytes_per_sec: f64,
     pub write_bytes_per_sec: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct NetworkInfo {
-    /// Sum over every interface except loopback.
-    pub io_counters: NetIo,
+    /// Sum over every interface except loopback; `None` when `/proc/net/dev` was unreadable.
+    pub io_counters: Option<NetIo>,
     /// Bytes per second summed over every interface except loopback.
     pub rates: Option<NetRates>,
     pub interfaces: BTreeMap<String, Interface>,
@@ -143,13 +233,28 @@ pub struct NetIo {
     pub dropout: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+impl NetIo {
+    /// Adds `other` field by field, saturating: a sum never wraps silently.
+    pub fn saturating_add(&mut self, other: &NetIo) {
+        self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.bytes_recv = self.bytes_recv.saturating_add(other.bytes_recv);
+        self.packets_sent = self.packets_sent.saturating_add(other.packets_sent);
+        self.packets_recv = self.packets_recv.saturating_add(other.packets_recv);
+        self.errin = self.errin.saturating_add(other.errin);
+        self.errout = self.errout.saturating_add(other.errout);
+        self.dropin = self.dropin.saturating_add(other.dropin);
+        self.dropout = self.dropout.saturating_add(other.dropout);
+    }
+}
+
+/// Network rates in bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NetRates {
     pub recv_bytes_per_sec: f64,
     pub sent_bytes_per_sec: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Interface {
     pub is_up: bool,
     pub mac: Option<String>,
@@ -168,23 +273,25 @@ pub struct Address {
     pub prefix_len: u8,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ProcessInfo {
-    pub total_count: usize,
+    /// `None` when the process table could not be read.
+    pub total_count: Option<usize>,
     pub top_cpu_usage: Vec<TopProcess>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TopProcess {
     pub pid: u32,
-    /// `null` when `hide_process_names` is set.
+    /// `None` when `hide_process_names` is set.
     pub name: Option<String>,
     /// Percent of one core, like psutil (can exceed 100 on multi-core machines).
     pub cpu_percent: f64,
-    pub memory_percent: f64,
+    /// Resident memory in percent of total RAM; `None` when unreadable.
+    pub memory_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TemperatureInfo {
     pub pi_cpu_celsius: Option<f64>,
     /// psutil layout: sensor chip name → readings.

@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::model::{PiHealth, ThrottleFlags};
+use super::procfs::{read_f64, read_text, read_trimmed};
 
 /// How long `vcgencmd` values are reused before it is run again.
 pub const FIRMWARE_REFRESH: Duration = Duration::from_secs(10);
@@ -77,7 +78,7 @@ impl PiReader {
     pub fn new(proc_root: &Path, sys_root: &Path, vcgencmd: &Path) -> PiReader {
         let device_tree = proc_root.join("device-tree");
         let model = read_device_tree_string(&device_tree.join("model"));
-        let cpuinfo = fs::read_to_string(proc_root.join("cpuinfo")).unwrap_or_default();
+        let cpuinfo = read_text(&proc_root.join("cpuinfo")).unwrap_or_default();
         let cpuinfo_field = |key: &str| {
             cpuinfo.lines().find_map(|line| {
                 let (k, v) = line.split_once(':')?;
@@ -145,9 +146,7 @@ impl PiReader {
                 flags.under_voltage_occurred = true;
             }
         }
-        let arm_clock_mhz = read_trimmed(&self.arm_freq_path)
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|khz| khz / 1000.0);
+        let arm_clock_mhz = read_f64(&self.arm_freq_path).map(|khz| khz / 1000.0);
         Some(PiHealth {
             throttled_raw: bits.map(format_throttled),
             throttled,
@@ -203,10 +202,6 @@ fn find_undervoltage_alarm(sys_root: &Path, firmware_dir: &Path) -> Option<PathB
         }
     }
     None
-}
-
-fn read_trimmed(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
 
 fn parse_hex(text: &str) -> Option<u32> {
@@ -411,15 +406,14 @@ fn value_after_eq(out: &str) -> Option<&str> {
 
 /// `volt=0.8500V`
 fn parse_volts(out: &str) -> Option<f64> {
-    value_after_eq(out)?.trim_end_matches('V').parse().ok()
+    let volts: f64 = value_after_eq(out)?.trim_end_matches('V').parse().ok()?;
+    volts.is_finite().then_some(volts)
 }
 
 /// `frequency(1)=500000000` (Hz)
 fn parse_clock_mhz(out: &str) -> Option<f64> {
-    value_after_eq(out)?
-        .parse::<f64>()
-        .ok()
-        .map(|hz| hz / 1_000_000.0)
+    let hz: f64 = value_after_eq(out)?.parse().ok()?;
+    hz.is_finite().then_some(hz / 1_000_000.0)
 }
 
 #[cfg(test)]

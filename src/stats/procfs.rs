@@ -6,12 +6,23 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::model::{BatteryInfo, DiskIo, NetIo, SensorReading};
+use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading};
 
-/// Reads a small text file, trimmed; `None` if absent or unreadable.
+/// Reads a file as text; bytes that are not UTF-8 become U+FFFD instead of failing the whole
+/// read. `None` if absent or unreadable (e.g. out of file descriptors).
+pub fn read_text(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
+}
+
+/// Reads a small text file, trimmed of whitespace and NULs; `None` if absent or unreadable.
 pub fn read_trimmed(path: &Path) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
+    let text = read_text(path)?;
     Some(
         text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
             .to_owned(),
@@ -23,53 +34,54 @@ pub fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
     read_trimmed(path)?.parse().ok()
 }
 
-/// The fields of `/proc/meminfo` that the document uses, in bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct MemInfo {
-    pub total: u64,
-    pub free: u64,
-    pub available: u64,
-    pub buffers: u64,
-    /// `Cached` + `SReclaimable`, as psutil (and `free`) count it.
-    pub cached: u64,
-    pub swap_total: u64,
-    pub swap_free: u64,
+/// Reads a file holding one finite number (`NaN` and `inf` parse as `f64`, but are not data).
+pub fn read_f64(path: &Path) -> Option<f64> {
+    finite(read_trimmed(path)?.parse().ok()?)
 }
 
-pub fn parse_meminfo(text: &str) -> MemInfo {
-    let mut m = MemInfo::default();
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// `/proc/meminfo` in bytes; `None` without a positive `MemTotal` (a truncated or garbled
+/// file is not a machine with no memory).
+pub fn parse_meminfo(text: &str) -> Option<Memory> {
+    let mut m = Memory::default();
     let mut available = None;
     for line in text.lines() {
         let mut parts = line.split_whitespace();
         let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
             continue;
         };
-        let Ok(kib) = value.parse::<u64>() else {
+        let Some(bytes) = value
+            .parse::<u64>()
+            .ok()
+            .and_then(|kib| kib.checked_mul(1024))
+        else {
             continue;
         };
-        let bytes = kib * 1024;
         match key {
             "MemTotal:" => m.total = bytes,
             "MemFree:" => m.free = bytes,
             "MemAvailable:" => available = Some(bytes),
             "Buffers:" => m.buffers = bytes,
-            "Cached:" | "SReclaimable:" => m.cached += bytes,
+            "Cached:" | "SReclaimable:" => m.cached = m.cached.saturating_add(bytes),
             "SwapTotal:" => m.swap_total = bytes,
             "SwapFree:" => m.swap_free = bytes,
             _ => {}
         }
     }
     // Kernels before 3.14 lack MemAvailable; estimate it the way psutil does.
-    m.available = available.unwrap_or(m.free + m.buffers + m.cached);
-    m
+    m.available = available.unwrap_or(m.free.saturating_add(m.buffers).saturating_add(m.cached));
+    (m.total > 0).then_some(m)
 }
 
-pub fn read_meminfo(proc_root: &Path) -> Option<MemInfo> {
-    let text = fs::read_to_string(proc_root.join("meminfo")).ok()?;
-    Some(parse_meminfo(&text)).filter(|m| m.total > 0)
+pub fn read_meminfo(proc_root: &Path) -> Option<Memory> {
+    parse_meminfo(&read_text(&proc_root.join("meminfo"))?)
 }
 
-/// Per-interface counters from `/proc/net/dev`.
+/// Per-interface counters from `/proc/net/dev`. A line with a field that is not a counter is
+/// left out rather than read as zeros.
 pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
     text.lines()
         .skip(2)
@@ -77,8 +89,8 @@ pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
             let (name, rest) = line.split_once(':')?;
             let v: Vec<u64> = rest
                 .split_whitespace()
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
+                .map(|f| f.parse().ok())
+                .collect::<Option<_>>()?;
             if v.len() < 16 {
                 return None;
             }
@@ -99,14 +111,14 @@ pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
         .collect()
 }
 
-pub fn read_net_dev(proc_root: &Path) -> Vec<(String, NetIo)> {
-    fs::read_to_string(proc_root.join("net/dev"))
-        .map(|text| parse_net_dev(&text))
-        .unwrap_or_default()
+/// `None` when `/proc/net/dev` cannot be read.
+pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(String, NetIo)>> {
+    read_text(&proc_root.join("net/dev")).map(|text| parse_net_dev(&text))
 }
 
 /// Sums `/proc/diskstats` over whole disks (those listed in `/sys/block`), leaving out
-/// partitions (already counted in their disk) and loop/ram devices (not real I/O).
+/// partitions (already counted in their disk) and loop/ram devices (not real I/O). Sums
+/// saturate rather than wrap.
 pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> DiskIo {
     const SECTOR: u64 = 512;
     let mut io = DiskIo::default();
@@ -119,35 +131,64 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
         if name.starts_with("loop") || name.starts_with("ram") || !is_whole_disk(name) {
             continue;
         }
-        let n = |i: usize| f[i].parse::<u64>().unwrap_or(0);
-        io.read_count += n(3);
-        io.read_bytes += n(5) * SECTOR;
-        io.write_count += n(7);
-        io.write_bytes += n(9) * SECTOR;
+        let n = |i: usize| f[i].parse::<u64>().ok();
+        let (Some(reads), Some(read_sectors), Some(writes), Some(written_sectors)) =
+            (n(3), n(5), n(7), n(9))
+        else {
+            continue;
+        };
+        io.read_count = io.read_count.saturating_add(reads);
+        io.read_bytes = io
+            .read_bytes
+            .saturating_add(read_sectors.saturating_mul(SECTOR));
+        io.write_count = io.write_count.saturating_add(writes);
+        io.write_bytes = io
+            .write_bytes
+            .saturating_add(written_sectors.saturating_mul(SECTOR));
     }
     io
 }
 
 pub fn read_diskstats(proc_root: &Path, sys_root: &Path) -> Option<DiskIo> {
-    let text = fs::read_to_string(proc_root.join("diskstats")).ok()?;
+    let text = read_text(&proc_root.join("diskstats"))?;
     let block = sys_root.join("block");
-    Some(parse_diskstats(&text, |name| block.join(name).exists()))
+    Some(parse_diskstats(&text, |name| {
+        !name.contains('/') && block.join(name).exists()
+    }))
 }
 
-/// `/proc/uptime`'s first field, in seconds.
-pub fn read_uptime(proc_root: &Path) -> Option<f64> {
-    read_trimmed(&proc_root.join("uptime"))?
-        .split_whitespace()
-        .next()?
+/// `/proc/uptime`'s first field. Negative, NaN, infinite or absurd values are `None`, never a
+/// panic (`Duration::from_secs_f64` would panic on them).
+pub fn parse_uptime(text: &str) -> Option<Duration> {
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+pub fn read_uptime(proc_root: &Path) -> Option<Duration> {
+    parse_uptime(&read_text(&proc_root.join("uptime"))?)
+}
+
+/// The boot time from `/proc/stat`'s `btime` line (whole seconds since the epoch). Unlike
+/// `now − uptime` it does not move between ticks.
+pub fn parse_btime(text: &str) -> Option<SystemTime> {
+    let secs: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
         .parse()
-        .ok()
+        .ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+pub fn read_boot_time(proc_root: &Path) -> Option<SystemTime> {
+    parse_btime(&read_text(&proc_root.join("stat"))?)
 }
 
 /// A process's resident set size in bytes, from `/proc/PID/statm` (psutil's `rss`).
 pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
     let text = read_trimmed(&proc_root.join(format!("{pid}/statm")))?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+    pages.checked_mul(page_size())
 }
 
 fn page_size() -> u64 {
@@ -159,22 +200,28 @@ fn page_size() -> u64 {
     })
 }
 
-pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
-    let text = read_trimmed(&proc_root.join("loadavg"))?;
-    let mut f = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+/// The three load averages; `None` unless all three are finite and not negative.
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut f = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
     Some([f.next()??, f.next()??, f.next()??])
+}
+
+pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
+    parse_loadavg(&read_text(&proc_root.join("loadavg"))?)
 }
 
 /// CPU frequency in MHz: current (mean over CPUs), min and max, from cpufreq.
 pub fn read_cpufreq(sys_root: &Path, cpus: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
     let cpu_dir = sys_root.join("devices/system/cpu");
-    let khz = |cpu: usize, file: &str| {
-        read_number::<f64>(&cpu_dir.join(format!("cpu{cpu}/cpufreq/{file}")))
-    };
+    let khz = |cpu: usize, file: &str| read_f64(&cpu_dir.join(format!("cpu{cpu}/cpufreq/{file}")));
     let current: Vec<f64> = (0..cpus)
         .filter_map(|cpu| khz(cpu, "scaling_cur_freq"))
         .collect();
-    let mean = (!current.is_empty()).then(|| current.iter().sum::<f64>() / current.len() as f64);
+    let mean = (!current.is_empty())
+        .then(|| current.iter().sum::<f64>() / current.len() as f64)
+        .and_then(finite);
     (
         mean.map(|k| k / 1000.0),
         khz(0, "cpuinfo_min_freq").map(|k| k / 1000.0),
@@ -201,7 +248,7 @@ pub fn read_thermal_zones(sys_root: &Path) -> Vec<(String, f64)> {
         })
         .filter_map(|zone| {
             let kind = read_trimmed(&zone.join("type"))?;
-            let milli = read_number::<f64>(&zone.join("temp"))?;
+            let milli = read_f64(&zone.join("temp"))?;
             Some((kind, milli / 1000.0))
         })
         .collect()
@@ -242,11 +289,11 @@ pub fn read_sensors(
             else {
                 continue;
             };
-            let Some(current) = read_number::<f64>(&input) else {
+            let Some(current) = read_f64(&input) else {
                 continue;
             };
             let milli = |suffix: &str| {
-                read_number::<f64>(&hwmon.join(format!("{prefix}_{suffix}"))).map(|v| v / 1000.0)
+                read_f64(&hwmon.join(format!("{prefix}_{suffix}"))).map(|v| v / 1000.0)
             };
             sensors
                 .entry(chip.clone())
@@ -280,7 +327,7 @@ pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
     let supplies = sorted_entries(&sys_root.join("class/power_supply"));
     let kind = |p: &Path| read_trimmed(&p.join("type")).unwrap_or_default();
     let battery = supplies.iter().find(|p| kind(p) == "Battery")?;
-    let percent = read_number::<f64>(&battery.join("capacity"))?;
+    let percent = read_f64(&battery.join("capacity"))?;
     let status = read_trimmed(&battery.join("status")).unwrap_or_default();
     let mains_online = supplies
         .iter()
@@ -293,13 +340,16 @@ pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
         "Discharging" => Some(false),
         _ => None,
     });
-    let num = |f: &str| read_number::<f64>(&battery.join(f));
+    let num = |f: &str| read_f64(&battery.join(f));
     let secsleft = if power_plugged == Some(false) {
         let (now, rate) = match (num("energy_now"), num("power_now")) {
             (Some(e), Some(p)) => (e, p),
             _ => (num("charge_now")?, num("current_now")?),
         };
-        (rate > 0.0).then(|| (now / rate * 3600.0) as u64)
+        // `as` saturates; an absurd estimate is still not a panic.
+        finite(now / rate * 3600.0)
+            .filter(|_| rate > 0.0)
+            .map(|secs| secs.max(0.0) as u64)
     } else {
         None
     };
@@ -310,75 +360,87 @@ pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
     })
 }
 
-/// One mounted file system's space, as psutil reports it: `used` counts blocks in use
-/// (reserved blocks excluded from `free`), `percent` is `used / (used + free)`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mount {
-    pub device: String,
-    pub mountpoint: String,
-    pub fstype: String,
-    pub total: u64,
-    pub used: u64,
-    pub free: u64,
+/// Block-device mounts from `/proc/self/mounts` (like psutil's `disk_partitions(all=False)`),
+/// one entry per mount point, with their space from `statvfs`. `None` when the mount table
+/// cannot be read; a line that is not UTF-8 is still read (the table is bytes).
+pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
+    let bytes = fs::read(proc_root.join("self/mounts")).ok()?;
+    let mut seen = std::collections::HashSet::new();
+    Some(
+        parse_mounts(&bytes)
+            .into_iter()
+            .filter(|m| seen.insert(m.mountpoint.clone()))
+            .filter_map(|m| {
+                let (total, used, free) = statvfs(&m.mountpoint)?;
+                Some(Partition {
+                    device: String::from_utf8_lossy(&m.device).into_owned(),
+                    mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
+                    fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
+                    total,
+                    used,
+                    free,
+                })
+            })
+            .collect(),
+    )
 }
 
-/// Block-device mounts from `/proc/self/mounts` (like psutil's `disk_partitions(all=False)`),
-/// one entry per mount point, with their space from `statvfs`.
-pub fn read_mounts(proc_root: &Path) -> Vec<Mount> {
-    let Ok(text) = fs::read_to_string(proc_root.join("self/mounts")) else {
-        return Vec::new();
-    };
-    let mut seen = std::collections::HashSet::new();
-    text.lines()
+/// One line of the mount table, fields as bytes with the octal escapes decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub device: Vec<u8>,
+    pub mountpoint: Vec<u8>,
+    pub fstype: Vec<u8>,
+}
+
+/// The block-device lines (device under `/dev/`) of a mount table, in order.
+pub fn parse_mounts(table: &[u8]) -> Vec<MountEntry> {
+    table
+        .split(|b| *b == b'\n')
         .filter_map(|line| {
-            let mut f = line.split_whitespace();
+            let mut f = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|f| !f.is_empty());
             let (device, mountpoint, fstype) = (f.next()?, f.next()?, f.next()?);
-            if !device.starts_with("/dev/") {
+            if !device.starts_with(b"/dev/") {
                 return None;
             }
-            let mountpoint = unescape_mount(mountpoint);
-            if !seen.insert(mountpoint.clone()) {
-                return None;
-            }
-            let (total, used, free) = statvfs(&mountpoint)?;
-            Some(Mount {
-                device: device.to_owned(),
-                mountpoint,
-                fstype: fstype.to_owned(),
-                total,
-                used,
-                free,
+            Some(MountEntry {
+                device: unescape_mount(device),
+                mountpoint: unescape_mount(mountpoint),
+                fstype: unescape_mount(fstype),
             })
         })
         .collect()
 }
 
-/// `/proc/mounts` writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut rest = field;
-    while let Some(pos) = rest.find('\\') {
-        out.push_str(&rest[..pos]);
-        let code = rest.get(pos + 1..pos + 4);
-        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
+/// `/proc/mounts` writes space, tab, newline and backslash as octal escapes (`\040`).
+fn unescape_mount(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let code = field
+            .get(i + 1..i + 4)
+            .filter(|c| field[i] == b'\\' && c.iter().all(|d| (b'0'..=b'7').contains(d)))
+            .and_then(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 8).ok());
+        match code {
             Some(byte) => {
-                out.push(byte as char);
-                rest = &rest[pos + 4..];
+                out.push(byte);
+                i += 4;
             }
             None => {
-                out.push('\\');
-                rest = &rest[pos + 1..];
+                out.push(field[i]);
+                i += 1;
             }
         }
     }
-    out.push_str(rest);
     out
 }
 
 /// (total, used, free-for-users) in bytes.
 // The block counts are 32-bit on armhf, so the casts are not redundant everywhere.
 #[allow(clippy::unnecessary_cast)]
-fn statvfs(path: &str) -> Option<(u64, u64, u64)> {
+fn statvfs(path: &[u8]) -> Option<(u64, u64, u64)> {
     let c_path = std::ffi::CString::new(path).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
     // SAFETY: c_path is a valid NUL-terminated string and st points to writable memory of the
@@ -390,9 +452,11 @@ fn statvfs(path: &str) -> Option<(u64, u64, u64)> {
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
     let frsize = st.f_frsize as u64;
-    let total = st.f_blocks as u64 * frsize;
-    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64) * frsize;
-    let free = st.f_bavail as u64 * frsize;
+    let total = (st.f_blocks as u64).saturating_mul(frsize);
+    let used = (st.f_blocks as u64)
+        .saturating_sub(st.f_bfree as u64)
+        .saturating_mul(frsize);
+    let free = (st.f_bavail as u64).saturating_mul(frsize);
     (total > 0).then_some((total, used, free))
 }
 
@@ -418,29 +482,43 @@ mod tests {
         let m = parse_meminfo(
             "MemTotal:  1000 kB\nMemFree: 100 kB\nMemAvailable: 600 kB\nBuffers: 50 kB\n\
              Cached: 300 kB\nSwapCached: 7 kB\nSReclaimable: 20 kB\nSwapTotal: 400 kB\nSwapFree: 300 kB\n",
-        );
+        )
+        .unwrap();
         assert_eq!(m.total, 1000 * 1024);
         assert_eq!(m.available, 600 * 1024);
         assert_eq!(m.cached, 320 * 1024);
-        assert_eq!(m.swap_total - m.swap_free, 100 * 1024);
+        assert_eq!(m.swap_used(), 100 * 1024);
+        assert_eq!(m.used(), (1000 - 100 - 50 - 320) * 1024);
     }
 
     #[test]
     fn meminfo_without_available_estimates_it() {
         let m =
-            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n");
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 300 kB\n")
+                .unwrap();
         assert_eq!(m.available, 450 * 1024);
+    }
+
+    #[test]
+    fn meminfo_without_total_is_unread_not_zero() {
+        assert_eq!(parse_meminfo(""), None);
+        assert_eq!(parse_meminfo("MemTotal: 0 kB\nMemFree: 5 kB\n"), None);
+        assert_eq!(parse_meminfo("MemTotal: -5 kB\n"), None);
+        // A size whose bytes overflow u64 is not read (rather than wrapped).
+        assert_eq!(parse_meminfo("MemTotal: 18446744073709551615 kB\n"), None);
     }
 
     #[test]
     fn net_dev_reads_errors_and_drops() {
         let text = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n\
-            wlan0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n    lo: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n";
+            wlan0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n    lo: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n\
+            bad0: 1000 x 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n";
         let v = parse_net_dev(text);
-        assert_eq!(v.len(), 2);
+        assert_eq!(v.len(), 2, "the line with a non-number is left out: {v:?}");
         assert_eq!(v[0].0, "wlan0");
         let io = v[0].1;
         assert_eq!((io.bytes_recv, io.bytes_sent), (1000, 2000));
+        assert_eq!((io.packets_recv, io.packets_sent), (10, 20));
         assert_eq!((io.errin, io.dropin, io.errout, io.dropout), (1, 2, 3, 4));
     }
 
@@ -452,6 +530,52 @@ mod tests {
         assert_eq!(io.read_bytes, 800 * 512);
         assert_eq!(io.write_count, 50);
         assert_eq!(io.write_bytes, 400 * 512);
+    }
+
+    #[test]
+    fn diskstats_sums_saturate() {
+        let max = u64::MAX;
+        let text = format!(" 8 0 sda {max} 0 {max} 0 1 0 1 0\n 8 16 sdb 5 0 5 0 1 0 1 0\n");
+        let io = parse_diskstats(&text, |_| true);
+        assert_eq!(io.read_count, u64::MAX);
+        assert_eq!(io.read_bytes, u64::MAX);
+        assert_eq!(io.write_count, 2);
+    }
+
+    #[test]
+    fn uptime_rejects_what_a_duration_cannot_hold() {
+        assert_eq!(
+            parse_uptime("93784.51 362118.60\n"),
+            Some(Duration::from_secs_f64(93784.51))
+        );
+        for bad in ["-5.00 1.0", "NaN 1", "inf 1", "1e20 1", "-0.5", "", "abc"] {
+            let parsed = parse_uptime(bad);
+            // 1e20 s fits no Duration (u64 seconds end at 1.8e19).
+            assert_eq!(parsed, None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn btime_is_read_from_stat() {
+        let stat = "cpu  1 2 3 4\nintr 5\nctxt 6\nbtime 1752395215\nprocesses 7\n";
+        assert_eq!(
+            parse_btime(stat),
+            Some(UNIX_EPOCH + Duration::from_secs(1_752_395_215))
+        );
+        assert_eq!(parse_btime("cpu 1 2\n"), None);
+        assert_eq!(parse_btime("btime -1\n"), None);
+        assert_eq!(parse_btime("btime 18446744073709551615\n"), None);
+    }
+
+    #[test]
+    fn loadavg_without_nan() {
+        assert_eq!(
+            parse_loadavg("0.42 0.31 0.25 1/187 2210"),
+            Some([0.42, 0.31, 0.25])
+        );
+        for bad in ["NaN 0.31 0.25", "0.1 inf 0.2", "0.1 0.2 -1", "0.1 0.2", ""] {
+            assert_eq!(parse_loadavg(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -467,27 +591,85 @@ mod tests {
 
     #[test]
     fn mount_escapes_are_decoded() {
-        assert_eq!(unescape_mount("/media/my\\040disk"), "/media/my disk");
-        assert_eq!(unescape_mount("/plain"), "/plain");
-        assert_eq!(unescape_mount("/odd\\x"), "/odd\\x");
+        assert_eq!(unescape_mount(b"/media/my\\040disk"), b"/media/my disk");
+        assert_eq!(unescape_mount(b"/plain"), b"/plain");
+        assert_eq!(unescape_mount(b"/odd\\x"), b"/odd\\x");
+        assert_eq!(unescape_mount(b"/odd\\09"), b"/odd\\09");
+        assert_eq!(unescape_mount(b"/end\\"), b"/end\\");
     }
 
+    /// A mount table with a non-UTF-8 line, a bind mount listed twice, an escaped mount point
+    /// (a real directory whose name has a space) and a pseudo file system.
     #[test]
-    fn root_mount_matches_statvfs_of_root() {
-        let mounts = read_mounts(Path::new("/proc"));
-        if let Some(root) = mounts.iter().find(|m| m.mountpoint == "/") {
-            assert!(root.total >= root.used + root.free / 2);
-            assert!(root.device.starts_with("/dev/"));
+    fn mounts_are_parsed_as_bytes_and_measured_with_statvfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("my disk");
+        fs::create_dir(&spaced).unwrap();
+        let spaced_escaped = spaced.to_str().unwrap().replace(' ', "\\040");
+        let proc_root = dir.path().join("proc");
+        fs::create_dir_all(proc_root.join("self")).unwrap();
+        let mut table = Vec::new();
+        table.extend_from_slice(b"proc /proc proc rw 0 0\n");
+        table.extend_from_slice(b"/dev/root / ext4 rw 0 0\n");
+        table.extend_from_slice(b"/dev/sda1 /media/\xff\xfe vfat rw 0 0\n");
+        table.extend_from_slice(format!("/dev/sdb1 {spaced_escaped} ext4 rw 0 0\n").as_bytes());
+        table.extend_from_slice(b"/dev/root / ext4 rw,bind 0 0\n");
+        fs::write(proc_root.join("self/mounts"), &table).unwrap();
+
+        let entries = parse_mounts(&table);
+        let points: Vec<&[u8]> = entries.iter().map(|e| e.mountpoint.as_slice()).collect();
+        assert_eq!(
+            points,
+            [
+                b"/".as_slice(),
+                b"/media/\xff\xfe".as_slice(),
+                spaced.to_str().unwrap().as_bytes(),
+                b"/".as_slice()
+            ]
+        );
+
+        let mounts = read_mounts(&proc_root).expect("the table is readable");
+        let names: Vec<&str> = mounts.iter().map(|m| m.mountpoint.as_str()).collect();
+        // The non-UTF-8 mount point does not exist here, so statvfs leaves it out; it does
+        // not hide the lines after it. The bind mount is listed once.
+        assert_eq!(names, ["/", spaced.to_str().unwrap()]);
+        assert_eq!(mounts[1].device, "/dev/sdb1");
+        assert_eq!(mounts[1].fstype, "ext4");
+        for m in &mounts {
+            assert!(
+                m.total > 0 && m.used <= m.total && m.free <= m.total,
+                "{m:?}"
+            );
         }
+        // The escaped directory is on the same file system as the temporary directory.
+        let tmp = statvfs(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(mounts[1].total, tmp.0);
     }
 
     #[test]
     fn missing_roots_give_nothing() {
         let nowhere = Path::new("/nonexistent-pistats-root");
         assert!(read_meminfo(nowhere).is_none());
-        assert!(read_net_dev(nowhere).is_empty());
+        assert!(read_net_dev(nowhere).is_none());
+        assert!(read_mounts(nowhere).is_none());
+        assert!(read_uptime(nowhere).is_none());
+        assert!(read_boot_time(nowhere).is_none());
+        assert!(read_loadavg(nowhere).is_none());
         assert!(read_battery(nowhere).is_none());
         assert!(read_sensors(nowhere, &[]).is_empty());
         assert_eq!(read_cpufreq(nowhere, 4), (None, None, None));
+    }
+
+    #[test]
+    fn non_utf8_files_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("loadavg"), b"0.5 0.4 0.3 1/99 \xff\n").unwrap();
+        assert_eq!(read_loadavg(dir.path()), Some([0.5, 0.4, 0.3]));
+        fs::write(
+            dir.path().join("meminfo"),
+            b"Junk\xff: 1 kB\nMemTotal: 2 kB\n",
+        )
+        .unwrap();
+        assert_eq!(read_meminfo(dir.path()).map(|m| m.total), Some(2048));
     }
 }
