@@ -49,10 +49,10 @@ pub fn fixtures() -> PathBuf {
 pub fn need_root(why: &str) {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test needs root to {why}: run it as root (scripts/test.sh does), \
-         or leave out --include-ignored"
+    assert!(
+        euid == 0,
+        "this test needs root to {why}, and runs as uid {euid}: run it as root \
+         (scripts/test.sh does), or leave out --include-ignored"
     );
 }
 
