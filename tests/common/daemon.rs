@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::http::{http_get, HttpResponse};
-use super::{eventually, Log, BIN, WAIT};
+use super::{Log, BIN, WAIT};
 
 /// How long the daemon may take to start listening (a debug build on a busy machine).
 const STARTUP: Duration = Duration::from_secs(20);
@@ -39,6 +39,22 @@ pub fn network_command(prefix: &[&str], bus: &str, interface: &str) -> (i32, Str
         .expect("run pistats network");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// Listener openings and closings in `log`, and the last address opened.
+fn listener_events(log: &[String]) -> (usize, usize, Option<String>) {
+    let mut opened = 0;
+    let mut closed = 0;
+    let mut addr = None;
+    for line in log {
+        if line.contains("stopped listening on ") {
+            closed += 1;
+        } else if let Some(rest) = line.split("listening on ").nth(1) {
+            opened += 1;
+            addr = Some(rest.trim().to_owned());
+        }
+    }
+    (opened, closed, addr)
 }
 
 /// A serving daemon whose log is collected, with no expectation about listening; killed on
@@ -109,33 +125,23 @@ impl Served {
 
     /// Listener openings and closings so far, and the last address opened.
     pub fn listener_events(&self) -> (usize, usize, Option<String>) {
-        let mut opened = 0;
-        let mut closed = 0;
-        let mut addr = None;
-        for line in &self.log() {
-            if line.contains("stopped listening on ") {
-                closed += 1;
-            } else if let Some(rest) = line.split("listening on ").nth(1) {
-                opened += 1;
-                addr = Some(rest.trim().to_owned());
-            }
-        }
-        (opened, closed, addr)
+        listener_events(&self.log())
     }
 
     /// Waits until exactly `opened` openings and `closed` closings are logged; returns the
     /// last address opened.
     pub fn wait_for_events(&self, opened: usize, closed: usize) -> String {
-        eventually(WAIT, || {
-            let (o, c, addr) = self.listener_events();
-            (o == opened && c == closed).then_some(addr.unwrap_or_default())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "expected {opened} openings and {closed} closings; log: {:#?}",
-                self.log()
-            )
-        })
+        self.log
+            .wait_until(WAIT, |lines| {
+                let (o, c, addr) = listener_events(lines);
+                (o == opened && c == closed).then_some(addr.unwrap_or_default())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "expected {opened} openings and {closed} closings; log: {:#?}",
+                    self.log()
+                )
+            })
     }
 
     /// The daemon's sockets, pipes and event fds (what a listener or a watcher would leak),

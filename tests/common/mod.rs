@@ -28,7 +28,7 @@ pub mod ws;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use daemon::{Daemon, Served};
@@ -72,9 +72,10 @@ pub fn need_tool(name: &str, installed_by: &str) -> PathBuf {
 }
 
 /// Lines a child process wrote, collected by a thread for the process's whole life (so it
-/// never blocks on a full pipe).
+/// never blocks on a full pipe). Waiters wake on each new line rather than polling, so a test
+/// that waits for hundreds of log lines in a row is not slowed down by the waiting.
 #[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Log {
     /// Collects `stream` line by line; `on_line` sees each line as it arrives.
@@ -87,24 +88,46 @@ impl Log {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 on_line(&line);
-                sink.0.lock().unwrap().push(line);
+                let (lines, grew) = &*sink.0;
+                lines.lock().unwrap().push(line);
+                grew.notify_all();
             }
         });
         log
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap().clone()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
-        self.0.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.0 .0.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits, at most `limit`, until `check` finds what it looks for in the lines so far.
+    pub fn wait_until<T>(
+        &self,
+        limit: Duration,
+        mut check: impl FnMut(&[String]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + limit;
+        let (lines, grew) = &*self.0;
+        let mut lines = lines.lock().unwrap();
+        loop {
+            if let Some(found) = check(&lines) {
+                return Some(found);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = grew.wait_timeout(lines, left).unwrap().0;
+        }
     }
 
     /// Waits, at most [`WAIT`], until a line contains `needle`.
     pub fn wait_for(&self, needle: &str) {
-        eventually(WAIT, || self.contains(needle).then_some(()))
-            .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", self.lines()));
+        self.wait_until(WAIT, |lines| {
+            lines.iter().any(|l| l.contains(needle)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", self.lines()));
     }
 }
 
