@@ -75,7 +75,13 @@ pub fn need_tool(name: &str, installed_by: &str) -> PathBuf {
 /// never blocks on a full pipe). Waiters wake on each new line rather than polling, so a test
 /// that waits for hundreds of log lines in a row is not slowed down by the waiting.
 #[derive(Clone, Default)]
-pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+pub struct Log(Arc<Lines>);
+
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
 
 impl Log {
     /// Collects `stream` line by line; `on_line` sees each line as it arrives.
@@ -88,20 +94,24 @@ impl Log {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 on_line(&line);
-                let (lines, grew) = &*sink.0;
-                lines.lock().unwrap().push(line);
-                grew.notify_all();
+                sink.0.lines.lock().unwrap().push(line);
+                sink.0.grew.notify_all();
             }
         });
         log
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0 .0.lock().unwrap().clone()
+        self.0.lines.lock().unwrap().clone()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
-        self.0 .0.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.0
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
     }
 
     /// Waits, at most `limit`, until `check` finds what it looks for in the lines so far.
@@ -111,14 +121,13 @@ impl Log {
         mut check: impl FnMut(&[String]) -> Option<T>,
     ) -> Option<T> {
         let deadline = Instant::now() + limit;
-        let (lines, grew) = &*self.0;
-        let mut lines = lines.lock().unwrap();
+        let mut lines = self.0.lines.lock().unwrap();
         loop {
             if let Some(found) = check(&lines) {
                 return Some(found);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            lines = grew.wait_timeout(lines, left).unwrap().0;
+            lines = self.0.grew.wait_timeout(lines, left).unwrap().0;
         }
     }
 
