@@ -210,7 +210,21 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     let _ = std::fs::remove_file(&config);
 }
 
+/// `cargo bench` runs a benchmark with `--bench`; `cargo test --all-targets` builds it in the
+/// test profile and runs it without. Measuring a debug build proves nothing and takes the
+/// test suite's time, so without `--bench` the benchmark only says how to run it.
+fn invoked_by_cargo_bench() -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    eprintln!("clients: a benchmark; run it with `cargo bench --bench clients`");
+    false
+}
+
 fn main() {
+    if !invoked_by_cargo_bench() {
+        return;
+    }
     let args = parse_args();
     raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().unwrap();

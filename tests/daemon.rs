@@ -5,11 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::ws::{close_code, stuck_client};
 use common::{connect, eventually, http_get, next_doc, Daemon, BIN, WAIT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,7 +19,16 @@ fn num(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} is not a number in {v}"))
 }
 
-fn is_num_or_null(v: &Value) -> bool {
+/// The value at `path`, which must be present (`doc["missing"]` would read as null and let a
+/// nullable field disappear unnoticed).
+fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v.pointer(path)
+        .unwrap_or_else(|| panic!("no {path} in {v}"))
+}
+
+/// A field that is present and either a number or null (a sensor the machine may lack).
+fn is_num_or_null(v: &Value, path: &str) -> bool {
+    let v = field(v, path);
     v.is_number() || v.is_null()
 }
 
@@ -38,10 +47,10 @@ fn assert_document_shape(doc: &Value) {
     assert!((0.0..=100.0).contains(&usage));
     let logical = cpu["count_logical"].as_u64().unwrap() as usize;
     assert_eq!(logical, std::thread::available_parallelism().unwrap().get());
-    assert!(is_num_or_null(&cpu["count_physical"]));
+    assert!(is_num_or_null(doc, "/cpu/count_physical"));
     for key in ["current", "min", "max"] {
         assert!(
-            is_num_or_null(&cpu["frequency_mhz"][key]),
+            is_num_or_null(doc, &format!("/cpu/frequency_mhz/{key}")),
             "frequency {key}"
         );
     }
@@ -67,7 +76,7 @@ fn assert_document_shape(doc: &Value) {
     }
 
     let disk = &doc["disk"];
-    assert!(is_num_or_null(&disk["root_usage_percent"]));
+    assert!(is_num_or_null(doc, "/disk/root_usage_percent"));
     for p in disk["partitions"].as_array().unwrap() {
         for key in ["device", "mountpoint", "fstype"] {
             assert!(p[key].is_string(), "partition.{key}");
@@ -120,9 +129,10 @@ fn assert_document_shape(doc: &Value) {
         "top list sorted by CPU"
     );
 
-    assert!(is_num_or_null(&doc["temperature"]["pi_cpu_celsius"]));
+    assert!(is_num_or_null(doc, "/temperature/pi_cpu_celsius"));
     assert!(doc["temperature"]["sensors"].is_object());
-    assert!(doc["battery"].is_null() || doc["battery"]["percent"].is_number());
+    let battery = field(doc, "/battery");
+    assert!(battery.is_null() || battery["percent"].is_number());
 
     // The Python broadcaster's first, flat format.
     for key in [
@@ -131,7 +141,7 @@ fn assert_document_shape(doc: &Value) {
         "disk_usage_percent",
         "temperature_celsius",
     ] {
-        assert!(is_num_or_null(&doc[key]), "legacy {key}");
+        assert!(is_num_or_null(doc, &format!("/{key}")), "legacy {key}");
     }
     assert!(doc["connected_clients"].is_u64());
 }
@@ -355,14 +365,7 @@ async fn sigterm_sends_close_frames_and_exits_zero() {
     }
     daemon.signal("TERM");
     for mut ws in clients {
-        let close = loop {
-            match timeout(WAIT, ws.next()).await.expect("close in time") {
-                Some(Ok(Message::Close(frame))) => break frame,
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        };
-        assert_eq!(close.expect("close frame has a code").code, CloseCode::Away);
+        assert_eq!(close_code(&mut ws).await, u16::from(CloseCode::Away));
     }
     let status = daemon
         .wait_exit(Duration::from_secs(5))
@@ -378,19 +381,7 @@ async fn stuck_clients_do_not_delay_live_ones() {
     let daemon = Daemon::start(&["--interval", "250ms", "--send-timeout", "1s"]);
     let mut stuck = Vec::new();
     for _ in 0..5 {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut stream = socket.connect(daemon.addr).await.unwrap();
-        let request = format!(
-            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            daemon.addr
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 101");
-        stuck.push(stream); // never read again
+        stuck.push(stuck_client(daemon.addr).await); // never read again
     }
     let mut live = connect(&daemon.ws_url("/ws")).await;
     let mut last = num(&next_doc(&mut live).await, "/system/uptime_seconds");
@@ -445,16 +436,7 @@ async fn garbage_frames_close_only_that_client() {
         ("binary", &mut binary, CloseCode::Unsupported),
         ("oversized", &mut oversized, CloseCode::Policy),
     ] {
-        let code = loop {
-            match timeout(WAIT, ws.next()).await.expect("closed in time") {
-                Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => break None,
-            }
-        };
-        if let Some(code) = code {
-            assert_eq!(code, expected, "{name}");
-        }
+        assert_eq!(close_code(ws).await, u16::from(expected), "{name}");
     }
     // Raw garbage that is not even a WebSocket frame.
     let mut raw = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
@@ -467,10 +449,40 @@ async fn garbage_frames_close_only_that_client() {
     assert_eq!(daemon.get("/healthz").status, 200);
 }
 
+/// The harness's HTTP client reads both body framings a server may choose: the daemon's
+/// sized bodies, and chunked ones (Prometheus's API uses them), here from a scripted server.
 #[test]
-fn http_get_helper_reads_chunked_bodies() {
+fn http_get_helper_reads_sized_and_chunked_bodies() {
     let daemon = Daemon::start(&[]);
     let response = http_get(daemon.addr, "/api/v1/history", &[]);
     assert_eq!(response.status, 200);
-    response.json();
+    let length: usize = response
+        .header("content-length")
+        .expect("a sized body")
+        .parse()
+        .unwrap();
+    assert_eq!(response.body.len(), length);
+    assert!(response.json()["points"].is_array());
+
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let serve = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (mut stream, _) = server.accept().unwrap();
+        let mut request = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while request.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  7\r\n{\"a\": [\r\n12\r\n1, 2, 3, 4, 5, 6]}\r\n0\r\n\r\n",
+            )
+            .unwrap();
+    });
+    let chunked = http_get(addr, "/", &[]);
+    serve.join().unwrap();
+    assert_eq!(chunked.body, r#"{"a": [1, 2, 3, 4, 5, 6]}"#);
+    assert_eq!(chunked.json()["a"].as_array().unwrap().len(), 6);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what tests/netwatch.rs needs (idempotently): dbus-daemon for the private bus, and
-# iproute2 for the network namespace of the kernel fallback test (which needs root).
+# Installs what tests/netwatch_{nm,listener,kernel}.rs need (idempotently): dbus-daemon for the
+# private bus, and iproute2 for the network namespaces (which need root).
 set -euo pipefail
 need=()
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)

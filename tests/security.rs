@@ -5,32 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::ws::{stuck_client, ws_refusal};
 use common::{connect, http_get, next_doc, Daemon, WAIT};
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http;
-use tokio_tungstenite::tungstenite::Error as WsError;
-
-/// Status of a refused WebSocket handshake, or `None` if it was accepted.
-async fn ws_refusal(url: &str, headers: &[(&str, &str)]) -> Option<u16> {
-    let mut request = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        request.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
-            v.parse().expect("header value"),
-        );
-    }
-    match timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("handshake timed out")
-    {
-        Ok(_) => None,
-        Err(WsError::Http(response)) => Some(response.status().as_u16()),
-        Err(other) => panic!("unexpected handshake error: {other}"),
-    }
-}
 
 fn uptime(doc: &serde_json::Value) -> f64 {
     doc["system"]["uptime_seconds"].as_f64().expect("uptime")
@@ -204,21 +183,10 @@ async fn thousand_live_clients_beside_stuck_ones() {
         "max_clients = 1100\nmax_clients_per_ip = 1100\n",
         &["--interval", "1s", "--send-timeout", "2s"],
     );
+    let mut stuck = Vec::new();
     for _ in 0..10 {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut stream = socket.connect(daemon.addr).await.unwrap();
-        let request = format!(
-            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            daemon.addr
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 101");
         // Never read again; kept open until the test ends.
-        std::mem::forget(stream);
+        stuck.push(stuck_client(daemon.addr).await);
     }
     let url = daemon.ws_url("/ws");
     let mut live = Vec::with_capacity(1000);

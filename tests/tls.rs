@@ -239,7 +239,7 @@ async fn sighup_reloads_the_certificate_and_keeps_clients() {
     let plain = Daemon::start(&[]);
     plain.signal("HUP");
     plain.wait_for_log("nothing to reload");
-    assert!(plain.get("/healthz").status == 200);
+    assert_eq!(plain.get("/healthz").status, 200);
 }
 
 #[test]
