@@ -8,6 +8,8 @@
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector and the stats document ([`stats::model`])              |
 //! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
+//! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
+//! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus text rendering of the latest snapshot                     |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
@@ -17,6 +19,8 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod events;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;
