@@ -164,7 +164,8 @@ impl Tier {
         }
     }
 
-    /// Appends to `view` the rows (and the open bucket) overlapping `[from, until)`.
+    /// Appends to `view` the rows (and the open bucket) that end after `from` and before
+    /// `until` (where a finer tier's data begins: a bucket reaching past it would repeat it).
     pub fn collect(&self, from: u64, until: u64, view: &mut HistoryView) {
         let span = self.bucket_ms.max(1);
         // Rows are in timeline order: find the first one that ends after `from`.
@@ -180,7 +181,7 @@ impl Tier {
         for j in lo..self.len {
             let slot = self.slot(j);
             let t = self.timeline[slot];
-            if t >= until {
+            if t.saturating_add(span) > until {
                 return;
             }
             let base = slot * self.width * self.k;
@@ -198,7 +199,7 @@ impl Tier {
         }
         if let Some(bucket) = self.open {
             let t = bucket * self.bucket_ms;
-            if t + span > from && t < until {
+            if t + span > from && t.saturating_add(span) <= until {
                 view.push_point(t, self.open_flags, self.acc.iter().flat_map(Acc::triple));
             }
         }
