@@ -123,7 +123,14 @@ impl Store {
         let mut events = EventLog::new(event_capacity);
         let marker = match fs::read_to_string(self.dir.join(MARKER_FILE)) {
             Ok(text) => Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                None
+            }
             // Present but unreadable: still a sign of an unclean stop.
             Err(_) => Some(String::new()),
         };
