@@ -8,6 +8,8 @@
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
 //! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
+//! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
+//! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
@@ -17,6 +19,8 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod events;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;

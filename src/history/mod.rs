@@ -1,0 +1,679 @@
+//! Long-term history: a year of downsampled statistics in a fixed, preallocated amount of RAM.
+//!
+//! Three tiers, each a ring that is allocated once and never grows:
+//!
+//! | tier    | resolution                 | kept (default) | per point                    |
+//! |---------|----------------------------|----------------|------------------------------|
+//! | raw     | the collection interval    | 1 hour         | the value                    |
+//! | fine    | 1-minute buckets           | 7 days         | min / mean / max per series  |
+//! | coarse  | 15-minute buckets          | 1 year         | min / mean / max per series  |
+//!
+//! Every sample is folded into all three tiers at once (an open bucket per aggregate tier), so
+//! the coarse tier's min and max are exact, not a min of rounded means. Values are stored as
+//! 16-bit codes ([`Series`] says which encoding each series uses): fixed point in 0.01 steps for
+//! percents, °C, load and Wi-Fi signal, a 16-bit float (the top half of an `f32`, ~0.4 %
+//! relative precision) for byte rates, whose range is too wide for fixed point.
+//!
+//! # Time
+//!
+//! A Pi without a real-time clock boots with a stale wall clock that NTP later steps, forwards
+//! or backwards. History is therefore ordered and windowed on a *timeline*: milliseconds that
+//! advance with the monotonic clock while the daemon runs, and across a restart by the wall-clock
+//! gap (never by a negative one). A wall-clock step moves nothing already recorded; when points
+//! are shown, their time is the latest sample's wall time minus their distance on the timeline.
+//!
+//! # How the daemon uses it
+//!
+//! ```no_run
+//! # use std::time::{Duration, SystemTime};
+//! use pistats::history::{History, HistoryConfig, Range, Sample};
+//! let mut history = History::new(HistoryConfig::default(), 4).unwrap();
+//! // Every tick: one Sample (reuse it; its Vecs keep their capacity).
+//! let mut sample = Sample::new(Duration::from_secs(1), SystemTime::now());
+//! sample.cpu = Some(12.5);
+//! history.push(&sample);
+//! // GET /api/v1/history?range=24h
+//! let json = serde_json::to_vec(&history.query(Range::Day, 1500)).unwrap();
+//! ```
+//!
+//! Persistence (the coarse tiers and the events, not the raw points) is in [`store`].
+
+mod series;
+pub mod store;
+mod tier;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+pub use series::{Series, SCALAR_SERIES};
+use tier::Tier;
+
+/// Most CPU cores that get a series of their own; more are ignored (a Pi has 4).
+pub const MAX_CORES: usize = 64;
+
+/// One tick's values, built by the daemon from the collector's typed values. The same sample
+/// feeds the events [`Detector`](crate::events::Detector).
+///
+/// `None` means "not known this tick" (no sensor, first tick without rates); it is not zero.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Monotonic clock reading (any origin, e.g. `CLOCK_BOOTTIME`): orders samples and measures
+    /// windows. It must not go backwards while the daemon runs.
+    pub mono: Duration,
+    /// Wall-clock time of collection, used only to label points and events.
+    pub wall: SystemTime,
+    /// Total CPU usage, percent.
+    pub cpu: Option<f64>,
+    /// Per-core usage, percent.
+    pub cores: Vec<f64>,
+    pub memory: Option<f64>,
+    pub swap: Option<f64>,
+    /// Pi CPU temperature, °C.
+    pub temperature: Option<f64>,
+    pub load1: Option<f64>,
+    /// Bytes per second, all interfaces but loopback.
+    pub net_recv: Option<f64>,
+    pub net_sent: Option<f64>,
+    /// Bytes per second, all disks.
+    pub disk_read: Option<f64>,
+    pub disk_write: Option<f64>,
+    /// Root file system used, percent.
+    pub root_disk: Option<f64>,
+    pub clients: Option<f64>,
+    /// Wi-Fi signal of the watched interface when it is wireless (dBm or percent, as reported).
+    pub wifi_signal: Option<f64>,
+    /// Raw `get_throttled` bits (`None` off a Pi).
+    pub throttled: Option<u32>,
+    /// Fill of every mounted file system, for the events detector (history keeps the root's).
+    pub mounts: Vec<MountFill>,
+    /// The watched interface, for the events detector.
+    pub link: Option<LinkState>,
+}
+
+impl Sample {
+    /// A sample with every value unknown.
+    pub fn new(mono: Duration, wall: SystemTime) -> Sample {
+        Sample {
+            mono,
+            wall,
+            cpu: None,
+            cores: Vec::new(),
+            memory: None,
+            swap: None,
+            temperature: None,
+            load1: None,
+            net_recv: None,
+            net_sent: None,
+            disk_read: None,
+            disk_write: None,
+            root_disk: None,
+            clients: None,
+            wifi_signal: None,
+            throttled: None,
+            mounts: Vec::new(),
+            link: None,
+        }
+    }
+
+    fn scalar(&self, series: Series) -> Option<f64> {
+        match series {
+            Series::Cpu => self.cpu,
+            Series::Memory => self.memory,
+            Series::Swap => self.swap,
+            Series::Temperature => self.temperature,
+            Series::Load1 => self.load1,
+            Series::NetRecv => self.net_recv,
+            Series::NetSent => self.net_sent,
+            Series::DiskRead => self.disk_read,
+            Series::DiskWrite => self.disk_write,
+            Series::RootDisk => self.root_disk,
+            Series::Clients => self.clients,
+            Series::WifiSignal => self.wifi_signal,
+        }
+    }
+}
+
+/// One mounted file system's fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountFill {
+    pub mountpoint: String,
+    pub used_percent: f64,
+}
+
+/// The watched interface as NetworkManager or the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub interface: String,
+    pub connected: bool,
+    /// NetworkManager's state reason (`carrier-changed`, `supplicant-timeout`, …) when known.
+    pub reason: Option<String>,
+}
+
+/// Resolution and retention of the history tiers.
+///
+/// Bounds (checked by [`HistoryConfig::validate`]): `interval` 100 ms ..= 1 h; `raw_keep`
+/// 0 ..= 24 h and at most 100,000 points; each aggregate tier a bucket of 1 s ..= 1 day that is
+/// at least the interval, kept 1 bucket ..= 10 years and at most 1,000,000 buckets; the coarse
+/// bucket no finer than the fine one. A tier's RAM is its bucket count × (8 + 1 + 6 × series)
+/// bytes, allocated once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// The collection interval: the raw tier's resolution.
+    pub interval: Duration,
+    /// How long raw points are kept (not persisted).
+    pub raw_keep: Duration,
+    pub fine: TierConfig,
+    pub coarse: TierConfig,
+}
+
+/// One aggregate tier: buckets of `bucket`, kept for `keep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierConfig {
+    pub bucket: Duration,
+    pub keep: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            interval: Duration::from_secs(1),
+            raw_keep: Duration::from_secs(3600),
+            fine: TierConfig {
+                bucket: Duration::from_secs(60),
+                keep: Duration::from_secs(7 * 86_400),
+            },
+            coarse: TierConfig {
+                bucket: Duration::from_secs(15 * 60),
+                keep: Duration::from_secs(365 * 86_400),
+            },
+        }
+    }
+}
+
+/// Why a [`HistoryConfig`] was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HistoryConfigError {
+    #[error("history interval must be between 100 ms and 1 h")]
+    Interval,
+    #[error("raw history must be kept at most 24 h and 100000 points")]
+    RawKeep,
+    #[error(
+        "{tier} history: bucket must be between 1 s and 1 day and not shorter than the interval"
+    )]
+    Bucket { tier: &'static str },
+    #[error("{tier} history: must keep at least one bucket, at most 10 years and 1000000 buckets")]
+    Keep { tier: &'static str },
+    #[error("coarse history buckets must not be finer than fine ones")]
+    Order,
+}
+
+const MAX_RAW_POINTS: u128 = 100_000;
+const MAX_BUCKETS: u128 = 1_000_000;
+const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+impl HistoryConfig {
+    pub fn validate(&self) -> Result<(), HistoryConfigError> {
+        if self.interval < Duration::from_millis(100) || self.interval > Duration::from_secs(3600) {
+            return Err(HistoryConfigError::Interval);
+        }
+        if self.raw_keep > Duration::from_secs(86_400)
+            || self.raw_keep.as_millis() / self.interval.as_millis() > MAX_RAW_POINTS
+        {
+            return Err(HistoryConfigError::RawKeep);
+        }
+        for (tier, t) in [("fine", self.fine), ("coarse", self.coarse)] {
+            if t.bucket < Duration::from_secs(1)
+                || t.bucket > Duration::from_secs(86_400)
+                || t.bucket < self.interval
+                || t.bucket.subsec_millis() != 0
+            {
+                return Err(HistoryConfigError::Bucket { tier });
+            }
+            if t.keep < t.bucket
+                || t.keep > TEN_YEARS
+                || t.keep.as_millis() / t.bucket.as_millis() > MAX_BUCKETS
+            {
+                return Err(HistoryConfigError::Keep { tier });
+            }
+        }
+        if self.coarse.bucket < self.fine.bucket {
+            return Err(HistoryConfigError::Order);
+        }
+        Ok(())
+    }
+
+    fn raw_points(&self) -> usize {
+        // One spare so that a full hour is still covered when ticks drift by a few ms.
+        (self.raw_keep.as_millis() / self.interval.as_millis()) as usize + 1
+    }
+}
+
+/// The `range=` of `GET /api/v1/history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    TenMinutes,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Range {
+    pub const ALL: [Range; 6] = [
+        Range::TenMinutes,
+        Range::Hour,
+        Range::Day,
+        Range::Week,
+        Range::Month,
+        Range::Year,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Range::TenMinutes => "10m",
+            Range::Hour => "1h",
+            Range::Day => "24h",
+            Range::Week => "7d",
+            Range::Month => "30d",
+            Range::Year => "1y",
+        }
+    }
+
+    pub fn span(self) -> Duration {
+        Duration::from_secs(match self {
+            Range::TenMinutes => 600,
+            Range::Hour => 3600,
+            Range::Day => 86_400,
+            Range::Week => 7 * 86_400,
+            Range::Month => 30 * 86_400,
+            Range::Year => 365 * 86_400,
+        })
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown `range=` value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("range must be one of 10m, 1h, 24h, 7d, 30d, 1y")]
+pub struct RangeError;
+
+impl FromStr for Range {
+    type Err = RangeError;
+    fn from_str(s: &str) -> Result<Range, RangeError> {
+        Range::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(RangeError)
+    }
+}
+
+/// Where the timeline stood at the last sample: restored across restarts by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clock {
+    /// Timeline position of the last sample, ms.
+    timeline: u64,
+    /// Its wall time, unix ms (0 when unknown).
+    wall_ms: u64,
+}
+
+/// The three tiers plus the timeline. All memory is allocated in [`History::new`].
+#[derive(Debug)]
+pub struct History {
+    config: HistoryConfig,
+    cores: usize,
+    /// raw, fine, coarse.
+    tiers: [Tier; 3],
+    last: Option<Clock>,
+    /// Monotonic reading and timeline position that the running daemon counts from.
+    anchor: Option<(Duration, u64)>,
+}
+
+impl History {
+    /// Preallocates every tier for `cores` per-core series (capped at [`MAX_CORES`]).
+    pub fn new(config: HistoryConfig, cores: usize) -> Result<History, HistoryConfigError> {
+        config.validate()?;
+        let cores = cores.min(MAX_CORES);
+        let width = SCALAR_SERIES.len() + cores;
+        let fine = config.fine;
+        let coarse = config.coarse;
+        let buckets = |t: TierConfig| (t.keep.as_millis() / t.bucket.as_millis()) as usize;
+        Ok(History {
+            config,
+            cores,
+            tiers: [
+                Tier::new(0, config.raw_points(), width),
+                Tier::new(fine.bucket.as_millis() as u64, buckets(fine), width),
+                Tier::new(coarse.bucket.as_millis() as u64, buckets(coarse), width),
+            ],
+            last: None,
+            anchor: None,
+        })
+    }
+
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
+    }
+
+    /// Number of per-core series.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// Bytes held by the tiers (capacity, not use: it is all allocated up front).
+    pub fn heap_bytes(&self) -> usize {
+        self.tiers.iter().map(Tier::heap_bytes).sum()
+    }
+
+    /// Folds one tick into every tier. Never allocates.
+    pub fn push(&mut self, sample: &Sample) {
+        let timeline = self.timeline_of(sample);
+        let wall_ms = unix_ms(sample.wall);
+        self.last = Some(Clock { timeline, wall_ms });
+        let flags = sample.throttled.map(series::throttle_bits);
+        let mut values = [None; SCALAR_SERIES.len() + MAX_CORES];
+        for (slot, series) in values.iter_mut().zip(SCALAR_SERIES) {
+            *slot = sample.scalar(series).filter(|v| v.is_finite());
+        }
+        for (slot, core) in values[SCALAR_SERIES.len()..]
+            .iter_mut()
+            .zip(&sample.cores)
+            .take(self.cores)
+        {
+            *slot = Some(*core).filter(|v| v.is_finite());
+        }
+        let values = &values[..SCALAR_SERIES.len() + self.cores];
+        for tier in &mut self.tiers {
+            tier.push(timeline, values, flags);
+        }
+    }
+
+    /// The timeline position of `sample`: monotonic while running; after a restore, the saved
+    /// position plus the wall-clock gap (a negative gap counts as none).
+    fn timeline_of(&mut self, sample: &Sample) -> u64 {
+        let (mono0, tl0) = *self.anchor.get_or_insert_with(|| {
+            let tl = match self.last {
+                Some(last) => {
+                    last.timeline + unix_ms(sample.wall).saturating_sub(last.wall_ms).max(1)
+                }
+                None => unix_ms(sample.wall),
+            };
+            (sample.mono, tl)
+        });
+        let tl = tl0 + sample.mono.saturating_sub(mono0).as_millis() as u64;
+        // A monotonic clock that went backwards is a caller bug; keep the order anyway.
+        tl.max(self.last.map_or(0, |l| l.timeline))
+    }
+
+    /// Points of the last `range`, at most `max_points` (neighbours are merged to fit, keeping the
+    /// min of mins and max of maxes). The finest tier that keeps `range` answers; the part of the
+    /// window it does not cover yet (raw points are not persisted) comes from coarser tiers.
+    pub fn query(&self, range: Range, max_points: usize) -> HistoryView {
+        let span_ms = range.span().as_millis() as u64;
+        let keeps = [
+            self.config.raw_keep,
+            self.config.fine.keep,
+            self.config.coarse.keep,
+        ];
+        let first = keeps.iter().position(|k| *k >= range.span()).unwrap_or(2);
+        let mut view = HistoryView {
+            range,
+            resolution_ms: match first {
+                0 => self.config.interval.as_millis() as u64,
+                i => self.tiers[i].bucket_ms(),
+            },
+            width: self.tiers[0].width(),
+            cores: self.cores,
+            now_wall: 0,
+            now_timeline: 0,
+            timeline: Vec::new(),
+            flags: Vec::new(),
+            values: Vec::new(),
+        };
+        let Some(last) = self.last else {
+            return view;
+        };
+        view.now_wall = last.wall_ms;
+        view.now_timeline = last.timeline;
+        let start = last.timeline.saturating_sub(span_ms);
+        // Coarsest first, each tier only up to where the finer one begins.
+        let mut end = u64::MAX;
+        let mut parts: Vec<(usize, u64, u64)> = Vec::new();
+        for i in first..3 {
+            let Some(oldest) = self.tiers[i].oldest() else {
+                continue;
+            };
+            parts.push((i, start, end));
+            end = end.min(oldest);
+            if oldest <= start {
+                break;
+            }
+        }
+        for (i, from, until) in parts.into_iter().rev() {
+            self.tiers[i].collect(from, until, &mut view);
+        }
+        view.merge_to(max_points.max(1));
+        view
+    }
+
+    pub(crate) fn tiers(&self) -> &[Tier; 3] {
+        &self.tiers
+    }
+
+    pub(crate) fn tiers_mut(&mut self) -> &mut [Tier; 3] {
+        &mut self.tiers
+    }
+
+    /// Timeline position and wall time (unix ms) of the last sample, for the store.
+    pub(crate) fn clock(&self) -> Option<(u64, u64)> {
+        self.last.map(|c| (c.timeline, c.wall_ms))
+    }
+
+    /// Restores the clock from the store; the next sample continues the timeline.
+    pub(crate) fn restore_clock(&mut self, timeline: u64, wall_ms: u64) {
+        self.last = Some(Clock { timeline, wall_ms });
+        self.anchor = None;
+    }
+}
+
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// The answer to a history query: points oldest first, each with `t` (unix ms) and
+/// `[min, mean, max]` per series (`null` when the series was not known in that bucket).
+///
+/// JSON: `{"range":"24h","resolution_ms":60000,"points":[{"t":…,"cpu":[1.2,5.0,31.4],…,
+/// "per_core":[[…],…],"throttled":0}]}`. `throttled` is the OR of the `get_throttled` bits
+/// 0–3 seen in the bucket (1 under-voltage, 2 frequency capped, 4 throttled, 8 soft
+/// temperature limit): "any time set in the bucket"; `null` off a Pi.
+#[derive(Debug, Clone)]
+pub struct HistoryView {
+    range: Range,
+    resolution_ms: u64,
+    width: usize,
+    cores: usize,
+    now_wall: u64,
+    now_timeline: u64,
+    timeline: Vec<u64>,
+    flags: Vec<u8>,
+    /// `width` × 3 codes-decoded values per point; NaN = unknown.
+    values: Vec<f32>,
+}
+
+impl HistoryView {
+    pub fn len(&self) -> usize {
+        self.timeline.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.timeline.is_empty()
+    }
+
+    /// Wall time (unix ms) of point `i`: the latest sample's wall time minus the point's distance
+    /// on the timeline, so points stay in order whatever the wall clock did.
+    pub fn t(&self, i: usize) -> u64 {
+        self.now_wall
+            .saturating_sub(self.now_timeline.saturating_sub(self.timeline[i]))
+    }
+
+    /// `[min, mean, max]` of `series` at point `i`, `None` when unknown.
+    pub fn get(&self, i: usize, series: Series) -> Option<[f32; 3]> {
+        self.triple(i, series as usize)
+    }
+
+    /// `[min, mean, max]` of core `core` at point `i`.
+    pub fn core(&self, i: usize, core: usize) -> Option<[f32; 3]> {
+        (core < self.cores)
+            .then(|| self.triple(i, SCALAR_SERIES.len() + core))
+            .flatten()
+    }
+
+    /// Throttle bits seen in point `i` (see the type's docs), `None` off a Pi.
+    pub fn throttled(&self, i: usize) -> Option<u8> {
+        series::flags_out(self.flags[i])
+    }
+
+    fn triple(&self, i: usize, s: usize) -> Option<[f32; 3]> {
+        let at = (i * self.width + s) * 3;
+        let v = [self.values[at], self.values[at + 1], self.values[at + 2]];
+        (!v[1].is_nan()).then_some(v)
+    }
+
+    pub(crate) fn push_point(
+        &mut self,
+        timeline: u64,
+        flags: u8,
+        triples: impl Iterator<Item = f32>,
+    ) {
+        self.timeline.push(timeline);
+        self.flags.push(flags);
+        self.values.extend(triples);
+    }
+
+    /// Merges runs of neighbours so that at most `max` points remain.
+    fn merge_to(&mut self, max: usize) {
+        let n = self.len();
+        if n <= max {
+            return;
+        }
+        let group = n.div_ceil(max);
+        let stride = self.width * 3;
+        let mut out = 0;
+        for start in (0..n).step_by(group) {
+            let end = (start + group).min(n);
+            let mut flags = self.flags[start];
+            for j in start + 1..end {
+                flags = series::merge_flags(flags, self.flags[j]);
+            }
+            for s in 0..self.width {
+                let (mut lo, mut sum, mut hi, mut count) = (f32::NAN, 0.0f64, f32::NAN, 0u32);
+                for j in start..end {
+                    let at = j * stride + s * 3;
+                    let mean = self.values[at + 1];
+                    if mean.is_nan() {
+                        continue;
+                    }
+                    lo = lo.min(self.values[at]);
+                    hi = hi.max(self.values[at + 2]);
+                    sum += f64::from(mean);
+                    count += 1;
+                }
+                let mean = if count == 0 {
+                    f32::NAN
+                } else {
+                    (sum / f64::from(count)) as f32
+                };
+                let at = out * stride + s * 3;
+                self.values[at] = lo;
+                self.values[at + 1] = mean;
+                self.values[at + 2] = hi;
+            }
+            // The merged point sits where its newest member does: the chart's right edge stays.
+            self.timeline[out] = self.timeline[end - 1];
+            self.flags[out] = flags;
+            out += 1;
+        }
+        self.timeline.truncate(out);
+        self.flags.truncate(out);
+        self.values.truncate(out * stride);
+        self.resolution_ms *= group as u64;
+    }
+}
+
+impl Serialize for HistoryView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("range", self.range.as_str())?;
+        map.serialize_entry("resolution_ms", &self.resolution_ms)?;
+        map.serialize_entry("points", &Points(self))?;
+        map.end()
+    }
+}
+
+struct Points<'a>(&'a HistoryView);
+struct Point<'a>(&'a HistoryView, usize);
+struct Cores<'a>(&'a HistoryView, usize);
+struct Triple(Option<[f32; 3]>, Series);
+
+impl Serialize for Points<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for i in 0..self.0.len() {
+            seq.serialize_element(&Point(self.0, i))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Point<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Point(view, i) = *self;
+        let mut map = serializer.serialize_map(Some(SCALAR_SERIES.len() + 3))?;
+        map.serialize_entry("t", &view.t(i))?;
+        for series in SCALAR_SERIES {
+            map.serialize_entry(series.name(), &Triple(view.get(i, series), series))?;
+        }
+        map.serialize_entry("per_core", &Cores(view, i))?;
+        map.serialize_entry("throttled", &view.throttled(i))?;
+        map.end()
+    }
+}
+
+impl Serialize for Cores<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Cores(view, i) = *self;
+        let mut seq = serializer.serialize_seq(Some(view.cores))?;
+        for c in 0..view.cores {
+            seq.serialize_element(&Triple(view.core(i, c), Series::Cpu))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Triple {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => serializer.serialize_none(),
+            Some(v) => {
+                let mut seq = serializer.serialize_seq(Some(3))?;
+                for x in v {
+                    seq.serialize_element(&self.1.round_for_output(x))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,362 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::events::{Detector, DetectorConfig, EventLog, StartupFacts, EVENT_CAPACITY};
+use crate::history::{Range, Sample, Series, TierConfig};
+
+const T0: u64 = 1_700_000_040;
+
+fn wall(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s)
+}
+
+/// Two hours and a bit of varied samples, and the events of a start.
+fn populated(cores: usize) -> (History, EventLog) {
+    let mut h = History::new(HistoryConfig::default(), cores).unwrap();
+    for i in 0..7300 {
+        let mut s = Sample::new(Duration::from_secs(i), wall(T0 + i));
+        s.cpu = Some((i % 97) as f64);
+        s.cores = (0..cores)
+            .map(|c| (i as usize * (c + 1) % 100) as f64)
+            .collect();
+        s.temperature = Some(45.0 + (i % 13) as f64 / 2.0);
+        s.net_recv = Some((i * 1013) as f64);
+        s.throttled = Some(if i % 1000 == 7 { 0x50005 } else { 0x50000 });
+        h.push(&s);
+    }
+    let mut events = EventLog::new(EVENT_CAPACITY);
+    let facts = StartupFacts {
+        wall: wall(T0),
+        version: "0.1.0".into(),
+        boot_id: Some("b1".into()),
+        previous: None,
+    };
+    for e in Detector::new(DetectorConfig::default()).startup(&facts) {
+        events.push(e);
+    }
+    (h, events)
+}
+
+fn json(h: &History, range: Range) -> serde_json::Value {
+    serde_json::to_value(h.query(range, 100_000)).unwrap()
+}
+
+fn load(store: &Store) -> Restored {
+    store
+        .load(HistoryConfig::default(), 4, EVENT_CAPACITY)
+        .unwrap()
+}
+
+#[test]
+fn aggregates_and_events_survive_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("state"));
+    let first = load(&store);
+    assert!(first.previous.is_none(), "first start");
+    assert!(first.history.query(Range::Year, 10).is_empty());
+    store.mark_running(Some("b1")).unwrap();
+    let (h, events) = populated(4);
+    let written = store
+        .save(&h, &events, Some("b1"), wall(T0 + 7300))
+        .unwrap();
+    assert_eq!(
+        written as u64,
+        fs::metadata(store.state_path()).unwrap().len()
+    );
+    store.mark_stopped().unwrap();
+
+    let restored = load(&store);
+    assert!(restored.moved_aside.is_none());
+    assert_eq!(
+        restored.previous,
+        Some(PreviousRun {
+            clean: true,
+            boot_id: Some("b1".into()),
+            last_saved: Some(wall(T0 + 7300)),
+        })
+    );
+    for range in [Range::Day, Range::Week, Range::Year] {
+        assert_eq!(json(&restored.history, range), json(&h, range), "{range}");
+    }
+    assert!(restored.history.query(Range::Day, 10_000).len() > 120);
+    let before: Vec<_> = events.iter().cloned().collect();
+    let after: Vec<_> = restored.events.iter().cloned().collect();
+    assert_eq!(after, before);
+    assert_eq!(restored.events.next_seq(), events.next_seq());
+    // Raw points are not persisted: the last hour now comes from the minute tier.
+    assert_eq!(
+        restored.history.query(Range::Hour, 10_000).resolution_ms,
+        1000
+    );
+    assert!(restored.history.query(Range::Hour, 10_000).len() <= 61);
+}
+
+#[test]
+fn a_run_without_a_clean_stop_is_reported_with_its_boot_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    store.mark_running(Some("boot-a")).unwrap();
+    let (h, events) = populated(4);
+    store
+        .save(&h, &events, Some("boot-a"), wall(T0 + 7300))
+        .unwrap();
+    // Killed here: no mark_stopped.
+    let restored = load(&store);
+    let previous = restored.previous.unwrap();
+    assert!(!previous.clean);
+    assert_eq!(previous.boot_id.as_deref(), Some("boot-a"));
+
+    // Killed before the first save: the marker alone tells.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    store.mark_running(Some("boot-b")).unwrap();
+    let previous = load(&store).previous.unwrap();
+    assert!(!previous.clean);
+    assert_eq!(previous.boot_id.as_deref(), Some("boot-b"));
+    assert_eq!(previous.last_saved, None);
+}
+
+#[test]
+fn the_timeline_continues_across_a_restart_whatever_the_clock_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let (h, events) = populated(4);
+    store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
+    let last = json(&h, Range::Day)["points"].as_array().unwrap().len();
+
+    // Down for an hour.
+    let mut later = load(&store).history;
+    let mut s = Sample::new(Duration::from_secs(5), wall(T0 + 7299 + 3600));
+    s.cpu = Some(50.0);
+    later.push(&s);
+    let view = later.query(Range::Day, 100_000);
+    // The newest point is the open minute that holds the new sample.
+    assert_eq!(view.t(view.len() - 1), (T0 + 7299 + 3600) / 60 * 60 * 1000);
+    let hour = later.query(Range::Hour, 100_000);
+    assert_eq!(hour.t(hour.len() - 1), (T0 + 7299 + 3600) * 1000);
+    assert_eq!(view.t(0), T0 * 1000, "old points keep their time");
+
+    // Back with a clock an hour behind (fake-hwclock): continues right after, never before.
+    let mut behind = load(&store).history;
+    behind.push(&Sample::new(Duration::from_secs(5), wall(T0 + 7299 - 3600)));
+    let view = behind.query(Range::Day, 100_000);
+    for i in 1..view.len() {
+        assert!(view.t(i) > view.t(i - 1), "order kept at {i}");
+    }
+    assert!(view.len() >= last);
+}
+
+#[test]
+fn a_changed_core_count_or_tier_keeps_what_still_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let (h, events) = populated(4);
+    store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
+    let two = store.load(HistoryConfig::default(), 2, 100).unwrap();
+    let view = two.history.query(Range::Day, 100_000);
+    let original = h.query(Range::Day, 100_000);
+    assert_eq!(view.len(), original.len());
+    assert_eq!(view.core(0, 1), original.core(0, 1));
+    assert_eq!(view.core(0, 2), None);
+    let eight = store.load(HistoryConfig::default(), 8, 100).unwrap();
+    let view = eight.history.query(Range::Day, 100_000);
+    assert_eq!(view.core(0, 3), original.core(0, 3));
+    assert_eq!(view.core(0, 4), None, "a core the file did not have");
+
+    let mut config = HistoryConfig::default();
+    config.fine = TierConfig {
+        bucket: Duration::from_secs(120),
+        keep: Duration::from_secs(86_400),
+    };
+    let changed = store.load(config, 4, 100).unwrap();
+    assert!(changed.moved_aside.is_none());
+    let view = changed.history.query(Range::Year, 100_000);
+    assert_eq!(
+        view.get(0, Series::Cpu),
+        h.query(Range::Year, 100_000).get(0, Series::Cpu)
+    );
+}
+
+fn valid_file() -> &'static [u8] {
+    static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let (h, events) = populated(4);
+        encode(&h, &events, Some("b1"), wall(T0 + 7300))
+    })
+}
+
+fn decode_fresh(bytes: &[u8]) -> Result<Meta, DecodeError> {
+    // The same buckets as the file, shorter rings: quick enough for many cases.
+    let mut config = HistoryConfig::default();
+    config.fine.keep = Duration::from_secs(86_400);
+    config.coarse.keep = Duration::from_secs(7 * 86_400);
+    let mut h = History::new(config, 4).unwrap();
+    let mut e = EventLog::new(EVENT_CAPACITY);
+    decode(bytes, &mut h, &mut e)
+}
+
+#[test]
+fn bad_files_are_told_apart() {
+    let good = valid_file().to_vec();
+    assert!(decode_fresh(&good).is_ok());
+    assert_eq!(decode_fresh(b"{\"json\": true}"), Err(DecodeError::Foreign));
+    assert_eq!(decode_fresh(b""), Err(DecodeError::Foreign));
+    let mut future = good.clone();
+    future[8..10].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(decode_fresh(&future), Err(DecodeError::FutureVersion(2)));
+    assert_eq!(
+        decode_fresh(&good[..good.len() - 1]),
+        Err(DecodeError::Truncated)
+    );
+    assert_eq!(decode_fresh(&good[..10]), Err(DecodeError::Truncated));
+    let mut flipped = good.clone();
+    let mid = good.len() / 2;
+    flipped[mid] ^= 0x10;
+    assert_eq!(decode_fresh(&flipped), Err(DecodeError::Checksum));
+}
+
+#[test]
+fn a_corrupt_file_is_moved_aside_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut bytes = valid_file().to_vec();
+    bytes.truncate(bytes.len() / 3);
+    fs::write(store.state_path(), &bytes).unwrap();
+    let restored = load(&store);
+    let (aside, why) = restored.moved_aside.unwrap();
+    assert_eq!(why, DecodeError::Truncated);
+    assert!(aside
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("history.bin.corrupt-"));
+    assert_eq!(fs::read(&aside).unwrap(), bytes, "kept for a post-mortem");
+    assert!(!store.state_path().exists());
+    assert!(restored.history.query(Range::Year, 10).is_empty());
+    assert!(restored.previous.unwrap().clean);
+    // The next save replaces it.
+    store
+        .save(&restored.history, &restored.events, None, SystemTime::now())
+        .unwrap();
+    assert!(load(&store).moved_aside.is_none());
+
+    // Only the newest three are kept.
+    for secs in [10, 11, 12, 13] {
+        fs::write(dir.path().join(format!("history.bin.corrupt-{secs}")), b"x").unwrap();
+    }
+    fs::write(store.state_path(), b"garbage").unwrap();
+    assert!(load(&store).moved_aside.is_some());
+    let mut left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("corrupt"))
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(!left
+        .iter()
+        .any(|n| n.ends_with("-10") || n.ends_with("-11")));
+}
+
+#[test]
+fn an_unusable_directory_is_a_typed_error_and_history_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, b"").unwrap();
+    let store = Store::new(file.join("state"));
+    let restored = load(&store);
+    assert!(restored.previous.is_none());
+    let err = store.mark_running(Some("b")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Io {
+                action: "create",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let (h, events) = populated(0);
+    let err = store
+        .save(&h, &events, None, SystemTime::now())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }));
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[test]
+#[ignore = "needs root: mounts a read-only tmpfs"]
+fn a_read_only_file_system_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = Store::new(dir.path());
+    let result = store.mark_running(None);
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
+    match result {
+        Err(StoreError::Io { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EROFS));
+        }
+        other => panic!("expected EROFS, got {other:?}"),
+    }
+}
+
+#[test]
+fn crc32_matches_the_standard_check_value() {
+    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+}
+
+/// A header with the right magic, version, length and checksum around `payload`, so that the
+/// decoder's inner parsing is exercised rather than the checksum.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        prop_assert!(decode_fresh(&bytes).is_err());
+        let _ = decode_fresh(&framed(&bytes));
+    }
+
+    #[test]
+    fn truncations_are_errors(cut in 0usize..1_000_000) {
+        let good = valid_file();
+        let cut = cut % good.len();
+        prop_assert!(decode_fresh(&good[..cut]).is_err());
+    }
+
+    #[test]
+    fn mutated_payloads_never_panic(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        cut in any::<usize>(),
+    ) {
+        let good = valid_file();
+        let mut payload = good[HEADER_LEN..].to_vec();
+        for (at, byte) in edits {
+            let at = at % payload.len();
+            payload[at] = byte;
+        }
+        let _ = decode_fresh(&framed(&payload));
+        let cut = cut % payload.len();
+        let _ = decode_fresh(&framed(&payload[..cut]));
+    }
+}

@@ -1,0 +1,343 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+/// A whole minute in unix seconds, so that bucket edges are easy to reason about.
+const T0: u64 = 1_700_000_040;
+
+fn at(mono_s: u64, wall_s: u64) -> Sample {
+    Sample::new(
+        Duration::from_secs(mono_s),
+        UNIX_EPOCH + Duration::from_secs(wall_s),
+    )
+}
+
+fn small() -> HistoryConfig {
+    HistoryConfig {
+        interval: Duration::from_secs(1),
+        raw_keep: Duration::from_secs(600),
+        fine: TierConfig {
+            bucket: Duration::from_secs(60),
+            keep: Duration::from_secs(3 * 3600),
+        },
+        coarse: TierConfig {
+            bucket: Duration::from_secs(900),
+            keep: Duration::from_secs(2 * 86_400),
+        },
+    }
+}
+
+#[test]
+fn a_minute_of_samples_becomes_one_min_mean_max_point() {
+    let mut h = History::new(HistoryConfig::default(), 2).unwrap();
+    for i in 0..60 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(i as f64);
+        s.cores = vec![10.0, 90.0 - i as f64];
+        s.temperature = Some(50.0 + (i % 2) as f64);
+        h.push(&s);
+    }
+    // The first sample of the next minute seals the bucket.
+    h.push(&at(60, T0 + 60));
+    let view = h.query(Range::Day, 10_000);
+    assert_eq!(view.len(), 2, "the sealed minute and the open one");
+    assert_eq!(view.t(0), T0 * 1000);
+    assert_eq!(view.get(0, Series::Cpu), Some([0.0, 29.5, 59.0]));
+    assert_eq!(view.core(0, 0), Some([10.0, 10.0, 10.0]));
+    assert_eq!(view.core(0, 1), Some([31.0, 60.5, 90.0]));
+    assert_eq!(view.get(0, Series::Temperature), Some([50.0, 50.5, 51.0]));
+    assert_eq!(view.get(0, Series::Memory), None, "never known");
+    assert_eq!(
+        view.get(1, Series::Cpu),
+        None,
+        "the open minute has no CPU value"
+    );
+    assert_eq!(view.throttled(0), None, "not a Pi");
+}
+
+#[test]
+fn raw_points_keep_every_sample_in_order() {
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    for i in 0..120 {
+        let mut s = at(i, T0 + i);
+        s.memory = Some(40.0 + i as f64 / 100.0);
+        h.push(&s);
+    }
+    let view = h.query(Range::TenMinutes, 10_000);
+    assert_eq!(view.len(), 120);
+    for i in 0..120 {
+        assert_eq!(view.t(i), (T0 + i as u64) * 1000);
+        let v = view.get(i, Series::Memory).unwrap();
+        assert!((v[1] - (40.0 + i as f32 / 100.0)).abs() < 0.006, "{v:?}");
+        assert_eq!(v[0], v[2]);
+    }
+}
+
+#[test]
+fn throttle_flags_mean_any_time_set_in_the_bucket() {
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    for i in 0..120 {
+        let mut s = at(i, T0 + i);
+        // Under-voltage for one second of the first minute; the sticky bits are not history.
+        s.throttled = Some(if i == 30 { 0x50001 } else { 0x50000 });
+        h.push(&s);
+    }
+    let view = h.query(Range::Day, 100);
+    assert_eq!(view.len(), 2);
+    assert_eq!(view.throttled(0), Some(1));
+    assert_eq!(view.throttled(1), Some(0));
+}
+
+#[test]
+fn a_backward_wall_step_keeps_the_window_and_the_order() {
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    // 5 minutes, then the wall clock steps back an hour (NTP after fake-hwclock), 5 more.
+    for i in 0..600 {
+        let wall = if i < 300 { T0 + i } else { T0 + i - 3600 };
+        let mut s = at(1000 + i, wall);
+        s.cpu = Some(i as f64 / 10.0);
+        h.push(&s);
+    }
+    let view = h.query(Range::TenMinutes, 10_000);
+    assert_eq!(view.len(), 600, "no point lost or hidden by the step");
+    for i in 1..view.len() {
+        assert!(view.t(i) > view.t(i - 1), "times go forward at {i}");
+        let prev = view.get(i - 1, Series::Cpu).unwrap()[1];
+        assert!(
+            view.get(i, Series::Cpu).unwrap()[1] > prev,
+            "order kept at {i}"
+        );
+    }
+    // Shown on the current clock: the newest point is now, the oldest ten minutes before.
+    assert_eq!(view.t(599), (T0 + 599 - 3600) * 1000);
+    assert_eq!(view.t(0), (T0 - 3600) * 1000);
+    // The minute tier still holds ten consecutive minutes, not a mix sorted by a wrong clock.
+    let minutes = h.query(Range::Day, 10_000);
+    assert_eq!(minutes.len(), 10);
+    for i in 1..minutes.len() {
+        assert_eq!(minutes.t(i) - minutes.t(i - 1), 60_000);
+    }
+}
+
+#[test]
+fn a_forward_wall_step_does_not_empty_the_window() {
+    let mut h = History::new(small(), 0).unwrap();
+    for i in 0..600 {
+        let wall = if i < 300 { T0 + i } else { T0 + i + 3600 };
+        let mut s = at(i, wall);
+        s.cpu = Some(1.0);
+        h.push(&s);
+    }
+    let view = h.query(Range::TenMinutes, 10_000);
+    assert_eq!(view.len(), 600);
+    assert_eq!(view.t(599), (T0 + 599 + 3600) * 1000);
+    assert_eq!(
+        view.t(599) - view.t(0),
+        599_000,
+        "spacing from the monotonic clock"
+    );
+}
+
+#[test]
+fn ranges_pick_their_tier_and_older_data_comes_from_coarser_tiers() {
+    let mut h = History::new(small(), 0).unwrap();
+    // Four hours at 1 Hz: raw keeps 10 minutes, fine 3 hours, coarse all.
+    let n = 4 * 3600;
+    for i in 0..n {
+        let mut s = at(i, T0 + i);
+        s.load1 = Some(1.0);
+        h.push(&s);
+    }
+    let ten = h.query(Range::TenMinutes, 100_000);
+    assert_eq!(ten.resolution_ms, 1000);
+    assert_eq!(ten.len(), 601, "ten minutes inclusive, at 1 s");
+    let hour = h.query(Range::Hour, 100_000);
+    assert_eq!(
+        hour.resolution_ms, 60_000,
+        "raw keeps only 10 min here: next tier answers"
+    );
+    let day = h.query(Range::Day, 100_000);
+    assert_eq!(
+        day.resolution_ms, 900_000,
+        "fine keeps 3 h: coarse answers a day"
+    );
+    // The quarter that holds the first sample starts 14 minutes before it.
+    assert_eq!(
+        day.t(0),
+        (T0 - 840) * 1000,
+        "reaches back to the first sample"
+    );
+    assert_eq!(day.len(), 16 + 1, "sixteen quarters and the open one");
+}
+
+#[test]
+fn hour_after_a_restart_is_filled_from_the_minute_tier() {
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    for i in 0..7200 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(5.0);
+        h.push(&s);
+    }
+    // What a restore gives: no raw points, the same aggregates (simulated by a raw-less config).
+    let mut raw_less = HistoryConfig::default();
+    raw_less.raw_keep = Duration::from_secs(60);
+    let mut h2 = History::new(raw_less, 0).unwrap();
+    for i in 0..7200 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(5.0);
+        h2.push(&s);
+    }
+    let full = h.query(Range::Hour, 100_000);
+    let patched = h2.query(Range::Hour, 100_000);
+    assert_eq!(full.t(0), (T0 + 7199 - 3600) * 1000);
+    assert!(
+        full.t(0) - patched.t(0) < 60_000,
+        "the minute that holds the window's start"
+    );
+    assert!(
+        patched.len() > 60 && patched.len() < 130,
+        "{}",
+        patched.len()
+    );
+    assert_eq!(patched.get(0, Series::Cpu), Some([5.0, 5.0, 5.0]));
+}
+
+#[test]
+fn many_points_are_merged_keeping_extremes() {
+    let mut h = History::new(small(), 0).unwrap();
+    for i in 0..600 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(if i == 333 { 99.0 } else { 10.0 });
+        h.push(&s);
+    }
+    let view = h.query(Range::TenMinutes, 50);
+    assert_eq!(view.len(), 50);
+    assert_eq!(view.resolution_ms, 12_000);
+    let maxes: Vec<f32> = (0..50)
+        .map(|i| view.get(i, Series::Cpu).unwrap()[2])
+        .collect();
+    assert_eq!(maxes.iter().filter(|m| **m == 99.0).count(), 1);
+    assert_eq!(
+        view.t(49),
+        (T0 + 599) * 1000,
+        "the right edge stays the newest point"
+    );
+}
+
+#[test]
+fn json_has_t_and_min_mean_max_per_series() {
+    let mut h = History::new(HistoryConfig::default(), 2).unwrap();
+    let mut s = at(0, T0);
+    s.cpu = Some(12.345);
+    s.cores = vec![1.0, 2.0];
+    s.net_recv = Some(1_234_567.0);
+    s.wifi_signal = Some(-61.0);
+    s.throttled = Some(0x4);
+    h.push(&s);
+    let json = serde_json::to_value(h.query(Range::Hour, 100)).unwrap();
+    assert_eq!(json["range"], "1h");
+    assert_eq!(json["resolution_ms"], 1000);
+    let p = &json["points"][0];
+    assert_eq!(p["t"], T0 * 1000);
+    assert_eq!(p["cpu"], serde_json::json!([12.35, 12.35, 12.35]));
+    assert_eq!(p["wifi_signal"], serde_json::json!([-61.0, -61.0, -61.0]));
+    assert_eq!(p["mem"], serde_json::Value::Null);
+    assert_eq!(
+        p["per_core"],
+        serde_json::json!([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    );
+    assert_eq!(p["throttled"], 4);
+    let rate = p["net_recv"][1].as_f64().unwrap();
+    assert!((rate / 1_234_567.0 - 1.0).abs() < 0.004, "{rate}");
+}
+
+#[test]
+fn codecs_round_trip_within_their_precision() {
+    for (series, v, tolerance) in [
+        (Series::Cpu, 0.0, 0.005),
+        (Series::Cpu, 100.0, 0.005),
+        (Series::Temperature, -12.34, 0.005),
+        (Series::Temperature, 84.56, 0.005),
+        (Series::Load1, 3.07, 0.005),
+        (Series::Clients, 1000.0, 0.05),
+        (Series::WifiSignal, -87.0, 0.005),
+        (Series::DiskWrite, 0.0, 0.0),
+        (Series::DiskWrite, 5.5e9, 5.5e9 * 0.004),
+        (Series::NetRecv, 0.25, 0.001),
+    ] {
+        let back = f64::from(series.decode(series.encode(v)));
+        assert!((back - v).abs() <= tolerance, "{series:?} {v} → {back}");
+    }
+    assert!(Series::Cpu.decode(Series::Cpu.encode(f64::NAN)).is_nan());
+    assert_eq!(Series::Cpu.encode(-5.0), 0, "clamped, not wrapped");
+    assert_eq!(
+        Series::Cpu.encode(1e9),
+        u16::MAX - 1,
+        "clamped, never the missing code"
+    );
+    assert_ne!(Series::NetRecv.encode(f64::from(f32::MAX)), u16::MAX);
+}
+
+#[test]
+fn config_bounds_are_checked() {
+    assert_eq!(HistoryConfig::default().validate(), Ok(()));
+    let mut c = HistoryConfig::default();
+    c.interval = Duration::from_millis(10);
+    assert_eq!(c.validate(), Err(HistoryConfigError::Interval));
+    let mut c = HistoryConfig::default();
+    c.raw_keep = Duration::from_secs(2 * 86_400);
+    assert_eq!(c.validate(), Err(HistoryConfigError::RawKeep));
+    let mut c = HistoryConfig::default();
+    c.fine.bucket = Duration::from_millis(500);
+    assert_eq!(
+        c.validate(),
+        Err(HistoryConfigError::Bucket { tier: "fine" })
+    );
+    let mut c = HistoryConfig::default();
+    c.coarse.keep = Duration::from_secs(20 * 365 * 86_400);
+    assert_eq!(
+        c.validate(),
+        Err(HistoryConfigError::Keep { tier: "coarse" })
+    );
+    let mut c = HistoryConfig::default();
+    c.coarse = TierConfig {
+        bucket: Duration::from_secs(30),
+        keep: Duration::from_secs(86_400),
+    };
+    assert_eq!(c.validate(), Err(HistoryConfigError::Order));
+    assert!(History::new(c, 4).is_err());
+}
+
+#[test]
+fn ranges_parse_from_the_query_string() {
+    for r in Range::ALL {
+        assert_eq!(r.as_str().parse::<Range>(), Ok(r));
+    }
+    assert_eq!("2d".parse::<Range>(), Err(RangeError));
+    assert_eq!(Range::Year.span(), Duration::from_secs(365 * 86_400));
+}
+
+#[test]
+fn memory_is_allocated_once() {
+    let mut h = History::new(small(), 4).unwrap();
+    let before = h.heap_bytes();
+    for i in 0..3 * 86_400 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(1.0);
+        h.push(&s);
+    }
+    assert_eq!(h.heap_bytes(), before, "rings never grow");
+    // 12 scalar series + 4 cores: raw 601 × (8 + 1 + 32), fine 180 and coarse 192 × (8 + 1 + 96).
+    let expected = 601 * 41 + (180 + 192) * 105 + 2 * 16 * std::mem::size_of::<tier::Acc>();
+    assert_eq!(before, expected);
+}
+
+#[test]
+fn empty_history_answers_empty() {
+    let h = History::new(HistoryConfig::default(), 4).unwrap();
+    let view = h.query(Range::Year, 100);
+    assert!(view.is_empty());
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["points"], serde_json::json!([]));
+    let _ = SystemTime::now();
+}
