@@ -1,0 +1,208 @@
+// Charts: the 10-minute history drawn on canvases, in the colours of the page's theme
+// (CSS custom properties --c-*, read again whenever the theme changes).
+
+import { bytes, isNum } from './format.js';
+import { $, setAttr } from './dom.js';
+import { WINDOW_MS, intervalMs, points } from './history.js';
+
+let palette = {};
+const CHART_FONT = '11px ' + getComputedStyle(document.body).fontFamily;
+
+export function readPalette() {
+  const cs = getComputedStyle(document.documentElement);
+  palette = {};
+  for (const name of ['cpu', 'core', 'mem', 'swap', 'temp', 'rx', 'tx', 'read', 'write', 'grid', 'axis']) {
+    palette[name] = cs.getPropertyValue('--c-' + name).trim() || '#888';
+  }
+}
+
+function niceStep(x) {
+  const p = Math.pow(10, Math.floor(Math.log10(x)));
+  const f = x / p;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
+}
+
+// Axis for bytes/s: steps are round numbers in the unit the maximum is shown in.
+function rateAxis(max) {
+  let unit = 1;
+  while (max / unit >= 1024 && unit < Math.pow(1024, 4)) unit *= 1024;
+  const step = niceStep(Math.max(max / unit, 1) / 4) * unit;
+  const hi = Math.max(step, Math.ceil(max / step) * step);
+  const ticks = [];
+  for (let v = 0; v <= hi + step / 2; v += step) ticks.push(v);
+  return { lo: 0, hi, ticks, label: (v) => (v === 0 ? '0' : bytes(v).replace(/\.0+ /, ' ') + '/s') };
+}
+
+function tempAxis(min, max) {
+  if (!isNum(min)) {
+    min = 30;
+    max = 60;
+  }
+  let lo = Math.floor((min - 2) / 10) * 10;
+  let hi = Math.ceil((max + 2) / 10) * 10;
+  if (hi - lo < 20) hi = lo + 20;
+  const step = hi - lo > 60 ? 20 : 10;
+  const ticks = [];
+  for (let v = lo; v <= hi; v += step) ticks.push(v);
+  return { lo, hi: ticks[ticks.length - 1], ticks, label: (v) => v + ' °C' };
+}
+
+const PCT_AXIS = { lo: 0, hi: 100, ticks: [0, 25, 50, 75, 100], label: (v) => v + '%' };
+
+class Chart {
+  constructor(canvas, opts) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d');
+    this.opts = opts;
+  }
+
+  axis(pts, t0) {
+    if (this.opts.kind === 'pct') return PCT_AXIS;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const p of pts) {
+      if (p.t < t0) continue;
+      for (const s of this.opts.series) {
+        const v = p[s.key];
+        if (v == null) continue;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+    }
+    if (this.opts.kind === 'temp') return max === -Infinity ? tempAxis() : tempAxis(min, max);
+    return rateAxis(max > 0 ? max : 1024);
+  }
+
+  draw(pts) {
+    const c = this.canvas;
+    const w = c.clientWidth;
+    const hgt = c.clientHeight;
+    if (!w || !hgt) return;
+    const dpr = window.devicePixelRatio || 1;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(hgt * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(hgt * dpr);
+    }
+    const ctx = this.ctx;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    ctx.font = CHART_FONT;
+
+    const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
+    const t0 = tEnd - WINDOW_MS;
+    const ax = this.axis(pts, t0);
+    const labels = ax.ticks.map(ax.label);
+    const L = Math.ceil(Math.max(...labels.map((s) => ctx.measureText(s).width))) + 10;
+    const R = 4;
+    const T = 8;
+    const B = 20;
+    const pw = w - L - R;
+    const ph = hgt - T - B;
+    if (pw <= 10 || ph <= 10) return;
+    // what the chart holds, for tests: number of points and the oldest one's time
+    const visible = pts.filter((p) => p.t >= t0);
+    setAttr(c, 'data-points', String(visible.length));
+    setAttr(c, 'data-since', visible.length ? String(visible[0].t) : null);
+    const X = (t) => L + ((t - t0) / WINDOW_MS) * pw;
+    const Y = (v) => T + ph - ((Math.max(ax.lo, Math.min(ax.hi, v)) - ax.lo) / (ax.hi - ax.lo)) * ph;
+
+    // grid and axes labels
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = palette.grid;
+    ctx.fillStyle = palette.axis;
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    ax.ticks.forEach((v, i) => {
+      const y = Math.round(Y(v)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(L, y);
+      ctx.lineTo(L + pw, y);
+      ctx.stroke();
+      ctx.fillText(labels[i], L - 6, y);
+    });
+    ctx.textBaseline = 'alphabetic';
+    const stepMin = pw < 380 ? 5 : 2;
+    for (let m = 10; m >= 0; m -= stepMin) {
+      const x = X(tEnd - m * 60000);
+      ctx.textAlign = m === 10 ? 'left' : m === 0 ? 'right' : 'center';
+      ctx.fillText(m === 0 ? 'now' : `−${m} min`, x, hgt - 4);
+    }
+
+    // data; a gap in time (server down, tab asleep) breaks the line
+    const gap = Math.max(intervalMs * 3.5, 3000);
+    const line = (get1, color, width, fill) => {
+      const segs = [];
+      let seg = null;
+      let prevT = -Infinity;
+      for (const p of pts) {
+        if (p.t < t0 - intervalMs * 2) continue;
+        const v = get1(p);
+        if (v == null || p.t - prevT > gap) {
+          if (seg && seg.length) segs.push(seg);
+          seg = v == null ? null : [];
+        }
+        prevT = p.t;
+        if (v == null) continue;
+        if (!seg) seg = [];
+        seg.push(X(p.t), Y(v));
+      }
+      if (seg && seg.length) segs.push(seg);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(L, T - 2, pw, ph + 4);
+      ctx.clip();
+      ctx.lineJoin = 'round';
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.lineWidth = width;
+      for (const s of segs) {
+        ctx.beginPath();
+        ctx.moveTo(s[0], s[1]);
+        for (let i = 2; i < s.length; i += 2) ctx.lineTo(s[i], s[i + 1]);
+        if (s.length === 2) ctx.lineTo(s[0] + 1, s[1]);
+        ctx.stroke();
+        if (fill) {
+          ctx.lineTo(s[s.length - 2], T + ph);
+          ctx.lineTo(s[0], T + ph);
+          ctx.closePath();
+          ctx.globalAlpha = 0.14;
+          ctx.fill();
+          ctx.globalAlpha = 1;
+        }
+      }
+      ctx.restore();
+      return segs.length;
+    };
+
+    if (this.opts.cores) {
+      let n = 0;
+      for (const p of pts) n = Math.max(n, p.per_core.length);
+      for (let i = 0; i < n; i++) line((p) => (p.per_core[i] == null ? null : p.per_core[i]), palette.core, 1, false);
+    }
+    let drawn = 0;
+    for (const s of this.opts.series) drawn += line((p) => p[s.key], palette[s.color], 1.75, s.fill);
+    if (!drawn) {
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(pts.length ? 'No readings' : 'Waiting for data…', L + pw / 2, T + ph / 2);
+    }
+  }
+}
+
+export const charts = [
+  ['#chart-cpu', { kind: 'pct', cores: true, series: [{ key: 'cpu', color: 'cpu', fill: true }] }],
+  ['#chart-mem', { kind: 'pct', series: [{ key: 'mem', color: 'mem', fill: true }, { key: 'swap', color: 'swap' }] }],
+  ['#chart-temp', { kind: 'temp', series: [{ key: 'temp', color: 'temp', fill: true }] }],
+  ['#chart-net', { kind: 'rate', series: [{ key: 'net_recv', color: 'rx', fill: true }, { key: 'net_sent', color: 'tx', fill: true }] }],
+  ['#chart-disk', { kind: 'rate', series: [{ key: 'disk_read', color: 'read', fill: true }, { key: 'disk_write', color: 'write', fill: true }] }],
+].map(([sel, opts]) => new Chart($(sel), opts));
+
+let drawQueued = false;
+export function requestDraw() {
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(() => {
+    drawQueued = false;
+    for (const c of charts) c.draw(points);
+  });
+}
