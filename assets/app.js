@@ -1,11 +1,12 @@
 // pistats dashboard: the entry module. It wires the feed to the panels and the charts; each
-// module holds one responsibility (format, dom, panels, history, charts, feed). Plain ES
-// modules, no dependencies, no build step.
+// module holds one responsibility (prefs, format, dom, panels, history, charts, feed). Plain
+// ES modules, no dependencies, no build step.
 
 import { charts, readPalette, requestDraw } from './charts.js';
 import { startFeed } from './feed.js';
 import { addPoint, mergeHistory, pointFromDoc } from './history.js';
 import { render } from './panels.js';
+import { onPrefsChange, startPrefs } from './prefs.js';
 
 let lastDoc = null;
 
@@ -30,13 +31,14 @@ document.addEventListener('visibilitychange', () => {
   requestDraw();
 });
 
-readPalette();
-const scheme = window.matchMedia('(prefers-color-scheme: dark)');
-const onScheme = () => {
+// A new theme, unit or clock: the charts take the theme's colours, everything is shown again.
+onPrefsChange(() => {
   readPalette();
+  if (lastDoc) render(lastDoc);
   requestDraw();
-};
-if (scheme.addEventListener) scheme.addEventListener('change', onScheme);
+});
+startPrefs();
+readPalette();
 if (window.ResizeObserver) {
   const ro = new ResizeObserver(requestDraw);
   for (const c of charts) ro.observe(c.canvas);

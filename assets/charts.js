@@ -1,7 +1,8 @@
 // Charts: the 10-minute history drawn on canvases, in the colours of the page's theme
 // (CSS custom properties --c-*, read again whenever the theme changes).
 
-import { bytes, isNum } from './format.js';
+import { FMT, bits, isNum, tempIn, tempUnit } from './format.js';
+import { prefs } from './prefs.js';
 import { $, setAttr } from './dom.js';
 import { WINDOW_MS, intervalMs, points } from './history.js';
 
@@ -22,41 +23,65 @@ function niceStep(x) {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
 }
 
-// Axis for bytes/s: steps are round numbers in the unit the maximum is shown in.
-function rateAxis(max) {
+// Axis for a rate: steps are round numbers in the unit the maximum is shown in (powers of
+// `base`). Values are in display units (bytes/s, or bits/s).
+function rateAxis(max, base, fmt) {
   let unit = 1;
-  while (max / unit >= 1024 && unit < Math.pow(1024, 4)) unit *= 1024;
+  while (max / unit >= base && unit < Math.pow(base, 4)) unit *= base;
   const step = niceStep(Math.max(max / unit, 1) / 4) * unit;
   const hi = Math.max(step, Math.ceil(max / step) * step);
   const ticks = [];
   for (let v = 0; v <= hi + step / 2; v += step) ticks.push(v);
-  return { lo: 0, hi, ticks, label: (v) => (v === 0 ? '0' : bytes(v).replace(/\.0+ /, ' ') + '/s') };
+  return { lo: 0, hi, ticks, label: (v) => (v === 0 ? '0' : fmt(v).replace(/\.0+ /, ' ')) };
 }
 
+// Axis for temperatures in the display unit: steps of 10 or 20 degrees around the data.
 function tempAxis(min, max) {
   if (!isNum(min)) {
-    min = 30;
-    max = 60;
+    min = tempIn(30);
+    max = tempIn(60);
   }
-  let lo = Math.floor((min - 2) / 10) * 10;
+  const lo = Math.floor((min - 2) / 10) * 10;
   let hi = Math.ceil((max + 2) / 10) * 10;
   if (hi - lo < 20) hi = lo + 20;
   const step = hi - lo > 60 ? 20 : 10;
+  hi = lo + Math.ceil((hi - lo) / step) * step;
   const ticks = [];
   for (let v = lo; v <= hi; v += step) ticks.push(v);
-  return { lo, hi: ticks[ticks.length - 1], ticks, label: (v) => v + ' °C' };
+  const unit = tempUnit();
+  return { lo, hi, ticks, label: (v) => v + ' ' + unit };
 }
 
 const PCT_AXIS = { lo: 0, hi: 100, ticks: [0, 25, 50, 75, 100], label: (v) => v + '%' };
+
+const same = (v) => v;
+
+// How a kind of chart shows its values: conversion to display units, axis, text.
+function display(kind) {
+  switch (kind) {
+    case 'pct':
+      return { conv: same, axis: () => PCT_AXIS, fmt: FMT.pct };
+    case 'temp':
+      return { conv: tempIn, axis: tempAxis, fmt: FMT.temp };
+    case 'netrate':
+      if (prefs.rate === 'bits') return { conv: (v) => v * 8, axis: (lo, hi) => rateAxis(hi, 1000, (v) => bits(v / 8)), fmt: FMT.netrate };
+      return { conv: same, axis: (lo, hi) => rateAxis(hi, 1024, FMT.rate), fmt: FMT.netrate };
+    default:
+      return { conv: same, axis: (lo, hi) => rateAxis(hi, 1024, FMT.rate), fmt: FMT.rate };
+  }
+}
 
 class Chart {
   constructor(canvas, opts) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.opts = opts;
+    // the chart's name; the current values and their range are added to it on every draw
+    this.name = canvas.getAttribute('aria-label');
   }
 
-  axis(pts, t0) {
+  // The axis for the visible points, in display units (the conversions are increasing).
+  axis(pts, t0, disp) {
     if (this.opts.kind === 'pct') return PCT_AXIS;
     let min = Infinity;
     let max = -Infinity;
@@ -69,8 +94,27 @@ class Chart {
         if (v > max) max = v;
       }
     }
-    if (this.opts.kind === 'temp') return max === -Infinity ? tempAxis() : tempAxis(min, max);
-    return rateAxis(max > 0 ? max : 1024);
+    if (this.opts.kind === 'temp') return max === -Infinity ? tempAxis() : tempAxis(disp.conv(min), disp.conv(max));
+    return disp.axis(0, disp.conv(max > 0 ? max : 1024));
+  }
+
+  // The text alternative: what the chart shows, each series' latest value and its range.
+  describe(visible, disp) {
+    const parts = [];
+    for (const s of this.opts.series) {
+      let now = null;
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const p of visible) {
+        const v = p[s.key];
+        if (v == null) continue;
+        now = v;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      if (now != null) parts.push(`${s.name} now ${disp.fmt(now)}, range ${disp.fmt(lo)} to ${disp.fmt(hi)}`);
+    }
+    return `${this.name}. ${parts.length ? parts.join('; ') + '.' : 'No readings yet.'}`;
   }
 
   draw(pts) {
@@ -90,7 +134,8 @@ class Chart {
 
     const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
     const t0 = tEnd - WINDOW_MS;
-    const ax = this.axis(pts, t0);
+    const disp = display(this.opts.kind);
+    const ax = this.axis(pts, t0, disp);
     const labels = ax.ticks.map(ax.label);
     const L = Math.ceil(Math.max(...labels.map((s) => ctx.measureText(s).width))) + 10;
     const R = 4;
@@ -103,8 +148,12 @@ class Chart {
     const visible = pts.filter((p) => p.t >= t0);
     setAttr(c, 'data-points', String(visible.length));
     setAttr(c, 'data-since', visible.length ? String(visible[0].t) : null);
+    setAttr(c, 'aria-label', this.describe(visible, disp));
     const X = (t) => L + ((t - t0) / WINDOW_MS) * pw;
-    const Y = (v) => T + ph - ((Math.max(ax.lo, Math.min(ax.hi, v)) - ax.lo) / (ax.hi - ax.lo)) * ph;
+    const Y = (raw) => {
+      const v = disp.conv(raw);
+      return T + ph - ((Math.max(ax.lo, Math.min(ax.hi, v)) - ax.lo) / (ax.hi - ax.lo)) * ph;
+    };
 
     // grid and axes labels
     ctx.lineWidth = 1;
@@ -113,7 +162,7 @@ class Chart {
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
     ax.ticks.forEach((v, i) => {
-      const y = Math.round(Y(v)) + 0.5;
+      const y = Math.round(T + ph - ((v - ax.lo) / (ax.hi - ax.lo)) * ph) + 0.5;
       ctx.beginPath();
       ctx.moveTo(L, y);
       ctx.lineTo(L + pw, y);
@@ -190,11 +239,11 @@ class Chart {
 }
 
 export const charts = [
-  ['#chart-cpu', { kind: 'pct', cores: true, series: [{ key: 'cpu', color: 'cpu', fill: true }] }],
-  ['#chart-mem', { kind: 'pct', series: [{ key: 'mem', color: 'mem', fill: true }, { key: 'swap', color: 'swap' }] }],
-  ['#chart-temp', { kind: 'temp', series: [{ key: 'temp', color: 'temp', fill: true }] }],
-  ['#chart-net', { kind: 'rate', series: [{ key: 'net_recv', color: 'rx', fill: true }, { key: 'net_sent', color: 'tx', fill: true }] }],
-  ['#chart-disk', { kind: 'rate', series: [{ key: 'disk_read', color: 'read', fill: true }, { key: 'disk_write', color: 'write', fill: true }] }],
+  ['#chart-cpu', { kind: 'pct', cores: true, series: [{ key: 'cpu', name: 'Total', color: 'cpu', fill: true }] }],
+  ['#chart-mem', { kind: 'pct', series: [{ key: 'mem', name: 'RAM', color: 'mem', fill: true }, { key: 'swap', name: 'Swap', color: 'swap' }] }],
+  ['#chart-temp', { kind: 'temp', series: [{ key: 'temp', name: 'CPU', color: 'temp', fill: true }] }],
+  ['#chart-net', { kind: 'netrate', series: [{ key: 'net_recv', name: 'Received', color: 'rx', fill: true }, { key: 'net_sent', name: 'Sent', color: 'tx', fill: true }] }],
+  ['#chart-disk', { kind: 'rate', series: [{ key: 'disk_read', name: 'Read', color: 'read', fill: true }, { key: 'disk_write', name: 'Write', color: 'write', fill: true }] }],
 ].map(([sel, opts]) => new Chart($(sel), opts));
 
 let drawQueued = false;

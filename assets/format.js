@@ -1,5 +1,8 @@
-// Formatting: turns the document's raw values into the text the page shows. Pure functions;
-// a missing or non-finite value always becomes a dash, never "NaN" or "undefined".
+// Formatting: turns the document's raw values into the text the page shows, in the units
+// the user chose (prefs.js). A missing or non-finite value always becomes a dash, never
+// "NaN" or "undefined".
+
+import { prefs } from './prefs.js';
 
 export const DASH = '\u2014';
 
@@ -20,6 +23,33 @@ export function bytes(b) {
   return v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' ' + UNITS[i];
 }
 
+const BIT_UNITS = ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s'];
+
+/** A rate given in bytes per second, as bits per second (decimal prefixes, as links are sold). */
+export function bits(bytesPerSec) {
+  if (!isNum(bytesPerSec) || bytesPerSec < 0) return DASH;
+  let v = bytesPerSec * 8;
+  let i = 0;
+  while (v >= 1000 && i < BIT_UNITS.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  if (i === 0) return Math.round(v) + ' bit/s';
+  return v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' ' + BIT_UNITS[i];
+}
+
+/** °C to the chosen temperature unit. */
+export const tempIn = (c) => (prefs.temp === 'f' ? (c * 9) / 5 + 32 : c);
+export const tempUnit = () => (prefs.temp === 'f' ? '°F' : '°C');
+
+const hourCycle = () => (prefs.clock === '12' ? 'h12' : 'h23');
+
+/** A time of day on the chosen clock. */
+export function clockTime(ms) {
+  if (!isNum(ms)) return DASH;
+  return new Date(ms).toLocaleTimeString(undefined, { hourCycle: hourCycle() });
+}
+
 export function duration(s) {
   if (!isNum(s) || s < 0) return DASH;
   s = Math.floor(s);
@@ -36,7 +66,7 @@ export function dateTime(v) {
   const t = typeof v === 'string' ? Date.parse(v) : NaN;
   if (!isNum(t)) return DASH;
   return new Date(t).toLocaleString(undefined, {
-    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: hourCycle(),
   });
 }
 
@@ -48,8 +78,10 @@ export const FMT = {
   gib: (v) => (isNum(v) ? bytes(v * GIB) : DASH),
   bytes,
   rate: (v) => (isNum(v) && v >= 0 ? bytes(v) + '/s' : DASH),
+  // network rates follow the chosen unit; disk rates are always bytes
+  netrate: (v) => (!isNum(v) || v < 0 ? DASH : prefs.rate === 'bits' ? bits(v) : bytes(v) + '/s'),
   freq: (v) => (isNum(v) && v > 0 ? (v >= 1000 ? (v / 1000).toFixed(2) + ' GHz' : Math.round(v) + ' MHz') : DASH),
-  temp: (v) => (isNum(v) ? v.toFixed(1) + ' °C' : DASH),
+  temp: (v) => (isNum(v) ? tempIn(v).toFixed(1) + ' ' + tempUnit() : DASH),
   volts: (v) => (isNum(v) ? v.toFixed(3) + ' V' : DASH),
   load: (v) => (isNum(v) ? v.toFixed(2) : DASH),
   dur: duration,

@@ -2,7 +2,7 @@
 // data-f="path.to.value" (and data-fmt); lists (cores, partitions, interfaces, processes,
 // sensors, Pi flags) are keyed element groups that are reused from document to document.
 
-import { DASH, FMT, currentTemp, get, isNum, temperatureLevel } from './format.js';
+import { DASH, FMT, clockTime, currentTemp, get, isNum, temperatureLevel } from './format.js';
 import { $, KeyedList, h, makeMeter, setAttr, setMeter, setText, show, ui } from './dom.js';
 
 // Every element with data-f="path.to.value" (and optional data-fmt) is filled from each
@@ -112,7 +112,7 @@ function renderInterfaces(d) {
   ifaces.update(names.map((n) => [n, map[n] || {}]), (item, i) => {
     fillBadge(item.badge, i.is_up, ['up', 'ok'], ['down', '']);
     const r = i.rates || {};
-    setText(item.rates, `↓ ${FMT.rate(r.recv_bytes_per_sec)} · ↑ ${FMT.rate(r.sent_bytes_per_sec)}`);
+    setText(item.rates, `↓ ${FMT.netrate(r.recv_bytes_per_sec)} · ↑ ${FMT.netrate(r.sent_bytes_per_sec)}`);
     const speed = isNum(i.speed_mbps) ? `${i.speed_mbps} Mb/s` : DASH;
     setText(item.meta, `MAC ${FMT.text(i.mac)} · MTU ${FMT.text(i.mtu)} · ${speed}`);
     const addrs = Array.isArray(i.addresses) ? i.addresses : [];
@@ -171,6 +171,7 @@ function renderTemperature(d) {
   setMeter(tempMeter, isNum(c) ? (c / 85) * 100 : null, false);
   setAttr(tempMeter.el, 'data-level', level);
   setAttr(tempMeter.el, 'aria-valuetext', FMT.temp(c));
+  setAttr(tempMeter.el, 'aria-label', `Temperature relative to the ${FMT.temp(85)} throttling limit`);
 }
 
 function renderPi(d) {
@@ -241,5 +242,5 @@ export function render(d) {
   if (document.title !== title) document.title = title;
   const t = Date.parse(d.timestamp);
   setAttr(ui.updated, 'datetime', isNum(t) ? d.timestamp : null);
-  setText(ui.updated, isNum(t) ? new Date(t).toLocaleTimeString() : DASH);
+  setText(ui.updated, isNum(t) ? clockTime(t) : DASH);
 }
