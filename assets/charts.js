@@ -7,10 +7,12 @@ import { $, setAttr } from './dom.js';
 import { WINDOW_MS, intervalMs, points } from './history.js';
 
 let palette = {};
-const CHART_FONT = '11px ' + getComputedStyle(document.body).fontFamily;
+let chartFont = '11px sans-serif';
 
+/** Reads the theme's chart colours (and the page's font) from the CSS. */
 export function readPalette() {
   const cs = getComputedStyle(document.documentElement);
+  chartFont = '11px ' + getComputedStyle(document.body).fontFamily;
   palette = {};
   for (const name of ['cpu', 'core', 'mem', 'swap', 'temp', 'rx', 'tx', 'read', 'write', 'grid', 'axis']) {
     palette[name] = cs.getPropertyValue('--c-' + name).trim() || '#888';
@@ -117,8 +119,19 @@ class Chart {
     return `${this.name}. ${parts.length ? parts.join('; ') + '.' : 'No readings yet.'}`;
   }
 
-  draw(pts) {
+  // Keeps the chart's text alternative (and, for tests, how many points it holds and since
+  // when) current; paints only when `paint`: off-screen charts cost no drawing.
+  draw(pts, paint) {
     const c = this.canvas;
+    const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
+    const t0 = tEnd - WINDOW_MS;
+    const disp = display(this.opts.kind);
+    const visible = pts.filter((p) => p.t >= t0);
+    setAttr(c, 'data-points', String(visible.length));
+    setAttr(c, 'data-since', visible.length ? String(visible[0].t) : null);
+    setAttr(c, 'aria-label', this.describe(visible, disp));
+    if (!paint) return;
+
     const w = c.clientWidth;
     const hgt = c.clientHeight;
     if (!w || !hgt) return;
@@ -130,11 +143,8 @@ class Chart {
     const ctx = this.ctx;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, hgt);
-    ctx.font = CHART_FONT;
+    ctx.font = chartFont;
 
-    const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
-    const t0 = tEnd - WINDOW_MS;
-    const disp = display(this.opts.kind);
     const ax = this.axis(pts, t0, disp);
     const labels = ax.ticks.map(ax.label);
     const L = Math.ceil(Math.max(...labels.map((s) => ctx.measureText(s).width))) + 10;
@@ -144,11 +154,6 @@ class Chart {
     const pw = w - L - R;
     const ph = hgt - T - B;
     if (pw <= 10 || ph <= 10) return;
-    // what the chart holds, for tests: number of points and the oldest one's time
-    const visible = pts.filter((p) => p.t >= t0);
-    setAttr(c, 'data-points', String(visible.length));
-    setAttr(c, 'data-since', visible.length ? String(visible[0].t) : null);
-    setAttr(c, 'aria-label', this.describe(visible, disp));
     const X = (t) => L + ((t - t0) / WINDOW_MS) * pw;
     const Y = (raw) => {
       const v = disp.conv(raw);
@@ -246,12 +251,27 @@ export const charts = [
   ['#chart-disk', { kind: 'rate', series: [{ key: 'disk_read', name: 'Read', color: 'read', fill: true }, { key: 'disk_write', name: 'Write', color: 'write', fill: true }] }],
 ].map(([sel, opts]) => new Chart($(sel), opts));
 
+// Which charts are on screen (with a margin): only those are painted. Without
+// IntersectionObserver every chart counts as on screen.
+const onScreen = new Set(window.IntersectionObserver ? [] : charts);
+if (window.IntersectionObserver) {
+  const io = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const chart = charts.find((c) => c.canvas === e.target);
+      if (e.isIntersecting) onScreen.add(chart);
+      else onScreen.delete(chart);
+    }
+    requestDraw();
+  }, { rootMargin: '200px 0px' });
+  for (const c of charts) io.observe(c.canvas);
+}
+
 let drawQueued = false;
 export function requestDraw() {
   if (drawQueued) return;
   drawQueued = true;
   requestAnimationFrame(() => {
     drawQueued = false;
-    for (const c of charts) c.draw(points);
+    for (const c of charts) c.draw(points, onScreen.has(c));
   });
 }

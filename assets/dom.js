@@ -43,7 +43,10 @@ export function h(tag, attrs, ...kids) {
 }
 
 export function makeMeter(label) {
-  const el = h('div', { class: 'meter', role: 'meter', 'aria-label': label, 'aria-valuemin': '0', 'aria-valuemax': '100' }, h('span'));
+  const el = h('div', {
+    class: 'meter', role: 'meter', 'aria-label': label,
+    'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0', 'aria-valuetext': 'no reading',
+  }, h('span'));
   return { el, bar: el.firstChild };
 }
 
@@ -55,7 +58,9 @@ export function setMeter(m, value, levels = true) {
   if (m._key === key) return;
   m._key = key;
   m.bar.style.transform = `scaleX(${v / 100})`;
-  setAttr(m.el, 'aria-valuenow', ok ? key : null);
+  // a meter must always have a value: an unknown one is 0 with words saying so
+  setAttr(m.el, 'aria-valuenow', ok ? key : '0');
+  setAttr(m.el, 'aria-valuetext', ok ? null : 'no reading');
   setAttr(m.el, 'data-level', levels && ok ? (v >= 90 ? 'crit' : v >= 75 ? 'warn' : '') : '');
 }
 

@@ -42,12 +42,25 @@ export function bits(bytesPerSec) {
 export const tempIn = (c) => (prefs.temp === 'f' ? (c * 9) / 5 + 32 : c);
 export const tempUnit = () => (prefs.temp === 'f' ? '°F' : '°C');
 
-const hourCycle = () => (prefs.clock === '12' ? 'h12' : 'h23');
+// Intl formatters are costly to create (tens of them per document on a slow phone): made
+// once per clock setting and reused.
+const INT = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const clocks = {};
+function clock(kind) {
+  const hc = prefs.clock === '12' ? 'h12' : 'h23';
+  const key = kind + hc;
+  if (!clocks[key]) {
+    clocks[key] = new Intl.DateTimeFormat(undefined, kind === 'time'
+      ? { hour: 'numeric', minute: '2-digit', second: '2-digit', hourCycle: hc }
+      : { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: hc });
+  }
+  return clocks[key];
+}
 
 /** A time of day on the chosen clock. */
 export function clockTime(ms) {
   if (!isNum(ms)) return DASH;
-  return new Date(ms).toLocaleTimeString(undefined, { hourCycle: hourCycle() });
+  return clock('time').format(ms);
 }
 
 export function duration(s) {
@@ -65,15 +78,13 @@ export function duration(s) {
 export function dateTime(v) {
   const t = typeof v === 'string' ? Date.parse(v) : NaN;
   if (!isNum(t)) return DASH;
-  return new Date(t).toLocaleString(undefined, {
-    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: hourCycle(),
-  });
+  return clock('date').format(t);
 }
 
 /** Formatters by the name used in `data-fmt`. */
 export const FMT = {
   text: (v) => (v == null || v === '' || (typeof v === 'number' && !isNum(v)) ? DASH : String(v)),
-  int: (v) => (isNum(v) ? Math.round(v).toLocaleString('en-US') : DASH),
+  int: (v) => (isNum(v) ? INT.format(Math.round(v)) : DASH),
   pct: (v) => (isNum(v) ? v.toFixed(1) + '%' : DASH),
   gib: (v) => (isNum(v) ? bytes(v * GIB) : DASH),
   bytes,

@@ -12,7 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const {
   REPO, OUT, DASH, startPistats, stopPistats, sleep, getJson,
-  useBrowser, openPage, text, waitConnected, waitNewDocument, readBindings, lookup, parseBytes,
+  useBrowser, openPage, text, waitConnected, waitNewDocument, scrollThrough, readBindings, lookup, parseBytes,
 } = require('./harness');
 
 useBrowser();
@@ -273,6 +273,7 @@ test('Raspberry Pi health: throttling and under-voltage flags from the firmware'
   assert.notEqual(await text(page, '#temp-level'), DASH);
   await page.waitForFunction(() => Number(document.querySelector('#chart-temp').dataset.points) >= 2);
   await sleep(600);
+  await scrollThrough(page);
   await page.screenshot({ path: path.join(OUT, 'dashboard-pi-full.png'), fullPage: true });
   assert.deepEqual(rec.errors, []);
 });
@@ -302,6 +303,7 @@ test('responsive layout: screenshots at phone and desktop sizes, light and dark'
     }
     await sleep(600); // let the meters' transitions settle
     await page.screenshot({ path: path.join(OUT, `${name}.png`) });
+    await scrollThrough(page);
     await page.screenshot({ path: path.join(OUT, `${name}-full.png`), fullPage: true });
     assert.deepEqual(rec.errors, [], name);
   }

@@ -168,6 +168,22 @@ async function waitNewDocument(page, after, timeout = 10000) {
   return page.locator('#updated').getAttribute('datetime');
 }
 
+/**
+ * Scrolls through the whole page and back, so every chart has been on screen and painted
+ * (off-screen charts are not painted), e.g. before a full-page screenshot.
+ */
+async function scrollThrough(page) {
+  await page.evaluate(async () => {
+    const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    for (let y = 0; y < document.documentElement.scrollHeight; y += window.innerHeight / 2) {
+      window.scrollTo(0, y);
+      await frame();
+    }
+    window.scrollTo(0, 0);
+    await frame();
+  });
+}
+
 /** Every data-f binding's text, with the timestamp of the document they show. */
 function readBindings(page) {
   return page.evaluate(() => ({
@@ -190,5 +206,5 @@ function parseBytes(s) {
 module.exports = {
   REPO, ASSETS, OUT, DASH,
   startPistats, stopPistats, sleep, getJson,
-  useBrowser, openPage, text, waitConnected, waitNewDocument, readBindings, lookup, parseBytes,
+  useBrowser, openPage, text, waitConnected, waitNewDocument, scrollThrough, readBindings, lookup, parseBytes,
 };

@@ -40,10 +40,14 @@ npm_ci() {
   fi
   for attempt in 1 2 3 4; do
     if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error \
-          --fetch-retries=4 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=30000); then
+          --fetch-retries=4 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=30000 2>"$dir/.npm-ci.log"); then
+      rm -f "$dir/.npm-ci.log"
       echo "$want" >"$stamp"
       return 0
     fi
+    cat "$dir/.npm-ci.log" >&2
+    # a lock that does not match package.json fails the same way every time
+    grep -q EUSAGE "$dir/.npm-ci.log" && break
     echo "$(basename "$0"): npm ci failed (attempt $attempt of 4)" >&2
     [ "$attempt" -lt 4 ] && sleep $((attempt * 10))
   done

@@ -305,3 +305,31 @@ test('accessibility: landmarks, headings, chart text alternatives, reduced motio
   assert.notEqual(await page.evaluate(() => getComputedStyle(document.querySelector('.meter > span')).transitionDuration), '0s');
   assertClean(server, rec);
 });
+
+test('light on a phone: off-screen charts are not painted, but their text stays current', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t, { viewport: { width: 390, height: 844 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForFunction(() => Number(document.querySelector('#chart-disk').dataset.points) >= 3);
+  const painted = () => page.evaluate(() => {
+    const c = document.querySelector('#chart-disk');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  });
+  // the disk chart is far below the first screen of a phone
+  assert.equal(await painted(), 0);
+  assert.match(await page.locator('#chart-disk').getAttribute('aria-label'), /Read now .*, range .*; Write now /);
+  await page.locator('#chart-disk').scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#chart-disk');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
+    return false;
+  });
+  assert.ok(await painted() > 100);
+  assertClean(server, rec);
+});
