@@ -1,0 +1,246 @@
+// Panels: fills the page from one document. Static fields are bound in the HTML with
+// data-f="path.to.value" (and data-fmt); lists (cores, partitions, interfaces, processes,
+// sensors, Pi flags) are keyed element groups that are reused from document to document.
+
+import { DASH, FMT, clockTime, currentTemp, get, isNum, temperatureLevel } from './format.js';
+import { $, KeyedList, h, makeMeter, setAttr, setMeter, setText, show, ui } from './dom.js';
+
+// Every element with data-f="path.to.value" (and optional data-fmt) is filled from each
+// document; this covers most of the page without per-field code.
+const bindings = Array.from(document.querySelectorAll('[data-f]'), (el) => ({
+  el,
+  path: el.dataset.f.split('.'),
+  fmt: FMT[el.dataset.fmt || 'text'] || FMT.text,
+}));
+const meters = Array.from(document.querySelectorAll('[data-meter]'), (el) => ({
+  el,
+  bar: el.firstElementChild,
+  path: el.dataset.meter.split('.'),
+  levels: el.dataset.levels !== 'off',
+}));
+
+const tempMeter = { el: ui.tileTempMeter, bar: ui.tileTempMeter.firstElementChild };
+
+// ---------------------------------------------------------------- lists
+
+const cores = new KeyedList($('#cores'), (key) => {
+  const meter = makeMeter(`Core ${key} usage`);
+  const val = h('span', { class: 'val', text: DASH });
+  const root = h('li', { 'data-core': key }, h('span', { class: 'name', text: `Core ${key}` }), meter.el, val);
+  return { root, meter, val };
+});
+
+const partitions = new KeyedList($('#partitions'), (key) => {
+  const mount = h('span', { class: 'mount' });
+  const pct = h('span', { class: 'pct' });
+  const dev = h('div', { class: 'dev' });
+  const meter = makeMeter('Used');
+  const use = h('div', { class: 'use' });
+  const root = h('li', { 'data-mount': key }, h('div', { class: 'row1' }, mount, pct), dev, meter.el, use);
+  return { root, mount, pct, dev, meter, use };
+}, $('#partitions-empty'));
+
+const ifaces = new KeyedList($('#ifaces'), (key) => {
+  const badge = h('span', { class: 'badge' });
+  const rates = h('span', { class: 'rates' });
+  const meta = h('div', { class: 'meta' });
+  const addrs = h('ul', { class: 'addrs', 'aria-label': `Addresses of ${key}` });
+  const root = h('li', { 'data-iface': key },
+    h('div', { class: 'row1' }, h('span', { class: 'name', text: key }), badge, rates), meta, addrs);
+  return { root, badge, rates, meta, addrs, addrKey: null };
+}, $('#ifaces-empty'));
+
+const procs = new KeyedList($('#procs tbody'), () => {
+  const cells = ['pid num', 'name', 'num', 'num mem'].map((c) => h('td', { class: c }));
+  const meter = makeMeter('CPU');
+  const cpuVal = h('span');
+  cells[2].append(h('span', { class: 'cpu-cell' }, meter.el, cpuVal));
+  return { root: h('tr', null, ...cells), cells, meter, cpuVal };
+}, $('#procs-empty'));
+
+const sensors = new KeyedList($('#sensors tbody'), () => {
+  const cells = [h('td'), h('td', { class: 'num' }), h('td', { class: 'num' }), h('td', { class: 'num' })];
+  return { root: h('tr', null, ...cells), cells };
+}, $('#sensors-empty'));
+
+// [flag now, flag since boot, label]
+const FLAGS = [
+  ['under_voltage', 'under_voltage_occurred', 'Under-voltage'],
+  ['arm_frequency_capped', 'arm_frequency_capping_occurred', 'Frequency capped'],
+  ['throttled', 'throttling_occurred', 'Throttled'],
+  ['soft_temperature_limit', 'soft_temperature_limit_occurred', 'Soft temperature limit'],
+];
+const piFlags = new KeyedList($('#pi-flags tbody'), (key) => {
+  const now = h('span', { class: 'badge' });
+  const since = h('span', { class: 'badge' });
+  const label = FLAGS.find((f) => f[0] === key)[2];
+  const root = h('tr', { 'data-flag': key }, h('td', { text: label }), h('td', null, now), h('td', null, since));
+  return { root, now, since };
+});
+
+function fillBadge(el, value, [yes, yesLevel], [no, noLevel]) {
+  setText(el, value === true ? yes : value === false ? no : DASH);
+  setAttr(el, 'data-level', value === true ? yesLevel : value === false ? noLevel : '');
+}
+
+function renderCores(d) {
+  const per = Array.isArray(get(d, ['cpu', 'per_core_usage'])) ? d.cpu.per_core_usage : [];
+  cores.update(per.map((v, i) => [String(i), v]), (item, v) => {
+    setText(item.val, FMT.pct(v));
+    setMeter(item.meter, v, false);
+  });
+}
+
+function renderPartitions(d) {
+  const list = Array.isArray(get(d, ['disk', 'partitions'])) ? d.disk.partitions : [];
+  partitions.update(list.map((p) => [String(p.mountpoint) + '\u0000' + String(p.device), p]), (item, p) => {
+    setText(item.mount, FMT.text(p.mountpoint));
+    setText(item.pct, FMT.pct(p.used_percent));
+    setText(item.dev, `${FMT.text(p.device)} · ${FMT.text(p.fstype)}`);
+    setText(item.use, `${FMT.gib(p.used_gb)} used of ${FMT.gib(p.total_gb)} · ${FMT.gib(p.free_gb)} free`);
+    setAttr(item.meter.el, 'aria-label', `${FMT.text(p.mountpoint)} used`);
+    setMeter(item.meter, p.used_percent);
+  });
+  const root = list.find((p) => p.mountpoint === '/');
+  setText(ui.tileRootFree, root ? `${FMT.gib(root.free_gb)} free` : DASH);
+}
+
+function renderInterfaces(d) {
+  const map = get(d, ['network', 'interfaces']) || {};
+  // Loopback last: it is rarely what anyone looks for.
+  const names = Object.keys(map).sort((a, b) => (a === 'lo') - (b === 'lo') || (a < b ? -1 : a > b ? 1 : 0));
+  ifaces.update(names.map((n) => [n, map[n] || {}]), (item, i) => {
+    fillBadge(item.badge, i.is_up, ['up', 'ok'], ['down', '']);
+    const r = i.rates || {};
+    setText(item.rates, `↓ ${FMT.netrate(r.recv_bytes_per_sec)} · ↑ ${FMT.netrate(r.sent_bytes_per_sec)}`);
+    const speed = isNum(i.speed_mbps) ? `${i.speed_mbps} Mb/s` : DASH;
+    setText(item.meta, `MAC ${FMT.text(i.mac)} · MTU ${FMT.text(i.mtu)} · ${speed}`);
+    const addrs = Array.isArray(i.addresses) ? i.addresses : [];
+    const key = addrs.map((a) => `${a.family} ${a.address}/${a.prefix_len}`).join('|');
+    if (key !== item.addrKey) {
+      item.addrKey = key;
+      item.addrs.replaceChildren(...(addrs.length
+        ? addrs.map((a) => h('li', null, h('span', { class: 'fam', text: a.family === 'ipv6' ? 'IPv6' : 'IPv4' }),
+          `${FMT.text(a.address)}/${FMT.text(a.prefix_len)}`))
+        : [h('li', { class: 'muted', text: 'No addresses' })]));
+    }
+  });
+}
+
+function renderProcesses(d) {
+  const list = Array.isArray(get(d, ['processes', 'top_cpu_usage'])) ? d.processes.top_cpu_usage : [];
+  // Rows keyed by position: the order changes every tick, the row count rarely does.
+  procs.update(list.map((p, i) => [String(i), p]), (row, p) => {
+    setText(row.cells[0], FMT.text(p.pid));
+    setText(row.cells[1], FMT.text(p.name));
+    setAttr(row.cells[1], 'title', p.name == null ? null : String(p.name));
+    setText(row.cpuVal, FMT.pct(p.cpu_percent));
+    setMeter(row.meter, p.cpu_percent, false);
+    setText(row.cells[3], FMT.pct(p.memory_percent));
+  });
+}
+
+function renderSensors(d) {
+  const chips = get(d, ['temperature', 'sensors']) || {};
+  const entries = [];
+  for (const chip of Object.keys(chips)) {
+    const readings = Array.isArray(chips[chip]) ? chips[chip] : [];
+    readings.forEach((r, i) => entries.push([`${chip}\u0000${i}`, { chip, r }]));
+  }
+  sensors.update(entries, (row, { chip, r }) => {
+    setText(row.cells[0], r.label ? `${chip} · ${r.label}` : chip);
+    setText(row.cells[1], FMT.temp(r.current));
+    setText(row.cells[2], FMT.temp(r.high));
+    setText(row.cells[3], FMT.temp(r.critical));
+    const level = isNum(r.current) && isNum(r.critical) && r.current >= r.critical ? 'crit'
+      : isNum(r.current) && isNum(r.high) && r.current >= r.high ? 'warn' : null;
+    setAttr(row.cells[1], 'data-level', level);
+  });
+}
+
+function renderTemperature(d) {
+  const c = currentTemp(d);
+  const { level, word } = temperatureLevel(c);
+  for (const el of [ui.temp, ui.tileTemp]) {
+    setText(el, FMT.temp(c));
+    setAttr(el, 'data-level', level);
+  }
+  setText(ui.tempLegend, FMT.temp(c));
+  setText(ui.tempLevel, word);
+  setText(ui.tileTempLevel, word);
+  setMeter(tempMeter, isNum(c) ? (c / 85) * 100 : null, false);
+  setAttr(tempMeter.el, 'data-level', level);
+  setAttr(tempMeter.el, 'aria-valuetext', FMT.temp(c));
+  setAttr(tempMeter.el, 'aria-label', `Temperature relative to the ${FMT.temp(85)} throttling limit`);
+}
+
+function renderPi(d) {
+  const pi = d.pi && typeof d.pi === 'object' ? d.pi : null;
+  show(ui.pi, !!pi);
+  const t = pi && pi.throttled && typeof pi.throttled === 'object' ? pi.throttled : null;
+  let summary = DASH;
+  let level = '';
+  let alert = '';
+  if (t) {
+    const now = FLAGS.filter((f) => t[f[0]] === true).map((f) => f[2].toLowerCase());
+    const past = FLAGS.filter((f) => t[f[1]] === true).map((f) => f[2].toLowerCase());
+    if (now.length) {
+      summary = 'Now: ' + now.join(', ');
+      level = 'crit';
+      alert = t.under_voltage
+        ? 'Under-voltage detected: the power supply cannot keep up. Use a stronger supply or a shorter cable.'
+        : `The Raspberry Pi is limiting itself: ${now.join(', ')}.`;
+    } else if (past.length) {
+      summary = 'Since boot: ' + past.join(', ');
+      level = 'warn';
+    } else {
+      summary = 'OK';
+      level = 'ok';
+    }
+  }
+  for (const el of [ui.piSummary, ui.piPower]) {
+    setText(el, summary);
+    setAttr(el, 'data-level', level);
+  }
+  setText(ui.alert, alert);
+  show(ui.alert, !!alert);
+  if (pi) {
+    piFlags.update(FLAGS.map((f) => [f[0], f]), (row, f) => {
+      fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok']);
+      fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok']);
+    });
+  }
+}
+
+function renderConnectivity(d) {
+  const c = d.connectivity && typeof d.connectivity === 'object' ? d.connectivity : null;
+  fillBadge(ui.connBadge, c ? c.connected : null, ['connected', 'ok'], ['disconnected', 'crit']);
+}
+
+/** Shows document `d`: every field, list and header line. */
+export function render(d) {
+  for (const b of bindings) setText(b.el, b.fmt(get(d, b.path)));
+  for (const m of meters) setMeter(m, get(d, m.path), m.levels);
+  renderTemperature(d);
+  renderCores(d);
+  renderPartitions(d);
+  renderInterfaces(d);
+  renderProcesses(d);
+  renderSensors(d);
+  renderPi(d);
+  renderConnectivity(d);
+  const f = get(d, ['cpu', 'frequency_mhz']) || {};
+  const lo = FMT.freq(f.min);
+  const hi = FMT.freq(f.max);
+  setText(ui.freqRange, lo === DASH && hi === DASH ? DASH : `${lo} – ${hi}`);
+  const sys = d.system || {};
+  // the header names the machine when it is known, and stays quiet otherwise
+  setText(ui.subtitle, String(sys.model || sys.os || ''));
+  const host = typeof sys.hostname === 'string' && sys.hostname ? sys.hostname : null;
+  setText(ui.host, host || '');
+  const title = host ? `${host} · pistats` : 'pistats';
+  if (document.title !== title) document.title = title;
+  const t = Date.parse(d.timestamp);
+  setAttr(ui.updated, 'datetime', isNum(t) ? d.timestamp : null);
+  setText(ui.updated, isNum(t) ? clockTime(t) : DASH);
+}
