@@ -7,19 +7,26 @@
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector and the stats document ([`stats::model`])              |
-//! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
+//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring   |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus text rendering of the latest snapshot                     |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
+//! | [`listener`] | opens, moves and closes the listener as the serve policy requires    |
 //! | [`systemd`]  | sd_notify readiness, status and watchdog                             |
-//! | [`daemon`]   | wiring and lifecycle: listener policy, signals, shutdown             |
+//! | [`signals`]  | SIGTERM/SIGINT shut down, SIGHUP reloads the TLS certificate         |
+//! | [`daemon`]   | starts every subsystem through its `spawn`, joins them at shutdown   |
+//!
+//! Each long-lived subsystem (hub, netwatch, listener, systemd, signals) starts through one
+//! face, `spawn(config/deps, cancel, tracker)`; [`daemon::run`] lists them in order.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod hub;
+pub mod listener;
 pub mod metrics;
 pub mod netwatch;
+pub mod signals;
 pub mod stats;
 pub mod systemd;
