@@ -2,6 +2,11 @@
 //! publishes the result through a `tokio::sync::watch` channel that every WebSocket client,
 //! REST handler and the metrics endpoint read from. A watch channel keeps only the latest
 //! value, so a slow reader can never make the hub queue documents or wait.
+//!
+//! Each tick is stamped once ([`Stamp`]): wall time for what clients see (`t` in history
+//! points), monotonic time for everything that orders or measures. A Pi has no RTC, and
+//! fake-hwclock and NTP step its wall clock by hours; history is kept in tick order and its
+//! windows are cut by monotonic time, so a step neither reorders nor empties them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,20 +17,39 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::config::Config;
 use crate::stats::model::{Connectivity, StatsDocument};
 use crate::stats::{Collector, Context};
 
 /// sysinfo needs this much time between two CPU samples for a meaningful usage figure.
 const CPU_PRIMING_DELAY: Duration = Duration::from_millis(250);
 
+/// When a tick happened, read once per tick from both clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Wall time, for clients; it can step backwards or forwards.
+    pub wall: SystemTime,
+    /// Monotonic time, for ordering, windows and ages.
+    pub mono: Instant,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+}
+
 /// One tick's result, shared by every reader.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub seq: u64,
     pub collected_at: Instant,
     pub document: StatsDocument,
     /// The document serialized once.
@@ -82,9 +106,17 @@ pub struct Counters {
     pub refused_clients: AtomicU64,
 }
 
+/// A history point with the monotonic time of its tick, which cuts the windows.
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    point: HistoryPoint,
+}
+
 pub struct Hub {
     latest: watch::Sender<Option<Arc<Snapshot>>>,
-    history: Mutex<VecDeque<HistoryPoint>>,
+    /// In tick order, oldest first.
+    history: Mutex<VecDeque<Entry>>,
     history_len: usize,
     interval: Duration,
     pub counters: Counters,
@@ -134,16 +166,24 @@ impl Hub {
             .is_some_and(|age| age <= self.interval * 3 + Duration::from_secs(1))
     }
 
-    /// History points from the last `window`, oldest first.
+    /// History points from the last `window`, in tick order (oldest first).
     pub fn history(&self, window: Duration) -> Vec<HistoryPoint> {
-        let cutoff = unix_millis(SystemTime::now()).saturating_sub(window.as_millis() as u64);
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let start = history.partition_point(|p| p.t < cutoff);
-        history.range(start..).cloned().collect()
+        self.history_until(Instant::now(), window)
     }
 
-    /// Serializes `document` once and makes it the latest snapshot.
-    pub fn publish(&self, document: StatsDocument, collected_at: Instant, took: Duration) {
+    /// History points collected in the `window` before `now` (monotonic), in tick order.
+    fn history_until(&self, now: Instant, window: Duration) -> Vec<HistoryPoint> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries are pushed in tick order and monotonic time never goes back: sorted.
+        let start = match now.checked_sub(window) {
+            Some(cutoff) => history.partition_point(|e| e.at < cutoff),
+            None => 0,
+        };
+        history.range(start..).map(|e| e.point.clone()).collect()
+    }
+
+    /// Serializes `document`, collected at `stamp`, once and makes it the latest snapshot.
+    pub fn publish(&self, document: StatsDocument, stamp: Stamp, took: Duration) {
         let json = match serde_json::to_string(&document) {
             Ok(json) => json,
             Err(err) => {
@@ -151,23 +191,23 @@ impl Hub {
                 return;
             }
         };
-        let point = HistoryPoint::from_document(&document, unix_millis(SystemTime::now()));
-        {
+        if self.history_len > 0 {
+            let point = HistoryPoint::from_document(&document, unix_millis(stamp.wall));
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             if history.len() == self.history_len {
                 history.pop_front();
             }
-            if self.history_len > 0 {
-                history.push_back(point);
-            }
+            history.push_back(Entry {
+                at: stamp.mono,
+                point,
+            });
         }
-        let seq = self.counters.collections.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters.collections.fetch_add(1, Ordering::Relaxed);
         let text = Utf8Bytes::from(json);
         let json = Bytes::from(text.clone());
         let frame = Message::Text(text);
         self.latest.send_replace(Some(Arc::new(Snapshot {
-            seq,
-            collected_at,
+            collected_at: stamp.mono,
             document,
             json,
             frame,
@@ -180,51 +220,199 @@ pub fn unix_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
-/// Runs the collector on its own thread until `cancel` fires. Ticks follow absolute deadlines
-/// (start + n × interval), so the cadence does not drift by the collection time; a tick missed
-/// because the machine stalled is skipped rather than bunched up.
-pub fn spawn_collector(
-    hub: Arc<Hub>,
-    mut collector: Collector,
+/// Starts the hub and its collector thread, which collects once per interval until `cancel`
+/// fires; the tracker waits for the thread to finish. Ticks follow absolute deadlines
+/// (start + n × interval), so the cadence does not drift by the collection time; a tick
+/// missed because the machine stalled is skipped rather than bunched up. The collector runs
+/// on a thread of its own because reading /proc and /sys blocks.
+pub fn spawn(
+    config: &Config,
     connectivity: watch::Receiver<Connectivity>,
     cancel: CancellationToken,
-) -> thread::JoinHandle<()> {
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    tokio::spawn(async move {
-        cancel.cancelled().await;
-        drop(stop_tx);
-    });
+    tracker: &TaskTracker,
+) -> Arc<Hub> {
+    let hub = Hub::new(config.interval, config.history_len());
+    let collector = Collector::new(config);
+    // Dropping `stop` wakes the thread from its wait between ticks; `done` is dropped by the
+    // thread when it ends, however it ends.
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (done, mut finished) = oneshot::channel::<()>();
+    let shared = hub.clone();
     thread::Builder::new()
         .name("collector".into())
         .spawn(move || {
-            if stop_rx.recv_timeout(CPU_PRIMING_DELAY) == Err(RecvTimeoutError::Disconnected) {
-                return;
-            }
-            let interval = hub.interval();
-            let mut deadline = Instant::now();
-            loop {
-                let started = Instant::now();
-                let ctx = Context {
-                    connected_clients: hub.clients(),
-                    connectivity: Some(connectivity.borrow().clone()),
-                };
-                let document = collector.collect(ctx);
-                hub.publish(document, started, started.elapsed());
-
-                deadline += interval;
-                let now = Instant::now();
-                if deadline < now {
-                    let behind = now - deadline;
-                    let skipped = behind.as_nanos() / interval.as_nanos() + 1;
-                    tracing::warn!("collector fell {behind:?} behind; skipping {skipped} tick(s)");
-                    deadline += interval * skipped as u32;
-                }
-                match stop_rx.recv_timeout(deadline - now) {
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    _ => break,
-                }
-            }
+            let _done = done;
+            collect(&shared, collector, &connectivity, &stopped);
             tracing::debug!("collector stopped");
         })
-        .expect("spawning the collector thread")
+        .expect("spawning the collector thread");
+    tracker.spawn(async move {
+        let ended = tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = &mut finished => true,
+        };
+        drop(stop);
+        if !ended {
+            let _ = finished.await;
+        }
+    });
+    hub
+}
+
+/// The collector loop, until `stop` is disconnected.
+fn collect(
+    hub: &Hub,
+    mut collector: Collector,
+    connectivity: &watch::Receiver<Connectivity>,
+    stop: &mpsc::Receiver<()>,
+) {
+    if stop.recv_timeout(CPU_PRIMING_DELAY) == Err(RecvTimeoutError::Disconnected) {
+        return;
+    }
+    let interval = hub.interval();
+    let mut deadline = Instant::now();
+    loop {
+        let stamp = Stamp::now();
+        let ctx = Context {
+            connected_clients: hub.clients(),
+            connectivity: Some(connectivity.borrow().clone()),
+        };
+        let document = collector.collect(ctx);
+        hub.publish(document, stamp, stamp.mono.elapsed());
+
+        deadline += interval;
+        let now = Instant::now();
+        if deadline < now {
+            let behind = now - deadline;
+            let skipped = behind.as_nanos() / interval.as_nanos() + 1;
+            tracing::warn!("collector fell {behind:?} behind; skipping {skipped} tick(s)");
+            deadline += interval * skipped as u32;
+        }
+        match stop.recv_timeout(deadline - now) {
+            Err(RecvTimeoutError::Timeout) => continue,
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out one stamp per tick: monotonic time advances by the interval, wall time by the
+    /// interval plus whatever step is injected.
+    struct SteppingClock {
+        wall: SystemTime,
+        mono: Instant,
+        interval: Duration,
+    }
+
+    impl SteppingClock {
+        fn tick(&mut self) -> Stamp {
+            self.wall += self.interval;
+            self.mono += self.interval;
+            Stamp {
+                wall: self.wall,
+                mono: self.mono,
+            }
+        }
+
+        fn step_back(&mut self, by: Duration) {
+            self.wall -= by;
+        }
+
+        fn step_forward(&mut self, by: Duration) {
+            self.wall += by;
+        }
+    }
+
+    fn document() -> StatsDocument {
+        let ctx = Context {
+            connected_clients: 0,
+            connectivity: None,
+        };
+        Collector::new(&Config::default()).collect(ctx)
+    }
+
+    #[test]
+    fn history_keeps_moving_when_the_wall_clock_steps() {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let interval = Duration::from_secs(1);
+        let hub = Hub::new(interval, 100);
+        let doc = document();
+        let mut clock = SteppingClock {
+            wall: UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+            mono: Instant::now(),
+            interval,
+        };
+        let mut stamps = Vec::new();
+        let tick = |clock: &mut SteppingClock, stamps: &mut Vec<Stamp>, n| {
+            for _ in 0..n {
+                let stamp = clock.tick();
+                hub.publish(doc.clone(), stamp, Duration::ZERO);
+                stamps.push(stamp);
+            }
+        };
+        tick(&mut clock, &mut stamps, 10);
+        clock.step_back(HOUR);
+        tick(&mut clock, &mut stamps, 10);
+        clock.step_forward(2 * HOUR);
+        tick(&mut clock, &mut stamps, 10);
+        let now = stamps.last().unwrap().mono;
+        let t = |stamps: &[Stamp]| {
+            stamps
+                .iter()
+                .map(|s| unix_millis(s.wall))
+                .collect::<Vec<_>>()
+        };
+        let points = |window| {
+            hub.history_until(now, window)
+                .iter()
+                .map(|p| p.t)
+                .collect::<Vec<_>>()
+        };
+
+        // The last 5 s after a forward step: 6 ticks, not none.
+        assert_eq!(points(Duration::from_secs(5)), t(&stamps[24..]));
+        // A window across both steps: every tick in it, in tick order, though `t` jumps.
+        assert_eq!(points(Duration::from_secs(15)), t(&stamps[14..]));
+        assert!(stamps[10].wall < stamps[9].wall);
+        // After a backward step, the points before it do not crowd out the new ones.
+        assert_eq!(points(Duration::from_secs(60)), t(&stamps));
+        assert_eq!(hub.counters.collections.load(Ordering::Relaxed), 30);
+
+        // Ticks keep coming after the steps: the window slides on.
+        clock.step_back(HOUR);
+        tick(&mut clock, &mut stamps, 3);
+        let now = stamps.last().unwrap().mono;
+        let latest: Vec<u64> = hub
+            .history_until(now, Duration::from_secs(2))
+            .iter()
+            .map(|p| p.t)
+            .collect();
+        assert_eq!(latest, t(&stamps[30..]));
+    }
+
+    #[test]
+    fn history_holds_at_most_its_length() {
+        let hub = Hub::new(Duration::from_secs(1), 4);
+        let doc = document();
+        let start = Instant::now();
+        for i in 0..10u64 {
+            let stamp = Stamp {
+                wall: UNIX_EPOCH + Duration::from_secs(i),
+                mono: start + Duration::from_secs(i),
+            };
+            hub.publish(doc.clone(), stamp, Duration::ZERO);
+        }
+        let t: Vec<u64> = hub
+            .history_until(start + Duration::from_secs(9), Duration::from_secs(3600))
+            .iter()
+            .map(|p| p.t)
+            .collect();
+        assert_eq!(t, [6000, 7000, 8000, 9000]);
+        assert!(Hub::new(Duration::from_secs(1), 0)
+            .history(Duration::MAX)
+            .is_empty());
+    }
 }

@@ -7,14 +7,19 @@
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
-//! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
+//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring  |
 //! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
+//! | [`listener`] | opens, moves and closes the listener as the serve policy requires    |
 //! | [`systemd`]  | sd_notify readiness, status and watchdog                             |
-//! | [`daemon`]   | wiring and lifecycle: listener policy, signals, shutdown             |
+//! | [`signals`]  | SIGTERM/SIGINT shut down, SIGHUP reloads the TLS certificate         |
+//! | [`daemon`]   | starts every subsystem through its `spawn`, joins them at shutdown   |
+//!
+//! Each long-lived subsystem (hub, netwatch, listener, systemd, signals) starts through one
+//! face, `spawn(config/deps, cancel, tracker)`; [`daemon::run`] lists them in order.
 
 pub mod cli;
 pub mod config;
@@ -23,7 +28,9 @@ pub mod events;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod listener;
 pub mod metrics;
 pub mod netwatch;
+pub mod signals;
 pub mod stats;
 pub mod systemd;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 
@@ -29,13 +30,24 @@ pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
 }
 
-/// Keeps STATUS= current and pets the watchdog while the collector is producing snapshots.
+/// Starts the notifier: keeps STATUS= current with `status` (plus the client count) and pets
+/// the watchdog while the collector is producing snapshots, until `cancel` fires.
+pub fn spawn(
+    hub: &Arc<Hub>,
+    status: watch::Receiver<String>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(run(hub.clone(), status, cancel));
+}
+
 /// If the collector stalls, the pings stop and systemd restarts the service
 /// (`WatchdogSec=` in the unit).
-pub async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: CancellationToken) {
+async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: CancellationToken) {
     let watchdog = sd_notify::watchdog_enabled();
     let period = watchdog.map_or(STATUS_REFRESH, |w| (w / 2).min(STATUS_REFRESH));
     let mut ticker = tokio::time::interval(period);
+    let mut health = Health::Starting;
     let mut last_status = String::new();
     loop {
         tokio::select! {
@@ -43,12 +55,8 @@ pub async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Can
             _ = ticker.tick() => {}
             changed = status.changed() => if changed.is_err() { return },
         }
-        if watchdog.is_some() {
-            if hub.is_fresh() {
-                notify(&[NotifyState::Watchdog]);
-            } else {
-                tracing::warn!("collector is not producing snapshots; withholding watchdog ping");
-            }
+        if watchdog.is_some() && health.check(&hub) {
+            notify(&[NotifyState::Watchdog]);
         }
         let line = format!(
             "{}; {} client(s)",
@@ -59,5 +67,85 @@ pub async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Can
             notify(&[NotifyState::Status(&line)]);
             last_status = line;
         }
+    }
+}
+
+/// The collector as the watchdog sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// No snapshot yet. Nothing to ping for and nothing to warn about: READY=1 waits for
+    /// the first snapshot, and `TimeoutStartSec=` covers a collector that never makes one.
+    Starting,
+    Producing,
+    Stalled,
+}
+
+impl Health {
+    /// Whether the watchdog may be pinged now; logs once when the collector stalls and
+    /// once when it recovers.
+    fn check(&mut self, hub: &Hub) -> bool {
+        let next = match hub.snapshot_age() {
+            None => Health::Starting,
+            Some(_) if hub.is_fresh() => Health::Producing,
+            Some(age) => {
+                if *self != Health::Stalled {
+                    tracing::warn!(
+                        "collector is not producing snapshots; withholding watchdog ping \
+                         (the latest is {age:.0?} old)"
+                    );
+                }
+                Health::Stalled
+            }
+        };
+        if *self == Health::Stalled && next == Health::Producing {
+            tracing::info!("collector is producing snapshots again; watchdog pings resume");
+        }
+        *self = next;
+        next == Health::Producing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::hub::Stamp;
+    use crate::stats::{Collector, Context};
+
+    fn publish(hub: &Hub, age: Duration) {
+        let ctx = Context {
+            connected_clients: 0,
+            connectivity: None,
+        };
+        let document = Collector::new(&Config::default()).collect(ctx);
+        let stamp = Stamp {
+            wall: SystemTime::now(),
+            mono: Instant::now()
+                .checked_sub(age)
+                .expect("uptime longer than the age"),
+        };
+        hub.publish(document, stamp, Duration::ZERO);
+    }
+
+    #[test]
+    fn watchdog_waits_for_the_first_snapshot_then_follows_freshness() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let mut health = Health::Starting;
+        // Before the first snapshot: no ping, and not counted as a stall.
+        assert!(!health.check(&hub));
+        assert_eq!(health, Health::Starting);
+        publish(&hub, Duration::ZERO);
+        assert!(health.check(&hub));
+        assert_eq!(health, Health::Producing);
+        // Older than three intervals and a second: stalled, pings withheld.
+        publish(&hub, Duration::from_secs(5));
+        assert!(!health.check(&hub));
+        assert_eq!(health, Health::Stalled);
+        assert!(!health.check(&hub));
+        publish(&hub, Duration::ZERO);
+        assert!(health.check(&hub));
+        assert_eq!(health, Health::Producing);
     }
 }

@@ -19,10 +19,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use zbus::fdo::DBusProxy;
 use zbus::names::{BusName, UniqueName};
 use zbus::Connection;
 
+use crate::config::Config;
 use crate::stats::model::Connectivity;
 
 /// Well-known bus name of NetworkManager.
@@ -95,6 +97,24 @@ fn source_name(source: &str) -> &'static str {
         kernel::SOURCE => "the kernel (rtnetlink)",
         _ => "nothing",
     }
+}
+
+/// Starts following the configured interface until `cancel` fires; the receiver sees every
+/// change (`unknown` until the first view).
+pub fn spawn(
+    config: &Config,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> watch::Receiver<Connectivity> {
+    let (tx, rx) = watch::channel(Connectivity {
+        source: "none",
+        interface: config.interface.clone(),
+        state: "unknown".into(),
+        connected: false,
+        addresses: Vec::new(),
+    });
+    tracker.spawn(run(config.interface.clone(), tx, cancel));
+    rx
 }
 
 /// Follows `interface` until `cancel` fires, publishing every change on `tx`.

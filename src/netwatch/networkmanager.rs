@@ -5,6 +5,13 @@
 //! NetworkManager's signals come through one match rule on its unique name; a relevant one
 //! (a watched property changed, the device appeared or disappeared) triggers a fresh read,
 //! so the published view never depends on the order or completeness of signal payloads.
+//!
+//! A read takes several round trips, and what it finds (the device's path, its IP
+//! configuration paths) is only known at its end. A signal that arrives during a read is
+//! therefore judged twice: against the paths watched before the read and against the paths
+//! the read found. If either makes it relevant, one more read follows. Otherwise a device
+//! that activates while it is being resolved (at boot, when the state moves fastest) would
+//! stay "not connected" until its next change.
 
 use std::collections::HashMap;
 
@@ -29,9 +36,12 @@ const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 const UNKNOWN_DEVICE: &str = "org.freedesktop.NetworkManager.UnknownDevice";
 /// `NM_DEVICE_STATE_ACTIVATED`: the device is connected and has its IP configuration.
 const STATE_ACTIVATED: u32 = 100;
-/// Signals queued for the watcher; older ones are dropped, which is harmless because any
-/// relevant signal only triggers a fresh read.
+/// Signals queued for the watcher. A full queue holds back the connection's reader (zbus
+/// drops nothing), so the watcher keeps consuming signals while it reads.
 const QUEUE: usize = 64;
+/// Distinct signal subjects remembered during one read; beyond that, the read is followed
+/// by a fresh resolve whatever they were.
+const LATE_MAX: usize = 256;
 
 #[zbus::proxy(
     interface = "org.freedesktop.NetworkManager",
@@ -133,7 +143,9 @@ async fn follow_inner(
     loop {
         let Some(event) = pending.take() else {
             let msg = next_signal(signals.next().await)?;
-            pending = merge(None, classify(&msg, &watched));
+            if let Some(touch) = Touch::of(&msg) {
+                pending = merge(None, touch.event(&watched));
+            }
             continue;
         };
         // Signals keep being consumed while reading: an unread backlog would stall the
@@ -144,15 +156,33 @@ async fn follow_inner(
         };
         let read = refresh(conn, owner, &manager, interface, device);
         tokio::pin!(read);
+        // What the signals during the read were about, to judge again against its result.
+        let mut late: Vec<Touch> = Vec::new();
+        let mut overflow = false;
         let (fresh, view) = loop {
             tokio::select! {
                 biased;
                 read = &mut read => break read?,
                 msg = signals.next() => {
-                    pending = merge(pending, classify(&next_signal(msg)?, &watched));
+                    let Some(touch) = Touch::of(&next_signal(msg)?) else { continue };
+                    pending = merge(pending, touch.event(&watched));
+                    if late.len() >= LATE_MAX {
+                        overflow = true;
+                    } else if !late.contains(&touch) {
+                        late.push(touch);
+                    }
                 }
             }
         };
+        for touch in &late {
+            pending = merge(pending, touch.event(&fresh));
+        }
+        if overflow {
+            pending = merge(pending, Event::Resolve);
+        }
+        if pending.is_some() {
+            tracing::debug!("network: NetworkManager changed during a read; reading again");
+        }
         watched = fresh;
         out.publish(view);
     }
@@ -311,52 +341,75 @@ async fn read_addresses(
         .collect())
 }
 
-fn classify(msg: &Message, watched: &Watched) -> Event {
-    let header = msg.header();
-    let (Some(path), Some(iface), Some(member)) =
-        (header.path(), header.interface(), header.member())
-    else {
-        return Event::Ignore;
-    };
-    let is = |watched: &Option<OwnedObjectPath>| watched.as_ref().is_some_and(|w| **w == *path);
-    match (iface.as_str(), member.as_str()) {
-        (NM_IFACE, "DeviceAdded") if watched.device.is_none() => Event::Resolve,
-        (NM_IFACE, "DeviceRemoved") => match msg.body().deserialize::<ObjectPath<'_>>() {
-            Ok(removed) if watched.device.as_ref().is_some_and(|d| **d == removed) => {
-                Event::Resolve
+/// What a NetworkManager signal is about, independent of what is being watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Touch {
+    DeviceAdded,
+    DeviceRemoved(OwnedObjectPath),
+    /// The state or the IP configuration paths of the device at this path.
+    Device(OwnedObjectPath),
+    /// The addresses of the IPv4 configuration at this path.
+    Ip4(OwnedObjectPath),
+    /// The addresses of the IPv6 configuration at this path.
+    Ip6(OwnedObjectPath),
+}
+
+impl Touch {
+    /// `None` for signals that never matter to the view (access points, other properties).
+    fn of(msg: &Message) -> Option<Touch> {
+        let header = msg.header();
+        let (Some(path), Some(iface), Some(member)) =
+            (header.path(), header.interface(), header.member())
+        else {
+            return None;
+        };
+        let path = || OwnedObjectPath::from(path.to_owned());
+        match (iface.as_str(), member.as_str()) {
+            (NM_IFACE, "DeviceAdded") => Some(Touch::DeviceAdded),
+            (NM_IFACE, "DeviceRemoved") => msg
+                .body()
+                .deserialize::<ObjectPath<'_>>()
+                .ok()
+                .map(|removed| Touch::DeviceRemoved(removed.into())),
+            // Emitted by NetworkManager next to the property change; either is enough.
+            (DEVICE_IFACE, "StateChanged") => Some(Touch::Device(path())),
+            (PROPERTIES_IFACE, "PropertiesChanged") => {
+                type Changed<'a> = (&'a str, HashMap<&'a str, Value<'a>>, Vec<&'a str>);
+                let body = msg.body();
+                let (changed_iface, changed, invalidated) =
+                    body.deserialize::<Changed<'_>>().ok()?;
+                let touches = |names: &[&str]| {
+                    names
+                        .iter()
+                        .any(|n| changed.contains_key(n) || invalidated.contains(n))
+                };
+                let addresses = ["AddressData", "Addresses"];
+                match changed_iface {
+                    DEVICE_IFACE if touches(&["State", "Ip4Config", "Ip6Config"]) => {
+                        Some(Touch::Device(path()))
+                    }
+                    IP4_IFACE if touches(&addresses) => Some(Touch::Ip4(path())),
+                    IP6_IFACE if touches(&addresses) => Some(Touch::Ip6(path())),
+                    _ => None,
+                }
             }
-            _ => Event::Ignore,
-        },
-        // Emitted by NetworkManager next to the property change; either is enough.
-        (DEVICE_IFACE, "StateChanged") if is(&watched.device) => Event::Reread,
-        (PROPERTIES_IFACE, "PropertiesChanged") => {
-            type Changed<'a> = (&'a str, HashMap<&'a str, Value<'a>>, Vec<&'a str>);
-            let body = msg.body();
-            let Ok((changed_iface, changed, invalidated)) = body.deserialize::<Changed<'_>>()
-            else {
-                return Event::Ignore;
-            };
-            let touches = |names: &[&str]| {
-                names
-                    .iter()
-                    .any(|n| changed.contains_key(n) || invalidated.contains(n))
-            };
-            let relevant = (changed_iface == DEVICE_IFACE
-                && is(&watched.device)
-                && touches(&["State", "Ip4Config", "Ip6Config"]))
-                || (changed_iface == IP4_IFACE
-                    && is(&watched.ip4)
-                    && touches(&["AddressData", "Addresses"]))
-                || (changed_iface == IP6_IFACE
-                    && is(&watched.ip6)
-                    && touches(&["AddressData", "Addresses"]));
-            if relevant {
-                Event::Reread
-            } else {
-                Event::Ignore
-            }
+            _ => None,
         }
-        _ => Event::Ignore,
+    }
+
+    /// What this means for a watcher following `watched`.
+    fn event(&self, watched: &Watched) -> Event {
+        let is = |watched: &Option<OwnedObjectPath>, path: &OwnedObjectPath| {
+            watched.as_ref() == Some(path)
+        };
+        match self {
+            Touch::DeviceAdded if watched.device.is_none() => Event::Resolve,
+            Touch::DeviceRemoved(path) if is(&watched.device, path) => Event::Resolve,
+            Touch::Device(path) if is(&watched.device, path) => Event::Reread,
+            Touch::Ip4(path) if is(&watched.ip4, path) => Event::Reread,
+            Touch::Ip6(path) if is(&watched.ip6, path) => Event::Reread,
+            _ => Event::Ignore,
+        }
     }
 }
 
