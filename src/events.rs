@@ -176,7 +176,7 @@ impl From<&str> for EventValue {
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(7))?;
-        map.serialize_entry("t", &crate::stats::iso8601(self.t))?;
+        map.serialize_entry("t", &crate::stats::wire::iso8601(self.t))?;
         map.serialize_entry("t_ms", &crate::history::unix_ms(self.t))?;
         map.serialize_entry("seq", &self.seq)?;
         map.serialize_entry("kind", &self.kind)?;
@@ -405,13 +405,13 @@ impl Detector {
                     match previous.last_saved {
                         Some(t) => format!(
                             "pistats restarted after an unclean stop (state last saved {})",
-                            crate::stats::iso8601(t)
+                            crate::stats::wire::iso8601(t)
                         ),
                         None => "pistats restarted after an unclean stop".into(),
                     },
                 );
                 if let Some(t) = previous.last_saved {
-                    event = event.with("last_saved", crate::stats::iso8601(t));
+                    event = event.with("last_saved", crate::stats::wire::iso8601(t));
                 }
                 events.push(event);
             }
@@ -508,7 +508,7 @@ impl Detector {
                     .with("step_seconds", seconds)
                     .with(
                         "from",
-                        crate::stats::iso8601(wall + sample.mono.saturating_sub(mono)),
+                        crate::stats::wire::iso8601(wall + sample.mono.saturating_sub(mono)),
                     ),
                 );
             }

@@ -339,7 +339,7 @@ fn rfc3339_parses_what_clients_send() {
     );
     // What pistats itself writes reads back.
     let now = UNIX_EPOCH + Duration::from_micros(1_764_124_270_123_456);
-    assert_eq!(parse_rfc3339(&crate::stats::iso8601(now)), Ok(now));
+    assert_eq!(parse_rfc3339(&crate::stats::wire::iso8601(now)), Ok(now));
     for bad in [
         "",
         "yesterday",
