@@ -187,7 +187,8 @@ pub struct Overrides {
 #[derive(Clone)]
 struct Given {
     setting: &'static Setting,
-    text: String,
+    /// `None`: not UTF-8, which no setting accepts (TOML cannot say it either).
+    text: Option<String>,
     origin: Origin,
 }
 
@@ -203,12 +204,12 @@ impl Overrides {
         let mut overrides = Overrides::default();
         for (key, text) in pairs {
             let setting = Setting::find(key).unwrap_or_else(|| panic!("no setting {key}"));
-            overrides.set(setting, text.to_owned(), Origin::Flag(setting.flag()));
+            overrides.set(setting, Some(text.to_owned()), Origin::Flag(setting.flag()));
         }
         overrides
     }
 
-    fn set(&mut self, setting: &'static Setting, text: String, origin: Origin) {
+    fn set(&mut self, setting: &'static Setting, text: Option<String>, origin: Origin) {
         self.given.retain(|g| g.setting.key != setting.key);
         self.given.push(Given {
             setting,
@@ -219,14 +220,15 @@ impl Overrides {
 
     fn apply(&self, config: &mut Config, origins: &mut Origins) -> Result<(), ConfigError> {
         for given in &self.given {
-            given
-                .setting
-                .set_text(config, &given.text)
-                .map_err(|message| ConfigError::Invalid {
-                    key: given.setting.key,
-                    origin: given.origin.clone(),
-                    message,
-                })?;
+            let set = match &given.text {
+                Some(text) => given.setting.set_text(config, text),
+                None => Err(format!("{} (and valid UTF-8)", given.setting.requirement())),
+            };
+            set.map_err(|message| ConfigError::Invalid {
+                key: given.setting.key,
+                origin: given.origin.clone(),
+                message,
+            })?;
             origins.0.insert(given.setting.key, given.origin.clone());
         }
         Ok(())
@@ -239,13 +241,11 @@ impl clap::Args for Overrides {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
         cmd = cmd.next_help_heading(SETTINGS_HEADING);
         for setting in SETTINGS {
-            let mut help = format!("{} [default: {}]", setting.summary(), (setting.default)());
-            if setting.key == "assets_dir" {
-                help = setting.summary();
-            }
+            let help = format!("{} [default: {}]", setting.summary(), (setting.default)());
             let mut arg = clap::Arg::new(setting.key)
                 .long(setting.flag().trim_start_matches('-').to_owned())
                 .env(setting.env())
+                .value_name(setting.key.to_ascii_uppercase())
                 .global(true)
                 .value_parser(clap::value_parser!(std::ffi::OsString))
                 .help(help)
@@ -290,9 +290,7 @@ impl clap::FromArgMatches for Overrides {
                 Some(clap::parser::ValueSource::EnvVariable) => Origin::Env(setting.env()),
                 _ => Origin::Flag(setting.flag()),
             };
-            // Not UTF-8: keep the lossy text, which no check accepts for a string that
-            // matters, and which names the setting in the error.
-            self.set(setting, value.to_string_lossy().into_owned(), origin);
+            self.set(setting, value.to_str().map(str::to_owned), origin);
         }
         Ok(())
     }
