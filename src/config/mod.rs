@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 pub use settings::{
     show_duration, Bounds, Config, Setting, Value, Visibility, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_MESSAGE_SIZE, SETTINGS,
@@ -27,8 +25,6 @@ pub use settings::{
 pub const EX_CONFIG: u8 = 78;
 /// Where the packaged configuration lives; read when present and no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pistats/config.toml";
-/// Seed compatibility: the Python broadcaster listened on all addresses.
-pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// Seed compatibility: `ws://PI:8765`.
 pub const DEFAULT_PORT: u16 = 8765;
 /// One stats document per second, like the Python broadcaster.
@@ -84,9 +80,9 @@ fn describe_invalid(origin: &Origin, message: &str) -> String {
     }
 }
 
-/// When the HTTP/WebSocket listener is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+/// When the HTTP/WebSocket listener is open. Names (file, flag, variable) are clap's
+/// kebab-case of the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ServePolicy {
     /// Listen all the time (built-in default, so `cargo run` serves anywhere).
     #[default]
@@ -99,8 +95,7 @@ pub enum ServePolicy {
 }
 
 /// Log verbosity, mapped onto `tracing` levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogLevel {
     Error,
     Warn,

@@ -63,6 +63,7 @@ pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4096;
 
 settings! {
+    // Seed compatibility: the Python broadcaster listened on all addresses.
     /// Address to listen on: "0.0.0.0" every IPv4 address, "::" IPv6 (and usually IPv4 too),
     /// "127.0.0.1" this machine only.
     host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED), ();
