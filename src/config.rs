@@ -525,7 +525,7 @@ mod tests {
     /// (the error for an unknown key lists them all).
     #[test]
     fn packaged_config_is_valid_and_complete() {
-        let packaged = include_str!("../../debian/config.toml");
+        let packaged = include_str!("../debian/config.toml");
         let config = parse(packaged).unwrap();
         assert_eq!(config.serve, ServePolicy::WhileConnected);
         let err = parse("no_such_setting = 1").unwrap_err().to_string();
@@ -606,7 +606,7 @@ mod tests {
     /// to exactly that default (an optional setting's example is exempt).
     #[test]
     fn packaged_config_shows_the_real_defaults() {
-        let packaged = include_str!("../../debian/config.toml");
+        let packaged = include_str!("../debian/config.toml");
         for setting in SETTINGS {
             let prefix = format!("{} =", setting.key);
             let lines: Vec<&str> = packaged
