@@ -8,7 +8,7 @@
 //! daemon exits with [`EX_CONFIG`] (78, sysexits) so systemd's `RestartPreventExitStatus=78`
 //! stops a restart loop.
 
-mod settings;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! Every setting, declared once: key, type, default, bounds and meaning.
 //!
-//! The [`settings!`] table below generates the [`Config`] struct, its `Default`, and
+//! The `settings!` table below generates the [`Config`] struct, its `Default`, and
 //! [`SETTINGS`], from which everything else is derived: the TOML key (the field name), the
 //! command-line flag (`--field-name`), the environment variable (`PISTATS_FIELD_NAME`), the
 //! bounds check and the error message in the user's terms ("port must be a number from 0 to
@@ -98,7 +98,7 @@ settings! {
     /// If set, the API, /metrics and the feed need `Authorization: Bearer TOKEN` or
     /// `?token=TOKEN`; the dashboard page loads without it and asks for it.
     token: Option<String> = None, TOKEN, Visibility::Secret;
-    /// Browser origins allowed to open the WebSocket (e.g. "http://pi.local:8765"); empty
+    /// Browser origins allowed to open the WebSocket (e.g. `http://pi.local:8765`); empty
     /// allows every origin. As a flag or variable: comma-separated.
     allowed_origins: Vec<String> = Vec::new(), ORIGINS;
     /// Most WebSocket clients at once; further ones are refused with 503.
