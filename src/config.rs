@@ -194,7 +194,10 @@ impl fmt::Debug for Given {
 }
 
 impl Overrides {
-    /// Overrides as if given by flags, e.g. `[("port", "2000")]`.
+    /// Overrides as if given by flags, e.g. `[("port", "2000")]`; for tests and embedders.
+    ///
+    /// # Panics
+    /// If a key is not a setting: that is a bug in the caller, not a user's mistake.
     pub fn flags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Overrides {
         let mut overrides = Overrides::default();
         for (key, text) in pairs {
@@ -252,8 +255,8 @@ impl clap::Args for Overrides {
                 ))
                 .hide(setting.visibility == Visibility::Hidden)
                 .hide_env_values(setting.visibility == Visibility::Secret);
-            if setting.key == "hide_process_names" {
-                // A switch (`--hide-process-names`) that also takes `=false`.
+            if setting.switch {
+                // `--hide-process-names` alone, or `--hide-process-names=false`.
                 arg = arg
                     .num_args(0..=1)
                     .require_equals(true)

@@ -41,6 +41,7 @@ macro_rules! settings {
                 expected: || <$ty as Value>::expected(&$rule),
                 default: || <$ty as Value>::show(&$default),
                 current: |config| <$ty as Value>::show(&config.$key),
+                switch: <$ty as Value>::SWITCH,
                 from_toml: |config, value| {
                     config.$key = <$ty as Value>::from_toml(value, &$rule)?;
                     Some(())
@@ -199,6 +200,8 @@ pub struct Setting {
     /// The built-in default as a user would write it: `8765`, `1s`, `none`.
     pub default: fn() -> String,
     current: fn(&Config) -> String,
+    /// A flag that may stand alone (`--hide-process-names` means true).
+    pub switch: bool,
     from_toml: fn(&mut Config, &toml::Value) -> Option<()>,
     from_text: fn(&mut Config, &str) -> Option<()>,
 }
@@ -269,6 +272,8 @@ impl Setting {
 pub trait Value: Sized {
     /// Bounds or a validity check; `()` when the type itself is the rule.
     type Rule;
+    /// Whether the flag alone, without a value, means "on".
+    const SWITCH: bool = false;
     fn from_toml(value: &toml::Value, rule: &Self::Rule) -> Option<Self>;
     fn from_text(text: &str, rule: &Self::Rule) -> Option<Self>;
     fn expected(rule: &Self::Rule) -> String;
@@ -369,6 +374,7 @@ impl Value for IpAddr {
 
 impl Value for bool {
     type Rule = ();
+    const SWITCH: bool = true;
     fn from_toml(value: &toml::Value, _: &()) -> Option<bool> {
         value.as_bool()
     }
