@@ -399,6 +399,14 @@ fn bad_variable_or_flag_value_exits_78_naming_it() {
             stderr(&out)
         );
     }
+    // Bytes that are not UTF-8 are refused too, not mangled into another path.
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+    let out =
+        run(command(&["--config", "/dev/null", "check-config"]).env("PISTATS_PROC_ROOT", not_utf8));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("environment variable PISTATS_PROC_ROOT: proc_root must be"));
+
     // Usage errors are not configuration errors.
     let out = run(&mut command(&["--no-such-flag", "check-config"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -1,6 +1,6 @@
 //! Every setting, declared once: key, type, default, bounds and meaning.
 //!
-//! The [`settings!`] table below generates the [`Config`] struct, its `Default`, and
+//! The `settings!` table below generates the [`Config`] struct, its `Default`, and
 //! [`SETTINGS`], from which everything else is derived: the TOML key (the field name), the
 //! command-line flag (`--field-name`), the environment variable (`PISTATS_FIELD_NAME`), the
 //! bounds check and the error message in the user's terms ("port must be a number from 0 to
@@ -41,6 +41,7 @@ macro_rules! settings {
                 expected: || <$ty as Value>::expected(&$rule),
                 default: || <$ty as Value>::show(&$default),
                 current: |config| <$ty as Value>::show(&config.$key),
+                switch: <$ty as Value>::SWITCH,
                 from_toml: |config, value| {
                     config.$key = <$ty as Value>::from_toml(value, &$rule)?;
                     Some(())
@@ -63,6 +64,7 @@ pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4096;
 
 settings! {
+    // Seed compatibility: the Python broadcaster listened on all addresses.
     /// Address to listen on: "0.0.0.0" every IPv4 address, "::" IPv6 (and usually IPv4 too),
     /// "127.0.0.1" this machine only.
     host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED), ();
@@ -97,7 +99,7 @@ settings! {
     /// If set, the API, /metrics and the feed need `Authorization: Bearer TOKEN` or
     /// `?token=TOKEN`; the dashboard page loads without it and asks for it.
     token: Option<String> = None, TOKEN, Visibility::Secret;
-    /// Browser origins allowed to open the WebSocket (e.g. "http://pi.local:8765"); empty
+    /// Browser origins allowed to open the WebSocket (e.g. `http://pi.local:8765`); empty
     /// allows every origin. As a flag or variable: comma-separated.
     allowed_origins: Vec<String> = Vec::new(), ORIGINS;
     /// Most WebSocket clients at once; further ones are refused with 503.
@@ -198,6 +200,8 @@ pub struct Setting {
     /// The built-in default as a user would write it: `8765`, `1s`, `none`.
     pub default: fn() -> String,
     current: fn(&Config) -> String,
+    /// A flag that may stand alone (`--hide-process-names` means true).
+    pub switch: bool,
     from_toml: fn(&mut Config, &toml::Value) -> Option<()>,
     from_text: fn(&mut Config, &str) -> Option<()>,
 }
@@ -268,6 +272,8 @@ impl Setting {
 pub trait Value: Sized {
     /// Bounds or a validity check; `()` when the type itself is the rule.
     type Rule;
+    /// Whether the flag alone, without a value, means "on".
+    const SWITCH: bool = false;
     fn from_toml(value: &toml::Value, rule: &Self::Rule) -> Option<Self>;
     fn from_text(text: &str, rule: &Self::Rule) -> Option<Self>;
     fn expected(rule: &Self::Rule) -> String;
@@ -368,6 +374,7 @@ impl Value for IpAddr {
 
 impl Value for bool {
     type Rule = ();
+    const SWITCH: bool = true;
     fn from_toml(value: &toml::Value, _: &()) -> Option<bool> {
         value.as_bool()
     }

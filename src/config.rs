@@ -8,15 +8,13 @@
 //! daemon exits with [`EX_CONFIG`] (78, sysexits) so systemd's `RestartPreventExitStatus=78`
 //! stops a restart loop.
 
-mod settings;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
-
-use serde::Deserialize;
 
 pub use settings::{
     show_duration, Bounds, Config, Setting, Value, Visibility, DEFAULT_MAX_CLIENTS,
@@ -27,8 +25,6 @@ pub use settings::{
 pub const EX_CONFIG: u8 = 78;
 /// Where the packaged configuration lives; read when present and no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pistats/config.toml";
-/// Seed compatibility: the Python broadcaster listened on all addresses.
-pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// Seed compatibility: `ws://PI:8765`.
 pub const DEFAULT_PORT: u16 = 8765;
 /// One stats document per second, like the Python broadcaster.
@@ -84,9 +80,9 @@ fn describe_invalid(origin: &Origin, message: &str) -> String {
     }
 }
 
-/// When the HTTP/WebSocket listener is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+/// When the HTTP/WebSocket listener is open. Names (file, flag, variable) are clap's
+/// kebab-case of the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ServePolicy {
     /// Listen all the time (built-in default, so `cargo run` serves anywhere).
     #[default]
@@ -99,8 +95,7 @@ pub enum ServePolicy {
 }
 
 /// Log verbosity, mapped onto `tracing` levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogLevel {
     Error,
     Warn,
@@ -187,7 +182,8 @@ pub struct Overrides {
 #[derive(Clone)]
 struct Given {
     setting: &'static Setting,
-    text: String,
+    /// `None`: not UTF-8, which no setting accepts (TOML cannot say it either).
+    text: Option<String>,
     origin: Origin,
 }
 
@@ -198,17 +194,20 @@ impl fmt::Debug for Given {
 }
 
 impl Overrides {
-    /// Overrides as if given by flags, e.g. `[("port", "2000")]`.
+    /// Overrides as if given by flags, e.g. `[("port", "2000")]`; for tests and embedders.
+    ///
+    /// # Panics
+    /// If a key is not a setting: that is a bug in the caller, not a user's mistake.
     pub fn flags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Overrides {
         let mut overrides = Overrides::default();
         for (key, text) in pairs {
             let setting = Setting::find(key).unwrap_or_else(|| panic!("no setting {key}"));
-            overrides.set(setting, text.to_owned(), Origin::Flag(setting.flag()));
+            overrides.set(setting, Some(text.to_owned()), Origin::Flag(setting.flag()));
         }
         overrides
     }
 
-    fn set(&mut self, setting: &'static Setting, text: String, origin: Origin) {
+    fn set(&mut self, setting: &'static Setting, text: Option<String>, origin: Origin) {
         self.given.retain(|g| g.setting.key != setting.key);
         self.given.push(Given {
             setting,
@@ -219,14 +218,15 @@ impl Overrides {
 
     fn apply(&self, config: &mut Config, origins: &mut Origins) -> Result<(), ConfigError> {
         for given in &self.given {
-            given
-                .setting
-                .set_text(config, &given.text)
-                .map_err(|message| ConfigError::Invalid {
-                    key: given.setting.key,
-                    origin: given.origin.clone(),
-                    message,
-                })?;
+            let set = match &given.text {
+                Some(text) => given.setting.set_text(config, text),
+                None => Err(format!("{} (and valid UTF-8)", given.setting.requirement())),
+            };
+            set.map_err(|message| ConfigError::Invalid {
+                key: given.setting.key,
+                origin: given.origin.clone(),
+                message,
+            })?;
             origins.0.insert(given.setting.key, given.origin.clone());
         }
         Ok(())
@@ -239,13 +239,11 @@ impl clap::Args for Overrides {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
         cmd = cmd.next_help_heading(SETTINGS_HEADING);
         for setting in SETTINGS {
-            let mut help = format!("{} [default: {}]", setting.summary(), (setting.default)());
-            if setting.key == "assets_dir" {
-                help = setting.summary();
-            }
+            let help = format!("{} [default: {}]", setting.summary(), (setting.default)());
             let mut arg = clap::Arg::new(setting.key)
                 .long(setting.flag().trim_start_matches('-').to_owned())
                 .env(setting.env())
+                .value_name(setting.key.to_ascii_uppercase())
                 .global(true)
                 .value_parser(clap::value_parser!(std::ffi::OsString))
                 .help(help)
@@ -257,8 +255,8 @@ impl clap::Args for Overrides {
                 ))
                 .hide(setting.visibility == Visibility::Hidden)
                 .hide_env_values(setting.visibility == Visibility::Secret);
-            if setting.key == "hide_process_names" {
-                // A switch (`--hide-process-names`) that also takes `=false`.
+            if setting.switch {
+                // `--hide-process-names` alone, or `--hide-process-names=false`.
                 arg = arg
                     .num_args(0..=1)
                     .require_equals(true)
@@ -290,9 +288,7 @@ impl clap::FromArgMatches for Overrides {
                 Some(clap::parser::ValueSource::EnvVariable) => Origin::Env(setting.env()),
                 _ => Origin::Flag(setting.flag()),
             };
-            // Not UTF-8: keep the lossy text, which no check accepts for a string that
-            // matters, and which names the setting in the error.
-            self.set(setting, value.to_string_lossy().into_owned(), origin);
+            self.set(setting, value.to_str().map(str::to_owned), origin);
         }
         Ok(())
     }
@@ -532,7 +528,7 @@ mod tests {
     /// (the error for an unknown key lists them all).
     #[test]
     fn packaged_config_is_valid_and_complete() {
-        let packaged = include_str!("../../debian/config.toml");
+        let packaged = include_str!("../debian/config.toml");
         let config = parse(packaged).unwrap();
         assert_eq!(config.serve, ServePolicy::WhileConnected);
         let err = parse("no_such_setting = 1").unwrap_err().to_string();
@@ -613,7 +609,7 @@ mod tests {
     /// to exactly that default (an optional setting's example is exempt).
     #[test]
     fn packaged_config_shows_the_real_defaults() {
-        let packaged = include_str!("../../debian/config.toml");
+        let packaged = include_str!("../debian/config.toml");
         for setting in SETTINGS {
             let prefix = format!("{} =", setting.key);
             let lines: Vec<&str> = packaged
