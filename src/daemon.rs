@@ -16,6 +16,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,11 @@ use crate::config::Config;
 use crate::http::tls::{Tls, TlsError};
 use crate::listener::BindError;
 use crate::{hub, listener, netwatch, signals, systemd};
+
+/// How long shutdown waits for the subsystems once they were told to stop. Each stops within
+/// a tick or a listener close; one stuck in a system call (a hung `/sys` read) must not hold
+/// the process until systemd kills it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -74,7 +80,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     systemd::stopping();
     cancel.cancel();
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} subsystem task(s) still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway",
+            tracker.len()
+        );
+    }
     tracing::info!("pistats stopped");
     result
 }
