@@ -178,6 +178,42 @@ fn pi_metrics_from_fixture_tree_pass_promtool() {
     promtool_check_metrics(&r.body);
 }
 
+/// Byte values come from the fixture's `/proc/meminfo` exactly (not from GiB rounded to two
+/// decimals), and sources the fixture tree lacks are reported, not exported as zeros.
+#[test]
+fn fixture_bytes_are_exact_and_unread_sources_are_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pistats, addr) = start_pi4_pistats(dir.path());
+    let r = fetch_metrics(addr);
+    // MemTotal: 3884096 kB in tests/fixtures/pi4/proc/meminfo.
+    for line in [
+        "pistats_memory_total_bytes 3977314304",
+        "pistats_memory_free_bytes 2797101056",
+        "pistats_swap_total_bytes 104853504",
+        // btime in tests/fixtures/pi4/proc/stat.
+        "pistats_boot_time_seconds 1752395215",
+        // The fixture has no /proc/diskstats and no /proc/self/mounts.
+        r#"pistats_collection_degraded{source="disk_io"} 1"#,
+        r#"pistats_collection_degraded{source="partitions"} 1"#,
+        r#"pistats_collection_degraded{source="memory"} 0"#,
+    ] {
+        assert!(
+            r.body.lines().any(|l| l == line),
+            "no {line:?} in\n{}",
+            r.body
+        );
+    }
+    assert!(!r.body.contains("pistats_disk_read_bytes_total"));
+    let health = http_get(addr, "/healthz").unwrap();
+    assert_eq!(health.status, 200, "{}", health.body);
+    let health: Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let degraded = health["degraded"].as_array().unwrap();
+    assert!(degraded.contains(&Value::from("disk_io")), "{health}");
+    assert!(degraded.contains(&Value::from("partitions")), "{health}");
+    assert!(!degraded.contains(&Value::from("memory")), "{health}");
+}
+
 /// The YAML files shown in docs/prometheus.md, by the path in their first-line comment.
 fn documented_files() -> Vec<(String, String)> {
     let doc =

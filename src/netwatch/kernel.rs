@@ -7,7 +7,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::Publisher;
 use crate::stats::model::Connectivity;
+use crate::stats::procfs::{read_number, read_trimmed};
 
 pub(super) const SOURCE: &str = "kernel";
 
@@ -96,16 +97,11 @@ pub(super) fn read(interface: &str) -> Connectivity {
 /// namespace (sysfs shows the namespace of whoever mounted it): its ifindex must match.
 fn operstate(interface: &str, index: u32) -> Option<String> {
     let dir = std::path::Path::new("/sys/class/net").join(interface);
-    let sys_index: u32 = std::fs::read_to_string(dir.join("ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let sys_index: u32 = read_number(&dir.join("ifindex"))?;
     if sys_index != index {
         return None;
     }
-    let state = std::fs::read_to_string(dir.join("operstate")).ok()?;
-    Some(state.trim().to_owned()).filter(|s| !s.is_empty())
+    read_trimmed(&dir.join("operstate")).filter(|s| !s.is_empty())
 }
 
 fn routable(ip: &IpAddr) -> bool {
@@ -118,63 +114,23 @@ fn routable(ip: &IpAddr) -> bool {
 
 struct Link {
     flags: u32,
-    addresses: Vec<(IpAddr, u32)>,
+    addresses: Vec<(IpAddr, u8)>,
 }
 
 /// Flags and addresses of one interface, from `getifaddrs`.
 fn link(name: &CStr) -> io::Result<Link> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head that is released with freeifaddrs below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut link = Link {
         flags: 0,
         addresses: Vec::new(),
     };
-    let mut entry = head;
-    while !entry.is_null() {
-        // SAFETY: every entry of the list is valid until freeifaddrs; names are C strings.
-        let ifa = unsafe { &*entry };
-        entry = ifa.ifa_next;
-        if ifa.ifa_name.is_null() || unsafe { CStr::from_ptr(ifa.ifa_name) } != name {
-            continue;
+    crate::stats::ifaddrs::walk(|entry| {
+        if entry.name == name {
+            link.flags |= entry.flags;
+            link.addresses.extend(entry.address);
         }
-        link.flags |= ifa.ifa_flags;
-        // SAFETY: addresses are sockaddrs of the size their family implies.
-        if let Some(ip) = unsafe { sockaddr_ip(ifa.ifa_addr) } {
-            let prefix = unsafe { sockaddr_ip(ifa.ifa_netmask) }.map_or(0, |mask| match mask {
-                IpAddr::V4(m) => u32::from(m).count_ones(),
-                IpAddr::V6(m) => u128::from(m).count_ones(),
-            });
-            link.addresses.push((ip, prefix));
-        }
-    }
-    // SAFETY: `head` came from getifaddrs and is not used afterwards.
-    unsafe { libc::freeifaddrs(head) };
+    })?;
     link.addresses.sort();
     Ok(link)
-}
-
-/// # Safety
-/// `addr` is null or points to a sockaddr whose size matches its family.
-unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
-    if addr.is_null() {
-        return None;
-    }
-    match i32::from((*addr).sa_family) {
-        libc::AF_INET => {
-            let sin = &*(addr as *const libc::sockaddr_in);
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            let sin6 = &*(addr as *const libc::sockaddr_in6);
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
 }
 
 /// A `NETLINK_ROUTE` socket subscribed to link and address notifications. Their content is
