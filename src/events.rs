@@ -495,7 +495,7 @@ impl Detector {
                 Err(e) => -(e.duration().as_millis() as i128),
             };
             let step_ms = wall_ms - mono_ms;
-            if step_ms.unsigned_abs() > self.config.clock_step.as_millis() as u128 {
+            if step_ms.unsigned_abs() > self.config.clock_step.as_millis() {
                 let seconds = step_ms as f64 / 1000.0;
                 let direction = if step_ms > 0 { "forward" } else { "backward" };
                 events.push(

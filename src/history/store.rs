@@ -498,8 +498,8 @@ pub fn decode(
                         min: f32::from_le_bytes(r.array()?),
                         max: f32::from_le_bytes(r.array()?),
                     };
-                    if s < width {
-                        accs[s] = acc;
+                    if let Some(slot) = accs.get_mut(s) {
+                        *slot = acc;
                     }
                 }
                 if let Some(tier) = tier.as_mut() {

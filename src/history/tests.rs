@@ -179,8 +179,10 @@ fn hour_after_a_restart_is_filled_from_the_minute_tier() {
         h.push(&s);
     }
     // What a restore gives: no raw points, the same aggregates (simulated by a raw-less config).
-    let mut raw_less = HistoryConfig::default();
-    raw_less.raw_keep = Duration::from_secs(60);
+    let raw_less = HistoryConfig {
+        raw_keep: Duration::from_secs(60),
+        ..HistoryConfig::default()
+    };
     let mut h2 = History::new(raw_less, 0).unwrap();
     for i in 0..7200 {
         let mut s = at(i, T0 + i);
@@ -280,29 +282,46 @@ fn codecs_round_trip_within_their_precision() {
 
 #[test]
 fn config_bounds_are_checked() {
-    assert_eq!(HistoryConfig::default().validate(), Ok(()));
-    let mut c = HistoryConfig::default();
-    c.interval = Duration::from_millis(10);
+    let d = HistoryConfig::default();
+    assert_eq!(d.validate(), Ok(()));
+    let c = HistoryConfig {
+        interval: Duration::from_millis(10),
+        ..d
+    };
     assert_eq!(c.validate(), Err(HistoryConfigError::Interval));
-    let mut c = HistoryConfig::default();
-    c.raw_keep = Duration::from_secs(2 * 86_400);
+    let c = HistoryConfig {
+        raw_keep: Duration::from_secs(2 * 86_400),
+        ..d
+    };
     assert_eq!(c.validate(), Err(HistoryConfigError::RawKeep));
-    let mut c = HistoryConfig::default();
-    c.fine.bucket = Duration::from_millis(500);
+    let c = HistoryConfig {
+        fine: TierConfig {
+            bucket: Duration::from_millis(500),
+            ..d.fine
+        },
+        ..d
+    };
     assert_eq!(
         c.validate(),
         Err(HistoryConfigError::Bucket { tier: "fine" })
     );
-    let mut c = HistoryConfig::default();
-    c.coarse.keep = Duration::from_secs(20 * 365 * 86_400);
+    let c = HistoryConfig {
+        coarse: TierConfig {
+            keep: Duration::from_secs(20 * 365 * 86_400),
+            ..d.coarse
+        },
+        ..d
+    };
     assert_eq!(
         c.validate(),
         Err(HistoryConfigError::Keep { tier: "coarse" })
     );
-    let mut c = HistoryConfig::default();
-    c.coarse = TierConfig {
-        bucket: Duration::from_secs(30),
-        keep: Duration::from_secs(86_400),
+    let c = HistoryConfig {
+        coarse: TierConfig {
+            bucket: Duration::from_secs(30),
+            keep: Duration::from_secs(86_400),
+        },
+        ..d
     };
     assert_eq!(c.validate(), Err(HistoryConfigError::Order));
     assert!(History::new(c, 4).is_err());

@@ -165,10 +165,12 @@ fn a_changed_core_count_or_tier_keeps_what_still_fits() {
     assert_eq!(view.core(0, 3), original.core(0, 3));
     assert_eq!(view.core(0, 4), None, "a core the file did not have");
 
-    let mut config = HistoryConfig::default();
-    config.fine = TierConfig {
-        bucket: Duration::from_secs(120),
-        keep: Duration::from_secs(86_400),
+    let config = HistoryConfig {
+        fine: TierConfig {
+            bucket: Duration::from_secs(120),
+            keep: Duration::from_secs(86_400),
+        },
+        ..HistoryConfig::default()
     };
     let changed = store.load(config, 4, 100).unwrap();
     assert!(changed.moved_aside.is_none());
@@ -189,9 +191,18 @@ fn valid_file() -> &'static [u8] {
 
 fn decode_fresh(bytes: &[u8]) -> Result<Meta, DecodeError> {
     // The same buckets as the file, shorter rings: quick enough for many cases.
-    let mut config = HistoryConfig::default();
-    config.fine.keep = Duration::from_secs(86_400);
-    config.coarse.keep = Duration::from_secs(7 * 86_400);
+    let defaults = HistoryConfig::default();
+    let config = HistoryConfig {
+        fine: TierConfig {
+            keep: Duration::from_secs(86_400),
+            ..defaults.fine
+        },
+        coarse: TierConfig {
+            keep: Duration::from_secs(7 * 86_400),
+            ..defaults.coarse
+        },
+        ..defaults
+    };
     let mut h = History::new(config, 4).unwrap();
     let mut e = EventLog::new(EVENT_CAPACITY);
     decode(bytes, &mut h, &mut e)
