@@ -48,3 +48,9 @@ if (window.ResizeObserver) {
 
 requestDraw();
 startFeed({ onDocument, onHistory });
+
+// The offline shell (sw.js). Browsers allow service workers only in secure contexts: over
+// HTTPS, or on the Pi itself (localhost); over plain HTTP on the LAN there is none.
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register('sw.js').catch(() => {}); // the page works without it
+}

@@ -20,6 +20,7 @@ const meters = Array.from(document.querySelectorAll('[data-meter]'), (el) => ({
 }));
 
 const tempMeter = { el: ui.tileTempMeter, bar: ui.tileTempMeter.firstElementChild };
+const tabIcon = document.querySelector('link[rel="icon"]');
 
 // ---------------------------------------------------------------- lists
 
@@ -204,6 +205,8 @@ function renderPi(d) {
   }
   setText(ui.alert, alert);
   show(ui.alert, !!alert);
+  // the tab (and a pinned tab) shows the alert too
+  if (tabIcon) setAttr(tabIcon, 'href', alert ? 'favicon-alert.svg' : 'favicon.svg');
   if (pi) {
     piFlags.update(FLAGS.map((f) => [f[0], f]), (row, f) => {
       fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok']);

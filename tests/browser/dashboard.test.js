@@ -73,6 +73,9 @@ test('shows live values of the real daemon, with no errors and no foreign reques
 
   const body = await page.locator('body').innerText();
   assert.doesNotMatch(body, /undefined|NaN|\[object/);
+  // the tab icon follows the alert banner (none on a machine without Pi firmware flags)
+  const alerting = await page.locator('#alert').isVisible();
+  assert.equal(await page.locator('link[rel="icon"]').getAttribute('href'), alerting ? 'favicon-alert.svg' : 'favicon.svg');
 
   // only the server that served the page was ever contacted
   const origin = new URL(server.url);
@@ -243,6 +246,8 @@ test('Raspberry Pi health: throttling and under-voltage flags from the firmware'
   assert.equal(await text(page, '#subtitle'), doc.system.model);
   const alert = page.getByRole('alert');
   assert.match(await alert.innerText(), /Under-voltage detected/);
+  // the tab icon shows the alert too
+  assert.equal(await page.locator('link[rel="icon"]').getAttribute('href'), 'favicon-alert.svg');
   assert.match(await text(page, '#pi-power'), /^Now: .*under-voltage/);
   assert.equal(await page.locator('#pi-power').getAttribute('data-level'), 'crit');
   const flags = {};

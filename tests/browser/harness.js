@@ -137,7 +137,9 @@ async function openPage(t, { viewport = { width: 1280, height: 900 }, colorSchem
   });
   page.on('pageerror', (e) => rec.errors.push(String(e)));
   page.on('request', (r) => rec.requests.push({ url: r.url(), headers: r.headers() }));
-  page.on('response', (r) => rec.responses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }));
+  page.on('response', (r) => rec.responses.push({
+    url: r.url(), status: r.status(), type: r.headers()['content-type'], fromServiceWorker: r.fromServiceWorker(),
+  }));
   page.on('websocket', (ws) => {
     rec.sockets.push(ws.url());
     ws.on('framereceived', (f) => {

@@ -333,3 +333,35 @@ test('light on a phone: off-screen charts are not painted, but their text stays 
   assert.ok(await painted() > 100);
   assertClean(server, rec);
 });
+
+test('offline shell: with the daemon gone, a reload still opens the page, offline and retrying', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+  // 127.0.0.1 is a secure context, as HTTPS is: the worker installs and takes the page over
+  await page.waitForFunction(() => navigator.serviceWorker && navigator.serviceWorker.controller !== null, null, { timeout: 10000 });
+  const host = await text(page, '#host');
+
+  await stopPistats(server, 'SIGKILL');
+  const res = await page.reload();
+  assert.ok(res.fromServiceWorker(), 'the page came from the offline shell');
+  await page.waitForSelector('#conn[data-state="offline"]', { timeout: 10000 });
+  assert.match(await text(page, '#conn-detail'), /retrying|connecting/);
+  assert.equal(await text(page, '#conn-text'), 'Offline');
+  // the shell is the whole page: styles and modules are there, the settings work
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector('.card')).borderRadius), '14px');
+  await page.locator('#prefs summary').click();
+  await page.selectOption('#pref-theme', 'dark');
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
+  assert.notEqual(host, '');
+  // nothing but the Pi was asked, even while it was gone
+  const origin = new URL(server.url);
+  for (const r of rec.requests) assert.equal(new URL(r.url).host, origin.host, r.url);
+  // the page's files came from the shell's copy; the API never does
+  assert.ok(rec.responses.some((r) => r.fromServiceWorker && r.url.endsWith('/charts.js')));
+  const api = rec.responses.filter((r) => r.url.includes('/api/'));
+  assert.ok(api.length >= 1);
+  assert.ok(api.every((r) => !r.fromServiceWorker), JSON.stringify(api));
+});

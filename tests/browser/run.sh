@@ -21,8 +21,8 @@ export PISTATS_BIN
 PISTATS_BIN="$(pistats_bin "$repo")"
 
 cd "$here"
-rm -rf "$here/out"
 mkdir -p "$here/out"
+find "$here/out" -maxdepth 1 -type f -delete # this run's screenshots; out/lighthouse stays
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(*.test.js)
 status=0
