@@ -182,8 +182,8 @@ fn pi_metrics_from_fixture_tree_pass_promtool() {
 /// decimals), and sources the fixture tree lacks are reported, not exported as zeros.
 #[test]
 fn fixture_bytes_are_exact_and_unread_sources_are_degraded() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_pistats, addr) = start_pi4_pistats(dir.path());
+    let pistats = start_pi4_pistats();
+    let addr = pistats.addr;
     let r = fetch_metrics(addr);
     // MemTotal: 3884096 kB in tests/fixtures/pi4/proc/meminfo.
     for line in [
