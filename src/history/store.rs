@@ -159,6 +159,7 @@ impl Store {
         cores: usize,
         event_capacity: usize,
     ) -> Result<Restored, StoreError> {
+        self.on_disk = None;
         let mut history = History::new(config, cores)?;
         let mut events = EventLog::new(event_capacity);
         let marker = match fs::read_to_string(self.dir.join(MARKER_FILE)) {
