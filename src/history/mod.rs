@@ -36,7 +36,19 @@
 //! let json = serde_json::to_vec(&history.query(Range::Day, 1500)).unwrap();
 //! ```
 //!
-//! Persistence (the coarse tiers and the events, not the raw points) is in [`store`].
+//! Persistence (the aggregate tiers and the events, not the raw points) is in [`store`]. The
+//! whole life cycle, as the daemon will run it:
+//!
+//! ```text
+//! start   let mut store = Store::new(state_dir);
+//!         let Restored { history, events, previous, .. } = store.load(config, cores, EVENT_CAPACITY)?;
+//!         store.mark_running(boot_id)            // Err: log it, keep running RAM-only
+//!         detector.startup(&StartupFacts { previous, .. }) → events.push(…)
+//! tick    history.push(&sample); detector.observe(&sample) → events.push(…)
+//! every persist_interval: store.save(&history, &events, boot_id, now)   // a few KiB appended
+//! stop    events.push(detector.stopping(now)); store.save(…); store.mark_stopped()
+//! query   history.query(range, max_points)  ·  events.query(since, limit)  → serde_json
+//! ```
 
 mod series;
 pub mod store;

@@ -3,11 +3,18 @@
 //!
 //! # Files
 //!
-//! - `history.bin`: the fine and coarse tiers (with their open buckets), the timeline clock, the
-//!   events and the boot id. Raw points are not kept: an hour of 1-second values is what would
-//!   wear the card, and the 1-minute tier covers the gap after a restart. It is replaced
-//!   atomically: written to `history.bin.tmp`, `fsync`ed, renamed over, and the directory
-//!   `fsync`ed, so a power cut leaves the old file or the new one, never half of each.
+//! - `history.bin`: a snapshot of the fine and coarse tiers (with their open buckets), the
+//!   timeline clock, the events and the boot id. Raw points are not kept: an hour of 1-second
+//!   values is what would wear the card, and the 1-minute tier covers the gap after a restart.
+//!   It is replaced atomically: written to `history.bin.tmp`, `fsync`ed, renamed over, and the
+//!   directory `fsync`ed, so a power cut leaves the old file or the new one, never half of each.
+//! - `history.journal`: what each later save adds (the buckets sealed since, the open buckets,
+//!   new events), appended as one checksummed record and `fdatasync`ed: a few KiB per save
+//!   instead of the whole snapshot (about 5 MiB with a year loaded). When the journal reaches
+//!   1 MiB the next save writes a new snapshot and empties it. A record cut short by a power
+//!   failure fails its checksum and ends the replay; the next save then writes a snapshot.
+//!   Records carry the snapshot's generation, so a journal left over from an older snapshot is
+//!   never replayed onto a newer one.
 //! - `running`: created at start (holding the boot id), removed after the final save of a clean
 //!   stop. Found at start, it means the last run did not stop cleanly.
 //!
@@ -16,10 +23,13 @@
 //! Hand-rolled, little-endian, no new dependency: the content is a few flat arrays of `u16`
 //! codes that are already the in-memory layout, so a serde format (bincode, postcard) would add
 //! a crate without making it simpler, and would still need the checksum and version around it.
+//! The snapshot is one frame; the journal is a sequence of frames whose payloads hold only new
+//! rows and events.
 //!
 //! ```text
-//! header  "PISTATSH" | version u16 | 0 u16 | payload length u32 | CRC-32 (IEEE) of payload u32
-//! payload saved at (unix ms u64) | boot id (str) | clock present u8 [timeline ms u64, wall ms u64]
+//! frame   "PISTATSH" | version u16 | 0 u16 | payload length u32 | CRC-32 (IEEE) of payload u32
+//! payload generation u64 | saved at (unix ms u64) | boot id (str)
+//!         | clock present u8 [timeline ms u64, wall ms u64]
 //!         | cores u16 | tiers u8 × { bucket ms u64 | rows u32 × { timeline ms u64 | flags u8 |
 //!         (12 + cores) × (min, mean, max) u16 } | open u8 [bucket u64 | flags u8 | (12 + cores) ×
 //!         { count u32 | sum f64 | min f32 | max f32 }] } | next event seq u64 | events u32 ×
@@ -48,6 +58,9 @@ const MAGIC: &[u8; 8] = b"PISTATSH";
 pub const FORMAT_VERSION: u16 = 1;
 const HEADER_LEN: usize = 20;
 const STATE_FILE: &str = "history.bin";
+const JOURNAL_FILE: &str = "history.journal";
+/// A journal this long is folded into a new snapshot (about four days of 15-minute saves).
+const COMPACT_AT: u64 = 1 << 20;
 const MARKER_FILE: &str = "running";
 const KEEP_CORRUPT: usize = 3;
 
@@ -91,16 +104,43 @@ pub struct Restored {
     pub moved_aside: Option<(PathBuf, DecodeError)>,
 }
 
+/// What the files in the state directory hold, so that a save appends only what is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OnDisk {
+    generation: u64,
+    /// Newest persisted row of the fine and coarse tiers.
+    rows: [Option<u64>; 2],
+    events_seq: u64,
+    journal_len: u64,
+}
+
+impl OnDisk {
+    fn of(generation: u64, history: &History, events: &EventLog, journal_len: u64) -> OnDisk {
+        let tiers = history.tiers();
+        OnDisk {
+            generation,
+            rows: [tiers[1].newest(), tiers[2].newest()],
+            events_seq: events.iter().next_back().map_or(0, |e| e.seq),
+            journal_len,
+        }
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// `None` until a snapshot is known good: the next save writes one.
+    on_disk: Option<OnDisk>,
 }
 
 impl Store {
     /// No I/O happens until [`Store::load`].
     pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            on_disk: None,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -114,11 +154,12 @@ impl Store {
     /// Reads the state (a missing directory or file is a first start). A bad file is moved aside
     /// and the history starts empty; only an unreadable directory is an error.
     pub fn load(
-        &self,
+        &mut self,
         config: HistoryConfig,
         cores: usize,
         event_capacity: usize,
     ) -> Result<Restored, StoreError> {
+        self.on_disk = None;
         let mut history = History::new(config, cores)?;
         let mut events = EventLog::new(event_capacity);
         let marker = match fs::read_to_string(self.dir.join(MARKER_FILE)) {
@@ -163,6 +204,7 @@ impl Store {
         if let Some(bytes) = bytes {
             match decode(&bytes, &mut history, &mut events) {
                 Ok(meta) => {
+                    let meta = self.replay_journal(meta, &mut history, &mut events);
                     previous = Some(PreviousRun {
                         clean: !unclean,
                         boot_id: meta.boot_id.or(previous.and_then(|p| p.boot_id)),
@@ -197,6 +239,54 @@ impl Store {
             previous,
             moved_aside,
         })
+    }
+
+    /// Applies the journal's records of the snapshot's generation. A damaged tail (power cut
+    /// mid-append) or a stale journal ends the replay; the next save then writes a snapshot.
+    fn replay_journal(
+        &mut self,
+        mut meta: Meta,
+        history: &mut History,
+        events: &mut EventLog,
+    ) -> Meta {
+        let path = self.dir.join(JOURNAL_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read {}: {e}; using the snapshot alone",
+                    path.display()
+                );
+                return meta;
+            }
+        };
+        let mut at = 0;
+        let mut good = true;
+        while at < bytes.len() {
+            let record = frame(&bytes[at..]).and_then(|(payload, len)| {
+                if generation_of(payload)? != meta.generation {
+                    return Err(DecodeError::Invalid("journal of an older snapshot"));
+                }
+                Ok((apply(payload, history, events)?, len))
+            });
+            match record {
+                Ok((m, len)) => {
+                    meta = m;
+                    at += len;
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        "{}: record at byte {at} dropped ({why}); a new snapshot follows",
+                        path.display()
+                    );
+                    good = false;
+                    break;
+                }
+            }
+        }
+        self.on_disk = good.then(|| OnDisk::of(meta.generation, history, events, at as u64));
+        meta
     }
 
     fn move_aside(&self, path: &Path) -> Option<PathBuf> {
@@ -242,17 +332,99 @@ impl Store {
         self.write_atomically(MARKER_FILE, text.as_bytes())
     }
 
-    /// Writes the aggregate tiers and events; returns the bytes written.
+    /// Persists the aggregate tiers and events; returns the bytes written. Appends to the
+    /// journal what is new since the last save (a few KiB); writes a whole snapshot on the first
+    /// save of a run without a good one, and when the journal reaches 1 MiB.
     pub fn save(
-        &self,
+        &mut self,
         history: &History,
         events: &EventLog,
         boot_id: Option<&str>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
-        let bytes = encode(history, events, boot_id, now);
+        match self.on_disk {
+            Some(on_disk) if on_disk.journal_len < COMPACT_AT => {
+                let bytes = encode_frame(
+                    history,
+                    events,
+                    boot_id,
+                    now,
+                    on_disk.generation,
+                    Some(&on_disk),
+                );
+                self.append_journal(&bytes, on_disk.journal_len == 0)?;
+                self.on_disk = Some(OnDisk::of(
+                    on_disk.generation,
+                    history,
+                    events,
+                    on_disk.journal_len + bytes.len() as u64,
+                ));
+                Ok(bytes.len())
+            }
+            _ => self.snapshot(history, events, boot_id, now),
+        }
+    }
+
+    /// Writes a whole snapshot of a new generation and empties the journal.
+    pub fn snapshot(
+        &mut self,
+        history: &History,
+        events: &EventLog,
+        boot_id: Option<&str>,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
+        // Distinct from any earlier snapshot's, so that an old journal can never be replayed on it.
+        let generation =
+            (unix_ms(now) << 16).max(self.on_disk.map_or(0, |d| d.generation.wrapping_add(1))) | 1;
+        let bytes = encode_frame(history, events, boot_id, now, generation, None);
+        self.on_disk = None;
         self.write_atomically(STATE_FILE, &bytes)?;
+        let journal = self.dir.join(JOURNAL_FILE);
+        match OpenOptions::new().write(true).open(&journal) {
+            Ok(file) => file
+                .set_len(0)
+                .and_then(|()| file.sync_all())
+                .map_err(|source| StoreError::Io {
+                    action: "truncate",
+                    path: journal,
+                    source,
+                })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "open",
+                    path: journal,
+                    source,
+                })
+            }
+        }
+        self.on_disk = Some(OnDisk::of(generation, history, events, 0));
         Ok(bytes.len())
+    }
+
+    fn append_journal(&mut self, bytes: &[u8], first: bool) -> Result<(), StoreError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let result = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_data()
+            });
+        if let Err(source) = result {
+            // Whether a part reached the disk is unknown: start over with a snapshot.
+            self.on_disk = None;
+            return Err(StoreError::Io {
+                action: "append to",
+                path,
+                source,
+            });
+        }
+        if first {
+            self.sync_dir()?;
+        }
+        Ok(())
     }
 
     /// Removes the running marker: the last step of a clean stop, after the final save.
@@ -307,27 +479,45 @@ impl Store {
     }
 }
 
-/// Serializes the aggregate tiers, the clock and the events (format in the module docs).
+/// Serializes the aggregate tiers, the clock and the events as a snapshot (format in the module
+/// docs).
 pub fn encode(
     history: &History,
     events: &EventLog,
     boot_id: Option<&str>,
     now: SystemTime,
 ) -> Vec<u8> {
+    encode_frame(history, events, boot_id, now, 0, None)
+}
+
+/// A snapshot (`since` = `None`) or a journal record of what is newer than `since`.
+fn encode_frame(
+    history: &History,
+    events: &EventLog,
+    boot_id: Option<&str>,
+    now: SystemTime,
+    generation: u64,
+    since: Option<&OnDisk>,
+) -> Vec<u8> {
     let tiers = &history.tiers()[1..];
     let width = history.tiers()[0].width();
-    let estimate = HEADER_LEN
-        + 64
-        + tiers
-            .iter()
-            .map(|t| 32 + t.len() * (9 + width * 6) + width * 20)
-            .sum::<usize>()
-        + events.len() * 96;
+    let estimate = if since.is_some() {
+        4096
+    } else {
+        HEADER_LEN
+            + 64
+            + tiers
+                .iter()
+                .map(|t| 32 + t.len() * (9 + width * 6) + width * 20)
+                .sum::<usize>()
+            + events.len() * 96
+    };
     let mut out = Vec::with_capacity(estimate);
     out.extend_from_slice(MAGIC);
     put_u16(&mut out, FORMAT_VERSION);
     put_u16(&mut out, 0);
     out.extend_from_slice(&[0; 8]); // length and CRC, filled in below
+    put_u64(&mut out, generation);
     put_u64(&mut out, unix_ms(now));
     put_str(&mut out, boot_id.unwrap_or_default());
     match history.clock() {
@@ -340,10 +530,15 @@ pub fn encode(
     }
     put_u16(&mut out, history.cores() as u16);
     out.push(tiers.len() as u8);
-    for tier in tiers {
+    for (i, tier) in tiers.iter().enumerate() {
+        let after = since.and_then(|s| s.rows[i]);
+        let new = |t: &u64| after.is_none_or(|a| *t > a);
         put_u64(&mut out, tier.bucket_ms());
-        put_u32(&mut out, tier.len() as u32);
-        for (timeline, flags, codes) in tier.rows() {
+        put_u32(
+            &mut out,
+            tier.rows().filter(|(t, ..)| new(t)).count() as u32,
+        );
+        for (timeline, flags, codes) in tier.rows().filter(|(t, ..)| new(t)) {
             put_u64(&mut out, timeline);
             out.push(flags);
             for code in codes {
@@ -365,9 +560,10 @@ pub fn encode(
             None => out.push(0),
         }
     }
+    let after = since.map_or(0, |s| s.events_seq);
     put_u64(&mut out, events.next_seq());
-    put_u32(&mut out, events.len() as u32);
-    for event in events.iter() {
+    put_u32(&mut out, events.after(after).count() as u32);
+    for event in events.after(after) {
         put_u64(&mut out, event.seq);
         put_u64(&mut out, unix_ms(event.t));
         put_str(&mut out, event.kind.as_str());
@@ -400,6 +596,8 @@ pub fn encode(
 pub struct Meta {
     pub saved_at: SystemTime,
     pub boot_id: Option<String>,
+    /// Snapshot this belongs to: journal records of another generation are stale.
+    pub generation: u64,
 }
 
 /// Reads a state file into `history` and `events` (fresh ones, made for the current config).
@@ -410,6 +608,15 @@ pub fn decode(
     history: &mut History,
     events: &mut EventLog,
 ) -> Result<Meta, DecodeError> {
+    let (payload, used) = frame(bytes)?;
+    if used != bytes.len() {
+        return Err(DecodeError::Invalid("trailing bytes"));
+    }
+    apply(payload, history, events)
+}
+
+/// Checks one frame (header + payload) at the start of `bytes`; returns its payload and length.
+fn frame(bytes: &[u8]) -> Result<(&[u8], usize), DecodeError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(DecodeError::Foreign);
     }
@@ -424,15 +631,27 @@ pub fn decode(
     r.u16()?;
     let len = r.u32()? as usize;
     let crc = r.u32()?;
-    if r.0.len() < len {
-        return Err(DecodeError::Truncated);
-    }
-    if r.0.len() > len {
-        return Err(DecodeError::Invalid("trailing bytes"));
-    }
-    if crc32(r.0) != crc {
+    let payload = r.take(len)?;
+    if crc32(payload) != crc {
         return Err(DecodeError::Checksum);
     }
+    Ok((payload, HEADER_LEN + len))
+}
+
+/// The generation a payload belongs to (its first field).
+fn generation_of(payload: &[u8]) -> Result<u64, DecodeError> {
+    Reader(payload).u64()
+}
+
+/// Applies one payload: a snapshot to fresh tiers, or a journal record on top of what is there
+/// (its rows must come after the tier's newest).
+fn apply(
+    payload: &[u8],
+    history: &mut History,
+    events: &mut EventLog,
+) -> Result<Meta, DecodeError> {
+    let mut r = Reader(payload);
+    let generation = r.u64()?;
     let saved_at = UNIX_EPOCH + Duration::from_millis(r.u64()?);
     let boot_id = Some(r.str()?.to_owned()).filter(|s| !s.is_empty());
     let clock = match r.u8()? {
@@ -464,12 +683,13 @@ pub fn decode(
         if tier.is_none() {
             tracing::info!("history tier of {bucket_ms} ms is no longer configured; dropped");
         }
-        let mut last = 0;
-        for _ in 0..rows {
+        let newest = tier.as_ref().and_then(|t| t.newest());
+        let mut last = newest.unwrap_or(0);
+        for j in 0..rows {
             let timeline = r.u64()?;
             let flags = r.u8()?;
             let raw = r.take(file_width * 6)?;
-            if timeline < last {
+            if timeline < last || (timeline == last && (j > 0 || newest.is_some())) {
                 return Err(DecodeError::Invalid("rows out of order"));
             }
             last = timeline;
@@ -486,7 +706,11 @@ pub fn decode(
             }
         }
         match r.u8()? {
-            0 => {}
+            0 => {
+                if let Some(tier) = tier.as_mut() {
+                    tier.clear_open();
+                }
+            }
             1 => {
                 let bucket = r.u64()?;
                 let flags = r.u8()?;
@@ -557,7 +781,11 @@ pub fn decode(
     if let Some((timeline, wall)) = clock {
         history.restore_clock(timeline, wall);
     }
-    Ok(Meta { saved_at, boot_id })
+    Ok(Meta {
+        saved_at,
+        boot_id,
+        generation,
+    })
 }
 
 struct Reader<'a>(&'a [u8]);

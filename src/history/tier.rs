@@ -155,6 +155,11 @@ impl Tier {
         self.len
     }
 
+    /// Timeline position of the newest row (the open bucket not included).
+    pub fn newest(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.timeline[self.slot(self.len - 1)])
+    }
+
     /// Timeline position of the oldest data, open bucket included.
     pub fn oldest(&self) -> Option<u64> {
         if self.len > 0 {
@@ -227,6 +232,12 @@ impl Tier {
 
     pub fn open_bucket(&self) -> Option<(u64, u8, &[Acc])> {
         self.open.map(|b| (b, self.open_flags, &self.acc[..]))
+    }
+
+    pub fn clear_open(&mut self) {
+        self.open = None;
+        self.open_flags = 0;
+        self.acc.fill(Acc::EMPTY);
     }
 
     pub fn restore_open(&mut self, bucket: u64, flags: u8, accs: &[Acc]) {

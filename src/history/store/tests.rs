@@ -43,7 +43,7 @@ fn json(h: &History, range: Range) -> serde_json::Value {
     serde_json::to_value(h.query(range, 100_000)).unwrap()
 }
 
-fn load(store: &Store) -> Restored {
+fn load(store: &mut Store) -> Restored {
     store
         .load(HistoryConfig::default(), 4, EVENT_CAPACITY)
         .unwrap()
@@ -52,8 +52,8 @@ fn load(store: &Store) -> Restored {
 #[test]
 fn aggregates_and_events_survive_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path().join("state"));
-    let first = load(&store);
+    let mut store = Store::new(dir.path().join("state"));
+    let first = load(&mut store);
     assert!(first.previous.is_none(), "first start");
     assert!(first.history.query(Range::Year, 10).is_empty());
     store.mark_running(Some("b1")).unwrap();
@@ -67,7 +67,7 @@ fn aggregates_and_events_survive_a_clean_restart() {
     );
     store.mark_stopped().unwrap();
 
-    let restored = load(&store);
+    let restored = load(&mut store);
     assert!(restored.moved_aside.is_none());
     assert_eq!(
         restored.previous,
@@ -96,23 +96,23 @@ fn aggregates_and_events_survive_a_clean_restart() {
 #[test]
 fn a_run_without_a_clean_stop_is_reported_with_its_boot_id() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
+    let mut store = Store::new(dir.path());
     store.mark_running(Some("boot-a")).unwrap();
     let (h, events) = populated(4);
     store
         .save(&h, &events, Some("boot-a"), wall(T0 + 7300))
         .unwrap();
     // Killed here: no mark_stopped.
-    let restored = load(&store);
+    let restored = load(&mut store);
     let previous = restored.previous.unwrap();
     assert!(!previous.clean);
     assert_eq!(previous.boot_id.as_deref(), Some("boot-a"));
 
     // Killed before the first save: the marker alone tells.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
+    let mut store = Store::new(dir.path());
     store.mark_running(Some("boot-b")).unwrap();
-    let previous = load(&store).previous.unwrap();
+    let previous = load(&mut store).previous.unwrap();
     assert!(!previous.clean);
     assert_eq!(previous.boot_id.as_deref(), Some("boot-b"));
     assert_eq!(previous.last_saved, None);
@@ -121,13 +121,13 @@ fn a_run_without_a_clean_stop_is_reported_with_its_boot_id() {
 #[test]
 fn the_timeline_continues_across_a_restart_whatever_the_clock_says() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
+    let mut store = Store::new(dir.path());
     let (h, events) = populated(4);
     store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
     let last = json(&h, Range::Day)["points"].as_array().unwrap().len();
 
     // Down for an hour.
-    let mut later = load(&store).history;
+    let mut later = load(&mut store).history;
     let mut s = Sample::new(Duration::from_secs(5), wall(T0 + 7299 + 3600));
     s.cpu = Some(50.0);
     later.push(&s);
@@ -139,7 +139,7 @@ fn the_timeline_continues_across_a_restart_whatever_the_clock_says() {
     assert_eq!(view.t(0), T0 * 1000, "old points keep their time");
 
     // Back with a clock an hour behind (fake-hwclock): continues right after, never before.
-    let mut behind = load(&store).history;
+    let mut behind = load(&mut store).history;
     behind.push(&Sample::new(Duration::from_secs(5), wall(T0 + 7299 - 3600)));
     let view = behind.query(Range::Day, 100_000);
     for i in 1..view.len() {
@@ -151,7 +151,7 @@ fn the_timeline_continues_across_a_restart_whatever_the_clock_says() {
 #[test]
 fn a_changed_core_count_or_tier_keeps_what_still_fits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
+    let mut store = Store::new(dir.path());
     let (h, events) = populated(4);
     store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
     let two = store.load(HistoryConfig::default(), 2, 100).unwrap();
@@ -231,11 +231,11 @@ fn bad_files_are_told_apart() {
 #[test]
 fn a_corrupt_file_is_moved_aside_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
+    let mut store = Store::new(dir.path());
     let mut bytes = valid_file().to_vec();
     bytes.truncate(bytes.len() / 3);
     fs::write(store.state_path(), &bytes).unwrap();
-    let restored = load(&store);
+    let restored = load(&mut store);
     let (aside, why) = restored.moved_aside.unwrap();
     assert_eq!(why, DecodeError::Truncated);
     assert!(aside
@@ -252,14 +252,14 @@ fn a_corrupt_file_is_moved_aside_and_replaced() {
     store
         .save(&restored.history, &restored.events, None, SystemTime::now())
         .unwrap();
-    assert!(load(&store).moved_aside.is_none());
+    assert!(load(&mut store).moved_aside.is_none());
 
     // Only the newest three are kept.
     for secs in [10, 11, 12, 13] {
         fs::write(dir.path().join(format!("history.bin.corrupt-{secs}")), b"x").unwrap();
     }
     fs::write(store.state_path(), b"garbage").unwrap();
-    assert!(load(&store).moved_aside.is_some());
+    assert!(load(&mut store).moved_aside.is_some());
     let mut left: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -277,8 +277,8 @@ fn an_unusable_directory_is_a_typed_error_and_history_still_works() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     fs::write(&file, b"").unwrap();
-    let store = Store::new(file.join("state"));
-    let restored = load(&store);
+    let mut store = Store::new(file.join("state"));
+    let restored = load(&mut store);
     assert!(restored.previous.is_none());
     let err = store.mark_running(Some("b")).unwrap_err();
     assert!(
@@ -370,4 +370,111 @@ proptest! {
         let cut = cut % payload.len();
         let _ = decode_fresh(&framed(&payload[..cut]));
     }
+}
+
+#[test]
+fn later_saves_append_only_what_is_new_and_replay_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let mut h = History::new(HistoryConfig::default(), 4).unwrap();
+    let mut events = EventLog::new(EVENT_CAPACITY);
+    let d = Detector::new(DetectorConfig::default());
+    let mut sizes = Vec::new();
+    // Ten saves, 15 minutes apart, with an event between each.
+    for save in 0..10u64 {
+        for i in save * 900..(save + 1) * 900 {
+            let mut s = Sample::new(Duration::from_secs(i), wall(T0 + i));
+            s.cpu = Some((i % 50) as f64);
+            h.push(&s);
+        }
+        events.push(d.stopping(wall(T0 + save * 900)));
+        sizes.push(
+            store
+                .save(&h, &events, Some("b"), wall(T0 + save * 900))
+                .unwrap(),
+        );
+    }
+    let snapshot = fs::metadata(store.state_path()).unwrap().len() as usize;
+    assert_eq!(sizes[0], snapshot, "the first save of a run is a snapshot");
+    let journal = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len() as usize;
+    assert_eq!(journal, sizes[1..].iter().sum::<usize>());
+    // 15 minute rows, one quarter row, two open buckets and an event: a few KiB.
+    assert!(sizes[1..].iter().all(|s| *s < 3000), "{sizes:?}");
+
+    let restored = load(&mut store);
+    for range in [Range::Day, Range::Year] {
+        assert_eq!(json(&restored.history, range), json(&h, range), "{range}");
+    }
+    let seqs: Vec<u64> = restored.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        restored.previous.unwrap().last_saved,
+        Some(wall(T0 + 9 * 900))
+    );
+
+    // After a restore the next save appends again.
+    let before = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
+    store.save(&h, &events, None, wall(T0 + 9000)).unwrap();
+    assert!(fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len() > before);
+    assert_eq!(
+        fs::metadata(store.state_path()).unwrap().len() as usize,
+        snapshot
+    );
+}
+
+#[test]
+fn a_torn_journal_record_is_dropped_and_a_snapshot_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    let events = EventLog::new(10);
+    let mut expected = None;
+    for save in 0..3u64 {
+        for i in save * 900..(save + 1) * 900 {
+            let mut s = Sample::new(Duration::from_secs(i), wall(T0 + i));
+            s.memory = Some(save as f64);
+            h.push(&s);
+        }
+        store.save(&h, &events, None, wall(T0)).unwrap();
+        if save == 1 {
+            expected = Some(json(&h, Range::Day));
+        }
+    }
+    // Power cut in the middle of the third append.
+    let path = dir.path().join(JOURNAL_FILE);
+    let journal = fs::read(&path).unwrap();
+    fs::write(&path, &journal[..journal.len() - 7]).unwrap();
+    let restored = store.load(HistoryConfig::default(), 0, 10).unwrap();
+    assert!(restored.moved_aside.is_none(), "the snapshot is fine");
+    assert_eq!(json(&restored.history, Range::Day), expected.unwrap());
+    // The next save does not append behind the damage: it writes a snapshot, empties the journal.
+    let written = store
+        .save(&restored.history, &restored.events, None, wall(T0))
+        .unwrap();
+    assert_eq!(
+        written as u64,
+        fs::metadata(store.state_path()).unwrap().len()
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
+fn a_journal_from_an_older_snapshot_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let (h, events) = populated(0);
+    store.save(&h, &events, None, wall(T0)).unwrap();
+    store.save(&h, &events, None, wall(T0 + 1)).unwrap();
+    let old_journal = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    assert!(!old_journal.is_empty());
+    // A new snapshot, then the old journal comes back (say, a crash before it was emptied).
+    let mut other = Store::new(dir.path());
+    let fresh = History::new(HistoryConfig::default(), 0).unwrap();
+    other
+        .snapshot(&fresh, &EventLog::new(10), None, wall(T0 + 2))
+        .unwrap();
+    fs::write(dir.path().join(JOURNAL_FILE), &old_journal).unwrap();
+    let restored = store.load(HistoryConfig::default(), 0, 10).unwrap();
+    assert!(restored.history.query(Range::Year, 10).is_empty());
+    assert!(restored.events.is_empty());
 }
