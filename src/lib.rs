@@ -6,7 +6,7 @@
 //! |--------------|----------------------------------------------------------------------|
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
-//! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
+//! | [`stats`]    | collector: typed snapshot ([`stats::model`]), JSON ([`stats::wire`]) |
 //! | [`hub`]      | collection thread, serialize-once broadcast (`watch`), history ring  |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
