@@ -6,8 +6,8 @@
 //! |--------------|----------------------------------------------------------------------|
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
-//! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
-//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring  |
+//! | [`stats`]    | collector: typed snapshot ([`stats::model`]), JSON ([`stats::wire`]) |
+//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring   |
 //! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |

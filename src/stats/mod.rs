@@ -52,8 +52,35 @@ pub struct Context {
     pub connectivity: Option<Connectivity>,
 }
 
+/// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
+struct ProcFiles {
+    meminfo: procfs::KeptFile,
+    loadavg: procfs::KeptFile,
+    uptime: procfs::KeptFile,
+    stat: procfs::KeptFile,
+    net_dev: procfs::KeptFile,
+    diskstats: procfs::KeptFile,
+    mounts: procfs::KeptFile,
+}
+
+impl ProcFiles {
+    fn new(proc_root: &std::path::Path) -> ProcFiles {
+        let kept = |name: &str| procfs::KeptFile::new(proc_root.join(name));
+        ProcFiles {
+            meminfo: kept("meminfo"),
+            loadavg: kept("loadavg"),
+            uptime: kept("uptime"),
+            stat: kept("stat"),
+            net_dev: kept("net/dev"),
+            diskstats: kept("diskstats"),
+            mounts: kept("self/mounts"),
+        }
+    }
+}
+
 pub struct Collector {
     system: System,
+    files: ProcFiles,
     proc_root: PathBuf,
     sys_root: PathBuf,
     top_processes: usize,
@@ -81,6 +108,7 @@ impl Collector {
         };
         Collector {
             system,
+            files: ProcFiles::new(&config.proc_root),
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
@@ -103,12 +131,23 @@ impl Collector {
             }
         };
         let cpu = self.cpu();
-        let memory = procfs::read_meminfo(&self.proc_root);
+        let memory = self
+            .files
+            .meminfo
+            .read_text()
+            .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let disk_io = procfs::read_diskstats(&self.proc_root, &self.sys_root);
+        let disk_io = self
+            .files
+            .diskstats
+            .read_text()
+            .map(|t| procfs::whole_disk_stats(&t, &self.sys_root));
         check(Source::DiskIo, disk_io.is_some());
-        let net_io: Option<BTreeMap<String, NetIo>> =
-            procfs::read_net_dev(&self.proc_root).map(|v| v.into_iter().collect());
+        let net_io: Option<BTreeMap<String, NetIo>> = self
+            .files
+            .net_dev
+            .read_text()
+            .map(|t| procfs::parse_net_dev(&t).into_iter().collect());
         check(Source::Network, net_io.is_some());
         let elapsed = self
             .previous
@@ -131,12 +170,25 @@ impl Collector {
             net: net_io.unwrap_or_default(),
         });
 
-        let boot_time = procfs::read_boot_time(&self.proc_root);
+        let boot_time = self
+            .files
+            .stat
+            .read_text()
+            .and_then(|t| procfs::parse_btime(&t));
         check(Source::BootTime, boot_time.is_some());
-        let load_average = procfs::read_loadavg(&self.proc_root);
+        let load_average = self
+            .files
+            .loadavg
+            .read_text()
+            .and_then(|t| procfs::parse_loadavg(&t));
         check(Source::LoadAverage, load_average.is_some());
         // The kernel's boot-time clock is the same figure and cannot fail to be read.
-        let uptime = procfs::read_uptime(&self.proc_root).unwrap_or_else(boot_clock);
+        let uptime = self
+            .files
+            .uptime
+            .read_text()
+            .and_then(|t| procfs::parse_uptime(&t))
+            .unwrap_or_else(boot_clock);
         StatsDocument {
             collected_at: wall,
             system: SystemInfo {
@@ -210,7 +262,11 @@ impl Collector {
             _ => None,
         };
         DiskInfo {
-            partitions: procfs::read_mounts(&self.proc_root),
+            partitions: self
+                .files
+                .mounts
+                .read_bytes()
+                .map(|table| procfs::measure_mounts(&table)),
             io_counters: io,
             io_rates,
         }

@@ -4,8 +4,9 @@
 //! missing: a missing sensor is normal, never an error.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading};
@@ -13,11 +14,60 @@ use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading}
 /// Reads a file as text; bytes that are not UTF-8 become U+FFFD instead of failing the whole
 /// read. `None` if absent or unreadable (e.g. out of file descriptors).
 pub fn read_text(path: &Path) -> Option<String> {
-    let bytes = fs::read(path).ok()?;
-    Some(match String::from_utf8(bytes) {
+    fs::read(path).ok().map(lossy)
+}
+
+/// A file read on every tick, kept open and re-read from its start. Under file descriptor
+/// exhaustion opening fails, not reading an open file, so the collector's main sources stay
+/// readable. After a read error the file is opened again once.
+#[derive(Debug)]
+pub struct KeptFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl KeptFile {
+    pub fn new(path: PathBuf) -> KeptFile {
+        KeptFile { path, file: None }
+    }
+
+    /// The whole file; `None` when it can be neither read nor opened.
+    pub fn read_bytes(&mut self) -> Option<Vec<u8>> {
+        self.read_open().or_else(|| {
+            self.file = None;
+            self.read_open()
+        })
+    }
+
+    /// The whole file as text (see [`read_text`]).
+    pub fn read_text(&mut self) -> Option<String> {
+        self.read_bytes().map(lossy)
+    }
+
+    fn read_open(&mut self) -> Option<Vec<u8>> {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let file = self.file.as_mut()?;
+        let mut bytes = Vec::new();
+        match file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+        {
+            Ok(_) => Some(bytes),
+            Err(_) => {
+                self.file = None;
+                None
+            }
+        }
+    }
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-    })
+    }
 }
 
 /// Reads a small text file, trimmed of whitespace and NULs; `None` if absent or unreadable.
@@ -150,11 +200,18 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
 }
 
 pub fn read_diskstats(proc_root: &Path, sys_root: &Path) -> Option<DiskIo> {
-    let text = read_text(&proc_root.join("diskstats"))?;
+    Some(whole_disk_stats(
+        &read_text(&proc_root.join("diskstats"))?,
+        sys_root,
+    ))
+}
+
+/// [`parse_diskstats`] with whole disks being those listed in `SYS/block`.
+pub fn whole_disk_stats(text: &str, sys_root: &Path) -> DiskIo {
     let block = sys_root.join("block");
-    Some(parse_diskstats(&text, |name| {
+    parse_diskstats(text, |name| {
         !name.contains('/') && block.join(name).exists()
-    }))
+    })
 }
 
 /// `/proc/uptime`'s first field. Negative, NaN, infinite or absurd values are `None`, never a
@@ -364,10 +421,16 @@ pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
 /// one entry per mount point, with their space from `statvfs`. `None` when the mount table
 /// cannot be read; a line that is not UTF-8 is still read (the table is bytes).
 pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
-    let bytes = fs::read(proc_root.join("self/mounts")).ok()?;
+    Some(measure_mounts(
+        &fs::read(proc_root.join("self/mounts")).ok()?,
+    ))
+}
+
+/// The block-device mounts of a mount table, measured with `statvfs`.
+pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
     let mut seen = std::collections::HashSet::new();
-    Some(
-        parse_mounts(&bytes)
+    {
+        parse_mounts(table)
             .into_iter()
             .filter(|m| seen.insert(m.mountpoint.clone()))
             .filter_map(|m| {
@@ -381,8 +444,8 @@ pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
                     free,
                 })
             })
-            .collect(),
-    )
+            .collect()
+    }
 }
 
 /// One line of the mount table, fields as bytes with the octal escapes decoded.
@@ -658,6 +721,48 @@ mod tests {
         assert!(read_battery(nowhere).is_none());
         assert!(read_sensors(nowhere, &[]).is_empty());
         assert_eq!(read_cpufreq(nowhere, 4), (None, None, None));
+    }
+
+    #[test]
+    fn kept_files_are_reread_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loadavg");
+        fs::write(&path, "0.5 0.4 0.3 1/99 7\n").unwrap();
+        let mut kept = KeptFile::new(path.clone());
+        assert_eq!(kept.read_text().as_deref(), Some("0.5 0.4 0.3 1/99 7\n"));
+        // Rewritten in place (as the kernel regenerates /proc files): the new content.
+        fs::write(&path, "1.5 1.4\n").unwrap();
+        assert_eq!(kept.read_text().as_deref(), Some("1.5 1.4\n"));
+        assert_eq!(kept.read_text().as_deref(), Some("1.5 1.4\n"));
+        let mut missing = KeptFile::new(dir.path().join("absent"));
+        assert_eq!(missing.read_bytes(), None);
+        fs::write(dir.path().join("absent"), "late").unwrap();
+        assert_eq!(
+            missing.read_text().as_deref(),
+            Some("late"),
+            "opened once it exists"
+        );
+    }
+
+    /// On the real /proc: a kept-open seq file re-reads fresh content after seeking back.
+    #[test]
+    fn kept_proc_file_tracks_the_kernel() {
+        let mut stat = KeptFile::new(PathBuf::from("/proc/self/stat"));
+        let first = stat.read_text().unwrap();
+        let second = stat.read_text().unwrap();
+        assert!(
+            first.starts_with(&format!("{} ", std::process::id())),
+            "{first}"
+        );
+        assert_eq!(
+            first.split_whitespace().next(),
+            second.split_whitespace().next()
+        );
+        let mut uptime = KeptFile::new(PathBuf::from("/proc/uptime"));
+        let a = parse_uptime(&uptime.read_text().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = parse_uptime(&uptime.read_text().unwrap()).unwrap();
+        assert!(b > a, "{a:?} then {b:?}");
     }
 
     #[test]
