@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
 use crate::http::tls::{Reloaded, Tls, TlsError};
-use crate::http::{self, Admission, AppState};
+use crate::http::{self, AppState, FdBudget};
 use crate::hub::{self, Hub};
 use crate::stats::model::Connectivity;
 use crate::stats::Collector;
@@ -25,6 +25,8 @@ use crate::{netwatch, systemd};
 
 /// Time allowed for open connections to finish when a listener closes.
 const LISTENER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for the collector thread to finish its tick at shutdown.
+const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Kernel send buffer per client socket: room for a dozen documents.
 const SOCKET_SEND_BUFFER: u32 = 64 * 1024;
 /// Wait before trying again to bind after a failure while the interface is up.
@@ -63,14 +65,13 @@ impl Listener {
         let addr = socket.local_addr().unwrap_or(addr);
         let closed = parent.child_token();
         let sessions = TaskTracker::new();
-        let state = Arc::new(AppState {
-            hub: hub.clone(),
-            config: config.clone(),
-            admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
-            listener_closed: closed.clone(),
-            sessions: sessions.clone(),
-            tls: tls.as_ref().map(|tls| tls.acceptor().clone()),
-        });
+        let state = Arc::new(AppState::new(
+            hub.clone(),
+            config.clone(),
+            closed.clone(),
+            sessions.clone(),
+            tls.as_ref().map(|tls| tls.acceptor().clone()),
+        ));
         let task = tokio::spawn(http::serve(socket, state));
         tracing::info!("listening on {addr}");
         Ok(Listener {
@@ -126,7 +127,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         _ => None,
     };
     let cancel = CancellationToken::new();
-    raise_fd_limit(config.max_clients);
+    raise_fd_limit();
     spawn_signal_handlers(tls.clone(), cancel.clone())?;
 
     tracing::info!(
@@ -182,7 +183,17 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     let result = supervise_listener(&config, &tls, &hub, connectivity, &status_tx, &cancel).await;
     systemd::stopping();
     cancel.cancel();
-    let _ = tokio::task::spawn_blocking(move || collector_thread.join()).await;
+    // A collector blocked on a file that never answers (a FIFO or a hung FUSE mount under
+    // `proc_root`) must not hold up the exit: the process ends without it.
+    let joined = tokio::task::spawn_blocking(move || collector_thread.join());
+    if tokio::time::timeout(COLLECTOR_STOP_TIMEOUT, joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the collector did not stop within {COLLECTOR_STOP_TIMEOUT:?}; exiting without it"
+        );
+    }
     tracing::info!("pistats stopped");
     result
 }
@@ -322,8 +333,11 @@ pub fn limit_malloc_arenas() {
 }
 
 /// Each client is a file descriptor; systemd's default soft limit (1024) would refuse
-/// connections before `max_clients` does, so raise the soft limit towards the hard one.
-fn raise_fd_limit(max_clients: usize) {
+/// connections before `max_clients` does. sysinfo raises the soft limit to the hard one on
+/// its first use anyway, and then keeps up to half of it for open `/proc` files; so the soft
+/// limit is raised here, sysinfo is held to its share of [`FdBudget`], and the connection
+/// caps (`AppState::new`) are derived from what remains.
+fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -333,14 +347,14 @@ fn raise_fd_limit(max_clients: usize) {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return;
         }
-        let wanted = (max_clients as libc::rlim_t + 256).min(limit.rlim_max);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("cannot raise the open-file limit to {wanted}");
+                tracing::warn!("cannot raise the open-file limit to {}", limit.rlim_max);
             }
         }
     }
+    sysinfo::set_open_files_limit(FdBudget::current().sysinfo);
 }
 
 /// SIGTERM and SIGINT shut down; SIGHUP (`systemctl reload`) reloads the TLS certificate.
