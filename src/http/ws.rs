@@ -242,7 +242,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     if let Some(frame) = first {
         match timeout(send_timeout, tx.send(frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return "send failed",
+            Ok(Err(err)) => return send_failed(state, &err),
             Err(_) => return slow(state),
         }
     }
@@ -263,7 +263,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 let Some(frame) = frame else { continue };
                 match timeout(send_timeout, tx.send(frame)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return "send failed",
+                    Ok(Err(err)) => return send_failed(state, &err),
                     Err(_) => return slow(state),
                 }
             }
@@ -274,7 +274,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 }
                 match timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return "send failed",
+                    Ok(Err(err)) => return send_failed(state, &err),
                     Err(_) => return slow(state),
                 }
             }
@@ -317,6 +317,15 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     })
     .await;
     reason
+}
+
+/// Why a send failed: the socket's write deadline (see `server`) means the client stopped
+/// reading, like a send timeout.
+fn send_failed(state: &AppState, err: &WsError) -> &'static str {
+    match err {
+        WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => slow(state),
+        _ => "send failed",
+    }
 }
 
 fn slow(state: &AppState) -> &'static str {
