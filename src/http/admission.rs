@@ -240,7 +240,10 @@ impl FdBudget {
         };
         // SAFETY: getrlimit only writes the struct passed to it.
         let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-        FdBudget::of(if ok { limit.rlim_cur as u64 } else { 1024 })
+        // rlim_t is 32 bits wide on armhf.
+        #[allow(clippy::useless_conversion)]
+        let soft = u64::from(limit.rlim_cur);
+        FdBudget::of(if ok { soft } else { 1024 })
     }
 }
 

@@ -50,9 +50,7 @@ impl AllowedHosts {
         if name.parse::<std::net::Ipv4Addr>().is_ok() {
             return true;
         }
-        name == "localhost"
-            || name.ends_with(".localhost")
-            || self.0.iter().any(|allowed| *allowed == name)
+        name == "localhost" || name.ends_with(".localhost") || self.0.contains(&name)
     }
 }
 
