@@ -1,5 +1,10 @@
 //! The one-port server: WebSocket feed at `/` and `/ws`, REST (`/api/v1/*`), health,
 //! Prometheus metrics and the dashboard's static files.
+//!
+//! `server` accepts connections and bounds each one (caps, deadlines); `admission` holds the
+//! caps; `hosts` answers only requests for this machine's names; `static_files` resolves
+//! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients;
+//! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer.
 
 mod admission;
 mod client_log;
