@@ -255,7 +255,8 @@ impl Activity {
 struct Guarded<I> {
     io: I,
     write_timeout: Duration,
-    stall: Pin<Box<Sleep>>,
+    /// Created the first time a write stalls: most connections never need it.
+    stall: Option<Pin<Box<Sleep>>>,
     stalled: bool,
     activity: Arc<Activity>,
 }
@@ -265,7 +266,7 @@ impl<I> Guarded<I> {
         Guarded {
             io,
             write_timeout,
-            stall: Box::pin(tokio::time::sleep(write_timeout)),
+            stall: None,
             stalled: false,
             activity,
         }
@@ -276,12 +277,15 @@ impl<I> Guarded<I> {
     fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match poll {
             Poll::Pending => {
+                let deadline = Instant::now() + self.write_timeout;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if !self.stalled {
                     self.stalled = true;
-                    let deadline = Instant::now() + self.write_timeout;
-                    self.stall.as_mut().reset(deadline);
+                    stall.as_mut().reset(deadline);
                 }
-                match self.stall.as_mut().poll(cx) {
+                match stall.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "client stopped reading (write deadline passed)",
