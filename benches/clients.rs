@@ -8,6 +8,10 @@
 //! `--churn N` closes N clients a second and connects N new ones, for soak runs:
 //! `cargo bench --bench clients -- --clients 500 --churn 10 --seconds 1800` reports whether
 //! RSS and the number of open file descriptors stay flat.
+//!
+//! `--burst N` connects N WebSocket clients at once, holds them 5 s, closes them all and
+//! reports RSS before the burst, at its peak, and every 5 s for 30 s after it:
+//! `cargo bench --bench clients -- --burst 5000`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -23,6 +27,7 @@ struct Args {
     seconds: u64,
     stuck: usize,
     churn: usize,
+    burst: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +36,7 @@ fn parse_args() -> Args {
         seconds: 30,
         stuck: 0,
         churn: 0,
+        burst: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +54,9 @@ fn parse_args() -> Args {
             }
             "--stuck" => args.stuck = it.next().and_then(|s| s.parse().ok()).expect("--stuck N"),
             "--churn" => args.churn = it.next().and_then(|s| s.parse().ok()).expect("--churn N"),
+            "--burst" => {
+                args.burst = Some(it.next().and_then(|s| s.parse().ok()).expect("--burst N"))
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -110,10 +119,16 @@ async fn feed_client(
     })
 }
 
-async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
+/// Starts the daemon allowing `max_clients` clients from one address; returns it, its
+/// address and its config file.
+fn start_daemon(max_clients: usize) -> (std::process::Child, String, std::path::PathBuf) {
     // All benchmark clients come from 127.0.0.1: lift the per-address limit.
     let config = std::env::temp_dir().join(format!("pistats-bench-{}.toml", std::process::id()));
-    std::fs::write(&config, "max_clients = 4096\nmax_clients_per_ip = 4096\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("max_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
         .arg("--config")
         .arg(&config)
@@ -123,7 +138,6 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pistats");
-    let pid = child.id();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -136,6 +150,64 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("daemon listening");
+    (child, addr, config)
+}
+
+/// RSS before, at the peak of, and after a burst of `n` WebSocket clients.
+async fn burst(n: usize) {
+    let (mut child, addr, config) = start_daemon(n + 100);
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, before, fds_before) = proc_usage(pid);
+    let url = format!("ws://{addr}/ws");
+    let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut tasks = Vec::with_capacity(n);
+    let mut peak = before;
+    let started = Instant::now();
+    while tasks.len() < n {
+        let batch = (n - tasks.len()).min(250);
+        let connected = futures_util::future::join_all(
+            (0..batch).map(|_| feed_client(url.clone(), arrivals.clone())),
+        )
+        .await;
+        tasks.extend(connected);
+        peak = peak.max(proc_usage(pid).1);
+    }
+    let connect_time = started.elapsed();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak = peak.max(proc_usage(pid).1);
+    }
+    let (_, held, fds_held) = proc_usage(pid);
+    for t in tasks {
+        t.abort();
+    }
+    let mut after = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        after.push(proc_usage(pid).1);
+    }
+    let (_, _, fds_after) = proc_usage(pid);
+    let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+    println!(
+        "burst of {n} clients (connected in {:.1} s): RSS before {} MiB, peak {} MiB, held {} MiB, \
+         30 s after {} MiB | fds {fds_before} → {fds_held} → {fds_after}",
+        connect_time.as_secs_f64(),
+        mib(before),
+        mib(peak),
+        mib(held),
+        mib(*after.last().unwrap()),
+    );
+    let timeline: Vec<String> = after.iter().map(|&k| mib(k)).collect();
+    println!("      RSS every 5 s after (MiB): {}", timeline.join(" "));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&config);
+}
+
+async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
+    let (mut child, addr, config) = start_daemon(4096);
+    let pid = child.id();
     let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let url = format!("ws://{addr}/ws");
     let mut tasks = std::collections::VecDeque::new();
@@ -228,6 +300,10 @@ fn main() {
     let args = parse_args();
     raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Some(n) = args.burst {
+        runtime.block_on(burst(n));
+        return;
+    }
     println!(
         "pistats load benchmark: {} s windows at the default 1 s interval",
         args.seconds

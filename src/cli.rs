@@ -112,7 +112,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn serve(config: Config, file: Option<PathBuf>) -> ExitCode {
     crate::daemon::limit_malloc_arenas();
-    match runtime().block_on(crate::daemon::run(config, file)) {
+    let runtime = runtime();
+    let result = runtime.block_on(crate::daemon::run(config, file));
+    // Blocking work stuck on a file that never answers must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err @ crate::daemon::DaemonError::Tls(_)) => {
             tracing::error!("{err}");

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::tls::{Tls, TlsError};
+use crate::http::FdBudget;
 use crate::listener::BindError;
 use crate::{hub, listener, netwatch, signals, systemd};
 
@@ -52,7 +53,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
         (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
         _ => None,
     };
-    raise_fd_limit(config.max_clients);
+    raise_fd_limit();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     signals::spawn(tls.clone(), cancel.clone(), &tracker).map_err(DaemonError::Signal)?;
@@ -137,8 +138,11 @@ pub fn limit_malloc_arenas() {
 }
 
 /// Each client is a file descriptor; systemd's default soft limit (1024) would refuse
-/// connections before `max_clients` does, so raise the soft limit towards the hard one.
-fn raise_fd_limit(max_clients: usize) {
+/// connections before `max_clients` does. sysinfo raises the soft limit to the hard one on
+/// its first use anyway, and then keeps up to half of it for open `/proc` files; so the soft
+/// limit is raised here, sysinfo is held to its share of [`FdBudget`], and the connection
+/// caps (`AppState::new`) are derived from what remains.
+fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -148,12 +152,12 @@ fn raise_fd_limit(max_clients: usize) {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return;
         }
-        let wanted = (max_clients as libc::rlim_t + 256).min(limit.rlim_max);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("cannot raise the open-file limit to {wanted}");
+                tracing::warn!("cannot raise the open-file limit to {}", limit.rlim_max);
             }
         }
     }
+    sysinfo::set_open_files_limit(FdBudget::current().sysinfo);
 }

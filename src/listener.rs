@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServePolicy};
 use crate::http::tls::Tls;
-use crate::http::{self, Admission, AppState};
+use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::stats::model::Connectivity;
 use crate::systemd;
@@ -83,14 +83,13 @@ impl Listener {
         let addr = socket.local_addr().unwrap_or(addr);
         let closed = parent.child_token();
         let sessions = TaskTracker::new();
-        let state = Arc::new(AppState {
-            hub: hub.clone(),
-            config: config.clone(),
-            admission: Admission::new(hub.clone(), config.max_clients, config.max_clients_per_ip),
-            listener_closed: closed.clone(),
-            sessions: sessions.clone(),
-            tls: tls.as_ref().map(|tls| tls.acceptor().clone()),
-        });
+        let state = Arc::new(AppState::new(
+            hub.clone(),
+            config.clone(),
+            closed.clone(),
+            sessions.clone(),
+            tls.as_ref().map(|tls| tls.acceptor().clone()),
+        ));
         let task = tokio::spawn(http::serve(socket, state));
         tracing::info!("listening on {addr}");
         Ok(Listener {

@@ -113,7 +113,7 @@ async fn foreign_origins_are_refused() {
 #[tokio::test]
 async fn connection_flood_is_refused_without_harming_admitted_clients() {
     let daemon = Daemon::start_with_config(
-        "max_clients = 4\nmax_clients_per_ip = 100\n",
+        "max_clients = 4\nmax_clients_per_ip = 1000\n",
         &["--interval", "250ms"],
     );
     let mut admitted = Vec::new();

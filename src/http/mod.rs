@@ -1,15 +1,22 @@
 //! The one-port server: WebSocket feed at `/` and `/ws`, REST (`/api/v1/*`), health,
 //! Prometheus metrics and the dashboard's static files.
+//!
+//! `server` accepts connections and bounds each one (caps, deadlines); `admission` holds the
+//! caps; `hosts` answers only requests for this machine's names; `static_files` resolves
+//! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients;
+//! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer.
 
 mod admission;
+mod client_log;
+mod hosts;
 mod server;
+mod static_files;
 pub mod tls;
 mod ws;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +27,9 @@ use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
-pub use admission::Admission;
-pub use server::{serve, HEADER_READ_TIMEOUT};
+pub use admission::{Admission, Connections, FdBudget, MAX_HTTP_CONNECTIONS};
+pub use hosts::AllowedHosts;
+pub use server::{serve, HEADER_READ_TIMEOUT, IDLE_TIMEOUT};
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -46,6 +54,49 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Set when the port speaks HTTPS/WSS.
     pub tls: Option<tls::TlsAcceptor>,
+    /// Connections hyper owns, capped globally and per address.
+    pub connections: Arc<Connections>,
+    /// The names a request's `Host` may carry (DNS-rebinding defence).
+    pub allowed_hosts: AllowedHosts,
+    /// Budget for per-client log lines.
+    pub client_log: client_log::ClientLog,
+}
+
+impl AppState {
+    /// State for a listener: client limits from `config`, lowered to what the process's
+    /// file-descriptor limit can really hold.
+    pub fn new(
+        hub: Arc<Hub>,
+        config: Arc<Config>,
+        listener_closed: CancellationToken,
+        sessions: TaskTracker,
+        tls: Option<tls::TlsAcceptor>,
+    ) -> AppState {
+        let budget = FdBudget::current();
+        let max_clients = config.max_clients.min(budget.connections);
+        if max_clients < config.max_clients {
+            tracing::warn!(
+                "max_clients lowered from {} to {max_clients}: the open-file limit leaves room \
+                 for {} connections",
+                config.max_clients,
+                budget.connections
+            );
+        }
+        let max_connections = budget
+            .connections
+            .min(max_clients.saturating_add(MAX_HTTP_CONNECTIONS));
+        AppState {
+            admission: Admission::new(hub.clone(), max_clients, config.max_clients_per_ip),
+            connections: Connections::new(max_connections, config.max_clients_per_ip),
+            allowed_hosts: AllowedHosts::of_this_machine(&[]),
+            client_log: Default::default(),
+            hub,
+            config,
+            listener_closed,
+            sessions,
+            tls,
+        }
+    }
 }
 
 /// Why a request was refused, mapped to a status code in [`recover`].
@@ -53,6 +104,8 @@ pub struct AppState {
 enum Refusal {
     Unauthorized,
     ForeignOrigin,
+    ForeignHost,
+    BadHandshake,
     TooManyClients,
     TooManyFromAddress,
 }
@@ -122,10 +175,13 @@ pub fn routes(
             json_response(StatusCode::OK, Bytes::from(body.to_string()))
         });
 
+    // Open to everyone (load balancers and uptime checkers carry no token); with a token
+    // configured, the client count and version are shown only to requests that carry it.
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| {
+        .and(token_filter())
+        .map(|state: Arc<AppState>, token: Option<String>| {
             let age = state.hub.snapshot_age();
             let fresh = state.hub.is_fresh();
             // Sources the latest collection could not read: still serving, but partly blind.
@@ -137,13 +193,15 @@ pub fn routes(
                 (true, true) => "ok",
                 (true, false) => "degraded",
             };
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "status": status,
                 "degraded": degraded,
                 "snapshot_age_ms": age.map(|a| a.as_millis() as u64),
-                "clients": state.hub.clients(),
-                "version": env!("CARGO_PKG_VERSION"),
             });
+            if token_accepted(&state.config, token.as_deref()) {
+                body["clients"] = state.hub.clients().into();
+                body["version"] = env!("CARGO_PKG_VERSION").into();
+            }
             let status = if fresh {
                 StatusCode::OK
             } else {
@@ -170,15 +228,38 @@ pub fn routes(
                 .expect("valid response")
         });
 
-    let assets = state.config.resolved_assets_dir();
+    let assets = static_files::Assets::new(state.config.resolved_assets_dir());
+    let other_methods = other_methods(assets.clone());
     let static_files = static_files(assets);
+    let host_checked = with_state
+        .clone()
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|state: Arc<AppState>, host: Option<String>| async move {
+            match host {
+                Some(host) if !state.allowed_hosts.allows(&host) => {
+                    if state.client_log.allow() {
+                        tracing::warn!(
+                            "refused a request for host {host:?} (not one of this machine's names)"
+                        );
+                    }
+                    Err(warp::reject::custom(Refusal::ForeignHost))
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one();
 
-    websocket
-        .or(stats)
-        .or(history)
-        .or(healthz)
-        .or(metrics)
-        .or(static_files)
+    host_checked
+        .and(
+            other_methods
+                .or(websocket)
+                .unify()
+                .or(stats)
+                .or(history)
+                .or(healthz)
+                .or(metrics)
+                .or(static_files),
+        )
         .recover(recover)
         .with(warp::reply::with::header(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -203,44 +284,98 @@ fn own_metrics(state: &AppState, snapshot: &crate::hub::Snapshot) -> OwnMetrics 
     }
 }
 
-/// The dashboard: `index.html` at `/`, other files by name. `warp::fs::dir` refuses `..`
-/// and absolute paths, so nothing outside the directory is reachable.
+/// Answers every method but GET and HEAD: `405` with `Allow` on a resource that exists,
+/// `404` on a path that does not.
+fn other_methods(
+    assets: static_files::Assets,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::method().and(warp::path::full()).and_then(
+        move |method: warp::http::Method, path: warp::path::FullPath| {
+            let assets = assets.clone();
+            async move {
+                if method == warp::http::Method::GET {
+                    return Err(warp::reject::not_found());
+                }
+                const ROUTES: &[&str] = &[
+                    "/",
+                    "/ws",
+                    "/api/v1/stats",
+                    "/api/v1/history",
+                    "/healthz",
+                    "/metrics",
+                ];
+                let path = path.as_str();
+                let exists = ROUTES.contains(&path)
+                    || assets.resolve(path.trim_start_matches('/')).await.is_some();
+                let mut response = if exists {
+                    error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                } else {
+                    error_response(StatusCode::NOT_FOUND, "not found")
+                };
+                if exists {
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                }
+                Ok(response.into_response())
+            }
+        },
+    )
+}
+
+/// The dashboard: `index.html` at `/`, other files by name, only regular files inside the
+/// directory (see [`static_files::Assets`]).
 fn static_files(
-    dir: Option<PathBuf>,
+    assets: static_files::Assets,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
                        style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'";
-    let dir = dir.filter(|d| d.is_dir());
-    if dir.is_none() {
+    if !assets.found() {
         tracing::warn!("dashboard directory not found; serving a placeholder page at /");
     }
-    let index = dir.as_ref().map(|d| d.join("index.html"));
-    let root = warp::get().and(warp::path::end()).and_then(move || {
-        let index = index.clone();
-        async move {
-            match index {
-                Some(index) => match tokio::fs::read(&index).await {
-                    Ok(body) => Ok(Response::builder()
+    let root = {
+        let assets = assets.clone();
+        warp::get().and(warp::path::end()).and_then(move || {
+            let assets = assets.clone();
+            async move {
+                if !assets.found() {
+                    return Ok(Response::builder()
+                        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                        .body(Bytes::from_static(FALLBACK_PAGE.as_bytes()))
+                        .expect("valid response")
+                        .into_response());
+                }
+                match assets.read("index.html").await {
+                    Some(body) => Ok(Response::builder()
                         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
                         .header(header::CACHE_CONTROL, "no-cache")
                         .body(Bytes::from(body))
                         .expect("valid response")
                         .into_response()),
-                    Err(_) => Err(warp::reject::not_found()),
-                },
-                None => Ok(Response::builder()
-                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                    .body(Bytes::from_static(FALLBACK_PAGE.as_bytes()))
-                    .expect("valid response")
-                    .into_response()),
+                    None => Err(warp::reject::not_found()),
+                }
             }
+        })
+    };
+    let files: BoxedFilter<(warp::reply::Response,)> = match assets.dir() {
+        Some(dir) => {
+            let guard = assets.clone();
+            warp::get()
+                .and(warp::path::tail())
+                .and_then(move |tail: warp::path::Tail| {
+                    let guard = guard.clone();
+                    async move {
+                        match guard.resolve(tail.as_str()).await {
+                            Some(_) => Ok(()),
+                            None => Err(warp::reject::not_found()),
+                        }
+                    }
+                })
+                .untuple_one()
+                .and(warp::fs::dir(dir.to_owned()))
+                .map(|file: warp::fs::File| file.into_response())
+                .boxed()
         }
-    });
-    let files: BoxedFilter<(warp::reply::Response,)> = match dir {
-        Some(dir) => warp::get()
-            .and(warp::fs::dir(dir))
-            .map(|file: warp::fs::File| file.into_response())
-            .boxed(),
         None => warp::any()
             .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
             .boxed(),
@@ -265,9 +400,19 @@ fn token_filter() -> impl Filter<Extract = (Option<String>,), Error = Rejection>
                 .unify(),
         )
         .map(|auth: Option<String>, query: HashMap<String, String>| {
-            auth.and_then(|a| a.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
+            auth.as_deref()
+                .and_then(bearer_token)
                 .or_else(|| query.get("token").cloned())
         })
+}
+
+/// The credentials of an `Authorization: Bearer …` header; the scheme name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(authorization: &str) -> Option<String> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// Whether a request carrying `token` may use the API and the feed.
@@ -314,7 +459,11 @@ async fn recover(rejection: Rejection) -> Result<Response<Bytes>, Infallible> {
     let (status, message) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         (StatusCode::BAD_REQUEST, "invalid query string")
     } else {
@@ -328,6 +477,11 @@ fn refusal_response(refusal: &Refusal) -> Response<Bytes> {
     let (status, message) = match refusal {
         Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong access token"),
         Refusal::ForeignOrigin => (StatusCode::FORBIDDEN, "origin not allowed"),
+        Refusal::BadHandshake => (StatusCode::BAD_REQUEST, "malformed Sec-WebSocket-Key"),
+        Refusal::ForeignHost => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server does not answer to that host name",
+        ),
         Refusal::TooManyClients => (StatusCode::SERVICE_UNAVAILABLE, "too many clients"),
         Refusal::TooManyFromAddress => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -346,7 +500,7 @@ fn refusal_response(refusal: &Refusal) -> Response<Bytes> {
         Refusal::TooManyClients | Refusal::TooManyFromAddress => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
-        Refusal::ForeignOrigin => {}
+        Refusal::ForeignOrigin | Refusal::ForeignHost | Refusal::BadHandshake => {}
     }
     response
 }
@@ -359,4 +513,18 @@ fn peer_addr() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallibl
 /// Describes a peer for logs.
 fn peer(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "unknown peer".to_owned(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("bearer abc").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc ").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

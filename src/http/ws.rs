@@ -14,14 +14,14 @@ use tokio::time::{interval_at, sleep, timeout, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::reply::Response as Reply;
 use warp::{Filter, Rejection};
 
 use super::admission::{Full, Slot};
-use super::server::PendingUpgrade;
+use super::server::{PendingUpgrade, WasHead};
 use super::{peer, refusal_response, token_accepted, AppState, Refusal};
 
 /// How long a close handshake may take before the socket is simply dropped.
@@ -33,19 +33,25 @@ const READ_BUFFER: usize = 2048;
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// A valid WebSocket upgrade request (RFC 6455 §4.2.1).
-pub(super) struct Handshake {
-    key: String,
-    upgrade: PendingUpgrade,
+/// A WebSocket upgrade request (RFC 6455 §4.2.1): valid, or answered with why not.
+pub(super) enum Handshake {
+    Valid {
+        key: String,
+        upgrade: PendingUpgrade,
+    },
+    /// `426` for a version other than 13, `400` for a malformed key.
+    Invalid(Reply),
 }
 
-/// Matches WebSocket upgrade requests; anything else is rejected (and may be a plain GET).
+/// Matches requests that ask for a WebSocket upgrade; anything else is rejected (and may be
+/// a plain GET). A `HEAD` request is never upgraded.
 pub(super) fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<PendingUpgrade>())
+        .and(warp::ext::optional::<WasHead>())
         .and_then(
-            |headers: HeaderMap, upgrade: Option<PendingUpgrade>| async move {
+            |headers: HeaderMap, upgrade: Option<PendingUpgrade>, head: Option<WasHead>| async move {
                 let has = |name: header::HeaderName, token: &str| {
                     headers.get_all(name).iter().any(|v| {
                         v.to_str().is_ok_and(|v| {
@@ -53,24 +59,52 @@ pub(super) fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejecti
                         })
                     })
                 };
-                let key = headers
-                    .get(header::SEC_WEBSOCKET_KEY)
-                    .and_then(|k| k.to_str().ok());
-                match (key, upgrade) {
-                    (Some(key), Some(upgrade))
-                        if has(header::CONNECTION, "upgrade")
-                            && has(header::UPGRADE, "websocket")
-                            && has(header::SEC_WEBSOCKET_VERSION, "13") =>
+                let upgrade = match upgrade {
+                    Some(upgrade)
+                        if head.is_none()
+                            && has(header::CONNECTION, "upgrade")
+                            && has(header::UPGRADE, "websocket") =>
                     {
-                        Ok(Handshake {
-                            key: key.to_owned(),
-                            upgrade,
-                        })
+                        upgrade
                     }
-                    _ => Err(warp::reject::not_found()),
+                    _ => return Err(warp::reject::not_found()),
+                };
+                if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+                    let response = Response::builder()
+                        .status(StatusCode::UPGRADE_REQUIRED)
+                        .header(header::SEC_WEBSOCKET_VERSION, "13")
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(r#"{"error":"WebSocket version 13 required"}"#.into())
+                        .expect("valid response");
+                    return Ok(Handshake::Invalid(response));
+                }
+                match headers
+                    .get(header::SEC_WEBSOCKET_KEY)
+                    .and_then(|k| k.to_str().ok())
+                    .filter(|k| valid_key(k))
+                {
+                    Some(key) => Ok(Handshake::Valid {
+                        key: key.to_owned(),
+                        upgrade,
+                    }),
+                    None => Ok(Handshake::Invalid(
+                        refusal_response(&Refusal::BadHandshake).map(Into::into),
+                    )),
                 }
             },
         )
+}
+
+/// `Sec-WebSocket-Key` must be 16 random bytes in base64: 22 characters and `==`.
+fn valid_key(key: &str) -> bool {
+    let key = key.trim();
+    key.len() == 24
+        && key.ends_with("==")
+        && key[..22]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        // The last character carries 2 bits of the 16th byte; the other 4 are zero.
+        && b"AQgw".contains(&key.as_bytes()[21])
 }
 
 /// Checks token, origin and limits, then answers `101 Switching Protocols` and runs the
@@ -82,10 +116,14 @@ pub(super) async fn upgrade(
     remote: Option<SocketAddr>,
     headers: HeaderMap,
 ) -> Reply {
+    let (key, upgrade) = match handshake {
+        Handshake::Valid { key, upgrade } => (key, upgrade),
+        Handshake::Invalid(response) => return response,
+    };
     match admit(&token, &state, remote, &headers) {
         Err(refusal) => refusal_response(&refusal).map(Into::into),
         Ok(slot) => {
-            let Some(on_upgrade) = handshake.upgrade.take() else {
+            let Some(on_upgrade) = upgrade.take() else {
                 return Response::builder()
                     .status(StatusCode::BAD_REQUEST)
                     .body(Default::default())
@@ -117,7 +155,7 @@ pub(super) async fn upgrade(
                 .header(header::UPGRADE, "websocket")
                 .header(
                     header::SEC_WEBSOCKET_ACCEPT,
-                    derive_accept_key(handshake.key.as_bytes()),
+                    derive_accept_key(key.as_bytes()),
                 )
                 .body(Default::default())
                 .expect("valid response")
@@ -133,7 +171,9 @@ fn admit(
 ) -> Result<Slot, Refusal> {
     let who = peer(remote);
     let refused = |refusal: Refusal, why: &str| {
-        tracing::warn!("refused WebSocket from {who}: {why}");
+        if state.client_log.allow() {
+            tracing::warn!("refused WebSocket from {who}: {why}");
+        }
         refusal
     };
     if !token_accepted(&state.config, token.as_deref()) {
@@ -171,16 +211,20 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 
 async fn session(socket: Socket, state: Arc<AppState>, remote: Option<SocketAddr>, slot: Slot) {
     let who = peer(remote);
-    tracing::info!(
-        "client connected: {who} ({} connected)",
-        state.hub.clients()
-    );
+    if state.client_log.allow() {
+        tracing::info!(
+            "client connected: {who} ({} connected)",
+            state.hub.clients()
+        );
+    }
     let reason = serve_client(socket, &state).await;
     drop(slot);
-    tracing::info!(
-        "client disconnected: {who} ({reason}; {} connected)",
-        state.hub.clients()
-    );
+    if state.client_log.allow() {
+        tracing::info!(
+            "client disconnected: {who} ({reason}; {} connected)",
+            state.hub.clients()
+        );
+    }
 }
 
 /// Runs the client until it leaves or must go; returns why it ended, for the log.
@@ -198,7 +242,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     if let Some(frame) = first {
         match timeout(send_timeout, tx.send(frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return "send failed",
+            Ok(Err(err)) => return send_failed(state, &err),
             Err(_) => return slow(state),
         }
     }
@@ -219,7 +263,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 let Some(frame) = frame else { continue };
                 match timeout(send_timeout, tx.send(frame)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return "send failed",
+                    Ok(Err(err)) => return send_failed(state, &err),
                     Err(_) => return slow(state),
                 }
             }
@@ -230,13 +274,16 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 }
                 match timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return "send failed",
+                    Ok(Err(err)) => return send_failed(state, &err),
                     Err(_) => return slow(state),
                 }
             }
-            _ = &mut pong_deadline, if awaiting_pong => return "ping timeout",
+            _ = &mut pong_deadline, if awaiting_pong => break (CloseCode::Policy, "ping timeout"),
             incoming = rx.next() => match incoming {
                 None => return "closed by client",
+                Some(Err(WsError::Utf8(_))) => {
+                    break (CloseCode::Invalid, "text message is not valid UTF-8");
+                }
                 Some(Err(err)) => {
                     tracing::debug!("WebSocket read error: {err}");
                     break (CloseCode::Policy, "protocol error or message too large");
@@ -272,6 +319,15 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     reason
 }
 
+/// Why a send failed: the socket's write deadline (see `server`) means the client stopped
+/// reading, like a send timeout.
+fn send_failed(state: &AppState, err: &WsError) -> &'static str {
+    match err {
+        WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => slow(state),
+        _ => "send failed",
+    }
+}
+
 fn slow(state: &AppState) -> &'static str {
     state
         .hub
@@ -292,6 +348,17 @@ mod tests {
             h.insert("origin", o.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn websocket_keys_are_checked() {
+        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!valid_key("not a key"));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZR=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ==dGhl"));
     }
 
     #[test]
