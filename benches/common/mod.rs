@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmarks: the guard that keeps a benchmark from measuring a debug
 //! build, this thread's CPU time, and the open-file limit (shared with the tests).
-#![allow(dead_code)]
+// Each benchmark uses only some of these.
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
