@@ -13,6 +13,8 @@
 //! reports RSS before the burst, at its peak, and every 5 s for 30 s after it:
 //! `cargo bench --bench clients -- --burst 5000`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
+
+use common::{invoked_by_cargo_bench, raise_fd_limit};
 
 struct Args {
     clients: Vec<usize>,
@@ -61,19 +65,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }
 
 /// (utime + stime in seconds, RSS in KiB, open fds) of a process.
@@ -282,19 +273,8 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     let _ = std::fs::remove_file(&config);
 }
 
-/// `cargo bench` runs a benchmark with `--bench`; `cargo test --all-targets` builds it in the
-/// test profile and runs it without. Measuring a debug build proves nothing and takes the
-/// test suite's time, so without `--bench` the benchmark only says how to run it.
-fn invoked_by_cargo_bench() -> bool {
-    if std::env::args().any(|a| a == "--bench") {
-        return true;
-    }
-    eprintln!("clients: a benchmark; run it with `cargo bench --bench clients`");
-    false
-}
-
 fn main() {
-    if !invoked_by_cargo_bench() {
+    if !invoked_by_cargo_bench("clients") {
         return;
     }
     let args = parse_args();

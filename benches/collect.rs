@@ -3,34 +3,17 @@
 //!
 //! Run: `cargo bench --bench collect` (optionally `-- 500` for the number of ticks).
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{invoked_by_cargo_bench, thread_cpu_time};
 
 use pistats::config::Config;
 use pistats::stats::{Collector, Context};
 
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// `cargo bench` runs a benchmark with `--bench`; `cargo test --all-targets` builds it in the
-/// test profile and runs it without. Measuring a debug build proves nothing and takes the
-/// test suite's time, so without `--bench` the benchmark only says how to run it.
-fn invoked_by_cargo_bench() -> bool {
-    if std::env::args().any(|a| a == "--bench") {
-        return true;
-    }
-    eprintln!("collect: a benchmark; run it with `cargo bench --bench collect`");
-    false
-}
-
 fn main() {
-    if !invoked_by_cargo_bench() {
+    if !invoked_by_cargo_bench("collect") {
         return;
     }
     let ticks: usize = std::env::args()

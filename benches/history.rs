@@ -3,21 +3,15 @@
 //!
 //! Run: `cargo bench --bench history` (`-- CORES` to change the core count, default 4).
 
+mod common;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::thread_cpu_time;
 
 use pistats::events::{Detector, DetectorConfig, EventLog, EVENT_CAPACITY};
 use pistats::history::store::{self, Store};
 use pistats::history::{History, HistoryConfig, MountFill, Range, Sample};
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// `wchar` (bytes handed to write) and `write_bytes` (bytes sent to the block device).
 fn proc_io() -> (u64, u64) {

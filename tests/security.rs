@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::rlimit::raise_fd_limit;
 use common::ws::{stuck_client, ws_refusal};
 use common::{connect, http_get, next_doc, Daemon, WAIT};
 use futures_util::future::join_all;
@@ -36,19 +37,6 @@ fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmRSS")
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a valid, initialised struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }
 
 #[tokio::test]

@@ -164,14 +164,7 @@ impl Store {
         let mut events = EventLog::new(event_capacity);
         let marker = match fs::read_to_string(self.dir.join(MARKER_FILE)) {
             Ok(text) => Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                None
-            }
+            Err(e) if nothing_stored(&e) => None,
             // Present but unreadable: still a sign of an unclean stop.
             Err(_) => Some(String::new()),
         };
@@ -179,14 +172,7 @@ impl Store {
         let path = self.state_path();
         let bytes = match fs::read(&path) {
             Ok(bytes) => Some(bytes),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                None
-            }
+            Err(e) if nothing_stored(&e) => None,
             Err(source) => {
                 return Err(StoreError::Io {
                     action: "read",
@@ -824,6 +810,14 @@ impl<'a> Reader<'a> {
         let len = usize::from(self.u16()?);
         std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::Invalid("UTF-8"))
     }
+}
+
+/// The file or its directory does not exist: nothing was stored yet, which is no error.
+fn nothing_stored(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {

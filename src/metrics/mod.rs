@@ -513,18 +513,9 @@ mod tests {
     use super::exposition::escape_label_value;
     use super::*;
     use crate::stats::model::*;
+    use crate::stats::wire_golden::{cpu_thermal, meminfo};
 
     fn document() -> StatsDocument {
-        let mut sensors = BTreeMap::new();
-        sensors.insert(
-            "cpu_thermal".to_owned(),
-            vec![SensorReading {
-                label: String::new(),
-                current: 48.312,
-                high: Some(80.0),
-                critical: None,
-            }],
-        );
         let mut interfaces = BTreeMap::new();
         let io = NetIo {
             bytes_sent: 20,
@@ -584,7 +575,7 @@ mod tests {
                 },
                 per_core_usage: vec![42.1, f64::NAN],
             },
-            memory: Some(pi4_meminfo()),
+            memory: Some(meminfo()),
             disk: DiskInfo {
                 partitions: Some(vec![
                     Partition {
@@ -611,7 +602,7 @@ mod tests {
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
-                sensors,
+                sensors: cpu_thermal(),
             },
             battery: None,
             pi: Some(PiHealth {
@@ -640,17 +631,6 @@ mod tests {
             connected_clients: 2,
             degraded: vec![Source::DiskIo],
         }
-    }
-
-    /// The Pi 4 fixture's `/proc/meminfo` (a real 4 GB Pi 4), with 3 MiB of swap in use.
-    fn pi4_meminfo() -> Memory {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/pi4/proc/meminfo"
-        ))
-        .unwrap()
-        .replace("SwapFree:         102396 kB", "SwapFree:          99324 kB");
-        crate::stats::procfs::parse_meminfo(&text).unwrap()
     }
 
     fn own() -> OwnMetrics {

@@ -458,8 +458,10 @@ mod tests {
 
 /// The wire format, byte for byte, against `tests/fixtures/wire/document.json`: recorded from
 /// the document model that carried rounded GiB and ISO strings, for the same raw inputs.
+/// The recorded wire document and the fixtures it is built from, shared with the tests of
+/// the other renderings of a document (`/metrics`).
 #[cfg(test)]
-mod wire_golden {
+pub(crate) mod wire_golden {
     use std::time::UNIX_EPOCH;
 
     use super::*;
@@ -469,7 +471,7 @@ mod wire_golden {
         "/tests/fixtures/wire/document.json"
     );
 
-    /// The Pi 4 fixture's meminfo with 3 MiB of swap in use.
+    /// The Pi 4 fixture's `/proc/meminfo` (a real 4 GB Pi 4), with 3 MiB of swap in use.
     pub(crate) fn meminfo() -> Memory {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -478,6 +480,19 @@ mod wire_golden {
         .unwrap()
         .replace("SwapFree:         102396 kB", "SwapFree:          99324 kB");
         procfs::parse_meminfo(&text).unwrap()
+    }
+
+    /// The Pi's one SoC sensor, unlabelled, with its trip point.
+    pub(crate) fn cpu_thermal() -> BTreeMap<String, Vec<SensorReading>> {
+        BTreeMap::from([(
+            "cpu_thermal".to_owned(),
+            vec![SensorReading {
+                label: String::new(),
+                current: 48.312,
+                high: Some(80.0),
+                critical: None,
+            }],
+        )])
     }
 
     pub(crate) fn document() -> StatsDocument {
@@ -529,16 +544,6 @@ mod wire_golden {
                 io_counters: eth0,
                 rates: Some(rates),
             },
-        );
-        let mut sensors = BTreeMap::new();
-        sensors.insert(
-            "cpu_thermal".to_owned(),
-            vec![SensorReading {
-                label: String::new(),
-                current: 48.312,
-                high: Some(80.0),
-                critical: None,
-            }],
         );
         StatsDocument {
             collected_at: wall,
@@ -604,7 +609,7 @@ mod wire_golden {
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
-                sensors,
+                sensors: cpu_thermal(),
             },
             battery: Some(BatteryInfo {
                 percent: 87.0,
@@ -696,14 +701,8 @@ mod wire_golden {
         assert!(doc.system.boot_time.is_none());
         assert!(doc.disk.partitions.is_none());
         assert!(doc.network.io_counters.is_none());
-        for source in [
-            Source::Memory,
-            Source::LoadAverage,
-            Source::BootTime,
-            Source::Network,
-            Source::DiskIo,
-            Source::Partitions,
-        ] {
+        // Every source but the process table, which sysinfo lists from the machine's own /proc.
+        for source in Source::ALL.into_iter().filter(|&s| s != Source::Processes) {
             assert!(
                 doc.degraded.contains(&source),
                 "{source:?} in {:?}",

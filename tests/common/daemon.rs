@@ -2,6 +2,7 @@
 //! goes on; [`Served`] is any serving process (a listener that opens and closes with the
 //! network, or one inside a namespace), observed through its log.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -15,7 +16,8 @@ use super::{Log, BIN, WAIT};
 const STARTUP: Duration = Duration::from_secs(20);
 
 /// `pistats` run through `prefix` (e.g. `ip netns exec NS`, or nothing), without `RUST_LOG`
-/// from the environment and without colours, so log lines can be matched.
+/// from the environment and without colours, so log lines can be matched, and without the
+/// systemd notification variables of whatever runs the tests (a test sets its own).
 pub fn pistats_command(prefix: &[&str]) -> Command {
     let mut cmd = match prefix.split_first() {
         Some((program, rest)) => {
@@ -25,7 +27,11 @@ pub fn pistats_command(prefix: &[&str]) -> Command {
         }
         None => Command::new(BIN),
     };
-    cmd.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    cmd.env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env("NO_COLOR", "1");
     cmd
 }
 
@@ -205,13 +211,20 @@ impl Daemon {
     /// Starts pistats with `config` as its config file, and `args`; returns once it listens.
     /// Its log lines are echoed to the test's output (shown when the test fails).
     pub fn start_with_config(config: &str, args: &[&str]) -> Daemon {
+        Daemon::start_with_env(config, args, &[])
+    }
+
+    /// [`Daemon::start_with_config`] with the variables `env` set for the daemon (e.g. the
+    /// `NOTIFY_SOCKET` systemd would give it).
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Daemon {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(config.as_bytes()).unwrap();
         let mut cmd = pistats_command(&[]);
         cmd.arg("--config")
             .arg(file.path())
             .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args);
+            .args(args)
+            .envs(env.iter().copied());
         let (tx, rx) = std::sync::mpsc::channel();
         let served = Served::spawn(cmd, move |line| {
             eprintln!("pistats: {line}");

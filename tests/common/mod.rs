@@ -12,6 +12,7 @@
 //! | [`nm_standin`]  | a NetworkManager service on that bus                                  |
 //! | [`watcher`]     | `netwatch::run` in-process, against any bus                           |
 //! | [`netns`]       | a network namespace with a veth pair                                  |
+//! | [`rlimit`]      | the open-file limit raised for many clients (benchmarks use it too)   |
 //!
 //! A test that needs root or a tool is `#[ignore = "needs …"]` and calls [`need_root`] or
 //! [`need_tool`] first: run with `--include-ignored` on a machine without them, it fails and
@@ -23,6 +24,7 @@ pub mod dbus;
 pub mod http;
 pub mod netns;
 pub mod nm_standin;
+pub mod rlimit;
 pub mod watcher;
 pub mod ws;
 

@@ -1,9 +1,10 @@
 //! A NetworkManager stand-in: a real D-Bus service, implemented here with zbus, offering the
 //! objects, properties and signals pistats uses (the manager's `GetDeviceByIpIface`,
-//! `DeviceAdded` and `DeviceRemoved`; a device's `State`, `Ip4Config` and `Ip6Config`; an IPv4
-//! configuration's `AddressData`). Tests run it on a private [`Bus`](super::dbus::Bus) and
+//! `DeviceAdded` and `DeviceRemoved`; a device's `State`, `Ip4Config` and `Ip6Config`; the IP
+//! configurations' `AddressData`). Tests run it on a private [`Bus`](super::dbus::Bus) and
 //! change states, addresses and devices the way NetworkManager does: a new configuration
-//! object for new addresses, new object paths after a restart, bursts of unrelated signals.
+//! object for new addresses, new object paths after a restart, bursts of unrelated signals,
+//! and (an armed [`Flip`]) a change landing inside a handler, while pistats reads the device.
 //!
 //! Real NetworkManager in a container is exercised by `tests/nm/run.sh`.
 
@@ -15,6 +16,9 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 pub const NM_NAME: &str = "org.freedesktop.NetworkManager";
 pub const NM_PATH: &str = "/org/freedesktop/NetworkManager";
+const DEVICE_IFACE: &str = "org.freedesktop.NetworkManager.Device";
+const IP4_IFACE: &str = "org.freedesktop.NetworkManager.IP4Config";
+const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 
 /// `NMDeviceState` values (NetworkManager's D-Bus API) the tests use by name.
 pub const DISCONNECTED: u32 = 30;
@@ -55,8 +59,56 @@ impl Manager {
     async fn device_removed(emitter: &SignalEmitter<'_>, path: ObjectPath<'_>) -> zbus::Result<()>;
 }
 
+/// A change the service makes from inside one of its handlers, once: it lands while pistats
+/// is in the middle of reading the device, and its signals reach pistats before the reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flip {
+    /// The device activates just after its `State` was read (when `Ip4Config` is read).
+    ActivateAfterStateRead,
+    /// The IPv4 configuration gets this address just after `AddressData` was read (the
+    /// IPv6 configuration is read next).
+    AddressAfterRead(String, u32),
+}
+
+/// The armed [`Flip`], shared by the handlers, and how often one fired.
+#[derive(Default)]
+struct Hooks {
+    flip: Mutex<Option<Flip>>,
+    fired: Mutex<u32>,
+}
+
+impl Hooks {
+    /// Takes the armed change if `pred` accepts it.
+    fn take(&self, pred: impl Fn(&Flip) -> bool) -> Option<Flip> {
+        let taken = self.flip.lock().unwrap().take_if(|f| pred(f));
+        if taken.is_some() {
+            *self.fired.lock().unwrap() += 1;
+        }
+        taken
+    }
+}
+
+async fn properties_changed(
+    conn: &zbus::Connection,
+    path: &ObjectPath<'_>,
+    iface: &str,
+    name: &str,
+    value: Value<'_>,
+) {
+    conn.emit_signal(
+        None::<()>,
+        path,
+        PROPERTIES_IFACE,
+        "PropertiesChanged",
+        &(iface, HashMap::from([(name, value)]), Vec::<String>::new()),
+    )
+    .await
+    .unwrap();
+}
+
 struct Device {
-    state: u32,
+    hooks: Arc<Hooks>,
+    state: Mutex<u32>,
     ip4: OwnedObjectPath,
     ip6: OwnedObjectPath,
 }
@@ -65,38 +117,109 @@ struct Device {
 impl Device {
     #[zbus(property)]
     fn state(&self) -> u32 {
-        self.state
+        *self.state.lock().unwrap()
     }
+
+    /// pistats reads this after `State`: an activation now is one it has not seen.
     #[zbus(property)]
-    fn ip4_config(&self) -> OwnedObjectPath {
+    async fn ip4_config(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> OwnedObjectPath {
+        if self
+            .hooks
+            .take(|f| *f == Flip::ActivateAfterStateRead)
+            .is_some()
+        {
+            let old = std::mem::replace(&mut *self.state.lock().unwrap(), ACTIVATED);
+            // As NetworkManager does: the device's own signal and the property change.
+            let conn = emitter.connection();
+            let path = emitter.path().to_owned();
+            conn.emit_signal(
+                None::<()>,
+                &path,
+                DEVICE_IFACE,
+                "StateChanged",
+                &(ACTIVATED, old, 0u32),
+            )
+            .await
+            .unwrap();
+            properties_changed(conn, &path, DEVICE_IFACE, "State", Value::from(ACTIVATED)).await;
+        }
         self.ip4.clone()
     }
+
     #[zbus(property)]
     fn ip6_config(&self) -> OwnedObjectPath {
         self.ip6.clone()
     }
 }
 
+fn address_data(addresses: &[(String, u32)]) -> Vec<HashMap<String, OwnedValue>> {
+    addresses
+        .iter()
+        .map(|(address, prefix)| {
+            HashMap::from([
+                (
+                    "address".to_owned(),
+                    OwnedValue::try_from(Value::from(address.as_str())).unwrap(),
+                ),
+                ("prefix".to_owned(), OwnedValue::from(*prefix)),
+            ])
+        })
+        .collect()
+}
+
+fn owned(addresses: &[(&str, u32)]) -> Vec<(String, u32)> {
+    addresses.iter().map(|(a, p)| (a.to_string(), *p)).collect()
+}
+
 struct Ip4Config {
-    addresses: Vec<(String, u32)>,
+    hooks: Arc<Hooks>,
+    addresses: Mutex<Vec<(String, u32)>>,
 }
 
 #[zbus::interface(name = "org.freedesktop.NetworkManager.IP4Config")]
 impl Ip4Config {
+    /// Answers with the addresses as they were when the call came in; an armed change lands
+    /// before the answer leaves.
+    #[zbus(property)]
+    async fn address_data(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Vec<HashMap<String, OwnedValue>> {
+        let answer = address_data(&self.addresses.lock().unwrap());
+        let flip = self.hooks.take(|f| matches!(f, Flip::AddressAfterRead(..)));
+        if let Some(Flip::AddressAfterRead(address, prefix)) = flip {
+            let now = {
+                let mut addresses = self.addresses.lock().unwrap();
+                addresses.push((address, prefix));
+                address_data(&addresses)
+            };
+            let path = emitter.path().to_owned();
+            let value = Value::from(now).try_to_owned().unwrap();
+            properties_changed(
+                emitter.connection(),
+                &path,
+                IP4_IFACE,
+                "AddressData",
+                value.into(),
+            )
+            .await;
+        }
+        answer
+    }
+}
+
+struct Ip6Config {
+    addresses: Vec<(String, u32)>,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.IP6Config")]
+impl Ip6Config {
     #[zbus(property)]
     fn address_data(&self) -> Vec<HashMap<String, OwnedValue>> {
-        self.addresses
-            .iter()
-            .map(|(address, prefix)| {
-                HashMap::from([
-                    (
-                        "address".to_owned(),
-                        OwnedValue::try_from(Value::from(address.as_str())).unwrap(),
-                    ),
-                    ("prefix".to_owned(), OwnedValue::from(*prefix)),
-                ])
-            })
-            .collect()
+        address_data(&self.addresses)
     }
 }
 
@@ -105,6 +228,7 @@ impl Ip4Config {
 pub struct FakeNm {
     conn: zbus::Connection,
     devices: Arc<Mutex<HashMap<String, OwnedObjectPath>>>,
+    hooks: Arc<Hooks>,
     generation: u32,
     next_id: Mutex<u32>,
 }
@@ -133,6 +257,7 @@ impl FakeNm {
         FakeNm {
             conn,
             devices,
+            hooks: Arc::default(),
             generation,
             next_id: Mutex::new(0),
         }
@@ -150,20 +275,46 @@ impl FakeNm {
         }
         let at = self.next_path("IP4Config");
         let config = Ip4Config {
-            addresses: addresses.iter().map(|(a, p)| (a.to_string(), *p)).collect(),
+            hooks: self.hooks.clone(),
+            addresses: Mutex::new(owned(addresses)),
         };
         self.conn.object_server().at(&at, config).await.unwrap();
         at
     }
 
-    /// Exports a device and announces it with `DeviceAdded`.
+    async fn new_ip6(&self, addresses: &[(&str, u32)]) -> OwnedObjectPath {
+        if addresses.is_empty() {
+            return path("/".into());
+        }
+        let at = self.next_path("IP6Config");
+        let config = Ip6Config {
+            addresses: owned(addresses),
+        };
+        self.conn.object_server().at(&at, config).await.unwrap();
+        at
+    }
+
+    /// Exports a device with IPv4 `addresses` and announces it with `DeviceAdded`.
     pub async fn add_device(&self, iface: &str, state: u32, addresses: &[(&str, u32)]) {
+        self.add_dual_stack_device(iface, state, addresses, &[])
+            .await;
+    }
+
+    /// Exports a device with IPv4 and IPv6 configurations (none for no addresses) and
+    /// announces it with `DeviceAdded`.
+    pub async fn add_dual_stack_device(
+        &self,
+        iface: &str,
+        state: u32,
+        ip4: &[(&str, u32)],
+        ip6: &[(&str, u32)],
+    ) {
         let at = self.next_path("Devices");
-        let ip4 = self.new_ip4(addresses).await;
         let device = Device {
-            state,
-            ip4,
-            ip6: path("/".into()),
+            hooks: self.hooks.clone(),
+            state: Mutex::new(state),
+            ip4: self.new_ip4(ip4).await,
+            ip6: self.new_ip6(ip6).await,
         };
         self.conn.object_server().at(&at, device).await.unwrap();
         self.devices
@@ -172,6 +323,16 @@ impl FakeNm {
             .insert(iface.to_owned(), at.clone());
         let emitter = SignalEmitter::new(&self.conn, NM_PATH).unwrap();
         Manager::device_added(&emitter, at.as_ref()).await.unwrap();
+    }
+
+    /// Arms `flip`: the next handler it belongs to makes the change (once).
+    pub fn arm(&self, flip: Flip) {
+        *self.hooks.flip.lock().unwrap() = Some(flip);
+    }
+
+    /// How many armed changes have fired.
+    pub fn fired(&self) -> u32 {
+        *self.hooks.fired.lock().unwrap()
     }
 
     async fn device(&self, iface: &str) -> zbus::object_server::InterfaceRef<Device> {
@@ -185,7 +346,7 @@ impl FakeNm {
 
     pub async fn set_state(&self, iface: &str, state: u32) {
         let device = self.device(iface).await;
-        device.get_mut().await.state = state;
+        *device.get().await.state.lock().unwrap() = state;
         device
             .get()
             .await
