@@ -77,13 +77,32 @@ fn mkfifo(path: &std::path::Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
 }
 
-/// A client that pipelines `n` requests for the dashboard script with a tiny receive
+/// The largest file of the dashboard (name, size): what a slow reader asks for.
+fn largest_asset() -> (String, usize) {
+    std::fs::read_dir("assets")
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_file())
+        .map(|entry| {
+            let size = entry.metadata().unwrap().len() as usize;
+            (entry.file_name().into_string().unwrap(), size)
+        })
+        .max_by_key(|(_, size)| *size)
+        .unwrap()
+}
+
+/// Requests that make the responses far larger than any socket buffer (1 MiB in all).
+fn requests_beyond_buffers(size: usize) -> usize {
+    (1 << 20) / size + 1
+}
+
+/// A client that pipelines `n` requests for the dashboard file `name` with a tiny receive
 /// buffer and never reads: the responses cannot all fit in the socket buffers.
-async fn slow_reader(addr: SocketAddr, n: usize) -> tokio::net::TcpStream {
+async fn slow_reader(addr: SocketAddr, name: &str, n: usize) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(1024).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
-    let one = format!("GET /app.js HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let one = format!("GET /{name} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     stream.write_all(one.repeat(n).as_bytes()).await.unwrap();
     stream
 }
@@ -91,11 +110,12 @@ async fn slow_reader(addr: SocketAddr, n: usize) -> tokio::net::TcpStream {
 #[tokio::test]
 async fn clients_that_never_read_are_cut_off_at_the_write_deadline() {
     let daemon = Daemon::start(&["--send-timeout", "1s"]);
-    let app_js = std::fs::metadata("assets/app.js").unwrap().len() as usize;
+    let (name, size) = largest_asset();
+    let n = requests_beyond_buffers(size);
     let baseline = open_sockets(daemon.pid());
     let mut readers = Vec::new();
     for _ in 0..20 {
-        readers.push(slow_reader(daemon.addr, 8).await);
+        readers.push(slow_reader(daemon.addr, &name, n).await);
     }
     let all_open = eventually(WAIT, || {
         (open_sockets(daemon.pid()) >= baseline + 20).then_some(())
@@ -116,7 +136,7 @@ async fn clients_that_never_read_are_cut_off_at_the_write_deadline() {
     let _ = tokio::time::timeout(WAIT, readers[0].read_to_end(&mut got))
         .await
         .expect("connection still open");
-    assert!(got.len() < 8 * app_js, "{} bytes delivered", got.len());
+    assert!(got.len() < n * size, "{} bytes delivered", got.len());
     assert_eq!(daemon.get("/healthz").status, 200);
 }
 
@@ -293,7 +313,12 @@ fn sigterm_while_a_request_is_stuck_exits_promptly() {
         "60s",
     ]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let _reader = runtime.block_on(slow_reader(daemon.addr, 8));
+    let css = std::fs::metadata("assets/style.css").unwrap().len() as usize;
+    let _reader = runtime.block_on(slow_reader(
+        daemon.addr,
+        "style.css",
+        requests_beyond_buffers(css),
+    ));
     let _fifo = std::thread::spawn({
         let addr = daemon.addr;
         move || raw_request(addr, &request("GET", "/fifo.js", &addr.to_string(), ""))
