@@ -4,7 +4,8 @@
 # service as an administrator would see it: enabled and started, Type=notify readiness, journal
 # lines, the dashboard, API and WebSocket answering on the container's address, restart,
 # kill -9 recovery, a broken configuration (exit 78, no restart loop), the listener following
-# the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge;
+# the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge (the
+# system user pistats created on install, removed on purge);
 # plus `systemd-analyze security` (exposure <= 2.0) and `systemd-analyze verify`.
 #
 # Usage: tests/install/run.sh [amd64] [arm64] [armhf]      (default: amd64)
@@ -227,6 +228,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
         sleep 0.5
     done
 }
+journal_has() { in_ct journalctl -u pistats.service -b --no-pager -o cat | grep -qF "$1"; }
 service_running() { [ "$(prop ActiveState)/$(prop SubState)" = active/running ]; }
 http_ok() { curl -fsS --max-time 5 -o /dev/null "http://$CT_IP:$PORT/healthz"; }
 
@@ -299,6 +301,21 @@ test_arch() {
         <<<"$journal" || die "journal lacks the startup line: $journal"
     grep -q "listening on 0.0.0.0:$PORT" <<<"$journal" || die "journal lacks 'listening on'"
     [[ $(in_ct pistats --version) == "pistats "* ]] || die "pistats --version"
+    # A NetworkManager on a dhcpcd Pi would take over wlan0: suggested, never pulled in.
+    [ -z "$(dpkg-deb -f "$DEB_DIR/$deb" Recommends)" ] || die "the package recommends something"
+    [[ $(dpkg-deb -f "$DEB_DIR/$deb" Suggests) == *network-manager* ]] || die "network-manager not suggested"
+    # The static system user the package creates, which the service runs as, with its state
+    # directory; the system bus accepts it (it refuses DynamicUser= UIDs on bookworm).
+    local uid
+    uid=$(in_ct id -u pistats) || die "no user pistats after install"
+    [ "$uid" -lt 1000 ] || die "pistats is not a system user (uid $uid)"
+    in_ct getent group pistats >/dev/null || die "no group pistats after install"
+    [ "$(in_ct stat -c %u "/proc/$(prop MainPID)")" = "$uid" ] || die "the service does not run as pistats"
+    [ "$(in_ct stat -c %U:%a /var/lib/pistats)" = pistats:750 ] ||
+        die "state directory: $(in_ct stat -c %U:%a /var/lib/pistats 2>&1)"
+    # No NetworkManager in this container: the kernel, after asking the bus.
+    wait_for 30 "the network source in the journal" journal_has "network: following host0 through the kernel"
+    journal_has "system bus unavailable" && die "the service cannot reach the system bus"
     phase_end
 
     phase_start serve
@@ -482,6 +499,7 @@ assert pids.get(1) == "systemd", pids
     in_ct apt-get remove -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt remove failed"
     in_ct test ! -e /usr/bin/pistats || die "binary left after remove"
     in_ct test -f "$conf" || die "remove deleted the conffile"
+    in_ct getent passwd pistats >/dev/null || die "remove deleted the user (only purge does)"
     [ "$(in_ct dpkg-query -W -f='${Status}' pistats)" = "deinstall ok config-files" ] ||
         die "unexpected state after remove"
     in_ct systemctl is-active --quiet pistats.service && die "service still active after remove"
@@ -489,6 +507,9 @@ assert pids.get(1) == "systemd", pids
         die "still serving after remove"
     in_ct apt-get purge -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt purge failed"
     in_ct test ! -e /etc/pistats || die "/etc/pistats left after purge"
+    in_ct test ! -e /var/lib/pistats || die "/var/lib/pistats left after purge"
+    in_ct getent passwd pistats >/dev/null && die "user pistats left after purge"
+    in_ct getent group pistats >/dev/null && die "group pistats left after purge"
     in_ct dpkg-query -W pistats >/dev/null 2>&1 && die "package still known after purge"
     phase_end
 
