@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install test in real systemd: boots a Debian bookworm container per architecture with
+# Install test in real systemd: boots a Debian container per architecture (bookworm unless
+# PISTATS_TEST_RELEASE names another release, e.g. bullseye or trixie) with
 # systemd-nspawn (private veth network), installs the pistats .deb with apt and checks the
 # service as an administrator would see it: enabled and started, Type=notify readiness, journal
 # lines, the dashboard, API and WebSocket answering on the container's address, restart,
@@ -11,7 +12,7 @@
 # Usage: tests/install/run.sh [amd64] [arm64] [armhf]      (default: amd64)
 #   Debs are taken from $PISTATS_DEB_DIR (default: $CARGO_TARGET_DIR/debian or target/debian);
 #   build them first with scripts/build-debs.sh. Foreign architectures run under
-#   qemu-user-static. Run as root on Debian 12. The bookworm root file systems are made with
+#   qemu-user-static. Run as root on Debian 12. The root file systems are made with
 #   debootstrap once and cached in $PISTATS_TEST_CACHE (default /var/cache/pistats-tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,6 +23,7 @@ ARCHES=("$@")
 CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-tests}
 DEB_DIR=${PISTATS_DEB_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debian}
 MIRROR=${PISTATS_TEST_MIRROR:-http://deb.debian.org/debian}
+RELEASE=${PISTATS_TEST_RELEASE:-bookworm}
 # Bump when the root file system recipe below changes, so cached ones are rebuilt.
 ROOTFS_VERSION=1
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,iproute2,man-db
@@ -76,18 +78,18 @@ enable_binfmt() {
     done
 }
 
-# A pristine bookworm root file system for $ARCH, made once and reused.
+# A pristine $RELEASE root file system for $ARCH, made once and reused.
 rootfs() {
-    local dir=$CACHE/bookworm-$ARCH
+    local dir=$CACHE/$RELEASE-$ARCH
     if [ "$(cat "$dir/.pistats-rootfs" 2>/dev/null)" = "$ROOTFS_VERSION" ]; then
         log "cached root file system $dir"
         return
     fi
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$CACHE"
-    log "debootstrap bookworm $ARCH into $dir"
+    log "debootstrap $RELEASE $ARCH into $dir"
     debootstrap --variant=minbase --arch="$ARCH" --include="$ROOTFS_PACKAGES" \
-        bookworm "$dir.tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
+        "$RELEASE" "$dir.tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
         {
             tail -20 "$CACHE/debootstrap-$ARCH.log"
             die "debootstrap failed"
@@ -266,7 +268,7 @@ test_arch() {
     local work=$CACHE/run-$ARCH
     kill_stale_container
     rm -rf "$work"
-    cp -a --reflink=auto "$CACHE/bookworm-$ARCH" "$work"
+    cp -a --reflink=auto "$CACHE/$RELEASE-$ARCH" "$work"
     # The packaged configuration watches wlan0, which a container has not: point the service at
     # the container's veth with a drop-in, the way an administrator overrides a setting.
     mkdir -p "$work/etc/systemd/system/pistats.service.d"
@@ -515,7 +517,7 @@ assert pids.get(1) == "systemd", pids
 
     shutdown_container
     TIMINGS+=("$ARCH total: $((SECONDS - t_arch))s")
-    log "PASS"
+    log "PASS ($RELEASE)"
     ARCH=
 }
 
