@@ -198,7 +198,8 @@ package_step() {
     local var=${t//-/_}
     # ring's C code: the cross gcc (cc-rs adds -march=armv6 -marm -mfpu=vfp for armhf); the
     # same gcc links.
-    export "CC_$var=$(gnu_triple "$arch")-gcc" "AR_$var=$(gnu_triple "$arch")-ar"
+    export "CC_$var=$(gnu_triple "$arch")-gcc"
+    [ "$arch" = "$HOST_ARCH" ] || export "AR_$var=$(gnu_triple "$arch")-ar"
     export "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$t")_LINKER=$(gnu_triple "$arch")-gcc"
     local args=(--locked --target "$t" --output "$OUT/")
     if [ $BUILD = 0 ]; then

@@ -49,6 +49,13 @@ pistats_pid=
 cleanup() {
     local rc=$?
     [[ -n $pistats_pid ]] && kill "$pistats_pid" 2>/dev/null || true
+    # The service's side while the container still runs.
+    if ((rc != 0)) && [[ -n ${leader:-} ]] && in_ct systemctl cat pistats.service >/dev/null 2>&1; then
+        echo "---- systemctl status pistats"
+        in_ct systemctl status --no-pager -l pistats.service 2>&1 | tail -n 20 || true
+        echo "---- journalctl -u pistats"
+        in_ct journalctl -u pistats.service --no-pager -o short-monotonic 2>&1 | tail -n 40 || true
+    fi
     if [[ -n $nspawn_pid ]]; then
         kill -TERM "$nspawn_pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
@@ -56,12 +63,6 @@ cleanup() {
     fi
     if ((rc != 0)); then
         echo "---- pistats log"; cat "$work/pistats.log" 2>/dev/null || true
-        if [[ -n ${leader:-} ]] && in_ct systemctl cat pistats.service >/dev/null 2>&1; then
-            echo "---- systemctl status pistats"
-            in_ct systemctl status --no-pager -l pistats.service 2>&1 | tail -n 20 || true
-            echo "---- journalctl -u pistats"
-            in_ct journalctl -u pistats.service --no-pager -o short-monotonic 2>&1 | tail -n 40 || true
-        fi
         echo "---- container console (tail)"; tail -n 40 "$work/console.log" 2>/dev/null || true
     fi
     rm -rf "$work"
