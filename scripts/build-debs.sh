@@ -3,10 +3,10 @@
 # every Pi from the Pi 1 and Zero on) without docker: static musl binaries built with Debian's
 # cross compilers after `rustup target add`, packaging with cargo-deb, then checks on each
 # package: the binary is static (no glibc symbol versions, so Bullseye's glibc 2.31 is no
-# obstacle) and, for armhf, holds nothing newer than ARMv6 + VFP2 (`readelf -A`); it runs
-# natively or under qemu-user (armhf on an ARM1176, the Pi Zero's CPU): `pistats --version`,
-# `pistats snapshot` validated as JSON and, for armhf, a WebSocket document from the daemon;
-# lintian on each package.
+# obstacle) and, for armhf, hard-float EABI; it runs natively or under qemu-user (armhf on an
+# ARM1176, the Pi 1 / Zero CPU, which has no ARMv7 or NEON instruction): `pistats --version`,
+# `pistats snapshot` validated as JSON and, for armhf, a WebSocket document and an HTTPS
+# document from the daemon; lintian on each package.
 #
 # Usage: scripts/build-debs.sh [--no-build] [amd64] [arm64] [armhf]    (default: all three)
 #   --no-build  package binaries already in target/<triple>/release (e.g. built with cross).
@@ -87,7 +87,7 @@ apt_install() { # apt_install PACKAGE... (only the missing ones)
 }
 
 setup_step() {
-    local pkgs=(lintian dpkg-dev python3 xz-utils binutils) a
+    local pkgs=(lintian dpkg-dev python3 xz-utils binutils openssl curl) a
     for a in "${ARCHES[@]}"; do
         [ "$a" = "$HOST_ARCH" ] || pkgs+=(qemu-user-static)
         [ $BUILD = 1 ] || continue
@@ -176,10 +176,10 @@ armv6_sysroot() {
     local flags=($ARMV6_CFLAGS -fPIC -funwind-tables -fvisibility=hidden -fstrict-aliasing
         -nostdinc -isystem "$SYSROOT/include" -isystem "$(arm-linux-gnueabihf-gcc -print-file-name=include)"
         -I "$unwind/include" -D_LIBUNWIND_IS_NATIVE_ONLY -D_LIBUNWIND_DISABLE_VISIBILITY_ANNOTATIONS
-        -DNDEBUG -D_GNU_SOURCE)
+        -DNDEBUG)
     local objs=() f
     for f in "$unwind"/src/*.c "$unwind"/src/*.S "$unwind"/src/*.cpp; do
-        case $(basename "$f") in Unwind-seh.cpp | Unwind-wasm.c | Unwind_AIXExtras.cpp) continue ;; esac
+        case $(basename "$f") in Unwind-seh.cpp | Unwind-wasm.c | Unwind_AIXExtras.cpp | UnwindRustSgx.c) continue ;; esac
         o=$SYSROOT.src/unwind-$(basename "$f").o
         case $f in
         *.cpp) arm-linux-gnueabihf-g++ "${flags[@]}" -std=c++17 -nostdinc++ -fno-exceptions -fno-rtti -c "$f" -o "$o" ;;
@@ -250,18 +250,22 @@ check_step() {
     fi
     echo "static: no program interpreter, no shared library, no glibc symbol version"
     if [ "$arch" = armhf ]; then
-        # Built for ARMv6 with VFPv2, no NEON: what a Pi 1 or Zero executes. (musl's atomics
-        # carry ARMv7 variants that it picks at run time only on an ARMv7 CPU, so the Thumb
-        # attribute may say Thumb-2; running on the ARM1176 below is the proof for the rest.)
-        local attrs
-        attrs=$(readelf -A "$bin")
-        grep -q '^ *Tag_CPU_arch: v6$' <<<"$attrs" &&
-            grep -Eq '^ *Tag_FP_arch: VFPv2$' <<<"$attrs" &&
-            ! grep -q 'Tag_Advanced_SIMD_arch' <<<"$attrs" || {
-            echo "armhf: not ARMv6 + VFP2 only: $attrs" >&2
+        # Hard-float EABI (Raspberry Pi OS armhf) built for ARMv6 + VFPv2. readelf -A cannot
+        # prove "nothing newer" for the whole file: ring's assembly carries ARMv7/NEON variants
+        # (tagged v7/NEON) that it only calls when the kernel reports NEON (AT_HWCAP), and musl's
+        # atomics pick their ARMv7 variant the same way. The proof is running it below on an
+        # ARM1176, where any ARMv7 or NEON instruction is a SIGILL, TLS (ring) included.
+        readelf -hW "$bin" | grep -q 'Flags:.*Version5 EABI, hard-float ABI' || {
+            echo "armhf: not a hard-float EABI binary: $(readelf -hW "$bin" | grep Flags)" >&2
             exit 1
         }
-        echo "readelf -A: $(grep -E 'Tag_CPU_arch:|Tag_FP_arch:' <<<"$attrs" | tr -s ' ' | tr '\n' ';')"
+        local attrs
+        attrs=$(readelf -A "$bin")
+        grep -q 'Tag_ABI_VFP_args: VFP registers' <<<"$attrs" || {
+            echo "armhf: floating-point arguments not in VFP registers: $attrs" >&2
+            exit 1
+        }
+        echo "readelf: hard-float EABI; $(grep -E 'Tag_CPU_arch:|Tag_FP_arch:|Tag_Advanced_SIMD_arch:' <<<"$attrs" | tr -s ' ' | tr '\n' ';')"
     fi
     local run=("$bin")
     [ "$arch" = "$HOST_ARCH" ] || read -r -a run <<<"$(qemu "$arch") $bin"
@@ -297,6 +301,30 @@ print("snapshot: valid JSON,", len(d), "sections,", d["processes"]["total_count"
         }
         kill $pid
         wait $pid 2>/dev/null || true
+        # HTTPS: ring's handshake and record crypto (ECDHE, AES-GCM or ChaCha20, SHA-2) on the
+        # ARM1176, through its non-NEON paths.
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
+        NO_COLOR=1 "${run[@]}" --config /dev/null --serve always --host 127.0.0.1 --port "$port" \
+            --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" >"$log" 2>&1 &
+        pid=$!
+        for i in $(seq 1 120); do
+            grep -q "listening on 127.0.0.1:$port" "$log" && break
+            kill -0 $pid 2>/dev/null || break
+            sleep 0.5
+        done
+        local doc
+        doc=$(curl -fsS --max-time 60 --cacert "$tmp/tls.crt" "https://127.0.0.1:$port/api/v1/stats") || {
+            kill $pid 2>/dev/null || true
+            cat "$log" >&2
+            echo "armhf: no HTTPS answer from the daemon under qemu-arm -cpu arm1176" >&2
+            exit 1
+        }
+        kill $pid
+        wait $pid 2>/dev/null || true
+        python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["memory"]["total_gb"] > 0' "$doc"
+        echo "qemu-arm -cpu arm1176: snapshot, a WebSocket document and an HTTPS document"
     fi
     SIZES+=("$arch: deb $(stat -c %s "$deb") bytes, /usr/bin/pistats $(stat -c %s "$bin") bytes")
     rm -rf "$tmp"
