@@ -441,7 +441,9 @@ assert pids.get(1) == "systemd", pids
             -keyout "$tls/tls.key" -out "$tls/tls.crt" 2>/dev/null || die "openssl failed"
         in_ct install -m 644 /root/tls/tls.crt /etc/pistats/tls.crt
         in_ct install -m 600 /root/tls/tls.key /etc/pistats/tls.key
-        printf '[Service]\nLoadCredential=tls.key:/etc/pistats/tls.key\nEnvironment=PISTATS_TLS_CERT=/etc/pistats/tls.crt PISTATS_TLS_KEY=%%d/tls.key\n' |
+        # The credentials directory by its path, as debian/config.toml shows it: the %d
+        # specifier needs systemd 248, Bullseye has 247.
+        printf '[Service]\nLoadCredential=tls.key:/etc/pistats/tls.key\nEnvironment=PISTATS_TLS_CERT=/etc/pistats/tls.crt PISTATS_TLS_KEY=/run/credentials/pistats.service/tls.key\n' |
             in_ct tee /etc/systemd/system/pistats.service.d/tls.conf >/dev/null
         in_ct systemctl daemon-reload
         in_ct systemctl restart pistats.service
