@@ -190,6 +190,9 @@ armv6_sysroot() {
     arm-linux-gnueabihf-ar rcs "$SYSROOT/lib/libunwind.a" "${objs[@]}"
     touch "$SYSROOT/.complete"
     rm -rf "$SYSROOT.src"
+    # cargo does not track native libraries: a missing executable makes it link again.
+    rm -f "$TARGET_DIR"/arm-unknown-linux-musleabihf/release/pistats \
+        "$TARGET_DIR"/arm-unknown-linux-musleabihf/release/deps/pistats-*
 }
 
 package_step() {
