@@ -24,6 +24,10 @@ CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-tests}
 DEB_DIR=${PISTATS_DEB_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debian}
 MIRROR=${PISTATS_TEST_MIRROR:-http://deb.debian.org/debian}
 RELEASE=${PISTATS_TEST_RELEASE:-bookworm}
+# Container names and the /24 their point-to-point links come from: other values let two runs
+# (say, of two releases) go on side by side.
+MACHINE_PREFIX=${PISTATS_TEST_MACHINE:-pst}
+NET24=${PISTATS_TEST_NET:-10.231.77}
 # Bump when the root file system recipe below changes, so cached ones are rebuilt.
 ROOTFS_VERSION=1
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,iproute2,man-db
@@ -136,7 +140,7 @@ find_init() {
 
 boot() {
     local work=$1
-    MACHINE=pst-$ARCH
+    MACHINE=$MACHINE_PREFIX-$ARCH
     VETH=ve-$MACHINE
     systemd-nspawn --register=no --keep-unit -b -D "$work" -M "$MACHINE" --network-veth \
         --console=read-only >"$CACHE/console-$ARCH.log" 2>&1 &
@@ -538,8 +542,8 @@ done
 net=0
 passed=0
 for a in "${ARCHES[@]}"; do
-    HOST_IP=10.231.77.$((net * 4 + 1))
-    CT_IP=10.231.77.$((net * 4 + 2))
+    HOST_IP=$NET24.$((net * 4 + 1))
+    CT_IP=$NET24.$((net * 4 + 2))
     net=$((net + 1))
     if [ "$a" = "$HOST_ARCH" ]; then
         BOOT_TIMEOUT=120 SERVICE_TIMEOUT=30 SHUTDOWN_TIMEOUT=30
