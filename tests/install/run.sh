@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Install test in real systemd: boots a Debian bookworm container per architecture with
+# Install test in real systemd: boots a Debian container per architecture (bookworm unless
+# PISTATS_TEST_RELEASE names another release, e.g. bullseye or trixie) with
 # systemd-nspawn (private veth network), installs the pistats .deb with apt and checks the
 # service as an administrator would see it: enabled and started, Type=notify readiness, journal
 # lines, the dashboard, API and WebSocket answering on the container's address, restart,
 # kill -9 recovery, a broken configuration (exit 78, no restart loop), the listener following
-# the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge;
+# the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge (the
+# system user pistats created on install, removed on purge);
 # plus `systemd-analyze security` (exposure <= 2.0) and `systemd-analyze verify`.
 #
 # Usage: tests/install/run.sh [amd64] [arm64] [armhf]      (default: amd64)
 #   Debs are taken from $PISTATS_DEB_DIR (default: $CARGO_TARGET_DIR/debian or target/debian);
 #   build them first with scripts/build-debs.sh. Foreign architectures run under
-#   qemu-user-static. Run as root on Debian 12. The bookworm root file systems are made with
+#   qemu-user-static. Run as root on Debian 12. The root file systems are made with
 #   debootstrap once and cached in $PISTATS_TEST_CACHE (default /var/cache/pistats-tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +23,11 @@ ARCHES=("$@")
 CACHE=${PISTATS_TEST_CACHE:-/var/cache/pistats-tests}
 DEB_DIR=${PISTATS_DEB_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debian}
 MIRROR=${PISTATS_TEST_MIRROR:-http://deb.debian.org/debian}
+RELEASE=${PISTATS_TEST_RELEASE:-bookworm}
+# Container names and the /24 their point-to-point links come from: other values let two runs
+# (say, of two releases) go on side by side.
+MACHINE_PREFIX=${PISTATS_TEST_MACHINE:-pst}
+NET24=${PISTATS_TEST_NET:-10.231.77}
 # Bump when the root file system recipe below changes, so cached ones are rebuilt.
 ROOTFS_VERSION=1
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,iproute2,man-db
@@ -75,18 +82,18 @@ enable_binfmt() {
     done
 }
 
-# A pristine bookworm root file system for $ARCH, made once and reused.
+# A pristine $RELEASE root file system for $ARCH, made once and reused.
 rootfs() {
-    local dir=$CACHE/bookworm-$ARCH
+    local dir=$CACHE/$RELEASE-$ARCH
     if [ "$(cat "$dir/.pistats-rootfs" 2>/dev/null)" = "$ROOTFS_VERSION" ]; then
         log "cached root file system $dir"
         return
     fi
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$CACHE"
-    log "debootstrap bookworm $ARCH into $dir"
+    log "debootstrap $RELEASE $ARCH into $dir"
     debootstrap --variant=minbase --arch="$ARCH" --include="$ROOTFS_PACKAGES" \
-        bookworm "$dir.tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
+        "$RELEASE" "$dir.tmp" "$MIRROR" >"$CACHE/debootstrap-$ARCH.log" 2>&1 ||
         {
             tail -20 "$CACHE/debootstrap-$ARCH.log"
             die "debootstrap failed"
@@ -133,7 +140,7 @@ find_init() {
 
 boot() {
     local work=$1
-    MACHINE=pst-$ARCH
+    MACHINE=$MACHINE_PREFIX-$ARCH
     VETH=ve-$MACHINE
     systemd-nspawn --register=no --keep-unit -b -D "$work" -M "$MACHINE" --network-veth \
         --console=read-only >"$CACHE/console-$ARCH.log" 2>&1 &
@@ -227,6 +234,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
         sleep 0.5
     done
 }
+journal_has() { in_ct journalctl -u pistats.service -b --no-pager -o cat | grep -qF "$1"; }
 service_running() { [ "$(prop ActiveState)/$(prop SubState)" = active/running ]; }
 http_ok() { curl -fsS --max-time 5 -o /dev/null "http://$CT_IP:$PORT/healthz"; }
 
@@ -264,7 +272,7 @@ test_arch() {
     local work=$CACHE/run-$ARCH
     kill_stale_container
     rm -rf "$work"
-    cp -a --reflink=auto "$CACHE/bookworm-$ARCH" "$work"
+    cp -a --reflink=auto "$CACHE/$RELEASE-$ARCH" "$work"
     # The packaged configuration watches wlan0, which a container has not: point the service at
     # the container's veth with a drop-in, the way an administrator overrides a setting.
     mkdir -p "$work/etc/systemd/system/pistats.service.d"
@@ -299,6 +307,21 @@ test_arch() {
         <<<"$journal" || die "journal lacks the startup line: $journal"
     grep -q "listening on 0.0.0.0:$PORT" <<<"$journal" || die "journal lacks 'listening on'"
     [[ $(in_ct pistats --version) == "pistats "* ]] || die "pistats --version"
+    # A NetworkManager on a dhcpcd Pi would take over wlan0: suggested, never pulled in.
+    [ -z "$(dpkg-deb -f "$DEB_DIR/$deb" Recommends)" ] || die "the package recommends something"
+    [[ $(dpkg-deb -f "$DEB_DIR/$deb" Suggests) == *network-manager* ]] || die "network-manager not suggested"
+    # The static system user the package creates, which the service runs as, with its state
+    # directory; the system bus accepts it (it refuses DynamicUser= UIDs on bookworm).
+    local uid
+    uid=$(in_ct id -u pistats) || die "no user pistats after install"
+    [ "$uid" -lt 1000 ] || die "pistats is not a system user (uid $uid)"
+    in_ct getent group pistats >/dev/null || die "no group pistats after install"
+    [ "$(in_ct stat -c %u "/proc/$(prop MainPID)")" = "$uid" ] || die "the service does not run as pistats"
+    [ "$(in_ct stat -c %U:%a /var/lib/pistats)" = pistats:750 ] ||
+        die "state directory: $(in_ct stat -c %U:%a /var/lib/pistats 2>&1)"
+    # No NetworkManager in this container: the kernel, after asking the bus.
+    wait_for 30 "the network source in the journal" journal_has "network: following host0 through the kernel"
+    journal_has "system bus unavailable" && die "the service cannot reach the system bus"
     phase_end
 
     phase_start serve
@@ -422,7 +445,9 @@ assert pids.get(1) == "systemd", pids
             -keyout "$tls/tls.key" -out "$tls/tls.crt" 2>/dev/null || die "openssl failed"
         in_ct install -m 644 /root/tls/tls.crt /etc/pistats/tls.crt
         in_ct install -m 600 /root/tls/tls.key /etc/pistats/tls.key
-        printf '[Service]\nLoadCredential=tls.key:/etc/pistats/tls.key\nEnvironment=PISTATS_TLS_CERT=/etc/pistats/tls.crt PISTATS_TLS_KEY=%%d/tls.key\n' |
+        # The credentials directory by its path, as debian/config.toml shows it: the %d
+        # specifier needs systemd 248, Bullseye has 247.
+        printf '[Service]\nLoadCredential=tls.key:/etc/pistats/tls.key\nEnvironment=PISTATS_TLS_CERT=/etc/pistats/tls.crt PISTATS_TLS_KEY=/run/credentials/pistats.service/tls.key\n' |
             in_ct tee /etc/systemd/system/pistats.service.d/tls.conf >/dev/null
         in_ct systemctl daemon-reload
         in_ct systemctl restart pistats.service
@@ -458,6 +483,10 @@ assert pids.get(1) == "systemd", pids
     phase_end
 
     phase_start upgrade
+    # The phases above started the service more often within a minute than StartLimitBurst=
+    # allows for a restart loop (systemd 257 counts every start): clear the counter, as an
+    # administrator would after such a session.
+    in_ct systemctl reset-failed pistats.service
     # Same package with a higher version: the service is restarted, a locally changed
     # conffile is kept.
     in_ct sh -c "sed -i 's/^#top_processes = 10/top_processes = 7/' $conf"
@@ -482,6 +511,7 @@ assert pids.get(1) == "systemd", pids
     in_ct apt-get remove -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt remove failed"
     in_ct test ! -e /usr/bin/pistats || die "binary left after remove"
     in_ct test -f "$conf" || die "remove deleted the conffile"
+    in_ct getent passwd pistats >/dev/null || die "remove deleted the user (only purge does)"
     [ "$(in_ct dpkg-query -W -f='${Status}' pistats)" = "deinstall ok config-files" ] ||
         die "unexpected state after remove"
     in_ct systemctl is-active --quiet pistats.service && die "service still active after remove"
@@ -489,12 +519,15 @@ assert pids.get(1) == "systemd", pids
         die "still serving after remove"
     in_ct apt-get purge -y pistats >>"$CACHE/apt-$ARCH.log" 2>&1 || die "apt purge failed"
     in_ct test ! -e /etc/pistats || die "/etc/pistats left after purge"
+    in_ct test ! -e /var/lib/pistats || die "/var/lib/pistats left after purge"
+    in_ct getent passwd pistats >/dev/null && die "user pistats left after purge"
+    in_ct getent group pistats >/dev/null && die "group pistats left after purge"
     in_ct dpkg-query -W pistats >/dev/null 2>&1 && die "package still known after purge"
     phase_end
 
     shutdown_container
     TIMINGS+=("$ARCH total: $((SECONDS - t_arch))s")
-    log "PASS"
+    log "PASS ($RELEASE)"
     ARCH=
 }
 
@@ -509,8 +542,8 @@ done
 net=0
 passed=0
 for a in "${ARCHES[@]}"; do
-    HOST_IP=10.231.77.$((net * 4 + 1))
-    CT_IP=10.231.77.$((net * 4 + 2))
+    HOST_IP=$NET24.$((net * 4 + 1))
+    CT_IP=$NET24.$((net * 4 + 2))
     net=$((net + 1))
     if [ "$a" = "$HOST_ARCH" ]; then
         BOOT_TIMEOUT=120 SERVICE_TIMEOUT=30 SHUTDOWN_TIMEOUT=30

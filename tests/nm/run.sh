@@ -4,10 +4,16 @@
 # `--serve while-connected --interface host0`, and checks with `nmcli device disconnect/connect`
 # that the listener closes and reopens, that the stats document reports NetworkManager's view,
 # and that flapping the device FLAPS times (default 100) leaves no file descriptors or threads
-# behind. Needs root. Installs what it needs (idempotently); the rootfs is built once and
-# cached (tests/nm/rootfs.sh). The container's root is a volatile overlay: the cache stays clean.
+# behind. Then it installs the .deb with apt in the same container and checks the product as
+# shipped: the service, running as its system user under the packaged unit, reaches
+# NetworkManager over the system bus (journal, status line, `pistats network`, the document)
+# and its listener follows the device. Needs root. Installs what it needs (idempotently); the
+# rootfs is built once and cached (tests/nm/rootfs.sh). The container's root is a volatile
+# overlay: the cache stays clean.
 #
-#   bash tests/nm/run.sh            # builds target/debug/pistats if PISTATS_BIN is not set
+#   bash tests/nm/run.sh     # builds target/debug/pistats if PISTATS_BIN is not set, and the
+#                            # host architecture's package (scripts/build-debs.sh) if PISTATS_DEB
+#                            # is not set
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,6 +36,11 @@ if [[ -z ${PISTATS_BIN:-} ]]; then
     PISTATS_BIN=${CARGO_TARGET_DIR:-target}/debug/pistats
 fi
 PISTATS_BIN=$(realpath "$PISTATS_BIN")
+if [[ -z ${PISTATS_DEB:-} ]]; then
+    bash scripts/build-debs.sh "$(dpkg --print-architecture)"
+    PISTATS_DEB=$(ls -t "${CARGO_TARGET_DIR:-target}"/debian/pistats_*_"$(dpkg --print-architecture)".deb | head -1)
+fi
+PISTATS_DEB=$(realpath "$PISTATS_DEB")
 
 machine=pstnm$$
 work=$(mktemp -d /tmp/pistats-nm.XXXXXX)
@@ -38,6 +49,13 @@ pistats_pid=
 cleanup() {
     local rc=$?
     [[ -n $pistats_pid ]] && kill "$pistats_pid" 2>/dev/null || true
+    # The service's side while the container still runs.
+    if ((rc != 0)) && [[ -n ${leader:-} ]] && in_ct systemctl cat pistats.service >/dev/null 2>&1; then
+        echo "---- systemctl status pistats"
+        in_ct systemctl status --no-pager -l pistats.service 2>&1 | tail -n 20 || true
+        echo "---- journalctl -u pistats"
+        in_ct journalctl -u pistats.service --no-pager -o short-monotonic 2>&1 | tail -n 40 || true
+    fi
     if [[ -n $nspawn_pid ]]; then
         kill -TERM "$nspawn_pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
@@ -66,7 +84,8 @@ until_true() {
 echo "== booting the container ($machine)"
 systemd-nspawn --quiet --register=no --keep-unit -b -D "$ROOTFS" --volatile=overlay \
     -M "$machine" --network-veth --console=read-only \
-    --bind-ro="$PISTATS_BIN:/usr/local/bin/pistats" >"$work/console.log" 2>&1 &
+    --bind-ro="$PISTATS_BIN:/usr/local/bin/pistats" --bind-ro="$PISTATS_DEB:/root/pistats.deb" \
+    >"$work/console.log" 2>&1 &
 nspawn_pid=$!
 # The container's PID 1: the process named systemd among systemd-nspawn's descendants (its
 # direct child can still be nspawn's own intermediate process right after the start).
@@ -198,4 +217,58 @@ until_true not_listening ||
     fail "listener still open after disconnect with the restarted NetworkManager"
 echo "ok: NetworkManager restart followed (kernel meanwhile, then NetworkManager again)"
 
-echo "PASS: real NetworkManager (flaps: $FLAPS)"
+echo "== the package under its shipped unit ($(basename "$PISTATS_DEB"))"
+kill "$pistats_pid"
+gone() { ! kill -0 "$pistats_pid" 2>/dev/null; }
+until_true gone || fail "pistats did not stop on SIGTERM"
+wait "$nsenter_pid" 2>/dev/null || true
+pistats_pid=
+in_ct nmcli device connect host0 >/dev/null
+until_true activated || fail "host0 not activated again (state $(nm_state))"
+# The packaged configuration watches wlan0: point it at host0 the way an administrator would.
+in_ct mkdir -p /etc/systemd/system/pistats.service.d
+printf '[Service]\nEnvironment=PISTATS_INTERFACE=host0\n' |
+    in_ct tee /etc/systemd/system/pistats.service.d/interface.conf >/dev/null
+in_ct env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends /root/pistats.deb >"$work/apt.log" 2>&1 ||
+    fail "apt install: $(tail -n 20 "$work/apt.log")"
+unit() { in_ct systemctl show -p "$1" --value pistats.service; }
+unit_active() { [[ $(unit ActiveState)/$(unit SubState) == active/running ]]; }
+until_true unit_active || fail "the service is $(unit ActiveState)/$(unit SubState)"
+[[ $(in_ct stat -c %U "/proc/$(unit MainPID)") == pistats ]] ||
+    fail "the service runs as $(in_ct stat -c %U "/proc/$(unit MainPID)"), not pistats"
+journal_has() { in_ct journalctl -u pistats.service --no-pager -o cat | grep -qF "$1"; }
+until_true journal_has "network: following host0 through NetworkManager" ||
+    fail "the service does not follow host0 through NetworkManager"
+if journal_has "system bus unavailable"; then
+    fail "the service could not reach the system bus"
+fi
+status_is() { [[ $(unit StatusText) == "$1"* ]]; }
+until_true status_is "serving on 0.0.0.0:$PORT" || fail "status line: $(unit StatusText)"
+status_line() { in_ct env SYSTEMD_COLORS=0 systemctl status --no-pager pistats.service | grep -m1 'Status:'; }
+echo "systemctl status: $(status_line)"
+# pistats network, as root and as the service's user (which the system bus must accept).
+for who in root pistats; do
+    out=$(in_ct runuser -u "$who" -- pistats --interface host0 network) || fail "pistats network as $who: $out"
+    grep -q '^source: *networkmanager' <<<"$out" || fail "pistats network as $who: $out"
+    grep -q '^state: *activated' <<<"$out" || fail "pistats network as $who: $out"
+done
+doc=$(api /api/v1/stats) || fail "no stats document from the service"
+grep -q '"connectivity":{"source":"networkmanager","interface":"host0","state":"activated","connected":true' <<<"$doc" ||
+    fail "connectivity from the service: $(grep -o '"connectivity":{[^}]*}' <<<"$doc")"
+echo "ok: the packaged service, as user pistats, follows host0 through NetworkManager"
+
+# NetworkManager's view, not the kernel's: the link keeps its carrier on disconnect.
+in_ct nmcli device disconnect host0 >/dev/null
+until_true status_is "waiting for host0 (disconnected)" || fail "status line: $(unit StatusText)"
+until_true not_listening || fail "the service still listens after nmcli device disconnect"
+echo "systemctl status: $(status_line)"
+in_ct nmcli device connect host0 >/dev/null
+until_true status_is "serving on 0.0.0.0:$PORT" || fail "status line: $(unit StatusText)"
+curl -sf --max-time 5 -o /dev/null "http://10.213.7.2:$PORT/healthz" ||
+    fail "the service does not answer on host0's address after nmcli device connect"
+journal_has "network: host0 is disconnected (not connected)" ||
+    fail "the journal does not show NetworkManager's disconnect"
+echo "ok: nmcli device disconnect/connect closed and reopened the service's listener"
+
+echo "PASS: real NetworkManager (flaps: $FLAPS), and the package under its unit"
