@@ -167,7 +167,8 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
     let mut collector = Collector::new(&config);
     // CPU usage needs two samples some time apart.
     std::thread::sleep(std::time::Duration::from_millis(250));
-    let connectivity = runtime().block_on(crate::netwatch::probe(&config.interface));
+    let connectivity =
+        runtime().block_on(crate::netwatch::probe(&config.interface, &config.proc_root));
     let document = collector.collect(Context {
         connected_clients: 0,
         connectivity: Some(connectivity),
@@ -186,7 +187,7 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
 }
 
 fn network(config: Config) -> ExitCode {
-    let c = runtime().block_on(crate::netwatch::probe(&config.interface));
+    let c = runtime().block_on(crate::netwatch::probe(&config.interface, &config.proc_root));
     println!("interface:  {}", c.interface);
     println!("source:     {}", c.source);
     println!("state:      {}", c.state);

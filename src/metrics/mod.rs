@@ -636,6 +636,7 @@ mod tests {
                 state: "down".to_owned(),
                 connected: false,
                 addresses: vec![],
+                ..Connectivity::default()
             }),
             connected_clients: 2,
             degraded: vec![Source::DiskIo],

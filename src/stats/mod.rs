@@ -571,6 +571,7 @@ mod wire_golden {
                 state: "up".into(),
                 connected: true,
                 addresses: vec!["192.168.1.21/24".into()],
+                ..Connectivity::default()
             }),
             connected_clients: 2,
             degraded: Vec::new(),
