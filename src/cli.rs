@@ -200,9 +200,44 @@ fn network(config: Config) -> ExitCode {
             c.addresses.join(", ")
         }
     );
+    if let Some(reason) = &c.reason {
+        println!("reason:     {reason}");
+    }
+    if let Some(w) = &c.wifi {
+        print_wifi(w);
+    }
     if c.connected {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The Wi-Fi lines of `pistats network`; `—` for what the source does not know.
+fn print_wifi(w: &crate::stats::model::Wifi) {
+    fn or_dash(value: Option<String>) -> String {
+        value.unwrap_or_else(|| "—".to_owned())
+    }
+    println!("ssid:       {}", or_dash(w.ssid.clone()));
+    println!("bssid:      {}", or_dash(w.bssid.clone()));
+    println!(
+        "signal:     {}",
+        or_dash(w.signal_dbm.map(|d| format!("{d} dBm")))
+    );
+    println!(
+        "quality:    {}",
+        or_dash(w.quality_percent.map(|q| format!("{q} %")))
+    );
+    println!(
+        "frequency:  {}",
+        or_dash(w.frequency_mhz.map(|f| match w.band {
+            Some(band) => format!("{f} MHz ({band})"),
+            None => format!("{f} MHz"),
+        }))
+    );
+    println!(
+        "bitrate:    {}",
+        or_dash(w.bitrate_mbps().map(|m| format!("{m} Mbit/s")))
+    );
+    println!("security:   {}", or_dash(w.security.clone()));
 }

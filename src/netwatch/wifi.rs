@@ -189,7 +189,7 @@ mod tests {
     use super::*;
 
     /// A Raspberry Pi 4 (brcmfmac) associated at -40 dBm, as `cat /proc/net/wireless` shows it.
-    const PI4: &str = include_str!("../../tests/fixtures/proc-net-wireless/pi4-associated");
+    const PI4: &str = include_str!("../../tests/fixtures/pi4/proc/net/wireless");
 
     #[test]
     fn reads_signal_and_quality_of_the_interface() {
