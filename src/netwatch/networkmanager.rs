@@ -333,7 +333,13 @@ async fn read_device(
         Ok((_, code)) if state != STATE_ACTIVATED => wifi::reason_words(code),
         _ => None,
     };
-    let (wifi, ap) = if proxy.device_type().await? == TYPE_WIFI {
+    // A device whose type cannot be read is followed like a wired one.
+    let kind = match proxy.device_type().await {
+        Ok(kind) => Some(kind),
+        Err(zbus::Error::MethodError(..) | zbus::Error::FDO(_)) => None,
+        Err(err) => return Err(err),
+    };
+    let (wifi, ap) = if kind == Some(TYPE_WIFI) {
         let (wifi, ap) = read_wifi(conn, owner, device).await?;
         (Some(wifi), ap)
     } else {
