@@ -463,7 +463,7 @@ fn power_and_connectivity(e: &mut Exposition, doc: &StatsDocument) {
     }
 }
 
-/// The Wi-Fi link of the watched interface, in base units (Hz, bit/s) except the signal,
+/// The Wi-Fi link of the watched interface, in base units (Hz, bytes/s) except the signal,
 /// whose unit is dBm by convention (as node_exporter's `node_wifi_station_signal_dbm`).
 fn wifi(e: &mut Exposition, interface: &str, w: &Wifi) {
     let labels = [("interface", interface)];
@@ -478,10 +478,10 @@ fn wifi(e: &mut Exposition, interface: &str, w: &Wifi) {
     )
     .sample_opt(&labels, w.quality_percent.map(f64::from));
     e.gauge(
-        "pistats_wifi_bitrate_bits_per_second",
-        "Wi-Fi transmit bit rate.",
+        "pistats_wifi_bitrate_bytes_per_second",
+        "Wi-Fi transmit bit rate, in bytes per second like every rate here.",
     )
-    .sample_opt(&labels, w.bitrate_kbps.map(|k| u64::from(k) * 1000));
+    .sample_opt(&labels, w.bitrate_kbps.map(|k| u64::from(k) * 125));
     e.gauge(
         "pistats_wifi_frequency_hertz",
         "Centre frequency of the Wi-Fi channel.",
@@ -834,7 +834,7 @@ mod tests {
             r#"pistats_connectivity_connected{interface="wlan0",source="kernel"} 0"#,
             r#"pistats_wifi_signal_dbm{interface="wlan0"} -61"#,
             r#"pistats_wifi_quality_percent{interface="wlan0"} 70"#,
-            r#"pistats_wifi_bitrate_bits_per_second{interface="wlan0"} 72200000"#,
+            r#"pistats_wifi_bitrate_bytes_per_second{interface="wlan0"} 9025000"#,
             r#"pistats_wifi_frequency_hertz{interface="wlan0"} 5180000000"#,
             r#"pistats_wifi_info{interface="wlan0",ssid="café \"net\"",band="5 GHz"} 1"#,
             r#"pistats_filesystem_size_bytes{device="/dev/mmcblk0p2",mountpoint="/",fstype="ext4"} 1073741824"#,
