@@ -88,7 +88,7 @@ fn init_logging(config: &Config) {
     // Under systemd, journald adds its own timestamps. Colour codes only make sense on a
     // terminal: in a file, a pipe or the journal they are noise (and NO_COLOR turns them off
     // anywhere, https://no-color.org: when set and not empty).
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let under_journald = journal::stderr_is_journal();
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -96,9 +96,91 @@ fn init_logging(config: &Config) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && !no_color);
     if under_journald {
-        builder.without_time().init();
+        // Each line starts with its syslog priority (`<4>` for a warning, sd-daemon(3)),
+        // which journald takes as the entry's PRIORITY and strips from the message.
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_target(false);
+        builder.event_format(journal::PriorityPrefix(format)).init();
     } else {
         builder.init();
+    }
+}
+
+/// Logging into the journal through stderr.
+mod journal {
+    use std::fmt;
+
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to the
+    /// `device:inode` of the socket it connects stderr to; a child whose stderr was redirected
+    /// elsewhere inherits the variable but not the socket, so both must match (systemd.exec(5)).
+    pub(super) fn stderr_is_journal() -> bool {
+        let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+            return false;
+        };
+        let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+            return false;
+        };
+        // SAFETY: fstat writes into the zeroed struct it is given.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(libc::STDERR_FILENO, &mut stat) } != 0 {
+            return false;
+        }
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let (st_dev, st_ino) = (u64::from(stat.st_dev), u64::from(stat.st_ino));
+        st_dev == dev && st_ino == ino
+    }
+
+    /// The syslog priority of a tracing level: error 3, warning 4, info 6, debug and trace 7.
+    pub(super) fn priority(level: &Level) -> u8 {
+        match *level {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        }
+    }
+
+    /// Wraps a line format with the `<N>` priority prefix journald reads.
+    pub(super) struct PriorityPrefix<F>(pub(super) F);
+
+    impl<S, N, F> FormatEvent<S, N> for PriorityPrefix<F>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            write!(writer, "<{}>", priority(event.metadata().level()))?;
+            self.0.format_event(ctx, writer, event)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn priorities_follow_syslog() {
+            assert_eq!(priority(&Level::ERROR), 3);
+            assert_eq!(priority(&Level::WARN), 4);
+            assert_eq!(priority(&Level::INFO), 6);
+            assert_eq!(priority(&Level::DEBUG), 7);
+            assert_eq!(priority(&Level::TRACE), 7);
+        }
     }
 }
 
