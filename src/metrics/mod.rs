@@ -653,6 +653,7 @@ mod tests {
             processes: ProcessInfo {
                 total_count: Some(156),
                 top_cpu_usage: vec![],
+                top_memory_usage: vec![],
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),

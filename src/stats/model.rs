@@ -278,6 +278,8 @@ pub struct ProcessInfo {
     /// `None` when the process table could not be read.
     pub total_count: Option<usize>,
     pub top_cpu_usage: Vec<TopProcess>,
+    /// The processes with the most resident memory, largest first (same item shape).
+    pub top_memory_usage: Vec<TopProcess>,
 }
 
 #[derive(Debug, Clone)]
