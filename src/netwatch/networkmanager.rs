@@ -1,7 +1,9 @@
 //! NetworkManager as the connectivity source, over the system bus.
 //!
-//! The device is resolved by interface name (`GetDeviceByIpIface`); its `State` and the
-//! `AddressData` of its current IPv4/IPv6 configuration objects make up the view. All of
+//! The device is resolved by interface name (`GetDeviceByIpIface`); its `State`, `StateReason`
+//! and the `AddressData` of its current IPv4/IPv6 configuration objects make up the view, and
+//! for a Wi-Fi device also its `Bitrate` and its `ActiveAccessPoint`'s properties (a roam
+//! changes that path, so the access point watched is always the current one). All of
 //! NetworkManager's signals come through one match rule on its unique name; a relevant one
 //! (a watched property changed, the device appeared or disappeared) triggers a fresh read,
 //! so the published view never depends on the order or completeness of signal payloads.
