@@ -164,14 +164,62 @@ mod journal {
             mut writer: Writer<'_>,
             event: &Event<'_>,
         ) -> fmt::Result {
-            write!(writer, "<{}>", priority(event.metadata().level()))?;
-            self.0.format_event(ctx, writer, event)
+            // journald reads each line on its own: a message of several lines gets the
+            // prefix on every one, or its continuation would be filed as info.
+            let mut line = String::new();
+            self.0.format_event(ctx, Writer::new(&mut line), event)?;
+            let prefix = priority(event.metadata().level());
+            for part in line.trim_end_matches('\n').split('\n') {
+                writeln!(writer, "<{prefix}>{part}")?;
+            }
+            Ok(())
         }
     }
 
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+        impl std::io::Write for Buffer {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn every_line_of_a_message_carries_the_priority() {
+            let buffer = Buffer::default();
+            let out = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || out.clone())
+                .with_ansi(false)
+                .event_format(PriorityPrefix(
+                    tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_target(false),
+                ))
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(interface = "wlan0", "first line\nsecond line");
+                tracing::error!("fatal");
+                tracing::info!("fine");
+            });
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 4, "{text}");
+            assert!(lines[0].starts_with("<4>") && lines[0].contains("first line"));
+            assert!(lines[1].starts_with("<4>second line"), "{text}");
+            assert!(lines[1].contains("interface=\"wlan0\""), "{text}");
+            assert!(lines[2].starts_with("<3>") && lines[2].contains("fatal"));
+            assert!(lines[3].starts_with("<6>") && lines[3].contains("fine"));
+        }
 
         #[test]
         fn priorities_follow_syslog() {
