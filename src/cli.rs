@@ -88,7 +88,7 @@ fn init_logging(config: &Config) {
     // Under systemd, journald adds its own timestamps. Colour codes only make sense on a
     // terminal: in a file, a pipe or the journal they are noise (and NO_COLOR turns them off
     // anywhere, https://no-color.org: when set and not empty).
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let under_journald = journal::stderr_is_journal();
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -96,9 +96,139 @@ fn init_logging(config: &Config) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && !no_color);
     if under_journald {
-        builder.without_time().init();
+        // Each line starts with its syslog priority (`<4>` for a warning, sd-daemon(3)),
+        // which journald takes as the entry's PRIORITY and strips from the message.
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_target(false);
+        builder.event_format(journal::PriorityPrefix(format)).init();
     } else {
         builder.init();
+    }
+}
+
+/// Logging into the journal through stderr.
+mod journal {
+    use std::fmt;
+
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to the
+    /// `device:inode` of the socket it connects stderr to; a child whose stderr was redirected
+    /// elsewhere inherits the variable but not the socket, so both must match (systemd.exec(5)).
+    pub(super) fn stderr_is_journal() -> bool {
+        let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+            return false;
+        };
+        let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+            return false;
+        };
+        // SAFETY: fstat writes into the zeroed struct it is given.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(libc::STDERR_FILENO, &mut stat) } != 0 {
+            return false;
+        }
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let (st_dev, st_ino) = (u64::from(stat.st_dev), u64::from(stat.st_ino));
+        st_dev == dev && st_ino == ino
+    }
+
+    /// The syslog priority of a tracing level: error 3, warning 4, info 6, debug and trace 7.
+    pub(super) fn priority(level: &Level) -> u8 {
+        match *level {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        }
+    }
+
+    /// Wraps a line format with the `<N>` priority prefix journald reads.
+    pub(super) struct PriorityPrefix<F>(pub(super) F);
+
+    impl<S, N, F> FormatEvent<S, N> for PriorityPrefix<F>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        F: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            // journald reads each line on its own: a message of several lines gets the
+            // prefix on every one, or its continuation would be filed as info.
+            let mut line = String::new();
+            self.0.format_event(ctx, Writer::new(&mut line), event)?;
+            let prefix = priority(event.metadata().level());
+            for part in line.trim_end_matches('\n').split('\n') {
+                writeln!(writer, "<{prefix}>{part}")?;
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+        impl std::io::Write for Buffer {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn every_line_of_a_message_carries_the_priority() {
+            let buffer = Buffer::default();
+            let out = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || out.clone())
+                .with_ansi(false)
+                .event_format(PriorityPrefix(
+                    tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_target(false),
+                ))
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(interface = "wlan0", "first line\nsecond line");
+                tracing::error!("fatal");
+                tracing::info!("fine");
+            });
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 4, "{text}");
+            assert!(lines[0].starts_with("<4>") && lines[0].contains("first line"));
+            assert!(lines[1].starts_with("<4>second line"), "{text}");
+            assert!(lines[1].contains("interface=\"wlan0\""), "{text}");
+            assert!(lines[2].starts_with("<3>") && lines[2].contains("fatal"));
+            assert!(lines[3].starts_with("<6>") && lines[3].contains("fine"));
+        }
+
+        #[test]
+        fn priorities_follow_syslog() {
+            assert_eq!(priority(&Level::ERROR), 3);
+            assert_eq!(priority(&Level::WARN), 4);
+            assert_eq!(priority(&Level::INFO), 6);
+            assert_eq!(priority(&Level::DEBUG), 7);
+            assert_eq!(priority(&Level::TRACE), 7);
+        }
     }
 }
 
@@ -171,7 +301,8 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
     let mut collector = Collector::new(&config);
     // CPU usage needs two samples some time apart.
     std::thread::sleep(std::time::Duration::from_millis(250));
-    let connectivity = runtime().block_on(crate::netwatch::probe(&config.interface));
+    let connectivity =
+        runtime().block_on(crate::netwatch::probe(&config.interface, &config.proc_root));
     let document = collector.collect(Context {
         connected_clients: 0,
         connectivity: Some(connectivity),
@@ -190,7 +321,7 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
 }
 
 fn network(config: Config) -> ExitCode {
-    let c = runtime().block_on(crate::netwatch::probe(&config.interface));
+    let c = runtime().block_on(crate::netwatch::probe(&config.interface, &config.proc_root));
     println!("interface:  {}", c.interface);
     println!("source:     {}", c.source);
     println!("state:      {}", c.state);
@@ -203,9 +334,44 @@ fn network(config: Config) -> ExitCode {
             c.addresses.join(", ")
         }
     );
+    if let Some(reason) = &c.reason {
+        println!("reason:     {reason}");
+    }
+    if let Some(w) = &c.wifi {
+        print_wifi(w);
+    }
     if c.connected {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The Wi-Fi lines of `pistats network`; `—` for what the source does not know.
+fn print_wifi(w: &crate::stats::model::Wifi) {
+    fn or_dash(value: Option<String>) -> String {
+        value.unwrap_or_else(|| "—".to_owned())
+    }
+    println!("ssid:       {}", or_dash(w.ssid.clone()));
+    println!("bssid:      {}", or_dash(w.bssid.clone()));
+    println!(
+        "signal:     {}",
+        or_dash(w.signal_dbm.map(|d| format!("{d} dBm")))
+    );
+    println!(
+        "quality:    {}",
+        or_dash(w.quality_percent.map(|q| format!("{q} %")))
+    );
+    println!(
+        "frequency:  {}",
+        or_dash(w.frequency_mhz.map(|f| match w.band {
+            Some(band) => format!("{f} MHz ({band})"),
+            None => format!("{f} MHz"),
+        }))
+    );
+    println!(
+        "bitrate:    {}",
+        or_dash(w.bitrate_mbps().map(|m| format!("{m} Mbit/s")))
+    );
+    println!("security:   {}", or_dash(w.security.clone()));
 }

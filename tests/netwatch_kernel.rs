@@ -79,3 +79,70 @@ fn kernel_fallback_follows_link_and_addresses_in_a_namespace() {
     daemon.wait_for_events(104, 104);
     daemon.wait_for_log("pstk0 is absent");
 }
+
+/// A wireless interface without NetworkManager: signal and quality come from
+/// `/proc/net/wireless` (here the Pi 4 fixture's, through `--proc-root`), everything the
+/// kernel file does not say is unknown rather than guessed, and an interface the file does
+/// not list is not wireless.
+#[test]
+#[ignore = "needs root: creates a network namespace"]
+fn kernel_fallback_reads_wifi_signal_from_proc_net_wireless() {
+    let ns = Netns::create("wifi");
+    let no_bus = "unix:path=/nonexistent/pistats-test-bus";
+    let proc_root = common::fixtures().join("pi4/proc");
+    let proc_root = proc_root.to_str().unwrap();
+    ns.exec(&["ip", "link", "set", "pstk0", "name", "wlan0"]);
+    ns.exec(&["ip", "addr", "add", "192.0.2.90/24", "dev", "wlan0"]);
+    ns.exec(&["ip", "link", "set", "wlan0", "up"]);
+    ns.exec(&["ip", "link", "set", "pstk1", "up"]);
+
+    let network = |interface: &str| {
+        let out = common::daemon::pistats_command(&ns.prefix())
+            .args(["--config", "/dev/null", "--proc-root", proc_root])
+            .args(["--interface", interface, "network"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", no_bus)
+            .output()
+            .expect("run pistats network");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = network("wlan0");
+    for line in [
+        "source:     kernel",
+        "connected:  yes",
+        "signal:     -40 dBm",
+        "quality:    100 %",
+        "ssid:       —",
+        "bssid:      —",
+        "frequency:  —",
+        "bitrate:    —",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    // The other end of the pair is not listed: no Wi-Fi lines at all.
+    let out = network("pstk1");
+    assert!(out.contains("source:     kernel"), "{out}");
+    assert!(!out.contains("signal:"), "{out}");
+
+    // The same view in the document, with nulls for what is unknown.
+    let out = common::daemon::pistats_command(&ns.prefix())
+        .args(["--config", "/dev/null", "--proc-root", proc_root])
+        .args(["--interface", "wlan0", "snapshot"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", no_bus)
+        .output()
+        .expect("run pistats snapshot");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON document");
+    let wifi = &doc["connectivity"]["wifi"];
+    assert_eq!(wifi["signal_dbm"], -40, "{wifi}");
+    assert_eq!(wifi["quality_percent"], 100, "{wifi}");
+    for unknown in [
+        "ssid",
+        "bssid",
+        "frequency_mhz",
+        "band",
+        "bitrate_mbps",
+        "security",
+    ] {
+        assert!(wifi[unknown].is_null(), "{unknown} in {wifi}");
+    }
+    assert!(doc["connectivity"]["reason"].is_null(), "{doc}");
+}

@@ -296,3 +296,173 @@ async fn network_command_reports_networkmanager_and_kernel_views() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("kernel") && out.contains("absent"), "{out}");
 }
+
+fn home_ap() -> Ap {
+    Ap {
+        ssid: "home",
+        bssid: "aa:bb:cc:00:00:01",
+        strength: 80,
+        frequency_mhz: 2437,
+        flags: PRIVACY,
+        wpa_flags: 0,
+        rsn_flags: RSN_WPA2_PSK,
+    }
+}
+
+/// The second access point of the same network, in the 5 GHz band, a roam away.
+fn upstairs_ap() -> Ap {
+    Ap {
+        bssid: "aa:bb:cc:00:00:02",
+        strength: 64,
+        frequency_mhz: 5180,
+        rsn_flags: RSN_WPA2_WPA3,
+        ..home_ap()
+    }
+}
+
+/// The Wi-Fi link follows the access point's and the device's property changes (signals, not
+/// polling): association, strength and bit rate changes, a roam to another access point, and
+/// a disconnect with NetworkManager's reason. A wired device has no Wi-Fi detail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: runs a private D-Bus (bash tests/netwatch-setup.sh)"]
+async fn follows_wifi_link_roams_and_disconnect_reasons() {
+    let bus = Bus::start();
+    let fake = FakeNm::start(&bus.address, 1).await;
+    fake.add_wifi_device("pstw7", DISCONNECTED, &[]).await;
+    let home = fake.add_access_point(home_ap()).await;
+    let upstairs = fake.add_access_point(upstairs_ap()).await;
+
+    let mut w = Watcher::start(&bus.address, "pstw7").await;
+    let c = w
+        .until(WAIT, "wireless device", |c| nm(c) && c.wifi.is_some())
+        .await;
+    // Not associated: wireless, but nothing known about a link.
+    assert_eq!(c.wifi.unwrap(), Default::default());
+
+    fake.associate("pstw7", Some(&home), 65_000).await;
+    fake.set_addresses("pstw7", &[("192.0.2.70", 24)]).await;
+    fake.set_state("pstw7", ACTIVATED).await;
+    let c = w
+        .until(WAIT, "associated", |c| {
+            c.connected && c.wifi.as_ref().is_some_and(|w| w.ssid.is_some())
+        })
+        .await;
+    let wifi = c.wifi.unwrap();
+    assert_eq!(wifi.ssid.as_deref(), Some("home"));
+    assert_eq!(wifi.bssid.as_deref(), Some("AA:BB:CC:00:00:01"));
+    assert_eq!(wifi.quality_percent, Some(80));
+    // NetworkManager's strength is a percentage, not a level: no dBm made up from it.
+    assert_eq!(wifi.signal_dbm, None);
+    assert_eq!(wifi.frequency_mhz, Some(2437));
+    assert_eq!(wifi.band, Some("2.4 GHz"));
+    assert_eq!(wifi.bitrate_kbps, Some(65_000));
+    assert_eq!(wifi.security.as_deref(), Some("WPA2"));
+    assert_eq!(c.reason, None);
+
+    // A scan updates the strength; the rate adapts.
+    fake.set_strength(&home, 42).await;
+    w.until(WAIT, "weaker signal", |c| {
+        c.wifi.as_ref().unwrap().quality_percent == Some(42)
+    })
+    .await;
+    fake.set_bitrate("pstw7", 13_500).await;
+    w.until(WAIT, "lower bit rate", |c| {
+        c.wifi.as_ref().unwrap().bitrate_kbps == Some(13_500)
+    })
+    .await;
+
+    // Roam: the other access point becomes the active one, still connected.
+    fake.associate("pstw7", Some(&upstairs), 433_300).await;
+    let c = w
+        .until(WAIT, "roamed", |c| {
+            c.wifi.as_ref().unwrap().bssid.as_deref() == Some("AA:BB:CC:00:00:02")
+        })
+        .await;
+    assert!(c.connected);
+    let wifi = c.wifi.unwrap();
+    assert_eq!(wifi.band, Some("5 GHz"));
+    assert_eq!(wifi.quality_percent, Some(64));
+    assert_eq!(wifi.security.as_deref(), Some("WPA2/WPA3"));
+    // The old access point is no longer followed, the new one is.
+    fake.set_strength(&home, 5).await;
+    fake.set_strength(&upstairs, 71).await;
+    let c = w
+        .until(WAIT, "new access point's strength", |c| {
+            c.wifi.as_ref().unwrap().quality_percent == Some(71)
+        })
+        .await;
+    assert_eq!(c.wifi.unwrap().bssid.as_deref(), Some("AA:BB:CC:00:00:02"));
+
+    // Disconnect, with the reason NetworkManager gives.
+    fake.set_state_for("pstw7", DISCONNECTED, REASON_SUPPLICANT_TIMEOUT)
+        .await;
+    let c = w
+        .until(WAIT, "disconnected", |c| c.state == "disconnected")
+        .await;
+    assert!(!c.connected);
+    assert_eq!(c.reason.as_deref(), Some("supplicant timeout"));
+    fake.set_state_for("pstw7", ACTIVATED, REASON_NONE).await;
+    let c = w.until(WAIT, "reconnected", |c| c.connected).await;
+    assert_eq!(c.reason, None, "a connected link has no reason");
+    w.stop().await;
+
+    fake.add_device("pstw8", ACTIVATED, &[("192.0.2.71", 24)])
+        .await;
+    let mut w = Watcher::start(&bus.address, "pstw8").await;
+    let c = w
+        .until(WAIT, "wired device", |c| nm(c) && c.connected)
+        .await;
+    assert_eq!(c.wifi, None, "a wired device has no Wi-Fi detail");
+    w.stop().await;
+}
+
+/// The daemon logs roams and disconnects with the interface and reason, and `pistats
+/// network` prints the Wi-Fi link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: runs a private D-Bus (bash tests/netwatch-setup.sh)"]
+async fn daemon_logs_roams_and_disconnects_and_network_prints_wifi() {
+    let bus = Bus::start();
+    let fake = FakeNm::start(&bus.address, 1).await;
+    fake.add_wifi_device("pstw9", ACTIVATED, &[("192.0.2.72", 24)])
+        .await;
+    let home = fake.add_access_point(home_ap()).await;
+    let upstairs = fake.add_access_point(upstairs_ap()).await;
+    fake.associate("pstw9", Some(&home), 65_000).await;
+
+    let addr = bus.address.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || network_command(&[], &addr, "pstw9"))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "ssid:       home",
+        "bssid:      AA:BB:CC:00:00:01",
+        "signal:     —",
+        "quality:    80 %",
+        "frequency:  2437 MHz (2.4 GHz)",
+        "bitrate:    65 Mbit/s",
+        "security:   WPA2",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+
+    let daemon =
+        common::daemon::Served::start(&[], &bus.address, &["--interface", "pstw9", "--port", "0"]);
+    let daemon = std::sync::Arc::new(daemon);
+    let wait_log = |needle: &'static str| {
+        let daemon = daemon.clone();
+        tokio::task::spawn_blocking(move || daemon.wait_for_log(needle))
+    };
+    wait_log("pstw9 is activated").await.unwrap();
+    fake.associate("pstw9", Some(&upstairs), 433_300).await;
+    wait_log("pstw9 roamed from AA:BB:CC:00:00:01 to AA:BB:CC:00:00:02 (home, 5 GHz)")
+        .await
+        .unwrap();
+    fake.set_state_for("pstw9", FAILED, REASON_CARRIER).await;
+    wait_log("pstw9 disconnected (failed): carrier lost")
+        .await
+        .unwrap();
+    let log = daemon.log();
+    let line = log.iter().find(|l| l.contains("carrier lost")).unwrap();
+    assert!(line.contains("WARN"), "a disconnect is a warning: {line}");
+}

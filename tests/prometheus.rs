@@ -460,3 +460,58 @@ fn grafana_dashboard_queries_are_valid() {
         }
     }
 }
+
+/// The Wi-Fi families, from a daemon following a wireless device of the NetworkManager
+/// stand-in on a private bus, pass promtool, with base units and the info labels.
+#[test]
+#[ignore = "needs promtool and dbus-daemon (bash tests/prometheus-setup.sh, bash tests/netwatch-setup.sh)"]
+fn wifi_metrics_pass_promtool() {
+    use common::nm_standin::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bus = common::dbus::Bus::start();
+    let _nm = runtime.block_on(async {
+        let nm = FakeNm::start(&bus.address, 1).await;
+        nm.add_wifi_device("pstw3", ACTIVATED, &[("192.0.2.33", 24)])
+            .await;
+        let ap = nm
+            .add_access_point(Ap {
+                ssid: "home \"5G\"",
+                bssid: "aa:bb:cc:00:00:05",
+                strength: 58,
+                frequency_mhz: 5500,
+                flags: PRIVACY,
+                wpa_flags: 0,
+                rsn_flags: RSN_WPA2_WPA3,
+            })
+            .await;
+        nm.associate("pstw3", Some(&ap), 866_700).await;
+        nm
+    });
+    let daemon = common::daemon::Served::start(
+        &[],
+        &bus.address,
+        &["--interface", "pstw3", "--port", "0", "--interval", "250ms"],
+    );
+    let addr: SocketAddr = daemon.wait_for_events(1, 0).parse().unwrap();
+    let wanted = [
+        r#"pistats_wifi_quality_percent{interface="pstw3"} 58"#,
+        r#"pistats_wifi_bitrate_bytes_per_second{interface="pstw3"} 108337500"#,
+        r#"pistats_wifi_frequency_hertz{interface="pstw3"} 5500000000"#,
+        r#"pistats_wifi_info{interface="pstw3",ssid="home \"5G\"",bssid="AA:BB:CC:00:00:05",band="5 GHz",security="WPA2/WPA3"} 1"#,
+    ];
+    // The first document may precede the watcher's first view.
+    let deadline = Instant::now() + STARTUP;
+    let body = loop {
+        let r = fetch_metrics(addr);
+        if wanted.iter().all(|w| r.body.lines().any(|l| l == *w)) || Instant::now() > deadline {
+            break r.body;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    for line in wanted {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    }
+    // NetworkManager gives no dBm: the family is absent rather than made up.
+    assert!(!body.contains("pistats_wifi_signal_dbm"), "{body}");
+    promtool_check_metrics(&body);
+}

@@ -13,7 +13,7 @@ mod exposition;
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::stats::model::{Source, StatsDocument};
+use crate::stats::model::{Source, StatsDocument, Wifi};
 use exposition::Exposition;
 
 /// The `Content-Type` of [`render`]'s output.
@@ -457,7 +457,52 @@ fn power_and_connectivity(e: &mut Exposition, doc: &StatsDocument) {
             &[("interface", &c.interface), ("source", c.source)],
             c.connected,
         );
+        if let Some(w) = &c.wifi {
+            wifi(e, &c.interface, w);
+        }
     }
+}
+
+/// The Wi-Fi link of the watched interface, in base units (Hz, bytes/s) except the signal,
+/// whose unit is dBm by convention (as node_exporter's `node_wifi_station_signal_dbm`).
+fn wifi(e: &mut Exposition, interface: &str, w: &Wifi) {
+    let labels = [("interface", interface)];
+    e.gauge(
+        "pistats_wifi_signal_dbm",
+        "Received Wi-Fi signal level in dBm.",
+    )
+    .sample_opt(&labels, w.signal_dbm.map(f64::from));
+    e.gauge(
+        "pistats_wifi_quality_percent",
+        "Wi-Fi link quality (0-100).",
+    )
+    .sample_opt(&labels, w.quality_percent.map(f64::from));
+    e.gauge(
+        "pistats_wifi_bitrate_bytes_per_second",
+        "Wi-Fi transmit bit rate, in bytes per second like every rate here.",
+    )
+    .sample_opt(&labels, w.bitrate_kbps.map(|k| u64::from(k) * 125));
+    e.gauge(
+        "pistats_wifi_frequency_hertz",
+        "Centre frequency of the Wi-Fi channel.",
+    )
+    .sample_opt(&labels, w.frequency_mhz.map(|m| u64::from(m) * 1_000_000));
+    let mut info = vec![("interface", interface)];
+    for (name, value) in [
+        ("ssid", w.ssid.as_deref()),
+        ("bssid", w.bssid.as_deref()),
+        ("band", w.band),
+        ("security", w.security.as_deref()),
+    ] {
+        if let Some(value) = value {
+            info.push((name, value));
+        }
+    }
+    e.gauge(
+        "pistats_wifi_info",
+        "The Wi-Fi network and access point of the watched interface (always 1).",
+    )
+    .sample(&info, 1u64);
 }
 
 fn collection(e: &mut Exposition, doc: &StatsDocument) {
@@ -599,6 +644,7 @@ mod tests {
             processes: ProcessInfo {
                 total_count: Some(156),
                 top_cpu_usage: vec![],
+                top_memory_usage: vec![],
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
@@ -627,6 +673,16 @@ mod tests {
                 state: "down".to_owned(),
                 connected: false,
                 addresses: vec![],
+                wifi: Some(Wifi {
+                    ssid: Some("café \"net\"".to_owned()),
+                    signal_dbm: Some(-61),
+                    quality_percent: Some(70),
+                    frequency_mhz: Some(5180),
+                    band: Some("5 GHz"),
+                    bitrate_kbps: Some(72_200),
+                    ..Wifi::default()
+                }),
+                ..Connectivity::default()
             }),
             connected_clients: 2,
             degraded: vec![Source::DiskIo],
@@ -710,6 +766,7 @@ mod tests {
         assert!(!text.contains("pistats_pi_throttled"));
         assert!(!text.contains("pistats_pi_info"));
         assert!(!text.contains("pistats_connectivity_connected"));
+        assert!(!text.contains("pistats_wifi_"));
         assert!(text.contains("pistats_pi_cpu_temperature_celsius 48.312"));
     }
 
@@ -756,6 +813,11 @@ mod tests {
             "pistats_pi_core_volts 0.85",
             "pistats_pi_arm_clock_hertz 1500000000",
             r#"pistats_connectivity_connected{interface="wlan0",source="kernel"} 0"#,
+            r#"pistats_wifi_signal_dbm{interface="wlan0"} -61"#,
+            r#"pistats_wifi_quality_percent{interface="wlan0"} 70"#,
+            r#"pistats_wifi_bitrate_bytes_per_second{interface="wlan0"} 9025000"#,
+            r#"pistats_wifi_frequency_hertz{interface="wlan0"} 5180000000"#,
+            r#"pistats_wifi_info{interface="wlan0",ssid="café \"net\"",band="5 GHz"} 1"#,
             r#"pistats_filesystem_size_bytes{device="/dev/mmcblk0p2",mountpoint="/",fstype="ext4"} 1073741824"#,
             "pistats_root_filesystem_used_percent 50",
             "pistats_clients 2",

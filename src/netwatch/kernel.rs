@@ -4,6 +4,11 @@
 //! namespace) plus the `operstate` from sysfs, and read again whenever an rtnetlink
 //! notification about links or addresses arrives. The interface counts as connected when its
 //! link is up and running (carrier) and it has an address that is not link-local.
+//!
+//! For a wireless interface the kernel also gives signal and link quality
+//! (`/proc/net/wireless`); the rest of the Wi-Fi detail (SSID, access point, frequency, bit
+//! rate) would need nl80211 and is left unknown. rtnetlink does not announce signal changes,
+//! so while the interface is wireless the view is also re-read every [`WIFI_POLL`].
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
-use super::Publisher;
+use super::{wifi, Publisher, Target};
 use crate::stats::model::Connectivity;
 use crate::stats::procfs::{read_number, read_trimmed};
 
@@ -21,11 +26,14 @@ pub(super) const SOURCE: &str = "kernel";
 
 /// Re-read interval when no rtnetlink socket can be opened (e.g. a seccomp filter forbids it).
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Re-read interval of a wireless interface's signal, which has no notification.
+const WIFI_POLL: Duration = Duration::from_secs(5);
 /// Events arriving this close together (an address and a route, a flap) become one read.
 const SETTLE: Duration = Duration::from_millis(20);
 
 /// Follows `interface` through rtnetlink notifications; never returns.
-pub(super) async fn follow(interface: &str, out: &Publisher) {
+pub(super) async fn follow(target: Target<'_>, out: &Publisher) {
+    let interface = target.interface;
     let socket = match Netlink::open() {
         Ok(socket) => Some(socket),
         Err(err) => {
@@ -37,10 +45,22 @@ pub(super) async fn follow(interface: &str, out: &Publisher) {
         }
     };
     loop {
-        out.publish(read(interface));
+        let view = read(target);
+        let wireless = view.wifi.is_some();
+        out.publish(view);
         match &socket {
             Some(socket) => {
-                if let Err(err) = socket.changed().await {
+                let changed = async {
+                    if wireless {
+                        tokio::select! {
+                            changed = socket.changed() => changed,
+                            _ = tokio::time::sleep(WIFI_POLL) => Ok(()),
+                        }
+                    } else {
+                        socket.changed().await
+                    }
+                };
+                if let Err(err) = changed.await {
                     tracing::warn!("network: rtnetlink read failed: {err}");
                     tokio::time::sleep(POLL_INTERVAL).await;
                     continue;
@@ -54,14 +74,14 @@ pub(super) async fn follow(interface: &str, out: &Publisher) {
     }
 }
 
-/// The kernel's current view of `interface`.
-pub(super) fn read(interface: &str) -> Connectivity {
+/// The kernel's current view of the interface.
+pub(super) fn read(target: Target<'_>) -> Connectivity {
+    let interface = target.interface;
     let mut view = Connectivity {
         source: SOURCE,
         interface: interface.to_owned(),
         state: "absent".into(),
-        connected: false,
-        addresses: Vec::new(),
+        ..Connectivity::default()
     };
     let Ok(name) = CString::new(interface) else {
         return view;
@@ -71,6 +91,8 @@ pub(super) fn read(interface: &str) -> Connectivity {
     if index == 0 {
         return view;
     }
+    view.wifi = wifi::from_proc(target.proc_root, interface)
+        .or_else(|| is_wireless(interface, index).then(crate::stats::model::Wifi::default));
     let Ok(Link { flags, addresses }) = link(&name) else {
         view.state = "unknown".into();
         return view;
@@ -102,6 +124,14 @@ fn operstate(interface: &str, index: u32) -> Option<String> {
         return None;
     }
     read_trimmed(&dir.join("operstate")).filter(|s| !s.is_empty())
+}
+
+/// Whether sysfs (of our network namespace, see [`operstate`]) marks the interface wireless:
+/// cfg80211 interfaces have a `wireless` directory even while not associated, when
+/// `/proc/net/wireless` leaves them out.
+fn is_wireless(interface: &str, index: u32) -> bool {
+    let dir = std::path::Path::new("/sys/class/net").join(interface);
+    read_number::<u32>(&dir.join("ifindex")) == Some(index) && dir.join("wireless").is_dir()
 }
 
 fn routable(ip: &IpAddr) -> bool {
@@ -219,17 +249,25 @@ fn drain_fd(fd: i32) -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    fn target(interface: &str) -> Target<'_> {
+        Target {
+            interface,
+            proc_root: std::path::Path::new("/proc"),
+        }
+    }
+
     #[test]
     fn loopback_is_up_with_its_address() {
-        let lo = read("lo");
+        let lo = read(target("lo"));
         assert_eq!(lo.source, SOURCE);
         assert!(lo.addresses.iter().any(|a| a == "127.0.0.1/8"), "{lo:?}");
         assert_ne!(lo.state, "absent");
+        assert_eq!(lo.wifi, None, "loopback is not wireless");
     }
 
     #[test]
     fn missing_interface_is_absent() {
-        let none = read("nosuchif0");
+        let none = read(target("nosuchif0"));
         assert_eq!(none.state, "absent");
         assert!(!none.connected);
         assert!(none.addresses.is_empty());

@@ -8,12 +8,19 @@
 //! backoff when the bus itself goes away. Nothing here blocks the runtime or panics: every
 //! failure degrades to the next source and is logged.
 //!
+//! For a wireless interface the view carries the Wi-Fi link (SSID, access point, signal, bit
+//! rate, security) and, when not connected, NetworkManager's reason. Roams (a new access point
+//! while connected) and disconnects are logged with the interface and reason as fields, for
+//! the events timeline and for `journalctl INTERFACE=… REASON=…`-style searches.
+//!
 //! The system bus address honours `DBUS_SYSTEM_BUS_ADDRESS`, which the tests use to point the
 //! daemon at a private bus.
 
 mod kernel;
 mod networkmanager;
+mod wifi;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -39,6 +46,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Pause after an unexpected NetworkManager error before following it again.
 const NM_RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// What is watched: the interface, and where the kernel's `/proc` is (for
+/// `/proc/net/wireless`; a fixture tree in tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) interface: &'a str,
+    pub(crate) proc_root: &'a Path,
+}
+
 /// Publishes connectivity changes and logs each transition once.
 pub(crate) struct Publisher {
     tx: watch::Sender<Connectivity>,
@@ -59,6 +74,7 @@ impl Publisher {
                 source_name(new.source)
             );
         }
+        log_wifi(&previous, &new);
         if previous.connected != new.connected || previous.state != new.state {
             tracing::info!(
                 "network: {} is {} ({}){}",
@@ -91,6 +107,43 @@ impl Publisher {
     }
 }
 
+/// Logs a roam (another access point while connected) and a disconnect with its reason;
+/// the interface, access points and reason are also fields of the line.
+fn log_wifi(previous: &Connectivity, new: &Connectivity) {
+    let interface = new.interface.as_str();
+    if previous.connected && !new.connected && previous.source == new.source {
+        let reason = new.reason.as_deref().unwrap_or("no reason given");
+        tracing::warn!(
+            interface,
+            reason,
+            "network: {interface} disconnected ({}): {reason}",
+            new.state
+        );
+        return;
+    }
+    let bssid = |c: &Connectivity| c.wifi.as_ref().and_then(|w| w.bssid.clone());
+    if let (true, Some(from), Some(to)) = (
+        previous.connected && new.connected,
+        bssid(previous),
+        bssid(new),
+    ) {
+        if from != to {
+            let wifi = new.wifi.as_ref();
+            let ssid = wifi.and_then(|w| w.ssid.as_deref()).unwrap_or("?");
+            tracing::info!(
+                interface,
+                from_bssid = from.as_str(),
+                bssid = to.as_str(),
+                ssid,
+                "network: {interface} roamed from {from} to {to} ({ssid}{})",
+                wifi.and_then(|w| w.band)
+                    .map(|b| format!(", {b}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
 fn source_name(source: &str) -> &'static str {
     match source {
         networkmanager::SOURCE => "NetworkManager",
@@ -110,24 +163,42 @@ pub fn spawn(
         source: "none",
         interface: config.interface.clone(),
         state: "unknown".into(),
-        connected: false,
-        addresses: Vec::new(),
+        ..Connectivity::default()
     });
-    tracker.spawn(run(config.interface.clone(), tx, cancel));
+    tracker.spawn(run_in(
+        config.interface.clone(),
+        config.proc_root.clone(),
+        tx,
+        cancel,
+    ));
     rx
 }
 
 /// Follows `interface` until `cancel` fires, publishing every change on `tx`.
 pub async fn run(interface: String, tx: watch::Sender<Connectivity>, cancel: CancellationToken) {
+    run_in(interface, PathBuf::from("/proc"), tx, cancel).await
+}
+
+/// [`run`] with the kernel's `/proc` at `proc_root`.
+pub async fn run_in(
+    interface: String,
+    proc_root: PathBuf,
+    tx: watch::Sender<Connectivity>,
+    cancel: CancellationToken,
+) {
     let out = Publisher { tx };
+    let target = Target {
+        interface: &interface,
+        proc_root: &proc_root,
+    };
     tokio::select! {
-        _ = follow(&interface, &out) => {}
+        _ = follow(target, &out) => {}
         _ = cancel.cancelled() => {}
     }
 }
 
 /// Never returns: alternates between the system bus (while it is reachable) and the kernel.
-async fn follow(interface: &str, out: &Publisher) {
+async fn follow(target: Target<'_>, out: &Publisher) {
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u32;
     loop {
@@ -138,7 +209,7 @@ async fn follow(interface: &str, out: &Publisher) {
                 }
                 failures = 0;
                 let since = tokio::time::Instant::now();
-                match on_bus(&conn, interface, out).await {
+                match on_bus(&conn, target, out).await {
                     Ok(()) => tracing::warn!("network: lost the system bus; reconnecting"),
                     Err(err) => tracing::warn!("network: system bus error: {err}; reconnecting"),
                 }
@@ -153,7 +224,7 @@ async fn follow(interface: &str, out: &Publisher) {
         }
         // Without the bus, the kernel is the only source until the next attempt.
         tokio::select! {
-            _ = kernel::follow(interface, out) => {}
+            _ = kernel::follow(target, out) => {}
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -175,7 +246,7 @@ fn log_bus_failure(failures: &mut u32, err: &str, backoff: Duration) {
 
 /// Follows NetworkManager while it owns its name and the kernel while it does not, until the
 /// bus connection is lost (`Ok`) or fails (`Err`).
-async fn on_bus(conn: &Connection, interface: &str, out: &Publisher) -> zbus::Result<()> {
+async fn on_bus(conn: &Connection, target: Target<'_>, out: &Publisher) -> zbus::Result<()> {
     let dbus = DBusProxy::new(conn).await?;
     // Subscribe before asking for the owner, so no change falls between the two.
     let mut owners = dbus
@@ -205,7 +276,7 @@ async fn on_bus(conn: &Connection, interface: &str, out: &Publisher) -> zbus::Re
                         }
                         None => return Ok(()),
                     },
-                    err = networkmanager::follow(conn, &nm, interface, out) => {
+                    err = networkmanager::follow(conn, &nm, target.interface, out) => {
                         if conn.is_closed() {
                             return Ok(());
                         }
@@ -229,7 +300,7 @@ async fn on_bus(conn: &Connection, interface: &str, out: &Publisher) -> zbus::Re
                         Some(new) => owner = new,
                         None => return Ok(()),
                     },
-                    _ = kernel::follow(interface, out) => {}
+                    _ = kernel::follow(target, out) => {}
                     _ = conn.closed() => return Ok(()),
                 }
             }
@@ -249,7 +320,7 @@ async fn nm_owner(dbus: &DBusProxy<'_>) -> zbus::Result<Option<UniqueName<'stati
 
 /// One-shot view of `interface`, for `pistats network`: NetworkManager's when it is on the
 /// system bus, the kernel's otherwise.
-pub async fn probe(interface: &str) -> Connectivity {
+pub async fn probe(interface: &str, proc_root: &Path) -> Connectivity {
     let from_nm = async {
         let conn = Connection::system().await.ok()?;
         let dbus = DBusProxy::new(&conn).await.ok()?;
@@ -258,6 +329,9 @@ pub async fn probe(interface: &str) -> Connectivity {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, from_nm).await {
         Ok(Some(connectivity)) => connectivity,
-        _ => kernel::read(interface),
+        _ => kernel::read(Target {
+            interface,
+            proc_root,
+        }),
     }
 }

@@ -1,7 +1,9 @@
 //! NetworkManager as the connectivity source, over the system bus.
 //!
-//! The device is resolved by interface name (`GetDeviceByIpIface`); its `State` and the
-//! `AddressData` of its current IPv4/IPv6 configuration objects make up the view. All of
+//! The device is resolved by interface name (`GetDeviceByIpIface`); its `State`, `StateReason`
+//! and the `AddressData` of its current IPv4/IPv6 configuration objects make up the view, and
+//! for a Wi-Fi device also its `Bitrate` and its `ActiveAccessPoint`'s properties (a roam
+//! changes that path, so the access point watched is always the current one). All of
 //! NetworkManager's signals come through one match rule on its unique name; a relevant one
 //! (a watched property changed, the device appeared or disappeared) triggers a fresh read,
 //! so the published view never depends on the order or completeness of signal payloads.
@@ -22,8 +24,8 @@ use zbus::proxy::CacheProperties;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
-use super::Publisher;
-use crate::stats::model::Connectivity;
+use super::{wifi, Publisher};
+use crate::stats::model::{Connectivity, Wifi};
 
 pub(super) const SOURCE: &str = "networkmanager";
 
@@ -32,10 +34,24 @@ const NM_IFACE: &str = "org.freedesktop.NetworkManager";
 const DEVICE_IFACE: &str = "org.freedesktop.NetworkManager.Device";
 const IP4_IFACE: &str = "org.freedesktop.NetworkManager.IP4Config";
 const IP6_IFACE: &str = "org.freedesktop.NetworkManager.IP6Config";
+const WIRELESS_IFACE: &str = "org.freedesktop.NetworkManager.Device.Wireless";
+const AP_IFACE: &str = "org.freedesktop.NetworkManager.AccessPoint";
 const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 const UNKNOWN_DEVICE: &str = "org.freedesktop.NetworkManager.UnknownDevice";
 /// `NM_DEVICE_STATE_ACTIVATED`: the device is connected and has its IP configuration.
 const STATE_ACTIVATED: u32 = 100;
+/// `NM_DEVICE_TYPE_WIFI`.
+const TYPE_WIFI: u32 = 2;
+/// Properties of the access point that make up [`Wifi`]; a change to any means a re-read.
+const AP_PROPERTIES: [&str; 7] = [
+    "Ssid",
+    "HwAddress",
+    "Strength",
+    "Frequency",
+    "Flags",
+    "WpaFlags",
+    "RsnFlags",
+];
 /// Signals queued for the watcher. A full queue holds back the connection's reader (zbus
 /// drops nothing), so the watcher keeps consuming signals while it reads.
 const QUEUE: usize = 64;
@@ -59,6 +75,40 @@ trait Device {
     fn ip4_config(&self) -> zbus::Result<OwnedObjectPath>;
     #[zbus(property)]
     fn ip6_config(&self) -> zbus::Result<OwnedObjectPath>;
+    /// The current state and the reason the device entered it.
+    #[zbus(property)]
+    fn state_reason(&self) -> zbus::Result<(u32, u32)>;
+    #[zbus(property)]
+    fn device_type(&self) -> zbus::Result<u32>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.NetworkManager.Device.Wireless")]
+trait Wireless {
+    #[zbus(property)]
+    fn active_access_point(&self) -> zbus::Result<OwnedObjectPath>;
+    /// kbit/s.
+    #[zbus(property)]
+    fn bitrate(&self) -> zbus::Result<u32>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.NetworkManager.AccessPoint")]
+trait AccessPoint {
+    #[zbus(property)]
+    fn ssid(&self) -> zbus::Result<Vec<u8>>;
+    #[zbus(property)]
+    fn hw_address(&self) -> zbus::Result<String>;
+    /// Percent, 0–100.
+    #[zbus(property)]
+    fn strength(&self) -> zbus::Result<u8>;
+    /// MHz.
+    #[zbus(property)]
+    fn frequency(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn flags(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn wpa_flags(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn rsn_flags(&self) -> zbus::Result<u32>;
 }
 
 /// `IP4Config` and `IP6Config` share the property; only the interface name differs.
@@ -95,6 +145,8 @@ struct Watched {
     device: Option<OwnedObjectPath>,
     ip4: Option<OwnedObjectPath>,
     ip6: Option<OwnedObjectPath>,
+    /// The wireless device's active access point.
+    ap: Option<OwnedObjectPath>,
 }
 
 enum Event {
@@ -220,12 +272,8 @@ async fn refresh(
     };
     match device {
         Some(device) => {
-            let (view, ip4, ip6) = read_device(conn, owner, &device, interface).await?;
-            let watched = Watched {
-                device: Some(device),
-                ip4,
-                ip6,
-            };
+            let (view, mut watched) = read_device(conn, owner, &device, interface).await?;
+            watched.device = Some(device);
             Ok((watched, view))
         }
         None => Ok((Watched::default(), absent(interface))),
@@ -255,24 +303,18 @@ fn absent(interface: &str) -> Connectivity {
         source: SOURCE,
         interface: interface.to_owned(),
         state: "absent".into(),
-        connected: false,
-        addresses: Vec::new(),
+        ..Connectivity::default()
     }
 }
 
-type DeviceView = (
-    Connectivity,
-    Option<OwnedObjectPath>,
-    Option<OwnedObjectPath>,
-);
-
-/// Reads the device's state and addresses, with the paths of its IP configurations.
+/// Reads the device's state, reason, addresses and Wi-Fi link, with the paths of the
+/// objects they came from (all but the device's own, which the caller knows).
 async fn read_device(
     conn: &Connection,
     owner: &UniqueName<'_>,
     device: &ObjectPath<'_>,
     interface: &str,
-) -> zbus::Result<DeviceView> {
+) -> zbus::Result<(Connectivity, Watched)> {
     let proxy = DeviceProxy::builder(conn)
         .destination(owner.to_owned())?
         .path(device.to_owned())?
@@ -288,14 +330,96 @@ async fn read_device(
             addresses.extend(read_addresses(conn, owner, path, iface).await?);
         }
     }
+    // Older NetworkManager versions lack `StateReason`; the view then has no reason.
+    let reason = match proxy.state_reason().await {
+        Ok((_, code)) if state != STATE_ACTIVATED => wifi::reason_words(code),
+        _ => None,
+    };
+    // A device whose type cannot be read is followed like a wired one.
+    let kind = match proxy.device_type().await {
+        Ok(kind) => Some(kind),
+        Err(zbus::Error::MethodError(..) | zbus::Error::FDO(_)) => None,
+        Err(err) => return Err(err),
+    };
+    let (wifi, ap) = if kind == Some(TYPE_WIFI) {
+        let (wifi, ap) = read_wifi(conn, owner, device).await?;
+        (Some(wifi), ap)
+    } else {
+        (None, None)
+    };
     let view = Connectivity {
         source: SOURCE,
         interface: interface.to_owned(),
         state: state_name(state),
         connected: state == STATE_ACTIVATED,
         addresses,
+        reason,
+        wifi,
     };
-    Ok((view, ip4, ip6))
+    Ok((
+        view,
+        Watched {
+            device: None,
+            ip4,
+            ip6,
+            ap,
+        },
+    ))
+}
+
+/// The wireless device's bit rate and its active access point's properties, with the
+/// access point's path. An access point that vanished between reading its path and its
+/// properties (a roam) counts as none: the device's own change signal follows.
+async fn read_wifi(
+    conn: &Connection,
+    owner: &UniqueName<'_>,
+    device: &ObjectPath<'_>,
+) -> zbus::Result<(Wifi, Option<OwnedObjectPath>)> {
+    let wireless = WirelessProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .path(device.to_owned())?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let mut wifi = Wifi {
+        bitrate_kbps: Some(wireless.bitrate().await?).filter(|&b| b > 0),
+        ..Wifi::default()
+    };
+    let Some(ap) = config_path(wireless.active_access_point().await?) else {
+        return Ok((wifi, None));
+    };
+    let proxy = AccessPointProxy::builder(conn)
+        .destination(owner.to_owned())?
+        .path(ap.clone())?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let read = async {
+        wifi.ssid = Some(String::from_utf8_lossy(&proxy.ssid().await?).into_owned());
+        wifi.bssid = Some(proxy.hw_address().await?.to_ascii_uppercase()).filter(|b| !b.is_empty());
+        wifi.quality_percent = Some(proxy.strength().await?.min(100));
+        let frequency = proxy.frequency().await?;
+        wifi.frequency_mhz = Some(frequency).filter(|&f| f > 0);
+        wifi.band = wifi::band_of(frequency);
+        let (flags, wpa, rsn) = (
+            proxy.flags().await?,
+            proxy.wpa_flags().await?,
+            proxy.rsn_flags().await?,
+        );
+        wifi.security = Some(wifi::security(flags, wpa, rsn));
+        zbus::Result::Ok(())
+    };
+    match read.await {
+        Ok(()) => Ok((wifi, Some(ap))),
+        Err(zbus::Error::MethodError(..) | zbus::Error::FDO(_)) => Ok((
+            Wifi {
+                bitrate_kbps: wifi.bitrate_kbps,
+                ..Wifi::default()
+            },
+            Some(ap),
+        )),
+        Err(err) => Err(err),
+    }
 }
 
 /// NetworkManager uses `/` for "no configuration".
@@ -352,10 +476,13 @@ enum Touch {
     Ip4(OwnedObjectPath),
     /// The addresses of the IPv6 configuration at this path.
     Ip6(OwnedObjectPath),
+    /// The properties of the access point at this path.
+    Ap(OwnedObjectPath),
 }
 
 impl Touch {
-    /// `None` for signals that never matter to the view (access points, other properties).
+    /// `None` for signals that never matter to the view (other properties, other objects'
+    /// signals are filtered by [`Touch::event`]).
     fn of(msg: &Message) -> Option<Touch> {
         let header = msg.header();
         let (Some(path), Some(iface), Some(member)) =
@@ -373,6 +500,10 @@ impl Touch {
                 .map(|removed| Touch::DeviceRemoved(removed.into())),
             // Emitted by NetworkManager next to the property change; either is enough.
             (DEVICE_IFACE, "StateChanged") => Some(Touch::Device(path())),
+            // The interface-specific signals of NetworkManager before 1.2x, which carry the
+            // same properties as the standard one.
+            (WIRELESS_IFACE, "PropertiesChanged") => Some(Touch::Device(path())),
+            (AP_IFACE, "PropertiesChanged") => Some(Touch::Ap(path())),
             (PROPERTIES_IFACE, "PropertiesChanged") => {
                 type Changed<'a> = (&'a str, HashMap<&'a str, Value<'a>>, Vec<&'a str>);
                 let body = msg.body();
@@ -385,9 +516,15 @@ impl Touch {
                 };
                 let addresses = ["AddressData", "Addresses"];
                 match changed_iface {
-                    DEVICE_IFACE if touches(&["State", "Ip4Config", "Ip6Config"]) => {
+                    DEVICE_IFACE
+                        if touches(&["State", "StateReason", "Ip4Config", "Ip6Config"]) =>
+                    {
                         Some(Touch::Device(path()))
                     }
+                    WIRELESS_IFACE if touches(&["ActiveAccessPoint", "Bitrate"]) => {
+                        Some(Touch::Device(path()))
+                    }
+                    AP_IFACE if touches(&AP_PROPERTIES) => Some(Touch::Ap(path())),
                     IP4_IFACE if touches(&addresses) => Some(Touch::Ip4(path())),
                     IP6_IFACE if touches(&addresses) => Some(Touch::Ip6(path())),
                     _ => None,
@@ -408,6 +545,7 @@ impl Touch {
             Touch::Device(path) if is(&watched.device, path) => Event::Reread,
             Touch::Ip4(path) if is(&watched.ip4, path) => Event::Reread,
             Touch::Ip6(path) if is(&watched.ip6, path) => Event::Reread,
+            Touch::Ap(path) if is(&watched.ap, path) => Event::Reread,
             _ => Event::Ignore,
         }
     }

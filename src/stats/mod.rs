@@ -24,6 +24,11 @@ use sysinfo::{CpuRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
 use crate::config::Config;
 use model::*;
 
+/// How long the ranking of processes by memory is reused. Ranking needs every process's
+/// resident size (a `statm` read each); memory hogs change slowly, so that is done this often
+/// and, in between, only the ranked processes are read again.
+const MEMORY_RANK_MAX_AGE: Duration = Duration::from_secs(10);
+
 /// How long a CPU frequency read from /proc/cpuinfo is reused.
 const CPUINFO_FREQUENCY_MAX_AGE: Duration = Duration::from_secs(5);
 
@@ -90,6 +95,8 @@ pub struct Collector {
     previous: Option<Previous>,
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
+    /// PIDs with the most resident memory at the last ranking, and when it was made.
+    memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
 }
 
 impl Collector {
@@ -117,6 +124,7 @@ impl Collector {
             pi,
             previous: None,
             cpuinfo_frequency: None,
+            memory_rank: None,
         }
     }
 
@@ -336,9 +344,55 @@ impl Collector {
     }
 
     fn processes(&mut self, total_memory: Option<u64>) -> ProcessInfo {
+        let rank_memory = self
+            .memory_rank
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= MEMORY_RANK_MAX_AGE);
+        let refresh = if rank_memory {
+            process_refresh().with_memory()
+        } else {
+            process_refresh()
+        };
         self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh);
+        if rank_memory {
+            let mut by_memory: Vec<_> = self.system.processes().values().collect();
+            by_memory.sort_by(|a, b| b.memory().cmp(&a.memory()).then(a.pid().cmp(&b.pid())));
+            let pids = by_memory
+                .iter()
+                .take(self.top_processes)
+                .map(|p| p.pid())
+                .collect();
+            self.memory_rank = Some((Instant::now(), pids));
+        }
         let processes = self.system.processes();
+        let rss_percent = |pid: u32| {
+            procfs::read_rss(&self.proc_root, pid)
+                .zip(total_memory)
+                .map(|(rss, total)| ratio_percent(rss, total))
+        };
+        let item = |p: &sysinfo::Process, memory_percent: Option<f64>| TopProcess {
+            pid: p.pid().as_u32(),
+            name: (!self.hide_process_names).then(|| p.name().to_string_lossy().into_owned()),
+            cpu_percent: f64::from(p.cpu_usage()),
+            memory_percent,
+        };
+        // The ranked processes that still run, with their current size, largest first.
+        let mut top_memory_usage: Vec<TopProcess> = self
+            .memory_rank
+            .as_ref()
+            .map(|(_, pids)| pids.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|pid| processes.get(pid))
+            .map(|p| item(p, rss_percent(p.pid().as_u32())))
+            .collect();
+        top_memory_usage.sort_by(|a, b| {
+            b.memory_percent
+                .unwrap_or(-1.0)
+                .total_cmp(&a.memory_percent.unwrap_or(-1.0))
+                .then(a.pid.cmp(&b.pid))
+        });
         // Threads are not listed (`without_tasks`); kernel threads count, as in psutil. At
         // least this process exists: an empty table means /proc could not be listed.
         let mut top: Vec<_> = processes.values().collect();
@@ -353,16 +407,9 @@ impl Collector {
             total_count,
             top_cpu_usage: top
                 .into_iter()
-                .map(|p| TopProcess {
-                    pid: p.pid().as_u32(),
-                    name: (!self.hide_process_names)
-                        .then(|| p.name().to_string_lossy().into_owned()),
-                    cpu_percent: f64::from(p.cpu_usage()),
-                    memory_percent: procfs::read_rss(&self.proc_root, p.pid().as_u32())
-                        .zip(total_memory)
-                        .map(|(rss, total)| ratio_percent(rss, total)),
-                })
+                .map(|p| item(p, rss_percent(p.pid().as_u32())))
                 .collect(),
+            top_memory_usage,
         }
     }
 }
@@ -429,6 +476,38 @@ mod tests {
 
     /// These values in /proc/uptime used to panic the collector (and, with panic = abort,
     /// the daemon) through `Duration::from_secs_f64`.
+    /// Ranked over every process on this machine: no process read here, this test's own
+    /// included, has more resident memory than the first of the list.
+    #[test]
+    fn top_memory_usage_ranks_the_largest_processes() {
+        let config = Config {
+            top_processes: 5,
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        // Touched, so it is resident: this process is not small.
+        let ballast = vec![1u8; 64 << 20];
+        for _ in 0..2 {
+            let doc = collector.collect(Context::default());
+            let top = &doc.processes.top_memory_usage;
+            assert!(!top.is_empty() && top.len() <= 5, "{top:?}");
+            let percents: Vec<f64> = top.iter().map(|p| p.memory_percent.unwrap()).collect();
+            assert!(percents.windows(2).all(|w| w[0] >= w[1]), "{percents:?}");
+            let total = doc.memory.unwrap().total;
+            let own = procfs::read_rss(std::path::Path::new("/proc"), std::process::id()).unwrap();
+            // Sizes move between the reads: a little slack.
+            let largest = percents[0] + 1.0;
+            assert!(ratio_percent(own, total) <= largest, "{top:?}");
+            for p in &doc.processes.top_cpu_usage {
+                assert!(
+                    p.memory_percent.unwrap_or(0.0) <= largest,
+                    "{p:?} vs {top:?}"
+                );
+            }
+        }
+        assert_eq!(ballast.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
+    }
+
     #[test]
     fn hostile_uptime_falls_back_to_the_boot_clock() {
         let dir = tempfile::tempdir().unwrap();
@@ -606,6 +685,12 @@ pub(crate) mod wire_golden {
                         memory_percent: Some(ratio_percent(12_345_344, m.total)),
                     },
                 ],
+                top_memory_usage: vec![TopProcess {
+                    pid: 731,
+                    name: Some("chromium".into()),
+                    cpu_percent: f64::from(3.21_f32),
+                    memory_percent: Some(ratio_percent(1_234_567_168, m.total)),
+                }],
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
@@ -632,6 +717,7 @@ pub(crate) mod wire_golden {
                 state: "up".into(),
                 connected: true,
                 addresses: vec!["192.168.1.21/24".into()],
+                ..Connectivity::default()
             }),
             connected_clients: 2,
             degraded: Vec::new(),
@@ -642,12 +728,29 @@ pub(crate) mod wire_golden {
     fn wire_format_is_unchanged() {
         let json = serde_json::to_string_pretty(&document()).unwrap();
         let golden = std::fs::read_to_string(GOLDEN).unwrap();
-        // The one addition since the recording: the list of degraded sources, last.
+        // Additions since the recording, each in its place: the list of degraded sources,
+        // last; the top processes by memory; the connectivity's reason and Wi-Fi link.
+        let added = |text: String, after: &str, addition: &str| {
+            assert_eq!(text.matches(after).count(), 1, "{after:?}");
+            text.replace(after, &format!("{after}{addition}"))
+        };
         let expected = golden
             .trim_end()
             .strip_suffix("\n}")
             .map(|body| format!("{body},\n  \"degraded\": []\n}}"))
             .unwrap();
+        let expected = added(
+            expected,
+            "        \"memory_percent\": 0.31\n      }\n    ]",
+            ",\n    \"top_memory_usage\": [\n      {\n        \"pid\": 731,\n        \
+             \"name\": \"chromium\",\n        \"cpu_percent\": 3.2,\n        \
+             \"memory_percent\": 31.04\n      }\n    ]",
+        );
+        let expected = added(
+            expected,
+            "      \"192.168.1.21/24\"\n    ]",
+            ",\n    \"reason\": null,\n    \"wifi\": null",
+        );
         assert_eq!(json, expected);
     }
 

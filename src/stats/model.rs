@@ -278,6 +278,8 @@ pub struct ProcessInfo {
     /// `None` when the process table could not be read.
     pub total_count: Option<usize>,
     pub top_cpu_usage: Vec<TopProcess>,
+    /// The processes with the most resident memory, largest first (same item shape).
+    pub top_memory_usage: Vec<TopProcess>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,7 +344,7 @@ pub struct ThrottleFlags {
 }
 
 /// What pistats knows about the watched interface.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Connectivity {
     /// `networkmanager`, `kernel` or `none`.
     pub source: &'static str,
@@ -351,4 +353,47 @@ pub struct Connectivity {
     pub state: String,
     pub connected: bool,
     pub addresses: Vec<String>,
+    /// Why the interface is not connected, in NetworkManager's words (`supplicant timeout`,
+    /// `carrier lost`, …); `None` while connected or when the source does not say.
+    pub reason: Option<String>,
+    /// Wireless link detail; `None` when the interface is not wireless (or absent).
+    pub wifi: Option<Wifi>,
+}
+
+/// The Wi-Fi link of a wireless interface. Every field is `None` when the source does not
+/// know it (not associated, or the kernel fallback, which only knows signal and quality):
+/// never a guess.
+///
+/// Integers keep the whole view `Eq`, so the watcher can tell a change from a repeat.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Wifi {
+    /// Network name, lossily decoded from its bytes.
+    pub ssid: Option<String>,
+    /// The access point's MAC address, upper case (`AA:BB:CC:DD:EE:FF`).
+    pub bssid: Option<String>,
+    /// Received signal level in dBm (kernel only: NetworkManager reports a percentage).
+    pub signal_dbm: Option<i32>,
+    /// Link quality, 0–100.
+    pub quality_percent: Option<u8>,
+    pub frequency_mhz: Option<u32>,
+    /// `2.4 GHz`, `5 GHz` or `6 GHz`, from the frequency.
+    pub band: Option<&'static str>,
+    /// Transmit bit rate; kept in kbit/s as NetworkManager reports it, shown in Mbit/s.
+    #[serde(rename = "bitrate_mbps", serialize_with = "kbps_as_mbps")]
+    pub bitrate_kbps: Option<u32>,
+    /// `open`, `WEP`, `WPA`, `WPA2`, `WPA3`, `WPA2/WPA3`, `OWE`, with `Enterprise` for 802.1X.
+    pub security: Option<String>,
+}
+
+impl Wifi {
+    pub fn bitrate_mbps(&self) -> Option<f64> {
+        self.bitrate_kbps.map(|k| f64::from(k) / 1000.0)
+    }
+}
+
+fn kbps_as_mbps<S: serde::Serializer>(kbps: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match kbps {
+        Some(k) => s.serialize_some(&(f64::from(*k) / 1000.0)),
+        None => s.serialize_none(),
+    }
 }

@@ -291,22 +291,26 @@ struct Interface<'a> {
 struct Processes<'a> {
     total_count: Option<usize>,
     top_cpu_usage: Vec<TopProcess<'a>>,
+    top_memory_usage: Vec<TopProcess<'a>>,
+}
+
+fn top_processes(list: &[model::TopProcess]) -> Vec<TopProcess<'_>> {
+    list.iter()
+        .map(|t| TopProcess {
+            pid: t.pid,
+            name: &t.name,
+            cpu_percent: round1(t.cpu_percent),
+            memory_percent: t.memory_percent.map(round2),
+        })
+        .collect()
 }
 
 impl<'a> From<&'a model::ProcessInfo> for Processes<'a> {
     fn from(p: &'a model::ProcessInfo) -> Processes<'a> {
         Processes {
             total_count: p.total_count,
-            top_cpu_usage: p
-                .top_cpu_usage
-                .iter()
-                .map(|t| TopProcess {
-                    pid: t.pid,
-                    name: &t.name,
-                    cpu_percent: round1(t.cpu_percent),
-                    memory_percent: t.memory_percent.map(round2),
-                })
-                .collect(),
+            top_cpu_usage: top_processes(&p.top_cpu_usage),
+            top_memory_usage: top_processes(&p.top_memory_usage),
         }
     }
 }

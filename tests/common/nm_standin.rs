@@ -1,10 +1,14 @@
 //! A NetworkManager stand-in: a real D-Bus service, implemented here with zbus, offering the
 //! objects, properties and signals pistats uses (the manager's `GetDeviceByIpIface`,
 //! `DeviceAdded` and `DeviceRemoved`; a device's `State`, `Ip4Config` and `Ip6Config`; the IP
-//! configurations' `AddressData`). Tests run it on a private [`Bus`](super::dbus::Bus) and
-//! change states, addresses and devices the way NetworkManager does: a new configuration
-//! object for new addresses, new object paths after a restart, bursts of unrelated signals,
-//! and (an armed [`Flip`]) a change landing inside a handler, while pistats reads the device.
+//! configurations' `AddressData`; for a wireless device its `DeviceType`, `StateReason`, the
+//! `Device.Wireless` interface's `ActiveAccessPoint` and `Bitrate`, and access point objects
+//! with `Ssid`, `HwAddress`, `Strength`, `Frequency` and security flags). Tests run it on a
+//! private [`Bus`](super::dbus::Bus) and change states, addresses and devices the way
+//! NetworkManager does: a new configuration object for new addresses, new object paths after a
+//! restart, bursts of unrelated signals, access points whose strength changes during scans, a
+//! roam to another access point, and (an armed [`Flip`]) a change landing inside a handler,
+//! while pistats reads the device.
 //!
 //! Real NetworkManager in a container is exercised by `tests/nm/run.sh`.
 
@@ -28,6 +32,15 @@ pub const IP_CONFIG: u32 = 70;
 pub const ACTIVATED: u32 = 100;
 pub const DEACTIVATING: u32 = 110;
 pub const FAILED: u32 = 120;
+
+/// `NMDeviceStateReason` values the tests use.
+pub const REASON_NONE: u32 = 0;
+pub const REASON_SUPPLICANT_TIMEOUT: u32 = 11;
+pub const REASON_CARRIER: u32 = 40;
+
+/// `NMDeviceType`.
+const TYPE_ETHERNET: u32 = 1;
+const TYPE_WIFI: u32 = 2;
 
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "org.freedesktop.NetworkManager")]
@@ -109,6 +122,8 @@ async fn properties_changed(
 struct Device {
     hooks: Arc<Hooks>,
     state: Mutex<u32>,
+    reason: u32,
+    kind: u32,
     ip4: OwnedObjectPath,
     ip6: OwnedObjectPath,
 }
@@ -152,6 +167,86 @@ impl Device {
     #[zbus(property)]
     fn ip6_config(&self) -> OwnedObjectPath {
         self.ip6.clone()
+    }
+    #[zbus(property)]
+    fn state_reason(&self) -> (u32, u32) {
+        (*self.state.lock().unwrap(), self.reason)
+    }
+    #[zbus(property)]
+    fn device_type(&self) -> u32 {
+        self.kind
+    }
+}
+
+struct Wireless {
+    active: OwnedObjectPath,
+    bitrate_kbps: u32,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.Device.Wireless")]
+impl Wireless {
+    #[zbus(property)]
+    fn active_access_point(&self) -> OwnedObjectPath {
+        self.active.clone()
+    }
+    #[zbus(property)]
+    fn bitrate(&self) -> u32 {
+        self.bitrate_kbps
+    }
+}
+
+/// An access point as NetworkManager describes it.
+#[derive(Debug, Clone)]
+pub struct Ap {
+    pub ssid: &'static str,
+    /// Lower case, as NetworkManager prints it.
+    pub bssid: &'static str,
+    /// Percent.
+    pub strength: u8,
+    pub frequency_mhz: u32,
+    pub flags: u32,
+    pub wpa_flags: u32,
+    pub rsn_flags: u32,
+}
+
+/// `NM80211ApFlags` privacy and `NM80211ApSecurityFlags` of a WPA2-Personal network (CCMP
+/// pairwise and group ciphers, PSK key management).
+pub const PRIVACY: u32 = 0x1;
+pub const RSN_WPA2_PSK: u32 = 0x188;
+/// WPA3-Personal (SAE) next to WPA2-Personal, as transition-mode routers announce.
+pub const RSN_WPA2_WPA3: u32 = 0x588;
+
+struct AccessPoint(Ap);
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager.AccessPoint")]
+impl AccessPoint {
+    #[zbus(property)]
+    fn ssid(&self) -> Vec<u8> {
+        self.0.ssid.as_bytes().to_vec()
+    }
+    #[zbus(property)]
+    fn hw_address(&self) -> String {
+        self.0.bssid.to_owned()
+    }
+    #[zbus(property)]
+    fn strength(&self) -> u8 {
+        self.0.strength
+    }
+    #[zbus(property)]
+    fn frequency(&self) -> u32 {
+        self.0.frequency_mhz
+    }
+    #[zbus(property)]
+    fn flags(&self) -> u32 {
+        self.0.flags
+    }
+    #[zbus(property)]
+    fn wpa_flags(&self) -> u32 {
+        self.0.wpa_flags
+    }
+    #[zbus(property)]
+    fn rsn_flags(&self) -> u32 {
+        self.0.rsn_flags
     }
 }
 
@@ -296,7 +391,13 @@ impl FakeNm {
 
     /// Exports a device with IPv4 `addresses` and announces it with `DeviceAdded`.
     pub async fn add_device(&self, iface: &str, state: u32, addresses: &[(&str, u32)]) {
-        self.add_dual_stack_device(iface, state, addresses, &[])
+        self.add_device_of(TYPE_ETHERNET, iface, state, addresses, &[])
+            .await;
+    }
+
+    /// Exports a wireless device, not associated, and announces it.
+    pub async fn add_wifi_device(&self, iface: &str, state: u32, addresses: &[(&str, u32)]) {
+        self.add_device_of(TYPE_WIFI, iface, state, addresses, &[])
             .await;
     }
 
@@ -309,13 +410,35 @@ impl FakeNm {
         ip4: &[(&str, u32)],
         ip6: &[(&str, u32)],
     ) {
+        self.add_device_of(TYPE_ETHERNET, iface, state, ip4, ip6)
+            .await;
+    }
+
+    async fn add_device_of(
+        &self,
+        kind: u32,
+        iface: &str,
+        state: u32,
+        ip4: &[(&str, u32)],
+        ip6: &[(&str, u32)],
+    ) {
         let at = self.next_path("Devices");
         let device = Device {
             hooks: self.hooks.clone(),
             state: Mutex::new(state),
+            reason: REASON_NONE,
+            kind,
             ip4: self.new_ip4(ip4).await,
             ip6: self.new_ip6(ip6).await,
         };
+        // The wireless interface first: a watcher that sees the device sees all of it.
+        if kind == TYPE_WIFI {
+            let wireless = Wireless {
+                active: path("/".into()),
+                bitrate_kbps: 0,
+            };
+            self.conn.object_server().at(&at, wireless).await.unwrap();
+        }
         self.conn.object_server().at(&at, device).await.unwrap();
         self.devices
             .lock()
@@ -345,12 +468,83 @@ impl FakeNm {
     }
 
     pub async fn set_state(&self, iface: &str, state: u32) {
+        self.set_state_for(iface, state, REASON_NONE).await;
+    }
+
+    /// A state change with NetworkManager's reason for it (`StateReason`).
+    pub async fn set_state_for(&self, iface: &str, state: u32, reason: u32) {
         let device = self.device(iface).await;
-        *device.get().await.state.lock().unwrap() = state;
-        device
+        {
+            let mut d = device.get_mut().await;
+            *d.state.lock().unwrap() = state;
+            d.reason = reason;
+        }
+        let d = device.get().await;
+        d.state_changed(device.signal_emitter()).await.unwrap();
+        d.state_reason_changed(device.signal_emitter())
+            .await
+            .unwrap();
+    }
+
+    /// Exports an access point, as NetworkManager does for each one a scan finds.
+    pub async fn add_access_point(&self, ap: Ap) -> OwnedObjectPath {
+        let at = self.next_path("AccessPoint");
+        self.conn
+            .object_server()
+            .at(&at, AccessPoint(ap))
+            .await
+            .unwrap();
+        at
+    }
+
+    async fn wireless(&self, iface: &str) -> zbus::object_server::InterfaceRef<Wireless> {
+        let at = self.devices.lock().unwrap()[iface].clone();
+        self.conn
+            .object_server()
+            .interface::<_, Wireless>(at)
+            .await
+            .unwrap()
+    }
+
+    /// Makes `ap` (or none, `/`) the device's active access point, with a new bit rate: an
+    /// association or a roam.
+    pub async fn associate(&self, iface: &str, ap: Option<&OwnedObjectPath>, bitrate_kbps: u32) {
+        let wireless = self.wireless(iface).await;
+        {
+            let mut w = wireless.get_mut().await;
+            w.active = ap.cloned().unwrap_or_else(|| path("/".into()));
+            w.bitrate_kbps = bitrate_kbps;
+        }
+        let w = wireless.get().await;
+        w.active_access_point_changed(wireless.signal_emitter())
+            .await
+            .unwrap();
+        w.bitrate_changed(wireless.signal_emitter()).await.unwrap();
+    }
+
+    pub async fn set_bitrate(&self, iface: &str, bitrate_kbps: u32) {
+        let wireless = self.wireless(iface).await;
+        wireless.get_mut().await.bitrate_kbps = bitrate_kbps;
+        wireless
             .get()
             .await
-            .state_changed(device.signal_emitter())
+            .bitrate_changed(wireless.signal_emitter())
+            .await
+            .unwrap();
+    }
+
+    /// A new signal strength for `ap`, as a scan reports it.
+    pub async fn set_strength(&self, ap: &OwnedObjectPath, strength: u8) {
+        let ap = self
+            .conn
+            .object_server()
+            .interface::<_, AccessPoint>(ap)
+            .await
+            .unwrap();
+        ap.get_mut().await.0.strength = strength;
+        ap.get()
+            .await
+            .strength_changed(ap.signal_emitter())
             .await
             .unwrap();
     }

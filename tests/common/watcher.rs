@@ -35,8 +35,7 @@ impl Watcher {
             source: "none",
             interface: interface.to_owned(),
             state: "unknown".into(),
-            connected: false,
-            addresses: Vec::new(),
+            ..Connectivity::default()
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(netwatch::run(interface.to_owned(), tx, cancel.clone()));
