@@ -18,7 +18,7 @@
 //! | [`signals`]  | SIGTERM/SIGINT shut down, SIGHUP reloads the TLS certificate         |
 //! | [`daemon`]   | starts every subsystem through its `spawn`, joins them at shutdown   |
 //!
-//! Each long-lived subsystem (hub, netwatch, listener, systemd, signals) starts through one
+//! Each long-lived subsystem (hub, history, netwatch, listener, systemd, signals) starts through one
 //! face, `spawn(config/deps, cancel, tracker)`; [`daemon::run`] lists them in order.
 
 pub mod cli;

@@ -608,6 +608,7 @@ mod tests {
             processes: ProcessInfo {
                 total_count: Some(156),
                 top_cpu_usage: vec![],
+                scanned_at: None,
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),

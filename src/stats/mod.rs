@@ -50,6 +50,10 @@ struct Previous {
 pub struct Context {
     pub connected_clients: u64,
     pub connectivity: Option<Connectivity>,
+    /// Scan the process table this tick; otherwise the document repeats the last scan's
+    /// figures with its `scanned_at` (the first collection always scans). Nobody watching
+    /// means nobody reads them, and the scan is most of a tick's cost.
+    pub scan_processes: bool,
 }
 
 pub struct Collector {
@@ -63,6 +67,8 @@ pub struct Collector {
     previous: Option<Previous>,
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
+    /// The last process scan, repeated on ticks that do not scan.
+    last_processes: Option<ProcessInfo>,
 }
 
 impl Collector {
@@ -89,6 +95,7 @@ impl Collector {
             pi,
             previous: None,
             cpuinfo_frequency: None,
+            last_processes: None,
         }
     }
 
@@ -118,7 +125,14 @@ impl Collector {
         let disk = self.disk(disk_io, elapsed);
         check(Source::Partitions, disk.partitions.is_some());
         let network = self.network(net_io.as_ref(), elapsed);
-        let processes = self.processes(memory.map(|m| m.total));
+        let processes = match &self.last_processes {
+            Some(last) if !ctx.scan_processes => last.clone(),
+            _ => {
+                let scanned = self.processes(memory.map(|m| m.total), wall);
+                self.last_processes = Some(scanned.clone());
+                scanned
+            }
+        };
         check(Source::Processes, processes.total_count.is_some());
         let zones = procfs::read_thermal_zones(&self.sys_root);
         let temperature = TemperatureInfo {
@@ -279,7 +293,7 @@ impl Collector {
         }
     }
 
-    fn processes(&mut self, total_memory: Option<u64>) -> ProcessInfo {
+    fn processes(&mut self, total_memory: Option<u64>, wall: SystemTime) -> ProcessInfo {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
         let processes = self.system.processes();
@@ -307,6 +321,7 @@ impl Collector {
                         .map(|(rss, total)| ratio_percent(rss, total)),
                 })
                 .collect(),
+            scanned_at: Some(wall),
         }
     }
 }
@@ -545,6 +560,7 @@ mod wire_golden {
                         memory_percent: Some(ratio_percent(12_345_344, m.total)),
                     },
                 ],
+                scanned_at: None,
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
@@ -588,6 +604,17 @@ mod wire_golden {
             .map(|body| format!("{body},\n  \"degraded\": []\n}}"))
             .unwrap();
         assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn processes_say_when_they_were_scanned() {
+        let mut doc = document();
+        doc.processes.scanned_at = Some(UNIX_EPOCH + Duration::from_millis(1_764_124_200_500));
+        let v: serde_json::Value = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            v["processes"]["scanned_at"],
+            "2025-11-26T02:30:00.500000+00:00"
+        );
     }
 
     #[test]

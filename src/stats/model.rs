@@ -278,6 +278,10 @@ pub struct ProcessInfo {
     /// `None` when the process table could not be read.
     pub total_count: Option<usize>,
     pub top_cpu_usage: Vec<TopProcess>,
+    /// When these figures were scanned: the process table is scanned only while someone
+    /// watches (see [`crate::hub`]), other ticks repeat the last scan. `None` in documents
+    /// built without a collector.
+    pub scanned_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]

@@ -291,6 +291,9 @@ struct Interface<'a> {
 struct Processes<'a> {
     total_count: Option<usize>,
     top_cpu_usage: Vec<TopProcess<'a>>,
+    /// Added: when the figures were scanned (older than `timestamp` on unwatched ticks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned_at: Option<String>,
 }
 
 impl<'a> From<&'a model::ProcessInfo> for Processes<'a> {
@@ -307,6 +310,7 @@ impl<'a> From<&'a model::ProcessInfo> for Processes<'a> {
                     memory_percent: t.memory_percent.map(round2),
                 })
                 .collect(),
+            scanned_at: p.scanned_at.map(iso8601),
         }
     }
 }
