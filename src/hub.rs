@@ -496,6 +496,60 @@ mod tests {
     }
 
     #[test]
+    fn processes_are_scanned_while_watched_and_once_per_request() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        assert!(!hub.scan_processes(), "nobody watches");
+        hub.want_processes();
+        hub.want_processes();
+        assert!(hub.scan_processes(), "the tick after a request");
+        assert!(
+            !hub.scan_processes(),
+            "a request buys one scan, not all later ticks"
+        );
+        hub.counters.clients.store(1, Ordering::Relaxed);
+        assert!(hub.scan_processes());
+        assert!(hub.scan_processes());
+    }
+
+    #[test]
+    fn event_followers_see_new_events_and_catch_up_by_seq() {
+        use crate::events::{Detector, DetectorConfig, EventLog, StartupFacts};
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let mut newest = hub.subscribe_events();
+        assert_eq!(*newest.borrow_and_update(), 0);
+        *hub.records.events.write().unwrap() = EventLog::new(10);
+        let facts = StartupFacts {
+            wall: SystemTime::now(),
+            version: "1".into(),
+            boot_id: None,
+            previous: None,
+        };
+        let detector = Detector::new(DetectorConfig::default());
+        let seq = {
+            let mut log = hub.records.events.write().unwrap();
+            for event in detector.startup(&facts) {
+                log.push(event);
+            }
+            log.push(detector.stopping(SystemTime::now())).seq
+        };
+        hub.records.announce(seq);
+        assert!(newest.has_changed().unwrap());
+        assert_eq!(*newest.borrow_and_update(), 2);
+        let kinds = |after| {
+            hub.events_after(after)
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(0), ["started", "stopped"]);
+        assert_eq!(kinds(1), ["stopped"]);
+        assert!(kinds(2).is_empty());
+        // Announcing an older number changes nothing.
+        hub.records.announce(1);
+        assert!(!newest.has_changed().unwrap());
+    }
+
+    #[test]
     fn history_holds_at_most_its_length() {
         let hub = Hub::new(Duration::from_secs(1), 4);
         let doc = document();

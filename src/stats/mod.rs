@@ -607,6 +607,26 @@ mod wire_golden {
     }
 
     #[test]
+    fn unscanned_ticks_repeat_the_last_scan_with_its_time() {
+        let mut collector = Collector::new(&Config::default());
+        let ctx = |scan| Context {
+            scan_processes: scan,
+            ..Context::default()
+        };
+        // The first collection scans even when not asked: no made-up figures, ever.
+        let first = collector.collect(ctx(false)).processes;
+        assert!(first.total_count.is_some());
+        let scanned = first.scanned_at.expect("scanned");
+        std::thread::sleep(Duration::from_millis(20));
+        let repeated = collector.collect(ctx(false));
+        assert_eq!(repeated.processes.scanned_at, Some(scanned));
+        assert_eq!(repeated.processes.total_count, first.total_count);
+        assert!(repeated.collected_at > scanned);
+        let fresh = collector.collect(ctx(true)).processes;
+        assert!(fresh.scanned_at.unwrap() > scanned);
+    }
+
+    #[test]
     fn processes_say_when_they_were_scanned() {
         let mut doc = document();
         doc.processes.scanned_at = Some(UNIX_EPOCH + Duration::from_millis(1_764_124_200_500));
