@@ -8,6 +8,10 @@
 //! `--churn N` closes N clients a second and connects N new ones, for soak runs:
 //! `cargo bench --bench clients -- --clients 500 --churn 10 --seconds 1800` reports whether
 //! RSS and the number of open file descriptors stay flat.
+//!
+//! `--binary PATH` (repeatable) measures other builds of pistats as well, one window each after
+//! this one, in the same run: a before/after comparison on the same machine and load
+//! (`--clients 0 --seconds 60 --binary /tmp/pistats-before`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -23,6 +27,8 @@ struct Args {
     seconds: u64,
     stuck: usize,
     churn: usize,
+    /// This build first, then any `--binary` given.
+    binaries: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -31,6 +37,7 @@ fn parse_args() -> Args {
         seconds: 30,
         stuck: 0,
         churn: 0,
+        binaries: vec![env!("CARGO_BIN_EXE_pistats").to_owned()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +55,7 @@ fn parse_args() -> Args {
             }
             "--stuck" => args.stuck = it.next().and_then(|s| s.parse().ok()).expect("--stuck N"),
             "--churn" => args.churn = it.next().and_then(|s| s.parse().ok()).expect("--churn N"),
+            "--binary" => args.binaries.push(it.next().expect("--binary PATH")),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -110,11 +118,19 @@ async fn feed_client(
     })
 }
 
-async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
+/// The 1-minute load average: what else the machine was doing during a window.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: u64) {
     // All benchmark clients come from 127.0.0.1: lift the per-address limit.
     let config = std::env::temp_dir().join(format!("pistats-bench-{}.toml", std::process::id()));
     std::fs::write(&config, "max_clients = 4096\nmax_clients_per_ip = 4096\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
+    let mut child = Command::new(binary)
         .arg("--config")
         .arg(&config)
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -152,6 +168,7 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     arrivals.lock().unwrap().clear();
     let (cpu0, rss0, fds0) = proc_usage(pid);
+    let load_at_start = load1();
     let t0 = Instant::now();
     let mut max_rss = 0;
     let mut churned = 0;
@@ -178,6 +195,7 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     }
     let (cpu1, rss, fds) = proc_usage(pid);
     let window = t0.elapsed().as_secs_f64();
+    println!("{binary} (load average {load_at_start} → {})", load1());
     let mut gaps = arrivals.lock().unwrap().clone();
     gaps.sort();
     let p = |q: f64| {
@@ -233,6 +251,8 @@ fn main() {
         args.seconds
     );
     for &clients in &args.clients {
-        runtime.block_on(run(clients, args.stuck, args.churn, args.seconds));
+        for binary in &args.binaries {
+            runtime.block_on(run(binary, clients, args.stuck, args.churn, args.seconds));
+        }
     }
 }
