@@ -7,9 +7,9 @@
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | the collector: typed snapshot ([`stats::model`]), seed JSON ([`stats::wire`]) |
-//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring  |
-//! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
-//! | [`events`]   | events timeline and the detector that turns samples into events      |
+//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring, records |
+//! | [`history`]  | a year of downsampled history in fixed RAM, its state file, and the subsystem that records and saves it |
+//! | [`events`]   | events timeline and the detector that turns samples into events (followed through the hub) |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
