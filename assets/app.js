@@ -3,8 +3,9 @@
 // ES modules, no dependencies, no build step.
 
 import { charts, readPalette, requestDraw } from './charts.js';
-import { startFeed } from './feed.js';
-import { addPoint, mergeHistory, pointFromDoc } from './history.js';
+import { loadEvents } from './events.js';
+import { apiGet, startFeed } from './feed.js';
+import { addPoint, chartStepMs, mergeHistory, pointFromDoc, range, refreshRange, setRange } from './history.js';
 import { render } from './panels.js';
 import { onPrefsChange, startPrefs } from './prefs.js';
 
@@ -20,10 +21,40 @@ function onDocument(d) {
   }
 }
 
+// Called on every (re)connect: the events may have moved on while the page was away.
 function onHistory(h) {
   mergeHistory(h);
   requestDraw();
+  loadEvents(apiGet).then(requestDraw);
 }
+
+// The range selector: one range for every chart.
+const rangeButtons = document.querySelectorAll('#ranges button[data-range]');
+for (const button of rangeButtons) {
+  button.addEventListener('click', async () => {
+    for (const b of rangeButtons) b.setAttribute('aria-pressed', String(b === button));
+    await setRange(button.dataset.range, apiGet);
+    requestDraw();
+  });
+}
+
+// Longer ranges and the events panel are refreshed while the page is shown: an aggregated
+// range once per bucket (at least a minute apart), events every 10 s (a few KiB).
+let lastRangeLoad = 0;
+let lastEventsLoad = 0;
+setInterval(async () => {
+  if (document.hidden) return;
+  const now = Date.now();
+  if (now - lastEventsLoad >= 10000) {
+    lastEventsLoad = now;
+    loadEvents(apiGet).then(requestDraw);
+  }
+  if (range !== '10m' && now - lastRangeLoad >= Math.max(60000, chartStepMs())) {
+    lastRangeLoad = now;
+    await refreshRange(apiGet);
+    requestDraw();
+  }
+}, 5000);
 
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) return;

@@ -1,10 +1,13 @@
-// Charts: the 10-minute history drawn on canvases, in the colours of the page's theme
-// (CSS custom properties --c-*, read again whenever the theme changes).
+// Charts: the chosen range of history drawn on canvases, in the colours of the page's theme
+// (CSS custom properties --c-*, read again whenever the theme changes). Aggregated ranges draw
+// each series' mean as the line and its min–max as a band; warning and critical events are
+// marked as vertical lines.
 
 import { FMT, bits, isNum, tempIn, tempUnit } from './format.js';
 import { prefs } from './prefs.js';
 import { $, setAttr } from './dom.js';
-import { WINDOW_MS, intervalMs, points } from './history.js';
+import { chartPoints, chartStepMs, rangeText, windowMs } from './history.js';
+import { markers } from './events.js';
 
 let palette = {};
 let chartFont = '11px sans-serif';
@@ -17,6 +20,15 @@ export function readPalette() {
   for (const name of ['cpu', 'core', 'mem', 'swap', 'temp', 'rx', 'tx', 'read', 'write', 'grid', 'axis']) {
     palette[name] = cs.getPropertyValue('--c-' + name).trim() || '#888';
   }
+  palette.warn = cs.getPropertyValue('--warn').trim() || '#b45309';
+  palette.crit = cs.getPropertyValue('--crit').trim() || '#b91c1c';
+}
+
+// "−2 min", "−6 h", "−3 d": how long ago a point of the axis is, in the range's unit.
+function agoLabel(ms, span) {
+  if (span <= 2 * 3600e3) return `−${Math.round(ms / 60e3)} min`;
+  if (span <= 2 * 86400e3) return `−${Math.round(ms / 3600e3)} h`;
+  return `−${Math.round(ms / 86400e3)} d`;
 }
 
 function niceStep(x) {
@@ -116,7 +128,8 @@ class Chart {
       }
       if (now != null) parts.push(`${s.name} now ${disp.fmt(now)}, range ${disp.fmt(lo)} to ${disp.fmt(hi)}`);
     }
-    return `${this.name}. ${parts.length ? parts.join('; ') + '.' : 'No readings yet.'}`;
+    const name = this.name.replace('the last 10 minutes', rangeText());
+    return `${name}. ${parts.length ? parts.join('; ') + '.' : 'No readings yet.'}`;
   }
 
   // Keeps the chart's text alternative (and, for tests, how many points it holds and since
@@ -124,7 +137,9 @@ class Chart {
   draw(pts, paint) {
     const c = this.canvas;
     const tEnd = pts.length ? pts[pts.length - 1].t : Date.now();
-    const t0 = tEnd - WINDOW_MS;
+    const span = windowMs();
+    const intervalMs = chartStepMs();
+    const t0 = tEnd - span;
     const disp = display(this.opts.kind);
     const visible = pts.filter((p) => p.t >= t0);
     setAttr(c, 'data-points', String(visible.length));
@@ -154,7 +169,7 @@ class Chart {
     const pw = w - L - R;
     const ph = hgt - T - B;
     if (pw <= 10 || ph <= 10) return;
-    const X = (t) => L + ((t - t0) / WINDOW_MS) * pw;
+    const X = (t) => L + ((t - t0) / span) * pw;
     const Y = (raw) => {
       const v = disp.conv(raw);
       return T + ph - ((Math.max(ax.lo, Math.min(ax.hi, v)) - ax.lo) / (ax.hi - ax.lo)) * ph;
@@ -175,15 +190,60 @@ class Chart {
       ctx.fillText(labels[i], L - 6, y);
     });
     ctx.textBaseline = 'alphabetic';
-    const stepMin = pw < 380 ? 5 : 2;
-    for (let m = 10; m >= 0; m -= stepMin) {
-      const x = X(tEnd - m * 60000);
-      ctx.textAlign = m === 10 ? 'left' : m === 0 ? 'right' : 'center';
-      ctx.fillText(m === 0 ? 'now' : `−${m} min`, x, hgt - 4);
+    const parts = pw < 380 ? 2 : 5;
+    for (let i = parts; i >= 0; i--) {
+      const ago = (span * i) / parts;
+      ctx.textAlign = i === parts ? 'left' : i === 0 ? 'right' : 'center';
+      ctx.fillText(i === 0 ? 'now' : agoLabel(ago, span), X(tEnd - ago), hgt - 4);
     }
+
+    // events worth a look, as thin vertical lines
+    ctx.save();
+    ctx.globalAlpha = 0.5;
+    for (const e of markers()) {
+      if (e.t < t0 || e.t > tEnd) continue;
+      ctx.strokeStyle = e.severity === 'critical' ? palette.crit : palette.warn;
+      const x = Math.round(X(e.t)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, T);
+      ctx.lineTo(x, T + ph);
+      ctx.stroke();
+    }
+    ctx.restore();
 
     // data; a gap in time (server down, tab asleep) breaks the line
     const gap = Math.max(intervalMs * 3.5, 3000);
+    // min–max of aggregated points: a light band under the mean's line
+    const band = (key, color) => {
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(L, T - 2, pw, ph + 4);
+      ctx.clip();
+      ctx.fillStyle = color;
+      ctx.globalAlpha = 0.18;
+      let run = [];
+      let prevT = -Infinity;
+      const flush = () => {
+        if (run.length > 1) {
+          ctx.beginPath();
+          run.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, X(p.t), Y(p.band[key][1])));
+          for (let i = run.length - 1; i >= 0; i--) ctx.lineTo(X(run[i].t), Y(run[i].band[key][0]));
+          ctx.closePath();
+          ctx.fill();
+        }
+        run = [];
+      };
+      for (const p of pts) {
+        if (p.t < t0 - intervalMs * 2) continue;
+        if (!p.band || !p.band[key] || p.t - prevT > gap) flush();
+        prevT = p.t;
+        if (p.band && p.band[key]) run.push(p);
+      }
+      flush();
+      ctx.restore();
+    };
+    for (const s of this.opts.series) band(s.key, palette[s.color]);
+
     const line = (get1, color, width, fill) => {
       const segs = [];
       let seg = null;
@@ -219,7 +279,7 @@ class Chart {
           ctx.lineTo(s[s.length - 2], T + ph);
           ctx.lineTo(s[0], T + ph);
           ctx.closePath();
-          ctx.globalAlpha = 0.14;
+          ctx.globalAlpha = pts.length && pts[pts.length - 1].band ? 0.06 : 0.14;
           ctx.fill();
           ctx.globalAlpha = 1;
         }
@@ -272,6 +332,7 @@ export function requestDraw() {
   drawQueued = true;
   requestAnimationFrame(() => {
     drawQueued = false;
-    for (const c of charts) c.draw(points, onScreen.has(c));
+    const pts = chartPoints();
+    for (const c of charts) c.draw(pts, onScreen.has(c));
   });
 }

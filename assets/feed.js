@@ -159,6 +159,20 @@ function retryNow() {
   connect();
 }
 
+/** GETs an API path with the token; the parsed reply, or null (asks for the token on 401). */
+export async function apiGet(path) {
+  try {
+    const r = await fetch(apiUrl(path), { headers: authHeaders(), cache: 'no-store' });
+    if (r.status === 401) {
+      askForToken();
+      return null;
+    }
+    return r.ok ? await r.json() : null;
+  } catch (e) {
+    return null; // server unreachable: the caller keeps what it has
+  }
+}
+
 async function loadHistory() {
   try {
     const r = await fetch(apiUrl(`api/v1/history?seconds=${WINDOW_MS / 1000}`), { headers: authHeaders(), cache: 'no-store' });

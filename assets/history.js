@@ -1,5 +1,8 @@
 // History: the points behind the charts, oldest first, in the shape of /api/v1/history
-// points. Filled from the server's history on connect and from every live document.
+// points. The 10-minute view is filled from the server's history on connect and from every
+// live document; the longer ranges (1h … 1y) come from /api/v1/history?range=, one point per
+// bucket with its min and max (drawn as a band), fetched when chosen and refreshed once per
+// bucket or minute.
 
 import { currentTemp, get, isNum } from './format.js';
 
@@ -62,4 +65,71 @@ export function mergeHistory(h) {
   const last = hist[hist.length - 1].t;
   points = points.filter((p) => p.t < first).concat(hist, points.filter((p) => p.t > last));
   trim();
+}
+
+// ---------------------------------------------------------------- ranges
+
+/** The ranges the server keeps, and their spans. */
+export const RANGES = {
+  '10m': 10 * 60e3, '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3, '30d': 30 * 86400e3, '1y': 365 * 86400e3,
+};
+const RANGE_TEXT = {
+  '10m': 'the last 10 minutes', '1h': 'the last hour', '24h': 'the last 24 hours',
+  '7d': 'the last 7 days', '30d': 'the last 30 days', '1y': 'the last year',
+};
+
+/** The chosen range (`10m`: the live view). */
+export let range = '10m';
+/** The reply for `range` when it is not the live view: { points, resolutionMs }. */
+let view = null;
+
+export const rangeText = () => RANGE_TEXT[range];
+export const windowMs = () => RANGES[range];
+
+/** What the charts draw: the live points, or the chosen range's. */
+export function chartPoints() {
+  return range === '10m' ? points : view ? view.points : [];
+}
+
+/** The time between two points of what the charts draw. */
+export function chartStepMs() {
+  return range === '10m' || !view ? intervalMs : view.resolutionMs;
+}
+
+const AGG_SERIES = { cpu: 'cpu', mem: 'mem', swap: 'swap', temp: 'temp', net_recv: 'net_recv', net_sent: 'net_sent', disk_read: 'disk_read', disk_write: 'disk_write' };
+const triple = (v) => (Array.isArray(v) && v.length === 3 && v.every(isNum) ? v : null);
+
+// An aggregated point: the mean where a live point has its value, min and max in `band`.
+function fromBucket(p) {
+  const out = { t: p.t, band: {}, per_core: [] };
+  for (const [key, name] of Object.entries(AGG_SERIES)) {
+    const v = triple(p[name]);
+    out[key] = v ? v[1] : null;
+    if (v) out.band[key] = [v[0], v[2]];
+  }
+  if (Array.isArray(p.per_core)) out.per_core = p.per_core.map((c) => (triple(c) ? c[1] : null));
+  return out;
+}
+
+/**
+ * Chooses a range; resolves once its points are loaded (at once for the live view).
+ * `getJson(path)` fetches from the server (null on failure).
+ */
+export async function setRange(r, getJson) {
+  if (!(r in RANGES)) return;
+  range = r;
+  view = null;
+  if (r !== '10m') await refreshRange(getJson);
+}
+
+/** Fetches the chosen range again (no-op for the live view). */
+export async function refreshRange(getJson) {
+  if (range === '10m') return;
+  const asked = range;
+  const h = await getJson(`api/v1/history?range=${asked}`);
+  if (asked !== range || !h || !Array.isArray(h.points)) return;
+  view = {
+    points: h.points.filter((p) => p && isNum(p.t)).map(fromBucket),
+    resolutionMs: isNum(h.resolution_ms) && h.resolution_ms > 0 ? h.resolution_ms : 60000,
+  };
 }

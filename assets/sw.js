@@ -10,7 +10,7 @@
 const CACHE = 'pistats-shell-1';
 const SHELL = [
   './', 'style.css', 'theme.js', 'app.js', 'prefs.js', 'format.js', 'dom.js', 'history.js',
-  'charts.js', 'panels.js', 'feed.js', 'favicon.svg', 'favicon-alert.svg', 'manifest.webmanifest',
+  'charts.js', 'events.js', 'panels.js', 'feed.js', 'favicon.svg', 'favicon-alert.svg', 'manifest.webmanifest',
 ];
 const TIMEOUT_MS = 4000; // a Pi gone from weak Wi-Fi may not even refuse: give up waiting
 

@@ -12,6 +12,10 @@
 //! `--burst N` connects N WebSocket clients at once, holds them 5 s, closes them all and
 //! reports RSS before the burst, at its peak, and every 5 s for 30 s after it:
 //! `cargo bench --bench clients -- --burst 5000`.
+//!
+//! `--binary PATH` (repeatable) measures other builds of pistats as well, one window each after
+//! this one, in the same run: a before/after comparison on the same machine and load
+//! (`--clients 0 --seconds 60 --binary /tmp/pistats-before`).
 
 mod common;
 
@@ -32,6 +36,8 @@ struct Args {
     stuck: usize,
     churn: usize,
     burst: Option<usize>,
+    /// This build first, then any `--binary` given.
+    binaries: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +47,7 @@ fn parse_args() -> Args {
         stuck: 0,
         churn: 0,
         burst: None,
+        binaries: vec![env!("CARGO_BIN_EXE_pistats").to_owned()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -61,6 +68,7 @@ fn parse_args() -> Args {
             "--burst" => {
                 args.burst = Some(it.next().and_then(|s| s.parse().ok()).expect("--burst N"))
             }
+            "--binary" => args.binaries.push(it.next().expect("--binary PATH")),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -112,7 +120,10 @@ async fn feed_client(
 
 /// Starts the daemon allowing `max_clients` clients from one address; returns it, its
 /// address and its config file.
-fn start_daemon(max_clients: usize) -> (std::process::Child, String, std::path::PathBuf) {
+fn start_daemon(
+    binary: &str,
+    max_clients: usize,
+) -> (std::process::Child, String, std::path::PathBuf) {
     // All benchmark clients come from 127.0.0.1: lift the per-address limit.
     let config = std::env::temp_dir().join(format!("pistats-bench-{}.toml", std::process::id()));
     std::fs::write(
@@ -120,7 +131,7 @@ fn start_daemon(max_clients: usize) -> (std::process::Child, String, std::path::
         format!("max_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistats"))
+    let mut child = Command::new(binary)
         .arg("--config")
         .arg(&config)
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -146,7 +157,7 @@ fn start_daemon(max_clients: usize) -> (std::process::Child, String, std::path::
 
 /// RSS before, at the peak of, and after a burst of `n` WebSocket clients.
 async fn burst(n: usize) {
-    let (mut child, addr, config) = start_daemon(n + 100);
+    let (mut child, addr, config) = start_daemon(env!("CARGO_BIN_EXE_pistats"), n + 100);
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, before, fds_before) = proc_usage(pid);
@@ -196,8 +207,16 @@ async fn burst(n: usize) {
     let _ = std::fs::remove_file(&config);
 }
 
-async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
-    let (mut child, addr, config) = start_daemon(4096);
+/// The 1-minute load average: what else the machine was doing during a window.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: u64) {
+    let (mut child, addr, config) = start_daemon(binary, 4096);
     let pid = child.id();
     let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let url = format!("ws://{addr}/ws");
@@ -215,6 +234,7 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     arrivals.lock().unwrap().clear();
     let (cpu0, rss0, fds0) = proc_usage(pid);
+    let load_at_start = load1();
     let t0 = Instant::now();
     let mut max_rss = 0;
     let mut churned = 0;
@@ -241,6 +261,7 @@ async fn run(clients: usize, stuck: usize, churn: usize, seconds: u64) {
     }
     let (cpu1, rss, fds) = proc_usage(pid);
     let window = t0.elapsed().as_secs_f64();
+    println!("{binary} (load average {load_at_start} → {})", load1());
     let mut gaps = arrivals.lock().unwrap().clone();
     gaps.sort();
     let p = |q: f64| {
@@ -289,6 +310,8 @@ fn main() {
         args.seconds
     );
     for &clients in &args.clients {
-        runtime.block_on(run(clients, args.stuck, args.churn, args.seconds));
+        for binary in &args.binaries {
+            runtime.block_on(run(binary, clients, args.stuck, args.churn, args.seconds));
+        }
     }
 }

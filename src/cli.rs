@@ -306,6 +306,7 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
     let document = collector.collect(Context {
         connected_clients: 0,
         connectivity: Some(connectivity),
+        scan_processes: true,
     });
     let json = if pretty {
         serde_json::to_string_pretty(&document)

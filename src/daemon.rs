@@ -10,7 +10,8 @@
 //! ```text
 //! signals ──cancel──▶ everything
 //! netwatch ──Connectivity──▶ hub (collector thread), listener
-//! hub ──snapshots──▶ listener (HTTP/WebSocket clients), systemd notifier
+//! hub ──snapshots──▶ listener (HTTP/WebSocket clients), systemd notifier, history
+//! history ──tiers, events──▶ hub records (HTTP queries, event followers)
 //! listener ──status line──▶ systemd notifier
 //! ```
 
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::FdBudget;
 use crate::listener::BindError;
-use crate::{hub, listener, netwatch, signals, systemd};
+use crate::{history, hub, listener, netwatch, signals, systemd};
 
 /// How long shutdown waits for the subsystems once they were told to stop. Each stops within
 /// a tick or a listener close; one stuck in a system call (a hung `/sys` read) must not hold
@@ -61,6 +62,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
 
     let connectivity = netwatch::spawn(&config, cancel.clone(), &tracker);
     let hub = hub::spawn(&config, connectivity.clone(), cancel.clone(), &tracker);
+    history::spawn(&config, &hub, cancel.clone(), &tracker);
     let (status_tx, status) = watch::channel(String::from("starting"));
     systemd::spawn(&hub, status, cancel.clone(), &tracker);
     let listener = listener::spawn(

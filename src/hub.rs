@@ -7,11 +7,23 @@
 //! points), monotonic time for everything that orders or measures. A Pi has no RTC, and
 //! fake-hwclock and NTP step its wall clock by hours; history is kept in tick order and its
 //! windows are cut by monotonic time, so a step neither reorders nor empties them.
+//!
+//! The hub also holds what the history subsystem records ([`Records`]: the tiers and the events
+//! timeline) so that HTTP handlers read them and other subsystems (alerts) follow the events:
+//! [`Hub::subscribe_events`] tells the newest event number, [`Hub::events_after`] gives the
+//! events since the last one a follower saw.
+//!
+//! # Unwatched ticks
+//!
+//! Scanning every process (`/proc/PID/stat` of each) is most of a tick's cost and only a
+//! viewer needs it. The collector scans while a WebSocket client is connected, and on the tick
+//! after a REST or `/metrics` request asked for the document ([`Hub::want_processes`]); other
+//! ticks carry the last scan's figures (see [`crate::stats::Context::scan_processes`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::events::{Event, EventLog, EventsView};
+use crate::history::{History, HistoryView, Range};
 use crate::stats::model::{Connectivity, StatsDocument};
 use crate::stats::{Collector, Context};
 
@@ -113,8 +127,41 @@ struct Entry {
     point: HistoryPoint,
 }
 
+/// The long-term history and the events timeline: written by the history subsystem, read by
+/// HTTP handlers and event followers. Locks are held for a push or a query, never for I/O
+/// that can block for long.
+pub struct Records {
+    /// `None` until the history subsystem has restored (or created) it.
+    pub history: RwLock<Option<History>>,
+    pub events: RwLock<EventLog>,
+    /// The newest event's `seq` (0: none yet).
+    newest_event: watch::Sender<u64>,
+}
+
+impl Records {
+    fn new() -> Records {
+        Records {
+            history: RwLock::new(None),
+            events: RwLock::new(EventLog::new(0)),
+            newest_event: watch::Sender::new(0),
+        }
+    }
+
+    /// Tells event followers that events up to `seq` exist.
+    pub fn announce(&self, seq: u64) {
+        self.newest_event.send_if_modified(|newest| {
+            let changed = seq > *newest;
+            *newest = (*newest).max(seq);
+            changed
+        });
+    }
+}
+
 pub struct Hub {
     latest: watch::Sender<Option<Arc<Snapshot>>>,
+    pub records: Records,
+    /// A REST or metrics reader asked for a document: the next tick scans processes.
+    processes_wanted: AtomicBool,
     /// In tick order, oldest first.
     history: Mutex<VecDeque<Entry>>,
     history_len: usize,
@@ -127,6 +174,8 @@ impl Hub {
     pub fn new(interval: Duration, history_len: usize) -> Arc<Hub> {
         Arc::new(Hub {
             latest: watch::Sender::new(None),
+            records: Records::new(),
+            processes_wanted: AtomicBool::new(false),
             history: Mutex::new(VecDeque::with_capacity(history_len)),
             history_len,
             interval,
@@ -164,6 +213,57 @@ impl Hub {
     pub fn is_fresh(&self) -> bool {
         self.snapshot_age()
             .is_some_and(|age| age <= self.interval * 3 + Duration::from_secs(1))
+    }
+
+    /// A reader that is not a WebSocket client (REST, `/metrics`) wants the document: the next
+    /// tick scans processes. Asking again before that tick changes nothing, so a scrape every
+    /// 15 s costs one scan per scrape, not a scan on every tick from then on.
+    pub fn want_processes(&self) {
+        self.processes_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this tick scans processes: a client watches, or a reader asked since the last
+    /// tick (the request is consumed).
+    fn scan_processes(&self) -> bool {
+        let asked = self.processes_wanted.swap(false, Ordering::Relaxed);
+        asked || self.clients() > 0
+    }
+
+    /// `GET /api/v1/history?range=`: `None` until the history subsystem has started.
+    pub fn history_range(&self, range: Range, max_points: usize) -> Option<HistoryView> {
+        let history = self
+            .records
+            .history
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        history.as_ref().map(|h| h.query(range, max_points))
+    }
+
+    /// Runs `f` on the events timeline (e.g. to serialize a query while it is borrowed).
+    pub fn with_events<T>(&self, f: impl FnOnce(&EventLog) -> T) -> T {
+        f(&self
+            .records
+            .events
+            .read()
+            .unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `GET /api/v1/events`: the newest `limit` events at or after `since`, as JSON.
+    pub fn events_json(&self, since: Option<SystemTime>, limit: usize) -> Bytes {
+        self.with_events(|log| {
+            let view: EventsView<'_> = log.query(since, limit);
+            Bytes::from(serde_json::to_vec(&view).unwrap_or_default())
+        })
+    }
+
+    /// A receiver of the newest event's `seq`; it changes whenever events are recorded.
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.records.newest_event.subscribe()
+    }
+
+    /// Events numbered after `seq`, oldest first: how a follower catches up.
+    pub fn events_after(&self, seq: u64) -> Vec<Event> {
+        self.with_events(|log| log.after(seq).cloned().collect())
     }
 
     /// History points from the last `window`, in tick order (oldest first).
@@ -276,6 +376,7 @@ fn collect(
         let ctx = Context {
             connected_clients: hub.clients(),
             connectivity: Some(connectivity.borrow().clone()),
+            scan_processes: hub.scan_processes(),
         };
         let document = collector.collect(ctx);
         hub.publish(document, stamp, stamp.mono.elapsed());
@@ -330,6 +431,7 @@ mod tests {
         let ctx = Context {
             connected_clients: 0,
             connectivity: None,
+            scan_processes: true,
         };
         Collector::new(&Config::default()).collect(ctx)
     }
@@ -391,6 +493,60 @@ mod tests {
             .map(|p| p.t)
             .collect();
         assert_eq!(latest, t(&stamps[30..]));
+    }
+
+    #[test]
+    fn processes_are_scanned_while_watched_and_once_per_request() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        assert!(!hub.scan_processes(), "nobody watches");
+        hub.want_processes();
+        hub.want_processes();
+        assert!(hub.scan_processes(), "the tick after a request");
+        assert!(
+            !hub.scan_processes(),
+            "a request buys one scan, not all later ticks"
+        );
+        hub.counters.clients.store(1, Ordering::Relaxed);
+        assert!(hub.scan_processes());
+        assert!(hub.scan_processes());
+    }
+
+    #[test]
+    fn event_followers_see_new_events_and_catch_up_by_seq() {
+        use crate::events::{Detector, DetectorConfig, EventLog, StartupFacts};
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let mut newest = hub.subscribe_events();
+        assert_eq!(*newest.borrow_and_update(), 0);
+        *hub.records.events.write().unwrap() = EventLog::new(10);
+        let facts = StartupFacts {
+            wall: SystemTime::now(),
+            version: "1".into(),
+            boot_id: None,
+            previous: None,
+        };
+        let detector = Detector::new(DetectorConfig::default());
+        let seq = {
+            let mut log = hub.records.events.write().unwrap();
+            for event in detector.startup(&facts) {
+                log.push(event);
+            }
+            log.push(detector.stopping(SystemTime::now())).seq
+        };
+        hub.records.announce(seq);
+        assert!(newest.has_changed().unwrap());
+        assert_eq!(*newest.borrow_and_update(), 2);
+        let kinds = |after| {
+            hub.events_after(after)
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(0), ["started", "stopped"]);
+        assert_eq!(kinds(1), ["stopped"]);
+        assert!(kinds(2).is_empty());
+        // Announcing an older number changes nothing.
+        hub.records.announce(1);
+        assert!(!newest.has_changed().unwrap());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | collector: typed snapshot ([`stats::model`]), JSON ([`stats::wire`]) |
-//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring   |
-//! | [`history`]  | a year of downsampled history in fixed RAM, and its state file       |
+//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring, records |
+//! | [`history`]  | a year of downsampled history in fixed RAM, its state file, the subsystem that records and saves it |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
@@ -18,7 +18,7 @@
 //! | [`signals`]  | SIGTERM/SIGINT shut down, SIGHUP reloads the TLS certificate         |
 //! | [`daemon`]   | starts every subsystem through its `spawn`, joins them at shutdown   |
 //!
-//! Each long-lived subsystem (hub, netwatch, listener, systemd, signals) starts through one
+//! Each long-lived subsystem (hub, history, netwatch, listener, systemd, signals) starts through one
 //! face, `spawn(config/deps, cancel, tracker)`; [`daemon::run`] lists them in order.
 
 pub mod cli;

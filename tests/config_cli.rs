@@ -40,6 +40,26 @@ const CASES: &[(&str, [(&str, &str); 3])] = &[
     ("top_processes", [("3", "3"), ("0", "0"), ("1000", "1000")]),
     ("history", [("\"1h\"", "1h"), ("0", "0s"), ("2m", "2m")]),
     (
+        "state_dir",
+        [
+            ("\"/var/lib/a\"", "/var/lib/a"),
+            ("/srv/b", "/srv/b"),
+            ("rel/c", "rel/c"),
+        ],
+    ),
+    (
+        "persist_interval",
+        [("\"5m\"", "5m"), ("90", "90s"), ("1h", "1h")],
+    ),
+    (
+        "temperature_warning",
+        [("75", "75"), ("82.5", "82.5"), ("100", "100")],
+    ),
+    (
+        "mount_fill_warning",
+        [("95.5", "95.5"), ("80", "80"), ("99", "99")],
+    ),
+    (
         "assets_dir",
         [
             ("\"/srv/a\"", "/srv/a"),
@@ -154,6 +174,10 @@ const BAD: &[(&str, &str)] = &[
     ("send_timeout", "1 parsec"),
     ("top_processes", "ten"),
     ("history", "25h"),
+    ("state_dir", ""),
+    ("persist_interval", "0s"),
+    ("temperature_warning", "hot"),
+    ("mount_fill_warning", "101"),
     ("assets_dir", ""),
     ("log_level", "loud"),
     ("serve", "sometimes"),
@@ -205,6 +229,9 @@ const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
     ),
     ("top_processes", "0", "1000", "-1", "1001"),
     ("history", "0", "\"24h\"", "-1", "\"86400001ms\""),
+    ("persist_interval", "1", "\"24h\"", "0", "\"86400001ms\""),
+    ("temperature_warning", "20", "150", "19.9", "150.5"),
+    ("mount_fill_warning", "1", "100", "0.5", "100.1"),
     ("max_clients", "1", "65536", "0", "65537"),
     ("max_clients_per_ip", "1", "65536", "0", "65537"),
     ("max_message_size", "125", "1048576", "124", "1048577"),

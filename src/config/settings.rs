@@ -85,6 +85,20 @@ settings! {
     /// How far back /api/v1/history (the dashboard's charts) reaches; kept in memory, at most
     /// 86400 points (history divided by interval).
     history: Duration = super::DEFAULT_HISTORY, Bounds::new(Duration::ZERO, super::MAX_DURATION);
+    /// Directory for the long-term history and the events timeline (written at most every
+    /// `persist_interval` and at a clean stop); none: kept in RAM only and lost on restart.
+    /// The package sets /var/lib/pistats, which the unit's `StateDirectory=` provides.
+    state_dir: Option<PathBuf> = None, ();
+    /// How often history and events are saved to `state_dir`; a kill or power cut loses at
+    /// most this much. Shorter means more writes to the SD card.
+    persist_interval: Duration = Duration::from_secs(15 * 60),
+        Bounds::new(Duration::from_secs(1), super::MAX_DURATION);
+    /// Pi CPU temperature, in °C, from which a `temperature_high` event is recorded (cleared
+    /// 5 °C below).
+    temperature_warning: f64 = 80.0, Bounds::new(20.0, 150.0);
+    /// Fill of a mounted file system, in percent, from which a `mount_full` event is recorded
+    /// (cleared 5 points below).
+    mount_fill_warning: f64 = 90.0, Bounds::new(1.0, 100.0);
     /// Directory holding the dashboard (index.html and its files); unset: `assets` if it
     /// exists, else /usr/share/pistats/assets.
     assets_dir: Option<PathBuf> = None, ();
@@ -317,6 +331,28 @@ macro_rules! integer_value {
     )*};
 }
 integer_value!(u16, usize);
+
+impl Value for f64 {
+    type Rule = Bounds<f64>;
+    fn from_toml(value: &toml::Value, rule: &Bounds<f64>) -> Option<f64> {
+        let number = match value {
+            toml::Value::Float(v) => *v,
+            toml::Value::Integer(v) => *v as f64,
+            _ => return None,
+        };
+        rule.check(number).filter(|v| v.is_finite())
+    }
+    fn from_text(text: &str, rule: &Bounds<f64>) -> Option<f64> {
+        rule.check(text.trim().parse().ok()?)
+            .filter(|v| v.is_finite())
+    }
+    fn expected(rule: &Bounds<f64>) -> String {
+        format!("a number from {} to {}", rule.min, rule.max)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
 
 impl Value for Duration {
     type Rule = Bounds<Duration>;

@@ -37,7 +37,7 @@
 //! ```
 //!
 //! Persistence (the aggregate tiers and the events, not the raw points) is in [`store`]. The
-//! whole life cycle, as the daemon will run it:
+//! whole life cycle, as the daemon runs it ([`spawn`], the history subsystem):
 //!
 //! ```text
 //! start   let mut store = Store::new(state_dir);
@@ -51,6 +51,7 @@
 //! ```
 
 mod series;
+mod service;
 pub mod store;
 mod tier;
 
@@ -62,6 +63,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 pub use series::{Series, SCALAR_SERIES};
+pub use service::{fill_sample, spawn};
 use tier::Tier;
 
 /// Most CPU cores that get a series of their own; more are ignored (a Pi has 4).

@@ -37,6 +37,11 @@ use crate::metrics::{self, OwnMetrics};
 
 /// Longest history a single request may ask for.
 const MAX_HISTORY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Most points a `range=` answer holds (neighbours are merged to fit): a chart's width.
+const MAX_RANGE_POINTS: usize = 1500;
+/// `limit=` of `/api/v1/events`: default and most (the log keeps 2,000).
+const DEFAULT_EVENTS_LIMIT: usize = 100;
+const MAX_EVENTS_LIMIT: usize = crate::events::EVENT_CAPACITY;
 
 /// Shown at `/` when no dashboard directory is installed.
 const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>pistats</title>\
@@ -147,9 +152,12 @@ pub fn routes(
         .and(warp::get())
         .and(authorized.clone())
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| match state.hub.latest() {
-            Some(snapshot) => json_response(StatusCode::OK, snapshot.json.clone()),
-            None => not_ready(),
+        .map(|state: Arc<AppState>| {
+            state.hub.want_processes();
+            match state.hub.latest() {
+                Some(snapshot) => json_response(StatusCode::OK, snapshot.json.clone()),
+                None => not_ready(),
+            }
         });
 
     let history = warp::path!("api" / "v1" / "history")
@@ -158,6 +166,9 @@ pub fn routes(
         .and(with_state.clone())
         .and(warp::query::<HashMap<String, String>>())
         .map(|state: Arc<AppState>, query: HashMap<String, String>| {
+            if let Some(range) = query.get("range") {
+                return history_range(&state, range, query.contains_key("seconds"));
+            }
             let window = match query.get("seconds").map(|s| s.parse::<u64>()) {
                 None => state.config.history,
                 Some(Ok(seconds)) => Duration::from_secs(seconds).min(MAX_HISTORY_WINDOW),
@@ -173,6 +184,30 @@ pub fn routes(
                 "points": state.hub.history(window),
             });
             json_response(StatusCode::OK, Bytes::from(body.to_string()))
+        });
+
+    let events = warp::path!("api" / "v1" / "events")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .map(|state: Arc<AppState>, query: HashMap<String, String>| {
+            let since = match query.get("since").map(|s| crate::events::parse_rfc3339(s)) {
+                None => None,
+                Some(Ok(since)) => Some(since),
+                Some(Err(err)) => return error_response(StatusCode::BAD_REQUEST, &err.to_string()),
+            };
+            let limit = match query.get("limit").map(|s| s.parse::<usize>()) {
+                None => DEFAULT_EVENTS_LIMIT,
+                Some(Ok(limit)) if (1..=MAX_EVENTS_LIMIT).contains(&limit) => limit,
+                Some(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("limit must be a number from 1 to {MAX_EVENTS_LIMIT}"),
+                    )
+                }
+            };
+            json_response(StatusCode::OK, state.hub.events_json(since, limit))
         });
 
     // Open to everyone (load balancers and uptime checkers carry no token); with a token
@@ -215,6 +250,7 @@ pub fn routes(
         .and(authorized)
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
+            state.hub.want_processes();
             let Some(snapshot) = state.hub.latest() else {
                 return not_ready();
             };
@@ -256,6 +292,7 @@ pub fn routes(
                 .unify()
                 .or(stats)
                 .or(history)
+                .or(events)
                 .or(healthz)
                 .or(metrics)
                 .or(static_files),
@@ -269,6 +306,30 @@ pub fn routes(
             header::REFERRER_POLICY,
             "no-referrer",
         ))
+}
+
+/// `GET /api/v1/history?range=…`: the tier that keeps the range, min/mean/max per point.
+fn history_range(state: &AppState, range: &str, with_seconds: bool) -> Response<Bytes> {
+    if with_seconds {
+        return error_response(StatusCode::BAD_REQUEST, "give range or seconds, not both");
+    }
+    let range = match range.parse::<crate::history::Range>() {
+        Ok(range) => range,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err.to_string()),
+    };
+    match state.hub.history_range(range, MAX_RANGE_POINTS) {
+        Some(view) => match serde_json::to_vec(&view) {
+            Ok(body) => json_response(StatusCode::OK, Bytes::from(body)),
+            Err(err) => {
+                tracing::error!("cannot serialize history: {err}");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot serialize history",
+                )
+            }
+        },
+        None => error_response(StatusCode::SERVICE_UNAVAILABLE, "history is not ready yet"),
+    }
 }
 
 fn own_metrics(state: &AppState, snapshot: &crate::hub::Snapshot) -> OwnMetrics {

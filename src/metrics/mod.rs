@@ -645,6 +645,7 @@ mod tests {
                 total_count: Some(156),
                 top_cpu_usage: vec![],
                 top_memory_usage: vec![],
+                scanned_at: None,
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),

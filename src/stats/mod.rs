@@ -55,6 +55,10 @@ struct Previous {
 pub struct Context {
     pub connected_clients: u64,
     pub connectivity: Option<Connectivity>,
+    /// Scan the process table this tick; otherwise the document repeats the last scan's
+    /// figures with its `scanned_at` (the first collection always scans). Nobody watching
+    /// means nobody reads them, and the scan is most of a tick's cost.
+    pub scan_processes: bool,
 }
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
@@ -97,6 +101,8 @@ pub struct Collector {
     cpuinfo_frequency: Option<(Instant, u64)>,
     /// PIDs with the most resident memory at the last ranking, and when it was made.
     memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
+    /// The last process scan, repeated on ticks that do not scan.
+    last_processes: Option<ProcessInfo>,
 }
 
 impl Collector {
@@ -125,6 +131,7 @@ impl Collector {
             previous: None,
             cpuinfo_frequency: None,
             memory_rank: None,
+            last_processes: None,
         }
     }
 
@@ -165,7 +172,14 @@ impl Collector {
         let disk = self.disk(disk_io, elapsed);
         check(Source::Partitions, disk.partitions.is_some());
         let network = self.network(net_io.as_ref(), elapsed);
-        let processes = self.processes(memory.map(|m| m.total));
+        let processes = match &self.last_processes {
+            Some(last) if !ctx.scan_processes => last.clone(),
+            _ => {
+                let scanned = self.processes(memory.map(|m| m.total), wall);
+                self.last_processes = Some(scanned.clone());
+                scanned
+            }
+        };
         check(Source::Processes, processes.total_count.is_some());
         let zones = procfs::read_thermal_zones(&self.sys_root);
         let temperature = TemperatureInfo {
@@ -343,7 +357,7 @@ impl Collector {
         }
     }
 
-    fn processes(&mut self, total_memory: Option<u64>) -> ProcessInfo {
+    fn processes(&mut self, total_memory: Option<u64>, wall: SystemTime) -> ProcessInfo {
         let rank_memory = self
             .memory_rank
             .as_ref()
@@ -366,10 +380,11 @@ impl Collector {
             self.memory_rank = Some((Instant::now(), pids));
         }
         let processes = self.system.processes();
+        // `None`: the process ended since the scan (its `statm` is gone), so it is left out
+        // rather than listed without figures; `Some(None)`: total memory is unknown.
         let rss_percent = |pid: u32| {
             procfs::read_rss(&self.proc_root, pid)
-                .zip(total_memory)
-                .map(|(rss, total)| ratio_percent(rss, total))
+                .map(|rss| total_memory.map(|total| ratio_percent(rss, total)))
         };
         let item = |p: &sysinfo::Process, memory_percent: Option<f64>| TopProcess {
             pid: p.pid().as_u32(),
@@ -385,7 +400,7 @@ impl Collector {
             .unwrap_or_default()
             .iter()
             .filter_map(|pid| processes.get(pid))
-            .map(|p| item(p, rss_percent(p.pid().as_u32())))
+            .filter_map(|p| Some(item(p, rss_percent(p.pid().as_u32())?)))
             .collect();
         top_memory_usage.sort_by(|a, b| {
             b.memory_percent
@@ -402,14 +417,15 @@ impl Collector {
                 .total_cmp(&a.cpu_usage())
                 .then(a.pid().cmp(&b.pid()))
         });
-        top.truncate(self.top_processes);
         ProcessInfo {
             total_count,
             top_cpu_usage: top
                 .into_iter()
-                .map(|p| item(p, rss_percent(p.pid().as_u32())))
+                .filter_map(|p| Some(item(p, rss_percent(p.pid().as_u32())?)))
+                .take(self.top_processes)
                 .collect(),
             top_memory_usage,
+            scanned_at: Some(wall),
         }
     }
 }
@@ -691,6 +707,7 @@ pub(crate) mod wire_golden {
                     cpu_percent: f64::from(3.21_f32),
                     memory_percent: Some(ratio_percent(1_234_567_168, m.total)),
                 }],
+                scanned_at: None,
             },
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
@@ -752,6 +769,37 @@ pub(crate) mod wire_golden {
             ",\n    \"reason\": null,\n    \"wifi\": null",
         );
         assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn unscanned_ticks_repeat_the_last_scan_with_its_time() {
+        let mut collector = Collector::new(&Config::default());
+        let ctx = |scan| Context {
+            scan_processes: scan,
+            ..Context::default()
+        };
+        // The first collection scans even when not asked: no made-up figures, ever.
+        let first = collector.collect(ctx(false)).processes;
+        assert!(first.total_count.is_some());
+        let scanned = first.scanned_at.expect("scanned");
+        std::thread::sleep(Duration::from_millis(20));
+        let repeated = collector.collect(ctx(false));
+        assert_eq!(repeated.processes.scanned_at, Some(scanned));
+        assert_eq!(repeated.processes.total_count, first.total_count);
+        assert!(repeated.collected_at > scanned);
+        let fresh = collector.collect(ctx(true)).processes;
+        assert!(fresh.scanned_at.unwrap() > scanned);
+    }
+
+    #[test]
+    fn processes_say_when_they_were_scanned() {
+        let mut doc = document();
+        doc.processes.scanned_at = Some(UNIX_EPOCH + Duration::from_millis(1_764_124_200_500));
+        let v: serde_json::Value = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            v["processes"]["scanned_at"],
+            "2025-11-26T02:30:00.500000+00:00"
+        );
     }
 
     #[test]

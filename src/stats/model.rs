@@ -280,6 +280,10 @@ pub struct ProcessInfo {
     pub top_cpu_usage: Vec<TopProcess>,
     /// The processes with the most resident memory, largest first (same item shape).
     pub top_memory_usage: Vec<TopProcess>,
+    /// When these figures were scanned: the process table is scanned only while someone
+    /// watches (see [`crate::hub`]), other ticks repeat the last scan. `None` in documents
+    /// built without a collector.
+    pub scanned_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]

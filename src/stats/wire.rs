@@ -292,6 +292,9 @@ struct Processes<'a> {
     total_count: Option<usize>,
     top_cpu_usage: Vec<TopProcess<'a>>,
     top_memory_usage: Vec<TopProcess<'a>>,
+    /// Added: when the figures were scanned (older than `timestamp` on unwatched ticks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned_at: Option<String>,
 }
 
 fn top_processes(list: &[model::TopProcess]) -> Vec<TopProcess<'_>> {
@@ -311,6 +314,7 @@ impl<'a> From<&'a model::ProcessInfo> for Processes<'a> {
             total_count: p.total_count,
             top_cpu_usage: top_processes(&p.top_cpu_usage),
             top_memory_usage: top_processes(&p.top_memory_usage),
+            scanned_at: p.scanned_at.map(iso8601),
         }
     }
 }

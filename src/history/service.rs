@@ -1,0 +1,354 @@
+//! The history subsystem: restores the tiers and events from `state_dir`, records every
+//! snapshot the hub publishes into both, and saves them every `persist_interval` and at a
+//! clean stop.
+//!
+//! It follows the hub's snapshots (a `watch`, so it can never hold the collector back) and
+//! builds one [`Sample`] per snapshot from its typed values. The [`History`] and the
+//! [`EventLog`] live in the hub's [`Records`](crate::hub::Records), where HTTP handlers read
+//! them and event followers are told about new events.
+//!
+//! A state directory that cannot be used (read-only file system, a file in its place,
+//! permissions) is logged once and the subsystem carries on in RAM only: the service keeps
+//! serving, only the restart loses history.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::store::{Restored, Store};
+use super::{History, HistoryConfig, LinkState, MountFill, Sample};
+use crate::config::Config;
+use crate::events::{Detector, DetectorConfig, Event, EventLog, StartupFacts, EVENT_CAPACITY};
+use crate::hub::{Hub, Snapshot};
+use crate::stats::model::StatsDocument;
+
+/// Starts the history subsystem; the tracker waits for its final save.
+pub fn spawn(config: &Config, hub: &Arc<Hub>, cancel: CancellationToken, tracker: &TaskTracker) {
+    let settings = Settings {
+        history: HistoryConfig {
+            interval: config.interval,
+            ..HistoryConfig::default()
+        },
+        detector: DetectorConfig {
+            temperature_warning: config.temperature_warning,
+            mount_fill_percent: config.mount_fill_warning,
+            ..DetectorConfig::default()
+        },
+        state_dir: config.state_dir.clone(),
+        persist_interval: config.persist_interval,
+        boot_id: read_boot_id(&config.proc_root),
+    };
+    let hub = hub.clone();
+    let snapshots = hub.subscribe();
+    tracker.spawn(run(settings, hub, snapshots, cancel));
+}
+
+struct Settings {
+    history: HistoryConfig,
+    detector: DetectorConfig,
+    state_dir: Option<std::path::PathBuf>,
+    persist_interval: Duration,
+    boot_id: Option<String>,
+}
+
+/// `/proc/sys/kernel/random/boot_id`: a new one means the system rebooted.
+fn read_boot_id(proc_root: &Path) -> Option<String> {
+    std::fs::read_to_string(proc_root.join("sys/kernel/random/boot_id"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+}
+
+async fn run(
+    settings: Settings,
+    hub: Arc<Hub>,
+    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    cancel: CancellationToken,
+) {
+    // The number of per-core series comes from the first snapshot.
+    let first = tokio::select! {
+        _ = cancel.cancelled() => return,
+        first = snapshots.wait_for(Option::is_some) => match first {
+            Ok(snapshot) => snapshot.clone().expect("waited for a snapshot"),
+            Err(_) => return,
+        },
+    };
+    let cores = first.document.cpu.per_core_usage.len();
+    let settings = Arc::new(settings);
+    let restore = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || restore(&settings, cores))
+    };
+    let Ok((mut store, restored)) = restore.await else {
+        tracing::error!("history: restoring the state panicked; history is off");
+        return;
+    };
+    let Restored {
+        history,
+        mut events,
+        previous,
+        ..
+    } = restored;
+    let mut detector = Detector::new(settings.detector);
+    let facts = StartupFacts {
+        wall: SystemTime::now(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        boot_id: settings.boot_id.clone(),
+        previous,
+    };
+    for event in detector.startup(&facts) {
+        log_event(events.push(event));
+    }
+    let newest = events.next_seq() - 1;
+    *hub.records
+        .history
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Some(history);
+    *hub.records
+        .events
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = events;
+    hub.records.announce(newest);
+
+    let origin = Instant::now();
+    let mut sample = Sample::new(Duration::ZERO, SystemTime::now());
+    record(&hub, &mut detector, &mut sample, &first, origin);
+    let mut persist = tokio::time::interval_at(
+        tokio::time::Instant::now() + settings.persist_interval,
+        settings.persist_interval,
+    );
+    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
+                    record(&hub, &mut detector, &mut sample, &snapshot, origin);
+                }
+            }
+            _ = persist.tick() => {
+                if let Some(s) = store.take() {
+                    store = save(&hub, s, &settings, false).await;
+                }
+            }
+        }
+    }
+    let stopped = detector.stopping(SystemTime::now());
+    push_events(&hub, [stopped]);
+    if let Some(s) = store.take() {
+        save(&hub, s, &settings, true).await;
+    }
+}
+
+/// Loads the state (or starts empty) and marks the run; `None` store: RAM only.
+fn restore(settings: &Settings, cores: usize) -> (Option<Store>, Restored) {
+    let empty = |config| Restored {
+        history: History::new(config, cores).unwrap_or_else(|_| {
+            History::new(HistoryConfig::default(), cores).expect("the defaults are valid")
+        }),
+        events: EventLog::new(EVENT_CAPACITY),
+        previous: None,
+        moved_aside: None,
+    };
+    let config = match settings.history.validate() {
+        Ok(()) => settings.history,
+        Err(err) => {
+            tracing::warn!("history: {err}; using the default tiers");
+            HistoryConfig::default()
+        }
+    };
+    let Some(dir) = &settings.state_dir else {
+        tracing::info!("history: kept in RAM only (no state_dir)");
+        return (None, empty(config));
+    };
+    let mut store = Store::new(dir);
+    let restored = match store.load(config, cores, EVENT_CAPACITY) {
+        Ok(restored) => restored,
+        Err(err) => {
+            tracing::warn!("history: {err}; keeping history in RAM only");
+            return (None, empty(config));
+        }
+    };
+    if let Err(err) = store.mark_running(settings.boot_id.as_deref()) {
+        tracing::warn!(
+            "history: state directory {} is not writable ({err}); keeping history in RAM only",
+            dir.display()
+        );
+        return (None, restored);
+    }
+    let tiers = restored.history.tiers();
+    match &restored.moved_aside {
+        Some((path, why)) => tracing::warn!(
+            "history: the state file was unusable ({why}) and moved to {}; starting empty",
+            path.display()
+        ),
+        None if restored.previous.is_some() => tracing::info!(
+            "history: restored {} 1-minute and {} 15-minute points and {} events from {}",
+            tiers[1].len(),
+            tiers[2].len(),
+            restored.events.len(),
+            store.state_path().display()
+        ),
+        None => tracing::info!(
+            "history: no saved state in {}; starting empty",
+            dir.display()
+        ),
+    }
+    (Some(store), restored)
+}
+
+/// Feeds one snapshot to the history and the detector.
+fn record(
+    hub: &Hub,
+    detector: &mut Detector,
+    sample: &mut Sample,
+    snapshot: &Snapshot,
+    origin: Instant,
+) {
+    fill_sample(
+        sample,
+        &snapshot.document,
+        snapshot.collected_at.saturating_duration_since(origin),
+    );
+    if let Some(history) = hub
+        .records
+        .history
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        history.push(sample);
+    }
+    let events = detector.observe(sample);
+    if !events.is_empty() {
+        push_events(hub, events);
+    }
+}
+
+fn push_events(hub: &Hub, events: impl IntoIterator<Item = Event>) {
+    let mut log = hub
+        .records
+        .events
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut newest = 0;
+    for event in events {
+        let event = log.push(event);
+        log_event(event);
+        newest = event.seq;
+    }
+    drop(log);
+    hub.records.announce(newest);
+}
+
+fn log_event(event: &Event) {
+    tracing::info!("event {}: {}", event.kind, event.message);
+}
+
+/// Saves on a blocking thread; hands the store back unless a final save.
+async fn save(hub: &Arc<Hub>, mut store: Store, settings: &Settings, last: bool) -> Option<Store> {
+    let hub = hub.clone();
+    let boot_id = settings.boot_id.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let result = {
+            let history = hub
+                .records
+                .history
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let events = hub.records.events.read().unwrap_or_else(|e| e.into_inner());
+            match history.as_ref() {
+                Some(history) => store
+                    .save(history, &events, boot_id.as_deref(), SystemTime::now())
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let result = result.and_then(|written| {
+            if last {
+                store.mark_stopped()?;
+            }
+            Ok(written)
+        });
+        (store, result)
+    })
+    .await;
+    match result {
+        Ok((store, Ok(written))) => {
+            tracing::debug!(
+                "history: saved {} bytes to {}",
+                written.unwrap_or(0),
+                store.dir().display()
+            );
+            Some(store)
+        }
+        Ok((store, Err(err))) => {
+            // Logged each time: a save fails at most once per persist_interval.
+            tracing::warn!("history: cannot save: {err}; will retry");
+            Some(store)
+        }
+        Err(err) => {
+            tracing::error!("history: the save panicked ({err}); history stays in RAM only");
+            None
+        }
+    }
+}
+
+/// One snapshot's typed values as a history sample (reusing the sample's allocations).
+pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
+    sample.mono = mono;
+    sample.wall = doc.collected_at;
+    sample.cpu = Some(doc.cpu.usage_percent);
+    sample.cores.clear();
+    sample.cores.extend_from_slice(&doc.cpu.per_core_usage);
+    sample.memory = doc.memory.as_ref().map(|m| m.used_percent());
+    sample.swap = doc
+        .memory
+        .as_ref()
+        .filter(|m| m.swap_total > 0)
+        .map(|m| m.swap_used_percent());
+    sample.temperature = doc.temperature.pi_cpu_celsius;
+    sample.load1 = doc.system.load_average.map(|l| l[0]);
+    sample.net_recv = doc.network.rates.map(|r| r.recv_bytes_per_sec);
+    sample.net_sent = doc.network.rates.map(|r| r.sent_bytes_per_sec);
+    sample.disk_read = doc.disk.io_rates.map(|r| r.read_bytes_per_sec);
+    sample.disk_write = doc.disk.io_rates.map(|r| r.write_bytes_per_sec);
+    sample.root_disk = doc.disk.root_usage_percent();
+    sample.clients = Some(doc.connected_clients as f64);
+    // Filled once the network watch reports the signal of a wireless interface.
+    sample.wifi_signal = None;
+    sample.throttled = doc
+        .pi
+        .as_ref()
+        .and_then(|pi| pi.throttled_raw.as_deref())
+        .and_then(|raw| u32::from_str_radix(raw.trim_start_matches("0x"), 16).ok());
+    sample.mounts.clear();
+    if let Some(partitions) = &doc.disk.partitions {
+        sample.mounts.extend(
+            partitions
+                .iter()
+                .filter(|p| p.total > 0)
+                .map(|p| MountFill {
+                    mountpoint: p.mountpoint.clone(),
+                    used_percent: p.used_percent(),
+                }),
+        );
+    }
+    sample.link = doc
+        .connectivity
+        .as_ref()
+        .filter(|c| c.source != "none")
+        .map(|c| LinkState {
+            interface: c.interface.clone(),
+            connected: c.connected,
+            reason: None,
+        });
+}

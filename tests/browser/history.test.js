@@ -1,0 +1,64 @@
+// Long-term history and events in the dashboard: the range selector fetches the chosen tier
+// for every chart, and the events panel lists what the daemon recorded, newest first.
+//
+// The daemon reads a copy of the Pi 4 fixture tree (tests/fixtures/pi4, from a Raspberry Pi 4
+// Model B) so the test can flip the firmware's under-voltage flag, as the kernel would.
+'use strict';
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { REPO, startPistats, stopPistats, useBrowser, openPage, waitConnected } = require('./harness');
+
+useBrowser();
+
+function piTree(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pistats-pi4-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.cpSync(path.join(REPO, 'tests/fixtures/pi4'), dir, { recursive: true, verbatimSymlinks: true });
+  const throttled = path.join(dir, 'sys/devices/platform/soc/soc:firmware/get_throttled');
+  fs.writeFileSync(throttled, '0\n');
+  return { dir, setThrottled: (bits) => fs.writeFileSync(throttled, bits.toString(16) + '\n') };
+}
+
+test('range selector and events panel', async (t) => {
+  const pi = piTree(t);
+  const server = await startPistats({
+    args: ['--proc-root', path.join(pi.dir, 'proc'), '--sys-root', path.join(pi.dir, 'sys'), '--interface', 'lo'],
+  });
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+
+  // The events panel lists the start, then an under-voltage as it happens (newest first).
+  await page.waitForSelector('#events-list li[data-kind="started"]');
+  pi.setThrottled(0x50005);
+  await page.waitForSelector('#events-list li[data-kind="undervoltage_detected"][data-severity="critical"]', { timeout: 20000 });
+  const kinds = await page.locator('#events-list li').evaluateAll((els) => els.map((e) => e.dataset.kind));
+  assert.ok(kinds.indexOf('undervoltage_detected') < kinds.indexOf('started'), kinds.join());
+  assert.match(await page.locator('#events-list li[data-kind="undervoltage_detected"]').textContent(), /nder-voltage/);
+
+  // Each range asks the server for its tier and every chart shows it.
+  for (const [range, words] of [['1h', 'the last hour'], ['7d', 'the last 7 days'], ['1y', 'the last year']]) {
+    const reply = page.waitForResponse((r) => r.url().endsWith(`/api/v1/history?range=${range}`));
+    await page.click(`#ranges button[data-range="${range}"]`);
+    const r = await reply;
+    assert.equal(r.status(), 200);
+    const body = await r.json();
+    assert.equal(body.range, range);
+    assert.ok(body.points.length >= 1, `${range}: ${body.points.length} points`);
+    assert.equal(await page.locator(`#ranges button[data-range="${range}"]`).getAttribute('aria-pressed'), 'true');
+    for (const id of ['chart-cpu', 'chart-mem', 'chart-temp', 'chart-net', 'chart-disk']) {
+      await page.waitForFunction(([id, words]) => document.querySelector('#' + id).getAttribute('aria-label').includes(words), [id, words]);
+    }
+    await page.waitForFunction((n) => Number(document.querySelector('#chart-cpu').dataset.points) === n, body.points.length);
+    assert.equal(Number(await page.locator('#chart-temp').getAttribute('data-since')), body.points[0].t);
+  }
+  // Back to the live view: the 10-minute points again.
+  await page.click('#ranges button[data-range="10m"]');
+  await page.waitForFunction(() => document.querySelector('#chart-cpu').getAttribute('aria-label').includes('the last 10 minutes'));
+  assert.deepEqual(rec.errors, []);
+});
