@@ -8,6 +8,7 @@
 //! daemon exits with [`EX_CONFIG`] (78, sysexits) so systemd's `RestartPreventExitStatus=78`
 //! stops a restart loop.
 
+pub mod alerting;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -412,6 +413,9 @@ fn read_toml(
     entries.sort_by_key(|(key, _)| key.span().start);
     for (key, value) in entries {
         let line = line_of(text, key.span().start);
+        if alerting::TABLES.contains(&key.get_ref().as_str()) {
+            continue;
+        }
         let Some(setting) = Setting::find(key.get_ref()) else {
             return Err(parse_error(unknown_key(text, line, key.get_ref())));
         };
@@ -428,6 +432,7 @@ fn read_toml(
             })?;
         origins.0.insert(setting.key, origin);
     }
+    config.alerting = alerting::read(text, path)?;
     Ok(())
 }
 

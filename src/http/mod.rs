@@ -154,13 +154,14 @@ pub fn routes(
 
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(authorized)
+        .and(authorized.clone())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
             let Some(snapshot) = state.hub.latest() else {
                 return not_ready();
             };
-            let body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
+            let mut body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
+            body.push_str(&metrics::render_alerts(&state.hub.alerts.firing()));
             Response::builder()
                 .header(
                     header::CONTENT_TYPE,
@@ -168,6 +169,15 @@ pub fn routes(
                 )
                 .body(Bytes::from(body))
                 .expect("valid response")
+        });
+
+    let alerts = warp::path!("api" / "v1" / "alerts")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let body = state.hub.alerts.to_json().to_string();
+            json_response(StatusCode::OK, Bytes::from(body))
         });
 
     let assets = state.config.resolved_assets_dir();
@@ -178,6 +188,7 @@ pub fn routes(
         .or(history)
         .or(healthz)
         .or(metrics)
+        .or(alerts)
         .or(static_files)
         .recover(recover)
         .with(warp::reply::with::header(
