@@ -432,3 +432,23 @@ pub fn spawn(
         }
     });
 }
+
+/// `pistats notify-test`: one test message through every notifier (one attempt each, no
+/// retries, so the answer is quick); `(name, result)` per destination, in file order.
+pub async fn notify_test(
+    alerting: &crate::config::alerting::Alerting,
+) -> Vec<(String, Result<(), String>)> {
+    let host = sysinfo::System::host_name().unwrap_or_else(|| "pistats".to_owned());
+    let alert = notify::test_alert(&host);
+    let mut results = Vec::new();
+    if !alerting.notifiers.is_empty() {
+        let client = notify::client();
+        for notifier in &alerting.notifiers {
+            let result = notify::deliver(&client, notifier, &alert)
+                .await
+                .map_err(|e| e.to_string());
+            results.push((notifier.name.clone(), result));
+        }
+    }
+    results
+}
