@@ -11,6 +11,7 @@
 //! Pi-aware rules (undervoltage, throttling, heat, a full root file system, memory, an
 //! unclean restart).
 
+pub mod mqtt;
 pub mod notify;
 pub mod rules;
 
@@ -381,6 +382,10 @@ pub fn spawn(
             )
         })
         .collect();
+    if let Some(mqtt) = &alerting.mqtt {
+        let names = alerting.rules.iter().map(|r| r.name.clone()).collect();
+        mqtt::spawn(mqtt.clone(), hub.clone(), names, cancel.clone(), tracker);
+    }
     let mut engine = Engine::new(alerting.rules.clone());
     let mut snapshots = hub.subscribe();
     tracing::info!(
@@ -449,6 +454,10 @@ pub async fn notify_test(
                 .map_err(|e| e.to_string());
             results.push((notifier.name.clone(), result));
         }
+    }
+    if let Some(mqtt) = &alerting.mqtt {
+        let result = mqtt::test(mqtt, &host).await;
+        results.push((format!("mqtt {}:{}", mqtt.host, mqtt.port), result));
     }
     results
 }

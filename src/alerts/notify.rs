@@ -52,6 +52,19 @@ pub enum DeliveryError {
 
 /// A client trusting the system's CA certificates. Reads them from disk: call it once.
 pub fn client() -> Client {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
+}
+
+/// rustls with the ring provider (the one the server side uses) and the system's CA
+/// certificates, for HTTPS notifications and `mqtts://`.
+pub fn tls_config() -> tokio_rustls::rustls::ClientConfig {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for err in &found.errors {
@@ -62,19 +75,11 @@ pub fn client() -> Client {
         tracing::warn!("no system CA certificates found: https:// notifications will fail");
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+    tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    HyperClient::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https)
+        .with_no_client_auth()
 }
 
 /// ntfy's priorities: 3 default, 4 high, 5 urgent.
