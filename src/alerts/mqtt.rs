@@ -162,7 +162,15 @@ pub fn discovery(
             config,
         ));
     };
-    let sensors: [(&str, &str, Option<&str>, Option<&str>, &str); 7] = [
+    // (state key, name, unit, device class, icon)
+    type Sensor = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+    let sensors: [Sensor; 7] = [
         ("cpu", "CPU", Some("%"), None, "mdi:cpu-64-bit"),
         (
             "temperature",

@@ -249,3 +249,35 @@ fn mqtt_reads_and_rejects() {
         assert!(err.contains(phrase), "{text}\n→ {err}");
     }
 }
+
+/// The Debian package enables the Pi-aware rules.
+#[test]
+fn packaged_config_enables_the_pi_aware_rules() {
+    let c = parse(include_str!("../../../debian/config.toml")).unwrap();
+    let rules: Vec<(&str, &str, Condition, u64)> = c
+        .alerting
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.metric.name(),
+                r.condition,
+                r.for_.as_secs(),
+            )
+        })
+        .collect();
+    let above = |level, clear| Condition::Above { level, clear };
+    assert_eq!(
+        rules,
+        [
+            ("undervoltage", "undervoltage", Condition::Set, 0),
+            ("throttled", "throttled", Condition::Set, 0),
+            ("temperature", "temperature", above(80.0, 75.0), 60),
+            ("root-disk", "disk", above(90.0, 85.0), 0),
+            ("memory", "memory", above(95.0, 90.0), 300),
+            ("unclean-restart", "unclean_restart", Condition::Set, 0),
+        ]
+    );
+    assert!(c.alerting.notifiers.is_empty() && c.alerting.mqtt.is_none());
+}
