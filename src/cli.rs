@@ -141,8 +141,18 @@ fn check_config(path: Option<&PathBuf>, overrides: &Overrides, print: bool) -> E
     });
     match loaded {
         Ok(loaded) => {
+            let alerting = &loaded.config.alerting;
+            let alerts = format!(
+                "{} alert rule(s), {} notifier(s), {}",
+                alerting.rules.len(),
+                alerting.notifiers.len(),
+                alerting.mqtt.as_ref().map_or_else(
+                    || "no MQTT".to_owned(),
+                    |m| format!("MQTT to {}:{}", m.host, m.port)
+                )
+            );
             match &loaded.file {
-                Some(file) => println!("{}: OK", file.display()),
+                Some(file) => println!("{}: OK ({alerts})", file.display()),
                 None => println!("no config file; built-in defaults are valid"),
             }
             if print {

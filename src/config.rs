@@ -493,6 +493,19 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            // A line holding a secret (`token`, `password`, `headers`) is never echoed.
+            let key = snippet
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if ["token", "password", "headers"]
+                .iter()
+                .any(|s| key.contains(s))
+            {
+                return format!("line {line}: {message} (in `{key}`, whose value is not shown)");
+            }
             format!("line {line}: {message} (`{snippet}`)")
         }
         None => message.to_owned(),

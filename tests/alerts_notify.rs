@@ -267,7 +267,8 @@ async fn a_hanging_endpoint_does_not_hold_back_the_feed() {
     let endpoint = Endpoint::start(vec![Answer::Hang]).await;
     let config = format!(
         "interval = \"250ms\"\n\n[[alert]]\nname = \"always\"\nmetric = \"cpu\"\nabove = 0\n\n\
-         [[notify]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\ntimeout = \"5m\"\nretries = 0\n",
+         [[notify]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\ntimeout = \"5m\"\nretries = 0\n\
+         token = \"tk-never-shown\"\nheaders = {{ X-Key = \"hdr-never-shown\" }}\n",
         endpoint.addr
     );
     let daemon =
@@ -307,6 +308,13 @@ async fn a_hanging_endpoint_does_not_hold_back_the_feed() {
         metrics.contains("pistats_alert_firing{alert=\"always\"} 1"),
         "{metrics}"
     );
+    // The endpoint got the secrets; the API and the log never show them.
+    assert_eq!(
+        endpoint.received()[0].headers["authorization"],
+        "Bearer tk-never-shown"
+    );
+    let shown = format!("{alerts} {:?}", daemon.log());
+    assert!(!shown.contains("never-shown"), "{shown}");
     drop(daemon);
 }
 

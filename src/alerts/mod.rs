@@ -355,7 +355,8 @@ fn event_of(alert: &Alert) -> Event {
 }
 
 /// Starts the alerts subsystem: the rules task, one delivery task per notifier and the MQTT
-/// publisher. `facts` are what the start-up knows (an unclean previous stop).
+/// publisher. `facts` are what the start-up knows: `unclean_restart` comes from the state
+/// file's running marker (`history::store::Restored::previous`), once the daemon loads it.
 pub fn spawn(
     config: &Config,
     hub: &Arc<Hub>,

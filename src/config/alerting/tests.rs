@@ -281,3 +281,17 @@ fn packaged_config_enables_the_pi_aware_rules() {
     );
     assert!(c.alerting.notifiers.is_empty() && c.alerting.mqtt.is_none());
 }
+
+/// A syntax error on a line that holds a secret does not echo the line.
+#[test]
+fn syntax_errors_do_not_echo_secrets() {
+    for text in [
+        "[[notify]]\nkind = \"ntfy\"\nurl = \"http://x\"\ntoken = \"hunter\u{7}2\"",
+        "token = \"hunter\u{7}2\"",
+        "[mqtt]\nurl = \"mqtt://b\"\npassword = \"hunter\u{7}2",
+    ] {
+        let err = error(text);
+        assert!(!err.contains("hunter"), "{err}");
+        assert!(err.contains("not shown"), "{err}");
+    }
+}
