@@ -6,7 +6,7 @@ import { charts, readPalette, requestDraw } from './charts.js';
 import { loadEvents } from './events.js';
 import { apiGet, startFeed } from './feed.js';
 import { addPoint, chartStepMs, mergeHistory, pointFromDoc, range, refreshRange, setRange } from './history.js';
-import { render } from './panels.js';
+import { render, renderAlerts } from './panels.js';
 import { onPrefsChange, startPrefs } from './prefs.js';
 
 let lastDoc = null;
@@ -78,7 +78,7 @@ if (window.ResizeObserver) {
 }
 
 requestDraw();
-startFeed({ onDocument, onHistory });
+startFeed({ onDocument, onHistory, onAlerts: renderAlerts });
 
 // The offline shell (sw.js). Browsers allow service workers only in secure contexts: over
 // HTTPS, or on the Pi itself (localhost); over plain HTTP on the LAN there is none.

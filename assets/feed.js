@@ -187,6 +187,21 @@ async function loadHistory() {
   }
 }
 
+// Alert rules and their state (/api/v1/alerts): polled, since alerts change rarely and the
+// feed's document format stays as it is.
+const ALERTS_EVERY_MS = 10000;
+
+async function loadAlerts() {
+  if (document.hidden || ui.conn.dataset.state === 'auth') return;
+  try {
+    const r = await fetch(apiUrl('api/v1/alerts'), { headers: authHeaders(), cache: 'no-store' });
+    if (!r.ok) return; // 401 is handled by the feed's own check
+    if (handlers.onAlerts) handlers.onAlerts(await r.json());
+  } catch (e) {
+    // no banner update this time
+  }
+}
+
 function askForToken() {
   clearTimeout(conn.retryTimer);
   dropSocket();
@@ -213,10 +228,13 @@ ui.auth.addEventListener('submit', (ev) => {
 
 /**
  * Connects, and keeps connecting. `onDocument(d)` gets every document from the socket,
- * `onHistory(h)` every /api/v1/history reply.
+ * `onHistory(h)` every /api/v1/history reply, `onAlerts(a)` every /api/v1/alerts reply.
  */
 export function startFeed(h) {
   handlers = h;
+  setInterval(loadAlerts, ALERTS_EVERY_MS);
+  document.addEventListener('visibilitychange', loadAlerts);
+  loadAlerts();
   // A silent network drop can leave the socket "open" for minutes: if nothing arrived for a
   // while, start over.
   setInterval(() => {

@@ -247,3 +247,18 @@ export function render(d) {
   setAttr(ui.updated, 'datetime', isNum(t) ? d.timestamp : null);
   setText(ui.updated, isNum(t) ? clockTime(t) : DASH);
 }
+
+/** The banner of firing alert rules (from /api/v1/alerts); hidden while none fires. */
+export function renderAlerts(a) {
+  const rules = a && Array.isArray(a.alerts) ? a.alerts : [];
+  const firing = rules.filter((r) => r && r.state === 'firing');
+  const text = firing.length
+    ? 'Alert: ' + firing.map((r) => {
+      // a flag's value is just 1; a level's value says how far it went
+      const level = r.condition && r.condition.kind !== 'set' && isNum(r.value);
+      return level ? `${r.name} (${Math.round(r.value * 10) / 10})` : r.name;
+    }).join(', ')
+    : '';
+  setText(ui.alertsBanner, text);
+  show(ui.alertsBanner, firing.length > 0);
+}

@@ -21,6 +21,7 @@ part() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 part "test dependencies"
 bash tests/prometheus-setup.sh
 bash tests/netwatch-setup.sh
+bash tests/mqtt-setup.sh
 
 part "cargo test"
 # Tests that need root, dbus-daemon, iproute2 or Prometheus are #[ignore]d by default (so a

@@ -1,4 +1,5 @@
-//! Command line: `pistats` serves; `snapshot`, `check-config` and `network` are one-shot tools.
+//! Command line: `pistats` serves; `snapshot`, `check-config`, `network` and `notify-test` are
+//! one-shot tools.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum Command {
     },
     /// Show what the network detection sees for the watched interface; exit 1 if it is down
     Network,
+    /// Send one test message through every [[notify]] endpoint and the [mqtt] broker; print
+    /// each result; exit 0 when all succeeded, 1 otherwise
+    NotifyTest,
 }
 
 /// Parses the command line and runs it; the process's exit code.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
             with_config(&cli, |config, _| snapshot(config, pretty))
         }
         Some(Command::Network) => with_config(&cli, |config, _| network(config)),
+        Some(Command::NotifyTest) => with_config(&cli, |config, _| notify_test(&config)),
         Some(Command::Serve) | None => with_config(&cli, serve),
     }
 }
@@ -270,8 +275,18 @@ fn check_config(path: Option<&PathBuf>, overrides: &Overrides, print: bool) -> E
     });
     match loaded {
         Ok(loaded) => {
+            let alerting = &loaded.config.alerting;
+            let alerts = format!(
+                "{} alert rule(s), {} notifier(s), {}",
+                alerting.rules.len(),
+                alerting.notifiers.len(),
+                alerting.mqtt.as_ref().map_or_else(
+                    || "no MQTT".to_owned(),
+                    |m| format!("MQTT to {}:{}", m.host, m.port)
+                )
+            );
             match &loaded.file {
-                Some(file) => println!("{}: OK", file.display()),
+                Some(file) => println!("{}: OK ({alerts})", file.display()),
                 None => println!("no config file; built-in defaults are valid"),
             }
             if print {
@@ -318,6 +333,29 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
     match writeln!(out, "{json}") {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn notify_test(config: &Config) -> ExitCode {
+    let results = runtime().block_on(crate::alerts::notify_test(&config.alerting));
+    if results.is_empty() {
+        eprintln!("pistats: no [[notify]] table and no [mqtt] table in the configuration");
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for (name, result) in &results {
+        match result {
+            Ok(()) => println!("{name}: OK"),
+            Err(err) => {
+                failed += 1;
+                println!("{name}: FAILED: {err}");
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

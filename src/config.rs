@@ -8,6 +8,7 @@
 //! daemon exits with [`EX_CONFIG`] (78, sysexits) so systemd's `RestartPreventExitStatus=78`
 //! stops a restart loop.
 
+pub mod alerting;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -412,6 +413,9 @@ fn read_toml(
     entries.sort_by_key(|(key, _)| key.span().start);
     for (key, value) in entries {
         let line = line_of(text, key.span().start);
+        if alerting::TABLES.contains(&key.get_ref().as_str()) {
+            continue;
+        }
         let Some(setting) = Setting::find(key.get_ref()) else {
             return Err(parse_error(unknown_key(text, line, key.get_ref())));
         };
@@ -428,6 +432,7 @@ fn read_toml(
             })?;
         origins.0.insert(setting.key, origin);
     }
+    config.alerting = alerting::read(text, path)?;
     Ok(())
 }
 
@@ -488,6 +493,19 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            // A line holding a secret (`token`, `password`, `headers`) is never echoed.
+            let key = snippet
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if ["token", "password", "headers"]
+                .iter()
+                .any(|s| key.contains(s))
+            {
+                return format!("line {line}: {message} (in `{key}`, whose value is not shown)");
+            }
             format!("line {line}: {message} (`{snippet}`)")
         }
         None => message.to_owned(),

@@ -10,8 +10,9 @@
 //! ```text
 //! signals ──cancel──▶ everything
 //! netwatch ──Connectivity──▶ hub (collector thread), listener
-//! hub ──snapshots──▶ listener (HTTP/WebSocket clients), systemd notifier, history
+//! hub ──snapshots──▶ listener (HTTP/WebSocket clients), systemd notifier, history, alerts
 //! history ──tiers, events──▶ hub records (HTTP queries, event followers)
+//! alerts ──try_send──▶ ntfy/webhook queues, MQTT publisher
 //! listener ──status line──▶ systemd notifier
 //! ```
 
@@ -27,7 +28,7 @@ use crate::config::Config;
 use crate::http::tls::{Tls, TlsError};
 use crate::http::FdBudget;
 use crate::listener::BindError;
-use crate::{history, hub, listener, netwatch, signals, systemd};
+use crate::{alerts, history, hub, listener, netwatch, signals, systemd};
 
 /// How long shutdown waits for the subsystems once they were told to stop. Each stops within
 /// a tick or a listener close; one stuck in a system call (a hung `/sys` read) must not hold
@@ -63,6 +64,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Dae
     let connectivity = netwatch::spawn(&config, cancel.clone(), &tracker);
     let hub = hub::spawn(&config, connectivity.clone(), cancel.clone(), &tracker);
     history::spawn(&config, &hub, cancel.clone(), &tracker);
+    alerts::spawn(
+        &config,
+        &hub,
+        alerts::rules::Facts::default(),
+        cancel.clone(),
+        &tracker,
+    );
     let (status_tx, status) = watch::channel(String::from("starting"));
     systemd::spawn(&hub, status, cancel.clone(), &tracker);
     let listener = listener::spawn(

@@ -79,6 +79,9 @@ kinds! {
     UncleanStop = "unclean_stop",
     Rebooted = "rebooted",
     ClockStepped = "clock_stepped",
+    AlertFiring = "alert_firing",
+    AlertCleared = "alert_cleared",
+    NotificationFailed = "notification_failed",
 }
 
 impl fmt::Display for EventKind {

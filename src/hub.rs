@@ -168,6 +168,8 @@ pub struct Hub {
     interval: Duration,
     pub counters: Counters,
     pub started: SystemTime,
+    /// Alert rules and their state (see [`crate::alerts`]).
+    pub alerts: Arc<crate::alerts::Board>,
 }
 
 impl Hub {
@@ -181,6 +183,7 @@ impl Hub {
             interval,
             counters: Counters::default(),
             started: SystemTime::now(),
+            alerts: Arc::default(),
         })
     }
 

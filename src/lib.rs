@@ -10,6 +10,7 @@
 //! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring, records |
 //! | [`history`]  | a year of downsampled history in fixed RAM, its state file, the subsystem that records and saves it |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
+//! | [`alerts`]   | alert rules every tick; ntfy, webhook and MQTT (Home Assistant)      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |
 //! | [`metrics`]  | Prometheus families of the latest snapshot, text exposition format   |
 //! | [`netwatch`] | connectivity of the watched interface (NetworkManager or kernel)     |
@@ -18,9 +19,10 @@
 //! | [`signals`]  | SIGTERM/SIGINT shut down, SIGHUP reloads the TLS certificate         |
 //! | [`daemon`]   | starts every subsystem through its `spawn`, joins them at shutdown   |
 //!
-//! Each long-lived subsystem (hub, history, netwatch, listener, systemd, signals) starts through one
+//! Each long-lived subsystem (hub, history, alerts, netwatch, listener, systemd, signals) starts through one
 //! face, `spawn(config/deps, cancel, tracker)`; [`daemon::run`] lists them in order.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod daemon;

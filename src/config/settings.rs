@@ -24,11 +24,14 @@ macro_rules! settings {
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
             $( $(#[doc = $doc])+ pub $key: $ty, )+
+            /// The `[[alert]]`, `[[notify]]` and `[mqtt]` tables (file only; see
+            /// [`super::alerting`]).
+            pub alerting: super::alerting::Alerting,
         }
 
         impl Default for Config {
             fn default() -> Self {
-                Config { $( $key: $default, )+ }
+                Config { $( $key: $default, )+ alerting: Default::default() }
             }
         }
 

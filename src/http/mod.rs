@@ -247,14 +247,15 @@ pub fn routes(
 
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(authorized)
+        .and(authorized.clone())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
             state.hub.want_processes();
             let Some(snapshot) = state.hub.latest() else {
                 return not_ready();
             };
-            let body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
+            let mut body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
+            body.push_str(&metrics::render_alerts(&state.hub.alerts.firing()));
             Response::builder()
                 .header(
                     header::CONTENT_TYPE,
@@ -262,6 +263,15 @@ pub fn routes(
                 )
                 .body(Bytes::from(body))
                 .expect("valid response")
+        });
+
+    let alerts = warp::path!("api" / "v1" / "alerts")
+        .and(warp::get())
+        .and(authorized.clone())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let body = state.hub.alerts.to_json().to_string();
+            json_response(StatusCode::OK, Bytes::from(body))
         });
 
     let assets = static_files::Assets::new(state.config.resolved_assets_dir());
@@ -295,6 +305,7 @@ pub fn routes(
                 .or(events)
                 .or(healthz)
                 .or(metrics)
+                .or(alerts)
                 .or(static_files),
         )
         .recover(recover)

@@ -51,6 +51,22 @@ pub fn render(doc: &StatsDocument, own: &OwnMetrics) -> String {
     e.out
 }
 
+/// `pistats_alert_firing{alert="…"}`: 1 while the rule fires, else 0; one series per rule
+/// (nothing without rules). Appended to [`render`]'s output by the server.
+pub fn render_alerts(rules: &[(String, bool)]) -> String {
+    let mut e = Exposition::default();
+    if !rules.is_empty() {
+        let mut family = e.gauge(
+            "pistats_alert_firing",
+            "Whether the alert rule of this name is firing (1) or not (0).",
+        );
+        for (name, firing) in rules {
+            family.sample(&[("alert", name.as_str())], u64::from(*firing));
+        }
+    }
+    e.out
+}
+
 /// Seconds since the Unix epoch; `None` for a time before it (a clock set to 1970 on a Pi
 /// without RTC is still after it).
 fn unix_seconds(t: SystemTime) -> Option<f64> {

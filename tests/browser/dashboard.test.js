@@ -283,6 +283,36 @@ test('Raspberry Pi health: throttling and under-voltage flags from the firmware'
   assert.deepEqual(rec.errors, []);
 });
 
+test('a banner lists the firing alert rules', async (t) => {
+  // The Pi 4 fixture tree reports under-voltage now: the rule fires on the first tick.
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pistats-alerts-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'config.toml');
+  fs.writeFileSync(config, [
+    '[[alert]]', 'name = "power"', 'metric = "undervoltage"', 'severity = "critical"',
+    '[[alert]]', 'name = "load"', 'metric = "load1"', 'above = 1024',
+  ].join('\n') + '\n');
+  const server = await startPistats({
+    args: [
+      '--config', config,
+      '--proc-root', path.join(fixtures, 'pi4', 'proc'),
+      '--sys-root', path.join(fixtures, 'pi4', 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd'),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForSelector('#alerts-banner:not([hidden])', { timeout: 15000 });
+  const alerts = await getJson(server, 'api/v1/alerts');
+  assert.deepEqual(alerts.alerts.map((a) => [a.name, a.state]), [['power', 'firing'], ['load', 'ok']]);
+  // only the firing rule is listed
+  assert.equal(await text(page, '#alerts-banner'), 'Alert: power');
+  assert.deepEqual(rec.errors, []);
+});
+
 test('responsive layout: screenshots at phone and desktop sizes, light and dark', async (t) => {
   const server = await startPistats();
   t.after(() => stopPistats(server));

@@ -1,0 +1,464 @@
+//! Alerts: rules checked every tick against the latest snapshot ([`rules`]), their firing and
+//! clearing recorded as events, shown at `/api/v1/alerts` and `/metrics`, and sent to ntfy,
+//! webhooks ([`notify`]) and MQTT with Home Assistant discovery ([`mqtt`]).
+//!
+//! The subsystem only reads snapshots from the hub's watch channel and hands alerts to
+//! bounded queues without waiting, so nothing it does (an endpoint down or hanging, a broker
+//! away) can slow the collector or the WebSocket feed.
+//!
+//! Without `[[alert]]` tables there are no rules: the built-in defaults alert on nothing, so a
+//! `cargo run` or a container stays quiet; the Debian package's config.toml enables the
+//! Pi-aware rules (undervoltage, throttling, heat, a full root file system, memory, an
+//! unclean restart).
+
+pub mod mqtt;
+pub mod notify;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::alerting::{Condition, Rule};
+use crate::config::{show_duration, Config};
+use crate::events::{Event, EventKind, EventLog, EventValue, Severity};
+use crate::hub::Hub;
+use rules::{Change, Engine, Facts, State};
+
+/// Alert events kept for `/api/v1/alerts` until the shared timeline takes them.
+const EVENTS_KEPT: usize = 200;
+
+/// What a notification says about a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Cleared,
+    /// `pistats notify-test`.
+    Test,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Cleared => "cleared",
+            AlertState::Test => "test",
+        }
+    }
+}
+
+/// One notification: a rule fired, reminded or cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub rule: String,
+    pub metric: String,
+    pub state: AlertState,
+    /// A `repeat` reminder of an alert still firing.
+    pub reminder: bool,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub severity: Severity,
+    pub host: String,
+    pub time: SystemTime,
+    /// One human sentence.
+    pub message: String,
+}
+
+impl Alert {
+    fn new(rule: &Rule, change: Change, value: f64, host: &str, time: SystemTime) -> Alert {
+        let (state, reminder) = match change {
+            Change::Firing => (AlertState::Firing, false),
+            Change::Reminder => (AlertState::Firing, true),
+            Change::Cleared => (AlertState::Cleared, false),
+        };
+        let threshold = match rule.condition {
+            Condition::Above { level, .. } | Condition::Below { level, .. } => Some(level),
+            Condition::Set => None,
+        };
+        Alert {
+            rule: rule.name.clone(),
+            metric: rule.metric.name().to_owned(),
+            state,
+            reminder,
+            value: (!rule.metric.is_flag()).then_some(value),
+            threshold,
+            severity: rule.severity,
+            host: host.to_owned(),
+            time,
+            message: describe(rule, change, value, host),
+        }
+    }
+
+    /// `pi-kitchen: temperature firing`.
+    pub fn title(&self) -> String {
+        let state = if self.reminder {
+            "still firing"
+        } else {
+            self.state.as_str()
+        };
+        format!("{}: {} {state}", self.host, self.rule)
+    }
+
+    /// The webhook's JSON body.
+    pub fn payload(&self) -> serde_json::Value {
+        serde_json::json!({
+            "alert": self.rule,
+            "state": self.state.as_str(),
+            "reminder": self.reminder,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "severity": self.severity,
+            "host": self.host,
+            "time": crate::stats::wire::iso8601(self.time),
+            "message": self.message,
+        })
+    }
+}
+
+/// "temperature is 81.2 °C (at or above 80 °C for 1m)".
+fn describe(rule: &Rule, change: Change, value: f64, host: &str) -> String {
+    let (_, _, unit) = rule.metric.range();
+    let what = match &rule.metric {
+        crate::config::alerting::Metric::Disk { mount } => format!("disk {mount}"),
+        metric => metric.name().replace('_', " "),
+    };
+    let held = if rule.for_.is_zero() {
+        String::new()
+    } else {
+        format!(" for {}", show_duration(rule.for_))
+    };
+    let sentence = match (change, rule.condition) {
+        (Change::Cleared, Condition::Set) => format!("{what} is no longer set"),
+        (_, Condition::Set) => format!("{what} is set{held}"),
+        (Change::Cleared, _) => format!("{what} is back to {value:.1}{unit}"),
+        (_, Condition::Above { level, .. }) => {
+            format!("{what} is {value:.1}{unit} (at or above {level}{unit}{held})")
+        }
+        (_, Condition::Below { level, .. }) => {
+            format!("{what} is {value:.1}{unit} (at or below {level}{unit}{held})")
+        }
+    };
+    let head = match change {
+        Change::Firing => "firing",
+        Change::Reminder => "still firing",
+        Change::Cleared => "cleared",
+    };
+    format!("[{host}] {} {head}: {sentence}", rule.name)
+}
+
+/// A rule as `/api/v1/alerts` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub name: String,
+    pub metric: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
+    pub condition: Condition,
+    pub for_seconds: f64,
+    pub repeat_seconds: Option<f64>,
+    pub severity: Severity,
+    /// `ok`, `pending` or `firing`.
+    pub state: &'static str,
+    /// When it entered the state (pending or firing), ISO 8601.
+    pub since: Option<String>,
+    pub value: Option<f64>,
+}
+
+/// Counts of one notifier's deliveries.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Deliveries {
+    pub sent: u64,
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct BoardState {
+    rules: Vec<RuleView>,
+    events: Option<EventLog>,
+    notifiers: BTreeMap<String, Deliveries>,
+    mqtt_connected: Option<bool>,
+}
+
+/// The alerts' current state, shared with the HTTP server (`/api/v1/alerts`, `/metrics`) and
+/// the MQTT publisher. Cheap to read; written once per tick.
+#[derive(Debug)]
+pub struct Board {
+    state: Mutex<BoardState>,
+    /// Bumped on every firing or clearing, so the MQTT publisher sends at once.
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Board {
+    fn default() -> Board {
+        Board {
+            state: Mutex::default(),
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Board {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `(name, firing)` of every rule, for `/metrics` and MQTT.
+    pub fn firing(&self) -> Vec<(String, bool)> {
+        self.lock()
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.state == "firing"))
+            .collect()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Alert events after `seq`, oldest first (for the events timeline to take over).
+    pub fn events_after(&self, seq: u64) -> Vec<Event> {
+        self.lock()
+            .events
+            .as_ref()
+            .map_or_else(Vec::new, |log| log.after(seq).cloned().collect())
+    }
+
+    /// The `/api/v1/alerts` document.
+    pub fn to_json(&self) -> serde_json::Value {
+        let state = self.lock();
+        let events: Vec<&Event> = state
+            .events
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.iter().collect());
+        serde_json::json!({
+            "alerts": state.rules,
+            "events": events,
+            "notifiers": state.notifiers,
+            "mqtt": state.mqtt_connected.map(|connected| serde_json::json!({ "connected": connected })),
+        })
+    }
+
+    fn record(&self, event: Event) {
+        let mut state = self.lock();
+        state
+            .events
+            .get_or_insert_with(|| EventLog::new(EVENTS_KEPT))
+            .push(event);
+    }
+
+    fn show(&self, engine: &Engine, wall: SystemTime, mono: Instant) {
+        let since = |at: Instant| {
+            let ago = mono.saturating_duration_since(at);
+            crate::stats::wire::iso8601(wall.checked_sub(ago).unwrap_or(wall))
+        };
+        let views = engine
+            .rules()
+            .iter()
+            .zip(engine.states())
+            .zip(engine.values())
+            .map(|((rule, state), value)| RuleView {
+                name: rule.name.clone(),
+                metric: rule.metric.name().to_owned(),
+                mount: match &rule.metric {
+                    crate::config::alerting::Metric::Disk { mount } => Some(mount.clone()),
+                    _ => None,
+                },
+                condition: rule.condition,
+                for_seconds: rule.for_.as_secs_f64(),
+                repeat_seconds: rule.repeat.map(|r| r.as_secs_f64()),
+                severity: rule.severity,
+                state: state.name(),
+                since: match state {
+                    State::Ok => None,
+                    State::Pending { since: at } | State::Firing { since: at, .. } => {
+                        Some(since(*at))
+                    }
+                },
+                value: *value,
+            })
+            .collect();
+        self.lock().rules = views;
+    }
+
+    fn delivered(&self, notifier: &str) {
+        let mut state = self.lock();
+        state.notifiers.entry(notifier.to_owned()).or_default().sent += 1;
+    }
+
+    fn delivery_failed(&self, notifier: &str, alert: &Alert, reason: &str) {
+        {
+            let mut state = self.lock();
+            let entry = state.notifiers.entry(notifier.to_owned()).or_default();
+            entry.failed += 1;
+            entry.last_error = Some(reason.to_owned());
+        }
+        let mut event = Event {
+            t: SystemTime::now(),
+            seq: 0,
+            kind: EventKind::NotificationFailed,
+            severity: Severity::Warning,
+            message: format!(
+                "notifier {notifier} could not send {} {}: {reason}",
+                alert.rule,
+                alert.state.as_str()
+            ),
+            values: BTreeMap::new(),
+        };
+        event
+            .values
+            .insert("notifier".into(), EventValue::Text(notifier.to_owned()));
+        event
+            .values
+            .insert("alert".into(), EventValue::Text(alert.rule.clone()));
+        self.record(event);
+    }
+
+    fn set_mqtt_connected(&self, connected: bool) {
+        self.lock().mqtt_connected = Some(connected);
+    }
+}
+
+fn event_of(alert: &Alert) -> Event {
+    let kind = match alert.state {
+        AlertState::Cleared => EventKind::AlertCleared,
+        _ => EventKind::AlertFiring,
+    };
+    let severity = match alert.state {
+        AlertState::Cleared => Severity::Info,
+        _ => alert.severity,
+    };
+    let mut values = BTreeMap::new();
+    values.insert("alert".into(), EventValue::Text(alert.rule.clone()));
+    values.insert("metric".into(), EventValue::Text(alert.metric.clone()));
+    if let Some(v) = alert.value {
+        values.insert("value".into(), EventValue::Number(v));
+    }
+    if let Some(t) = alert.threshold {
+        values.insert("threshold".into(), EventValue::Number(t));
+    }
+    Event {
+        t: alert.time,
+        seq: 0,
+        kind,
+        severity,
+        message: alert.message.clone(),
+        values,
+    }
+}
+
+/// Starts the alerts subsystem: the rules task, one delivery task per notifier and the MQTT
+/// publisher. `facts` are what the start-up knows: `unclean_restart` comes from the state
+/// file's running marker (`history::store::Restored::previous`), once the daemon loads it.
+pub fn spawn(
+    config: &Config,
+    hub: &Arc<Hub>,
+    facts: Facts,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let alerting = &config.alerting;
+    let board = hub.alerts.clone();
+    if alerting.rules.is_empty() && alerting.mqtt.is_none() {
+        return;
+    }
+    let client = (!alerting.notifiers.is_empty()).then(notify::client);
+    let senders: Vec<notify::Sender> = alerting
+        .notifiers
+        .iter()
+        .map(|n| {
+            notify::spawn(
+                n.clone(),
+                client.clone().expect("made when there are notifiers"),
+                board.clone(),
+                cancel.clone(),
+                tracker,
+            )
+        })
+        .collect();
+    if let Some(mqtt) = &alerting.mqtt {
+        let names = alerting.rules.iter().map(|r| r.name.clone()).collect();
+        mqtt::spawn(mqtt.clone(), hub.clone(), names, cancel.clone(), tracker);
+    }
+    let mut engine = Engine::new(alerting.rules.clone());
+    let mut snapshots = hub.subscribe();
+    tracing::info!(
+        "alerts: {} rule(s), {} notifier(s){}",
+        alerting.rules.len(),
+        senders.len(),
+        if alerting.mqtt.is_some() {
+            ", MQTT"
+        } else {
+            ""
+        }
+    );
+    tracker.spawn(async move {
+        let mut facts = facts;
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { break },
+                () = cancel.cancelled() => break,
+            }
+            let Some(snapshot) = snapshots.borrow_and_update().clone() else {
+                continue;
+            };
+            let doc = &snapshot.document;
+            let changes = engine.observe(snapshot.collected_at, doc, &facts);
+            // A restart is a moment, not a condition: it shows on the first tick only.
+            facts.unclean_restart = false;
+            board.show(&engine, doc.collected_at, snapshot.collected_at);
+            if changes.is_empty() {
+                continue;
+            }
+            let host = doc.system.hostname.as_deref().unwrap_or("pistats");
+            for change in changes {
+                let rule = &engine.rules()[change.rule];
+                let alert = Alert::new(rule, change.change, change.value, host, doc.collected_at);
+                tracing::info!("alert {}", alert.message);
+                if change.change != Change::Reminder {
+                    board.record(event_of(&alert));
+                }
+                // An unclean restart has nothing to clear: say it once.
+                let quiet = change.change == Change::Cleared
+                    && rule.metric == crate::config::alerting::Metric::UncleanRestart;
+                if !quiet {
+                    for sender in &senders {
+                        sender.offer(alert.clone(), &board);
+                    }
+                }
+            }
+            board.changed.send_modify(|n| *n += 1);
+        }
+    });
+}
+
+/// `pistats notify-test`: one test message through every notifier (one attempt each, no
+/// retries, so the answer is quick); `(name, result)` per destination, in file order.
+pub async fn notify_test(
+    alerting: &crate::config::alerting::Alerting,
+) -> Vec<(String, Result<(), String>)> {
+    let host = sysinfo::System::host_name().unwrap_or_else(|| "pistats".to_owned());
+    let alert = notify::test_alert(&host);
+    let mut results = Vec::new();
+    if !alerting.notifiers.is_empty() {
+        let client = notify::client();
+        for notifier in &alerting.notifiers {
+            let result = notify::deliver(&client, notifier, &alert)
+                .await
+                .map_err(|e| e.to_string());
+            results.push((notifier.name.clone(), result));
+        }
+    }
+    if let Some(mqtt) = &alerting.mqtt {
+        let result = mqtt::test(mqtt, &host).await;
+        results.push((format!("mqtt {}:{}", mqtt.host, mqtt.port), result));
+    }
+    results
+}
