@@ -7,12 +7,14 @@
 //! primes one. Nothing read here may panic, whatever the files contain; a source that cannot
 //! be read is `None` and listed in [`StatsDocument::degraded`].
 
+pub mod fans;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod ifaddrs;
 pub mod model;
 pub mod pi;
 pub mod procfs;
+pub mod storage;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -90,6 +92,7 @@ pub struct Collector {
     previous: Option<Previous>,
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
+    cards: storage::CardCache,
 }
 
 impl Collector {
@@ -117,6 +120,7 @@ impl Collector {
             pi,
             previous: None,
             cpuinfo_frequency: None,
+            cards: storage::CardCache::default(),
         }
     }
 
@@ -137,11 +141,12 @@ impl Collector {
             .read_text()
             .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let disk_io = self
+        let disks = self
             .files
             .diskstats
             .read_text()
-            .map(|t| procfs::whole_disk_stats(&t, &self.sys_root));
+            .map(|t| procfs::whole_disks(&t, &self.sys_root));
+        let disk_io = disks.as_deref().map(procfs::sum_disks);
         check(Source::DiskIo, disk_io.is_some());
         let net_io: Option<BTreeMap<String, NetIo>> = self
             .files
@@ -154,7 +159,7 @@ impl Collector {
             .as_ref()
             .map(|p| now.duration_since(p.at).as_secs_f64())
             .filter(|s| *s > 0.0);
-        let disk = self.disk(disk_io, elapsed);
+        let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
         let network = self.network(net_io.as_ref(), elapsed);
         let processes = self.processes(memory.map(|m| m.total));
@@ -163,6 +168,7 @@ impl Collector {
         let temperature = TemperatureInfo {
             pi_cpu_celsius: procfs::pi_cpu_celsius(&zones),
             sensors: procfs::read_sensors(&self.sys_root, &zones),
+            fans: fans::read_fans(&self.sys_root),
         };
         self.previous = Some(Previous {
             at: now,
@@ -252,7 +258,12 @@ impl Collector {
         }
     }
 
-    fn disk(&mut self, io: Option<DiskIo>, elapsed: Option<f64>) -> DiskInfo {
+    fn disk(
+        &mut self,
+        io: Option<DiskIo>,
+        disks: Vec<(String, DiskIo)>,
+        elapsed: Option<f64>,
+    ) -> DiskInfo {
         let previous = self.previous.as_ref().and_then(|p| p.disk);
         let io_rates = match (io, previous, elapsed) {
             (Some(now), Some(before), Some(secs)) => Some(IoRates {
@@ -269,6 +280,13 @@ impl Collector {
                 .map(|table| procfs::measure_mounts(&table)),
             io_counters: io,
             io_rates,
+            devices: disks
+                .into_iter()
+                .map(|(name, io)| {
+                    let card = self.cards.card(&self.sys_root, &name);
+                    (name, DiskDevice { io, card })
+                })
+                .collect(),
         }
     }
 

@@ -170,8 +170,17 @@ pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(String, NetIo)>> {
 /// partitions (already counted in their disk) and loop/ram devices (not real I/O). Sums
 /// saturate rather than wrap.
 pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> DiskIo {
+    sum_disks(&parse_diskstats_per_disk(text, is_whole_disk))
+}
+
+/// The whole disks of `/proc/diskstats` one by one, in file order (see [`parse_diskstats`]
+/// for which lines count). Field numbers follow `Documentation/admin-guide/iostats.rst`.
+pub fn parse_diskstats_per_disk(
+    text: &str,
+    is_whole_disk: impl Fn(&str) -> bool,
+) -> Vec<(String, DiskIo)> {
     const SECTOR: u64 = 512;
-    let mut io = DiskIo::default();
+    let mut disks = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 10 {
@@ -187,14 +196,27 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
         else {
             continue;
         };
-        io.read_count = io.read_count.saturating_add(reads);
-        io.read_bytes = io
-            .read_bytes
-            .saturating_add(read_sectors.saturating_mul(SECTOR));
-        io.write_count = io.write_count.saturating_add(writes);
-        io.write_bytes = io
-            .write_bytes
-            .saturating_add(written_sectors.saturating_mul(SECTOR));
+        disks.push((
+            name.to_owned(),
+            DiskIo {
+                read_count: reads,
+                write_count: writes,
+                read_bytes: read_sectors.saturating_mul(SECTOR),
+                write_bytes: written_sectors.saturating_mul(SECTOR),
+            },
+        ));
+    }
+    disks
+}
+
+/// Field-by-field saturating sum.
+pub fn sum_disks(disks: &[(String, DiskIo)]) -> DiskIo {
+    let mut io = DiskIo::default();
+    for (_, d) in disks {
+        io.read_count = io.read_count.saturating_add(d.read_count);
+        io.read_bytes = io.read_bytes.saturating_add(d.read_bytes);
+        io.write_count = io.write_count.saturating_add(d.write_count);
+        io.write_bytes = io.write_bytes.saturating_add(d.write_bytes);
     }
     io
 }
@@ -208,8 +230,13 @@ pub fn read_diskstats(proc_root: &Path, sys_root: &Path) -> Option<DiskIo> {
 
 /// [`parse_diskstats`] with whole disks being those listed in `SYS/block`.
 pub fn whole_disk_stats(text: &str, sys_root: &Path) -> DiskIo {
+    sum_disks(&whole_disks(text, sys_root))
+}
+
+/// [`parse_diskstats_per_disk`] with whole disks being those listed in `SYS/block`.
+pub fn whole_disks(text: &str, sys_root: &Path) -> Vec<(String, DiskIo)> {
     let block = sys_root.join("block");
-    parse_diskstats(text, |name| {
+    parse_diskstats_per_disk(text, |name| {
         !name.contains('/') && block.join(name).exists()
     })
 }
@@ -286,7 +313,7 @@ pub fn read_cpufreq(sys_root: &Path, cpus: usize) -> (Option<f64>, Option<f64>, 
     )
 }
 
-fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
