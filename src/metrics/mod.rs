@@ -720,6 +720,30 @@ mod tests {
                 ]),
                 io_counters: None,
                 io_rates: None,
+                devices: BTreeMap::from([
+                    (
+                        "mmcblk0".to_owned(),
+                        DiskDevice {
+                            io: DiskIo {
+                                read_count: 10,
+                                write_count: 20,
+                                read_bytes: 4096,
+                                write_bytes: 1 << 40,
+                            },
+                            card: Some(MmcCard {
+                                kind: "MMC".to_owned(),
+                                name: Some("BJTD4R".to_owned()),
+                                manufacturer_id: Some("0x000015".to_owned()),
+                                oem_id: Some("0x0100".to_owned()),
+                                date: Some("01/2021".to_owned()),
+                                serial: None,
+                                life_time: Some((0x02, 0x0B)),
+                                pre_eol_info: Some(0x01),
+                            }),
+                        },
+                    ),
+                    ("sda".to_owned(), DiskDevice::default()),
+                ]),
             },
             network: NetworkInfo {
                 io_counters: Some(io),
@@ -733,14 +757,31 @@ mod tests {
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
                 sensors,
+                fans: vec![
+                    Fan {
+                        name: "pwmfan".to_owned(),
+                        label: "fan1".to_owned(),
+                        rpm: Some(2950.0),
+                        pwm_percent: Some(30.0),
+                        cooling_state: Some(1),
+                        cooling_max_state: Some(4),
+                    },
+                    Fan {
+                        name: "gpio-fan".to_owned(),
+                        label: "cooling_device0".to_owned(),
+                        cooling_state: Some(0),
+                        cooling_max_state: Some(1),
+                        ..Fan::default()
+                    },
+                ],
             },
             battery: None,
             pi: Some(PiHealth {
                 throttled_raw: Some("0x50005".to_owned()),
                 throttled: Some(ThrottleFlags {
-                    under_voltage: true,
+                    under_voltage: Some(true),
                     throttled: true,
-                    under_voltage_occurred: true,
+                    under_voltage_occurred: Some(true),
                     throttling_occurred: true,
                     ..Default::default()
                 }),
@@ -750,6 +791,12 @@ mod tests {
                 revision: Some("c03114".to_owned()),
                 serial: None,
                 source: "sysfs",
+                undervoltage_detection: true,
+                pmic: vec![PmicRail {
+                    rail: "VDD_CORE".to_owned(),
+                    volts: Some(0.72),
+                    amps: Some(2.91),
+                }],
             }),
             connectivity: Some(Connectivity {
                 source: "kernel",

@@ -626,13 +626,18 @@ mod tests {
         assert_eq!(
             flags,
             ThrottleFlags {
-                under_voltage: true,
+                under_voltage: Some(true),
                 throttled: true,
-                under_voltage_occurred: true,
+                under_voltage_occurred: Some(true),
                 throttling_occurred: true,
                 ..Default::default()
             }
         );
+        let clear = ThrottleFlags {
+            under_voltage: Some(false),
+            under_voltage_occurred: Some(false),
+            ..Default::default()
+        };
         let all = decode_throttled(0xf000f);
         assert!(
             all.arm_frequency_capped
@@ -640,9 +645,9 @@ mod tests {
                 && all.arm_frequency_capping_occurred
                 && all.soft_temperature_limit_occurred
         );
-        assert_eq!(decode_throttled(0), ThrottleFlags::default());
+        assert_eq!(decode_throttled(0), clear);
         // Bits the firmware may add later are ignored, not misread.
-        assert_eq!(decode_throttled(0x100000), ThrottleFlags::default());
+        assert_eq!(decode_throttled(0x100000), clear);
         assert_eq!(format_throttled(0x50005), "0x50005");
         assert_eq!(format_throttled(0), "0x0");
     }
@@ -675,8 +680,11 @@ mod tests {
         assert_eq!(health.source, "sysfs");
         assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
         let flags = health.throttled.unwrap();
-        assert!(flags.under_voltage && flags.throttled);
-        assert!(flags.under_voltage_occurred && flags.throttling_occurred);
+        assert_eq!(flags.under_voltage, Some(true));
+        assert_eq!(flags.under_voltage_occurred, Some(true));
+        assert!(flags.throttled && flags.throttling_occurred);
+        assert!(health.undervoltage_detection);
+        assert!(health.pmic.is_empty(), "a Pi 4 has no PMIC to ask");
         assert!(!flags.arm_frequency_capped && !flags.soft_temperature_limit);
         assert_eq!(health.arm_clock_mhz, Some(1500.0));
         assert_eq!(health.core_volts, Some(0.85));
@@ -819,7 +827,7 @@ mod tests {
         assert_eq!(health.source, "vcgencmd");
         assert_eq!(health.throttled_raw, None);
         let flags = health.throttled.unwrap();
-        assert!(flags.under_voltage && flags.under_voltage_occurred);
+        assert_eq!((flags.under_voltage, flags.under_voltage_occurred), (Some(true), Some(true)));
         assert!(!flags.throttled);
 
         // With the sysfs bits, the alarm is found under the firmware node too.
