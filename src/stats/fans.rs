@@ -6,8 +6,10 @@
 //!   with `cur_state`/`max_state`, e.g. a Pi 4 fan shim on `gpio-fan` or the PoE HAT fan,
 //!   which have no tachometer.
 //!
-//! A `pwm-fan` registers both; they point at the same platform device (`device` link), so
-//! the two halves are merged into one [`Fan`].
+//! A `pwm-fan` or `gpio-fan` registers both, so the two halves are merged into one [`Fan`]:
+//! by their `device` links where both have one, else by driver (hwmon `pwmfan` / `gpio_fan`
+//! and cooling type `pwm-fan` / `gpio-fan`; thermal_core registers cooling devices without
+//! a parent, under `devices/virtual/thermal`), first with first.
 
 use std::path::{Path, PathBuf};
 
@@ -62,10 +64,14 @@ pub fn read_fans(sys_root: &Path) -> Vec<Fan> {
         let state: Option<u64> =
             read_number(&cdev.join("cur_state")).filter(|s| max.is_none_or(|m| *s <= m));
         let device = device_of(&cdev);
-        let merged = device.as_ref().and_then(|d| {
-            fans.iter_mut()
-                .find(|(dev, fan)| dev.as_ref() == Some(d) && fan.cooling_max_state.is_none())
-        });
+        let kind_key = driver_key(&kind);
+        let merged = fans
+            .iter_mut()
+            .filter(|(_, fan)| fan.cooling_max_state.is_none())
+            .find(|(dev, fan)| match (&device, dev) {
+                (Some(cdev_device), Some(hwmon_device)) => cdev_device == hwmon_device,
+                _ => driver_key(&fan.name) == kind_key,
+            });
         match merged {
             Some((_, fan)) => {
                 fan.cooling_state = state;
@@ -104,8 +110,87 @@ fn fan_channels(hwmon: &Path) -> Vec<u32> {
     channels
 }
 
+/// `pwm-fan`, `pwmfan`, `gpio_fan` → `pwmfan`, `gpiofan`.
+fn driver_key(name: &str) -> String {
+    name.chars().filter(|c| !matches!(c, '-' | '_')).collect()
+}
+
 /// Where a class device's `device` link leads, resolved (hwmon and cooling device of one
 /// `pwm-fan` share it).
 fn device_of(class_dev: &Path) -> Option<PathBuf> {
     std::fs::canonicalize(class_dev.join("device")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn sys(board: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(board)
+            .join("sys")
+    }
+
+    #[test]
+    fn pi5_fan_is_one_entry_with_speed_duty_and_state() {
+        let fans = read_fans(&sys("pi5"));
+        assert_eq!(
+            fans,
+            [Fan {
+                name: "pwmfan".into(),
+                label: "fan1".into(),
+                rpm: Some(2946.0),
+                pwm_percent: Some(75.0 * 100.0 / 255.0),
+                cooling_state: Some(1),
+                cooling_max_state: Some(4),
+            }]
+        );
+    }
+
+    #[test]
+    fn pi4_gpio_fan_shim_merges_with_its_cooling_device() {
+        let fans = read_fans(&sys("pi4"));
+        assert_eq!(fans.len(), 1, "{fans:?}");
+        assert_eq!(fans[0].name, "gpio_fan");
+        assert_eq!(fans[0].rpm, Some(5000.0));
+        assert_eq!(fans[0].pwm_percent, Some(100.0));
+        assert_eq!((fans[0].cooling_state, fans[0].cooling_max_state), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn no_fan_on_a_pi_zero() {
+        assert!(read_fans(&sys("pizerow")).is_empty());
+    }
+
+    #[test]
+    fn a_cooling_device_alone_is_a_fan_and_other_cooling_devices_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let path = tmp.path().join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        };
+        // The PoE HAT fan (rpi-poe-fan) has no tachometer; a CPU frequency cooling device
+        // is not a fan.
+        write("class/thermal/cooling_device0/type", "rpi-poe-fan\n");
+        write("class/thermal/cooling_device0/cur_state", "2\n");
+        write("class/thermal/cooling_device0/max_state", "4\n");
+        write("class/thermal/cooling_device1/type", "cpufreq-cpu0\n");
+        write("class/thermal/cooling_device1/cur_state", "0\n");
+        write("class/thermal/cooling_device1/max_state", "3\n");
+        // A state above the maximum is garbage, not a reading.
+        write("class/thermal/cooling_device2/type", "pwm-fan\n");
+        write("class/thermal/cooling_device2/cur_state", "9\n");
+        write("class/thermal/cooling_device2/max_state", "4\n");
+        let fans = read_fans(tmp.path());
+        assert_eq!(fans.len(), 2, "{fans:?}");
+        assert_eq!(fans[0].name, "rpi-poe-fan");
+        assert_eq!(fans[0].label, "cooling_device0");
+        assert_eq!((fans[0].cooling_state, fans[0].cooling_max_state), (Some(2), Some(4)));
+        assert_eq!(fans[0].rpm, None);
+        assert_eq!((fans[1].cooling_state, fans[1].cooling_max_state), (None, Some(4)));
+    }
 }
