@@ -837,4 +837,96 @@ mod tests {
             .as_deref()
             .is_some_and(|p| p.starts_with(&pi4_sys)));
     }
+
+    #[test]
+    fn pi_zero_w_has_no_under_voltage_verdict() {
+        let (proc_root, sys_root) = board("pizerow");
+        let mut reader = PiReader::new(&proc_root, &sys_root, Path::new("/nonexistent"));
+        assert!(reader.is_pi());
+        assert!(!reader.undervoltage_detection());
+        let health = reader.read().unwrap();
+        assert_eq!(health.source, "sysfs");
+        assert_eq!(health.throttled_raw.as_deref(), Some("0x0"));
+        let flags = health.throttled.unwrap();
+        // Not "OK": unknown.
+        assert_eq!(flags.under_voltage, None);
+        assert_eq!(flags.under_voltage_occurred, None);
+        // The other flags are measured on every board.
+        assert_eq!((flags.throttled, flags.throttling_occurred), (false, false));
+        let json = serde_json::to_value(&health).unwrap();
+        assert!(json["throttled"]["under_voltage"].is_null(), "{json}");
+        assert_eq!(json["throttled"]["throttled"], false);
+        assert_eq!(json["undervoltage_detection"], false);
+    }
+
+    #[test]
+    fn boards_with_and_without_a_detector() {
+        let list = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (model, compatible, expected) in [
+            ("Raspberry Pi Zero Rev 1.3", list(&["raspberrypi,model-zero"]), false),
+            ("Raspberry Pi Zero W Rev 1.1", list(&[]), false),
+            ("", list(&["raspberrypi,model-zero-w", "brcm,bcm2835"]), false),
+            ("Raspberry Pi Compute Module 4 Rev 1.0", list(&[]), false),
+            ("", list(&["raspberrypi,4-compute-module", "brcm,bcm2711"]), false),
+            ("", list(&["raspberrypi,compute-module", "brcm,bcm2835"]), false),
+            ("Raspberry Pi 4 Model B Rev 1.4", list(&["raspberrypi,4-model-b"]), true),
+            ("Raspberry Pi 5 Model B Rev 1.0", list(&["raspberrypi,5-model-b"]), true),
+            ("Raspberry Pi Zero 2 W Rev 1.0", list(&["raspberrypi,model-zero-2-w"]), true),
+        ] {
+            assert_eq!(
+                has_undervoltage_detector(model, &compatible),
+                expected,
+                "{model:?} {compatible:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pi5_reads_throttle_bits_from_its_firmware_node_and_pmic_rails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd-pi5");
+        let (proc_root, sys_root) = board("pi5");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        assert!(reader.undervoltage_detection());
+        let health = reader.read().unwrap();
+        // soc@107c000000:firmware, not soc:firmware: no get_throttled fork.
+        assert_eq!(health.source, "sysfs");
+        assert_eq!(health.throttled.unwrap().under_voltage, Some(false));
+        assert_eq!(health.core_volts, Some(0.7209));
+        let rail = |name: &str| health.pmic.iter().find(|r| r.rail == name).cloned();
+        assert_eq!(health.pmic.len(), 14, "{:?}", health.pmic);
+        assert_eq!(
+            rail("VDD_CORE"),
+            Some(PmicRail {
+                rail: "VDD_CORE".into(),
+                volts: Some(0.72088),
+                amps: Some(0.7044),
+            })
+        );
+        assert_eq!(rail("EXT5V").and_then(|r| r.volts), Some(5.1167));
+        assert_eq!(rail("EXT5V").and_then(|r| r.amps), None);
+        for _ in 0..3 {
+            reader.read();
+        }
+        assert_eq!(
+            calls(&calls_file),
+            ["measure_volts core", "measure_clock core", "pmic_read_adc"],
+            "one firmware round per period"
+        );
+    }
+
+    #[test]
+    fn pmic_output_that_does_not_parse_is_left_out() {
+        assert_eq!(parse_pmic(""), []);
+        assert_eq!(parse_pmic("error=1 error_msg=\"Command not registered\""), []);
+        let rails = parse_pmic("  X_V volt(1)=NaNV\n  Y_A current(2)=0.5A\n  junk\n  Z_V volt(3)=\n");
+        assert_eq!(
+            rails,
+            [PmicRail {
+                rail: "Y".into(),
+                volts: None,
+                amps: Some(0.5),
+            }]
+        );
+    }
 }
