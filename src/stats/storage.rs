@@ -78,3 +78,174 @@ impl CardCache {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::stats::{Collector, Context};
+
+    fn board(name: &str) -> (PathBuf, PathBuf) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        (dir.join("proc"), dir.join("sys"))
+    }
+
+    #[test]
+    fn sd_card_identity_without_wear() {
+        let (_, sys) = board("pi5");
+        let card = read_card(&sys, "mmcblk0").unwrap();
+        assert_eq!(
+            card,
+            MmcCard {
+                kind: "SD".into(),
+                name: Some("SR64G".into()),
+                manufacturer_id: Some("0x000003".into()),
+                oem_id: Some("0x5344".into()),
+                date: Some("08/2023".into()),
+                serial: Some("0x8c1e42a7".into()),
+                life_time: None,
+                pre_eol_info: None,
+            }
+        );
+        assert_eq!(card.life_time_used_percent(), None);
+        assert_eq!(read_card(&sys, "nvme0n1"), None);
+        assert_eq!(read_card(&sys, "mmcblk9"), None);
+    }
+
+    /// An eMMC (e.g. a Compute Module 4's), with the attributes as `drivers/mmc/core/mmc.c`
+    /// prints them.
+    #[test]
+    fn emmc_wear_is_decoded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev = tmp.path().join("block/mmcblk0/device");
+        fs::create_dir_all(&dev).unwrap();
+        for (file, text) in [
+            ("type", "MMC\n"),
+            ("name", "BJTD4R\n"),
+            ("manfid", "0x000015\n"),
+            ("oemid", "0x0100\n"),
+            ("date", "01/2021\n"),
+            ("serial", "0x1234abcd\n"),
+            ("life_time", "0x02 0x0b\n"),
+            ("pre_eol_info", "0x02\n"),
+        ] {
+            fs::write(dev.join(file), text).unwrap();
+        }
+        let card = read_card(tmp.path(), "mmcblk0").unwrap();
+        assert_eq!(card.life_time, Some((0x02, 0x0B)));
+        assert_eq!(card.life_time_used_percent(), Some(100));
+        assert_eq!(
+            card.pre_eol_words(),
+            Some("warning: 80 % of reserved blocks consumed")
+        );
+        assert_eq!(crate::stats::model::life_time_words(0x02).as_deref(), Some("10-20 % used"));
+        assert_eq!(crate::stats::model::life_time_words(0x0B).as_deref(), Some("exceeded"));
+        assert_eq!(crate::stats::model::life_time_words(0x00), None);
+
+        fs::write(dev.join("life_time"), "0x01 0x03\n").unwrap();
+        fs::write(dev.join("pre_eol_info"), "0x00\n").unwrap();
+        let card = read_card(tmp.path(), "mmcblk0").unwrap();
+        assert_eq!(card.life_time_used_percent(), Some(30));
+        assert_eq!(card.pre_eol_words(), None, "0x00 is 'not defined'");
+
+        for bad in ["", "0x01", "1 2", "0x01 0x02 0x03", "0x1ff 0x01", "\u{fffd}"] {
+            fs::write(dev.join("life_time"), bad).unwrap();
+            assert_eq!(read_card(tmp.path(), "mmcblk0").unwrap().life_time, None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cache_rereads_a_new_disk_but_not_a_known_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev = tmp.path().join("block/mmcblk1/device");
+        let mut cache = CardCache::default();
+        assert_eq!(cache.card(tmp.path(), "mmcblk1"), None);
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("type"), "SD\n").unwrap();
+        // Within the refresh period the first answer stands.
+        assert_eq!(cache.card(tmp.path(), "mmcblk1"), None);
+        cache.read_at = Some(Instant::now() - CARD_REFRESH);
+        assert_eq!(cache.card(tmp.path(), "mmcblk1").unwrap().kind, "SD");
+    }
+
+    /// The whole collector on the Pi 5 tree: every hwmon chip, the fan, per-disk counters and
+    /// the SD card reach the JSON document.
+    #[test]
+    fn pi5_document_has_sensors_fans_and_disks() {
+        let (proc_root, sys_root) = board("pi5");
+        let config = Config {
+            proc_root,
+            sys_root,
+            vcgencmd: PathBuf::from("/nonexistent"),
+            ..Config::default()
+        };
+        let doc = Collector::new(&config).collect(Context::default());
+        let v = serde_json::to_value(&doc).unwrap();
+        let sensors = &v["temperature"]["sensors"];
+        assert_eq!(sensors["rp1_adc"][0]["current"], 54.311, "{sensors}");
+        assert_eq!(sensors["nvme"][0]["label"], "Composite");
+        assert_eq!(sensors["nvme"][0]["critical"], 84.85);
+        assert_eq!(sensors["nvme"][1]["label"], "Sensor 1");
+        assert_eq!(sensors["cpu_thermal"][0]["current"], 51.25);
+        let fans = &v["temperature"]["fans"];
+        assert_eq!(fans[0]["name"], "pwmfan", "{fans}");
+        assert_eq!(fans[0]["rpm"], 2946.0);
+        assert_eq!(fans[0]["pwm_percent"], 29.4);
+        assert_eq!(fans[0]["cooling_state"], 1);
+        assert_eq!(fans[0]["cooling_max_state"], 4);
+        let devices = &v["disk"]["devices"];
+        assert_eq!(
+            devices.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["mmcblk0", "nvme0n1"],
+            "partitions and loop devices are not disks"
+        );
+        assert_eq!(devices["nvme0n1"]["written_bytes"], 9_812_344u64 * 512);
+        assert_eq!(devices["nvme0n1"]["read_bytes"], 4_402_870u64 * 512);
+        assert!(devices["nvme0n1"]["card"].is_null());
+        let card = &devices["mmcblk0"]["card"];
+        assert_eq!(card["type"], "SD");
+        assert_eq!(card["name"], "SR64G");
+        assert_eq!(card["manufacturer_id"], "0x000003");
+        assert!(card["life_time_used_percent"].is_null());
+        assert!(card["pre_eol"].is_null());
+        // The all-disk sum is unchanged by the per-disk split.
+        assert_eq!(
+            v["disk"]["io_counters"]["write_bytes"],
+            (9_812_344u64 + 24) * 512
+        );
+        assert_eq!(v["pi"]["undervoltage_detection"], true);
+        assert_eq!(v["pi"]["throttled"]["under_voltage"], false);
+    }
+
+    #[test]
+    fn pizerow_document_says_under_voltage_is_unknown() {
+        let (proc_root, sys_root) = board("pizerow");
+        let config = Config {
+            proc_root,
+            sys_root,
+            vcgencmd: PathBuf::from("/nonexistent"),
+            ..Config::default()
+        };
+        let doc = Collector::new(&config).collect(Context::default());
+        let v = serde_json::to_value(&doc).unwrap();
+        assert_eq!(v["system"]["model"], "Raspberry Pi Zero W Rev 1.1");
+        assert!(v["pi"]["throttled"]["under_voltage"].is_null(), "{}", v["pi"]);
+        assert!(v["pi"]["throttled"]["under_voltage_occurred"].is_null());
+        assert_eq!(v["pi"]["undervoltage_detection"], false);
+        assert_eq!(v["temperature"]["fans"], serde_json::json!([]));
+        assert_eq!(v["disk"]["devices"]["mmcblk0"]["card"]["name"], "SC16G");
+        assert_eq!(v["disk"]["devices"]["mmcblk0"]["written_bytes"], 302_212u64 * 512);
+        let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
+        assert!(!text.contains(r#"flag="under_voltage""#), "{text}");
+        assert!(text.contains("pistats_pi_undervoltage_detection 0"), "{text}");
+        assert!(
+            text.contains(r#"pistats_disk_device_written_bytes_total{device="mmcblk0"} 154732544"#),
+            "{text}"
+        );
+    }
+}
