@@ -13,15 +13,12 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wire/keys.txt");
 
-/// Keys added to the seed format since the key tree was recorded. (`disk.io_counters.*` are
-/// seed keys that the Pi 4 fixture shows since it has a `/proc/diskstats`.)
+/// Keys added to the seed format since the key tree was recorded (`disk.devices.*` has no
+/// entry in the Pi 4 fixture, which lacks `/proc/diskstats`; its shape is tested on the Pi 5
+/// tree in `stats::storage`).
 const ADDED: &[&str] = &[
     "degraded",
     "degraded[]",
-    "disk.io_counters.read_count",
-    "disk.io_counters.write_count",
-    "disk.io_counters.read_bytes",
-    "disk.io_counters.write_bytes",
     "disk.devices",
     "disk.devices.*",
     "disk.devices.*.read_bytes",
