@@ -21,9 +21,12 @@ use super::procfs::read_trimmed;
 /// How long card attributes are reused before they are read again.
 pub const CARD_REFRESH: Duration = Duration::from_secs(600);
 
-/// The card behind `/sys/block/NAME`, or `None` when NAME is not an MMC block device.
+/// The card behind `/sys/block/NAME`, or `None` when NAME is not an MMC block device. An
+/// eMMC's boot partitions (`mmcblk0boot0`, `…boot1`) are disks of the same card: the card is
+/// reported once, on `mmcblkN`.
 pub fn read_card(sys_root: &Path, disk: &str) -> Option<MmcCard> {
-    if !disk.starts_with("mmcblk") || disk.contains('/') {
+    let index = disk.strip_prefix("mmcblk")?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let dir = sys_root.join("block").join(disk).join("device");
@@ -220,6 +223,43 @@ mod tests {
         );
         assert_eq!(v["pi"]["undervoltage_detection"], true);
         assert_eq!(v["pi"]["throttled"]["under_voltage"], false);
+    }
+
+    #[test]
+    fn cm4_emmc_wear_and_no_under_voltage_verdict() {
+        let (proc_root, sys_root) = board("cm4");
+        let config = Config {
+            proc_root,
+            sys_root,
+            vcgencmd: PathBuf::from("/nonexistent"),
+            ..Config::default()
+        };
+        let doc = Collector::new(&config).collect(Context::default());
+        let v = serde_json::to_value(&doc).unwrap();
+        let devices = &v["disk"]["devices"];
+        let card = &devices["mmcblk0"]["card"];
+        assert_eq!(card["type"], "MMC", "{devices}");
+        assert_eq!(card["life_time_raw"], "0x02 0x01");
+        assert_eq!(card["life_time_a"], "10-20 % used");
+        assert_eq!(card["life_time_b"], "0-10 % used");
+        assert_eq!(card["life_time_used_percent"], 20);
+        assert_eq!(card["pre_eol"], "normal");
+        // The boot partitions are disks of their own, without a second copy of the card.
+        assert!(devices["mmcblk0boot0"]["card"].is_null());
+        assert_eq!(devices["mmcblk0boot0"]["read_count"], 22);
+        assert!(v["pi"]["throttled"]["under_voltage"].is_null(), "{}", v["pi"]);
+        let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
+        assert!(text.contains(r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="A"} 20"#), "{text}");
+        assert!(text.contains(r#"pistats_mmc_pre_eol_info{device="mmcblk0"} 1"#), "{text}");
+        assert_eq!(text.matches("pistats_mmc_card_info{").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn pi4_sd_card() {
+        let (_, sys) = board("pi4");
+        let card = read_card(&sys, "mmcblk0").unwrap();
+        assert_eq!((card.kind.as_str(), card.name.as_deref()), ("SD", Some("USD00")));
+        assert_eq!(card.date.as_deref(), Some("03/2021"));
     }
 
     #[test]
