@@ -444,10 +444,16 @@ fn grafana_dashboard_queries_are_valid() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    // The metric names must exist: this machine's daemon plus a Pi's cover them all.
+    // The metric names must exist: this machine's daemon plus the Pi boards' cover them all
+    // (the Pi 5 has the PMIC, the CM4 an eMMC that reports wear).
     let host = start_pistats(&[]);
     let pi = start_pi4_pistats();
-    let exposed: String = fetch_metrics(host.addr).body + &fetch_metrics(pi.addr).body;
+    let pi5 = start_board_pistats("pi5", "vcgencmd-pi5");
+    let cm4 = start_board_pistats("cm4", "vcgencmd");
+    let exposed: String = fetch_metrics(host.addr).body
+        + &fetch_metrics(pi.addr).body
+        + &fetch_metrics(pi5.addr).body
+        + &fetch_metrics(cm4.addr).body;
     let families: std::collections::HashSet<&str> = exposed
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
