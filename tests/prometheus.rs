@@ -504,11 +504,15 @@ fn pi5_and_pi_zero_metrics_pass_promtool() {
     let zero = start_board_pistats("pizerow", "vcgencmd");
     let r = fetch_metrics(zero.addr);
     assert!(
-        r.body.lines().any(|l| l == "pistats_pi_undervoltage_detection 0"),
+        r.body
+            .lines()
+            .any(|l| l == "pistats_pi_undervoltage_detection 0"),
         "{}",
         r.body
     );
     assert!(!r.body.contains(r#"flag="under_voltage""#), "{}", r.body);
-    assert!(r.body.contains(r#"pistats_pi_throttled{flag="throttled"} 0"#));
+    assert!(r
+        .body
+        .contains(r#"pistats_pi_throttled{flag="throttled"} 0"#));
     promtool_check_metrics(&r.body);
 }

@@ -458,7 +458,9 @@ fn sensors(e: &mut Exposition, doc: &StatsDocument) {
     }
     type FanPick = fn(&crate::stats::model::Fan) -> Option<f64>;
     let families: [(&str, &str, FanPick); 4] = [
-        ("pistats_fan_speed_rpm", "Fan tachometer reading.", |f| f.rpm),
+        ("pistats_fan_speed_rpm", "Fan tachometer reading.", |f| {
+            f.rpm
+        }),
         (
             "pistats_fan_pwm_percent",
             "Fan PWM duty cycle (0-100).",

@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(fans[0].name, "gpio_fan");
         assert_eq!(fans[0].rpm, Some(5000.0));
         assert_eq!(fans[0].pwm_percent, Some(100.0));
-        assert_eq!((fans[0].cooling_state, fans[0].cooling_max_state), (Some(1), Some(1)));
+        assert_eq!(
+            (fans[0].cooling_state, fans[0].cooling_max_state),
+            (Some(1), Some(1))
+        );
     }
 
     #[test]
@@ -189,8 +192,14 @@ mod tests {
         assert_eq!(fans.len(), 2, "{fans:?}");
         assert_eq!(fans[0].name, "rpi-poe-fan");
         assert_eq!(fans[0].label, "cooling_device0");
-        assert_eq!((fans[0].cooling_state, fans[0].cooling_max_state), (Some(2), Some(4)));
+        assert_eq!(
+            (fans[0].cooling_state, fans[0].cooling_max_state),
+            (Some(2), Some(4))
+        );
         assert_eq!(fans[0].rpm, None);
-        assert_eq!((fans[1].cooling_state, fans[1].cooling_max_state), (None, Some(4)));
+        assert_eq!(
+            (fans[1].cooling_state, fans[1].cooling_max_state),
+            (None, Some(4))
+        );
     }
 }

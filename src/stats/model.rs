@@ -205,10 +205,7 @@ impl MmcCard {
     /// see [`life_time_words`]). `None` when not reported or undefined (0x00).
     pub fn life_time_used_percent(&self) -> Option<u8> {
         let (a, b) = self.life_time?;
-        [a, b]
-            .into_iter()
-            .filter_map(life_time_upper_percent)
-            .max()
+        [a, b].into_iter().filter_map(life_time_upper_percent).max()
     }
 
     /// `normal`, `warning` (80 % of reserved blocks consumed) or `urgent` (90 %).

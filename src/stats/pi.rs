@@ -827,7 +827,10 @@ mod tests {
         assert_eq!(health.source, "vcgencmd");
         assert_eq!(health.throttled_raw, None);
         let flags = health.throttled.unwrap();
-        assert_eq!((flags.under_voltage, flags.under_voltage_occurred), (Some(true), Some(true)));
+        assert_eq!(
+            (flags.under_voltage, flags.under_voltage_occurred),
+            (Some(true), Some(true))
+        );
         assert!(!flags.throttled);
 
         // With the sysfs bits, the alarm is found under the firmware node too.
@@ -863,15 +866,43 @@ mod tests {
     fn boards_with_and_without_a_detector() {
         let list = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for (model, compatible, expected) in [
-            ("Raspberry Pi Zero Rev 1.3", list(&["raspberrypi,model-zero"]), false),
+            (
+                "Raspberry Pi Zero Rev 1.3",
+                list(&["raspberrypi,model-zero"]),
+                false,
+            ),
             ("Raspberry Pi Zero W Rev 1.1", list(&[]), false),
-            ("", list(&["raspberrypi,model-zero-w", "brcm,bcm2835"]), false),
+            (
+                "",
+                list(&["raspberrypi,model-zero-w", "brcm,bcm2835"]),
+                false,
+            ),
             ("Raspberry Pi Compute Module 4 Rev 1.0", list(&[]), false),
-            ("", list(&["raspberrypi,4-compute-module", "brcm,bcm2711"]), false),
-            ("", list(&["raspberrypi,compute-module", "brcm,bcm2835"]), false),
-            ("Raspberry Pi 4 Model B Rev 1.4", list(&["raspberrypi,4-model-b"]), true),
-            ("Raspberry Pi 5 Model B Rev 1.0", list(&["raspberrypi,5-model-b"]), true),
-            ("Raspberry Pi Zero 2 W Rev 1.0", list(&["raspberrypi,model-zero-2-w"]), true),
+            (
+                "",
+                list(&["raspberrypi,4-compute-module", "brcm,bcm2711"]),
+                false,
+            ),
+            (
+                "",
+                list(&["raspberrypi,compute-module", "brcm,bcm2835"]),
+                false,
+            ),
+            (
+                "Raspberry Pi 4 Model B Rev 1.4",
+                list(&["raspberrypi,4-model-b"]),
+                true,
+            ),
+            (
+                "Raspberry Pi 5 Model B Rev 1.0",
+                list(&["raspberrypi,5-model-b"]),
+                true,
+            ),
+            (
+                "Raspberry Pi Zero 2 W Rev 1.0",
+                list(&["raspberrypi,model-zero-2-w"]),
+                true,
+            ),
         ] {
             assert_eq!(
                 has_undervoltage_detector(model, &compatible),
@@ -918,8 +949,12 @@ mod tests {
     #[test]
     fn pmic_output_that_does_not_parse_is_left_out() {
         assert_eq!(parse_pmic(""), []);
-        assert_eq!(parse_pmic("error=1 error_msg=\"Command not registered\""), []);
-        let rails = parse_pmic("  X_V volt(1)=NaNV\n  Y_A current(2)=0.5A\n  junk\n  Z_V volt(3)=\n");
+        assert_eq!(
+            parse_pmic("error=1 error_msg=\"Command not registered\""),
+            []
+        );
+        let rails =
+            parse_pmic("  X_V volt(1)=NaNV\n  Y_A current(2)=0.5A\n  junk\n  Z_V volt(3)=\n");
         assert_eq!(
             rails,
             [PmicRail {

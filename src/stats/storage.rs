@@ -68,10 +68,7 @@ pub struct CardCache {
 impl CardCache {
     /// The card of `disk` (see [`read_card`]).
     pub fn card(&mut self, sys_root: &Path, disk: &str) -> Option<MmcCard> {
-        if self
-            .read_at
-            .is_none_or(|t| t.elapsed() >= CARD_REFRESH)
-        {
+        if self.read_at.is_none_or(|t| t.elapsed() >= CARD_REFRESH) {
             self.cards.clear();
             self.read_at = Some(Instant::now());
         }
@@ -146,8 +143,14 @@ mod tests {
             card.pre_eol_words(),
             Some("warning: 80 % of reserved blocks consumed")
         );
-        assert_eq!(crate::stats::model::life_time_words(0x02).as_deref(), Some("10-20 % used"));
-        assert_eq!(crate::stats::model::life_time_words(0x0B).as_deref(), Some("exceeded"));
+        assert_eq!(
+            crate::stats::model::life_time_words(0x02).as_deref(),
+            Some("10-20 % used")
+        );
+        assert_eq!(
+            crate::stats::model::life_time_words(0x0B).as_deref(),
+            Some("exceeded")
+        );
         assert_eq!(crate::stats::model::life_time_words(0x00), None);
 
         fs::write(dev.join("life_time"), "0x01 0x03\n").unwrap();
@@ -156,9 +159,20 @@ mod tests {
         assert_eq!(card.life_time_used_percent(), Some(30));
         assert_eq!(card.pre_eol_words(), None, "0x00 is 'not defined'");
 
-        for bad in ["", "0x01", "1 2", "0x01 0x02 0x03", "0x1ff 0x01", "\u{fffd}"] {
+        for bad in [
+            "",
+            "0x01",
+            "1 2",
+            "0x01 0x02 0x03",
+            "0x1ff 0x01",
+            "\u{fffd}",
+        ] {
             fs::write(dev.join("life_time"), bad).unwrap();
-            assert_eq!(read_card(tmp.path(), "mmcblk0").unwrap().life_time, None, "{bad:?}");
+            assert_eq!(
+                read_card(tmp.path(), "mmcblk0").unwrap().life_time,
+                None,
+                "{bad:?}"
+            );
         }
     }
 
@@ -247,10 +261,20 @@ mod tests {
         // The boot partitions are disks of their own, without a second copy of the card.
         assert!(devices["mmcblk0boot0"]["card"].is_null());
         assert_eq!(devices["mmcblk0boot0"]["read_count"], 22);
-        assert!(v["pi"]["throttled"]["under_voltage"].is_null(), "{}", v["pi"]);
+        assert!(
+            v["pi"]["throttled"]["under_voltage"].is_null(),
+            "{}",
+            v["pi"]
+        );
         let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
-        assert!(text.contains(r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="A"} 20"#), "{text}");
-        assert!(text.contains(r#"pistats_mmc_pre_eol_info{device="mmcblk0"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="A"} 20"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pistats_mmc_pre_eol_info{device="mmcblk0"} 1"#),
+            "{text}"
+        );
         assert_eq!(text.matches("pistats_mmc_card_info{").count(), 1, "{text}");
     }
 
@@ -258,7 +282,10 @@ mod tests {
     fn pi4_sd_card() {
         let (_, sys) = board("pi4");
         let card = read_card(&sys, "mmcblk0").unwrap();
-        assert_eq!((card.kind.as_str(), card.name.as_deref()), ("SD", Some("USD00")));
+        assert_eq!(
+            (card.kind.as_str(), card.name.as_deref()),
+            ("SD", Some("USD00"))
+        );
         assert_eq!(card.date.as_deref(), Some("03/2021"));
     }
 
@@ -274,15 +301,25 @@ mod tests {
         let doc = Collector::new(&config).collect(Context::default());
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["system"]["model"], "Raspberry Pi Zero W Rev 1.1");
-        assert!(v["pi"]["throttled"]["under_voltage"].is_null(), "{}", v["pi"]);
+        assert!(
+            v["pi"]["throttled"]["under_voltage"].is_null(),
+            "{}",
+            v["pi"]
+        );
         assert!(v["pi"]["throttled"]["under_voltage_occurred"].is_null());
         assert_eq!(v["pi"]["undervoltage_detection"], false);
         assert_eq!(v["temperature"]["fans"], serde_json::json!([]));
         assert_eq!(v["disk"]["devices"]["mmcblk0"]["card"]["name"], "SC16G");
-        assert_eq!(v["disk"]["devices"]["mmcblk0"]["written_bytes"], 302_212u64 * 512);
+        assert_eq!(
+            v["disk"]["devices"]["mmcblk0"]["written_bytes"],
+            302_212u64 * 512
+        );
         let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
         assert!(!text.contains(r#"flag="under_voltage""#), "{text}");
-        assert!(text.contains("pistats_pi_undervoltage_detection 0"), "{text}");
+        assert!(
+            text.contains("pistats_pi_undervoltage_detection 0"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"pistats_disk_device_written_bytes_total{device="mmcblk0"} 154732544"#),
             "{text}"
