@@ -79,8 +79,8 @@ const piFlags = new KeyedList($('#pi-flags tbody'), (key) => {
   return { root, now, since };
 });
 
-function fillBadge(el, value, [yes, yesLevel], [no, noLevel]) {
-  setText(el, value === true ? yes : value === false ? no : DASH);
+function fillBadge(el, value, [yes, yesLevel], [no, noLevel], unknown = DASH) {
+  setText(el, value === true ? yes : value === false ? no : unknown);
   setAttr(el, 'data-level', value === true ? yesLevel : value === false ? noLevel : '');
 }
 
@@ -195,7 +195,8 @@ function renderPi(d) {
       summary = 'Since boot: ' + past.join(', ');
       level = 'warn';
     } else {
-      summary = 'OK';
+      // Pi Zero / Zero W and Compute Modules cannot see under-voltage: no "OK" for it.
+      summary = pi.undervoltage_detection === false ? 'OK (under-voltage: not available on this board)' : 'OK';
       level = 'ok';
     }
   }
@@ -208,9 +209,11 @@ function renderPi(d) {
   // the tab (and a pinned tab) shows the alert too
   if (tabIcon) setAttr(tabIcon, 'href', alert ? 'favicon-alert.svg' : 'favicon.svg');
   if (pi) {
+    const unknown = pi.undervoltage_detection === false ? 'not available' : DASH;
     piFlags.update(FLAGS.map((f) => [f[0], f]), (row, f) => {
-      fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok']);
-      fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok']);
+      const na = f[0] === 'under_voltage' ? unknown : DASH;
+      fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok'], na);
+      fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok'], na);
     });
   }
 }

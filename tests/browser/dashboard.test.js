@@ -321,3 +321,29 @@ test('responsive layout: screenshots at phone and desktop sizes, light and dark'
     }
   }
 });
+
+test('Pi Zero W: under-voltage is "not available", never "OK"', async (t) => {
+  // The Pi Zero W fixture tree: the board has no under-voltage detector.
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const server = await startPistats({
+    args: [
+      '--proc-root', path.join(fixtures, 'pizerow', 'proc'),
+      '--sys-root', path.join(fixtures, 'pizerow', 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd-missing'),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForSelector('#pi:not([hidden])', { timeout: 10000 });
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.equal(doc.pi.throttled.under_voltage, null);
+  assert.equal(doc.pi.undervoltage_detection, false);
+  const row = page.locator('#pi-flags tbody tr[data-flag="under_voltage"] td');
+  const cells = (await row.allInnerTexts()).slice(1).map((s) => s.trim());
+  assert.deepEqual(cells, ['not available', 'not available']);
+  const throttled = page.locator('#pi-flags tbody tr[data-flag="throttled"] td');
+  assert.deepEqual((await throttled.allInnerTexts()).slice(1).map((s) => s.trim()), ['No', 'No']);
+  assert.match(await text(page, '#pi-power'), /under-voltage: not available/);
+});
