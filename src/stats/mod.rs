@@ -1,6 +1,7 @@
 //! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (CPU, processes),
 //! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters,
-//! mounts, sensors, battery, Pi firmware state). [`wire`] turns it into the seed JSON format.
+//! mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards: [`storage`]; Pi
+//! firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
