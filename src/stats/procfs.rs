@@ -187,7 +187,12 @@ pub fn parse_diskstats_per_disk(
             continue;
         }
         let name = f[2];
-        if name.starts_with("loop") || name.starts_with("ram") || !is_whole_disk(name) {
+        // zram is compressed RAM (swap on Raspberry Pi OS): its writes wear no storage.
+        if name.starts_with("loop")
+            || name.starts_with("ram")
+            || name.starts_with("zram")
+            || !is_whole_disk(name)
+        {
             continue;
         }
         let n = |i: usize| f[i].parse::<u64>().ok();
@@ -614,8 +619,13 @@ mod tests {
 
     #[test]
     fn diskstats_skips_partitions_and_loops() {
-        let text = " 179 0 mmcblk0 100 0 800 0 50 0 400 0 0 0 0\n 179 1 mmcblk0p1 7 0 56 0 1 0 8 0 0 0 0\n 7 0 loop0 9 0 9 0 9 0 9 0 0 0 0\n";
-        let io = parse_diskstats(text, |n| n == "mmcblk0" || n == "loop0");
+        let text = " 179 0 mmcblk0 100 0 800 0 50 0 400 0 0 0 0\n 179 1 mmcblk0p1 7 0 56 0 1 0 8 0 0 0 0\n 7 0 loop0 9 0 9 0 9 0 9 0 0 0 0\n 252 0 zram0 5 0 40 0 70 0 560 0 0 0 0\n";
+        let whole = |n: &str| matches!(n, "mmcblk0" | "loop0" | "zram0");
+        let io = parse_diskstats(text, whole);
+        let disks = parse_diskstats_per_disk(text, whole);
+        assert_eq!(disks.len(), 1, "{disks:?}");
+        assert_eq!(disks[0].0, "mmcblk0");
+        assert_eq!(disks[0].1, io);
         assert_eq!(io.read_count, 100);
         assert_eq!(io.read_bytes, 800 * 512);
         assert_eq!(io.write_count, 50);
