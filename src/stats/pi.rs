@@ -14,7 +14,8 @@
 //! Honest capability: the Pi Zero / Zero W and the Compute Modules have no under-voltage
 //! detector (the firmware's bit 0 stays 0 whatever the supply does), so on them the
 //! under-voltage flags are `None`, not "OK". The board is told by its device-tree `model`
-//! and `compatible` strings.
+//! and `compatible` strings: the `rpi_volt` hwmon node cannot tell, since the firmware driver
+//! registers it on every board, the Zero included (its alarm simply never fires there).
 
 use std::fs;
 use std::io::Read;
