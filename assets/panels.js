@@ -64,6 +64,16 @@ const sensors = new KeyedList($('#sensors tbody'), () => {
   return { root: h('tr', null, ...cells), cells };
 }, $('#sensors-empty'));
 
+const fans = new KeyedList($('#fans tbody'), () => {
+  const cells = [h('td'), h('td', { class: 'num' }), h('td', { class: 'num' })];
+  return { root: h('tr', null, ...cells), cells };
+}, $('#fans-empty'));
+
+const disks = new KeyedList($('#disks tbody'), () => {
+  const cells = [h('td'), h('td', { class: 'num' }), h('td'), h('td')];
+  return { root: h('tr', null, ...cells), cells };
+}, $('#disks-empty'));
+
 // [flag now, flag since boot, label]
 const FLAGS = [
   ['under_voltage', 'under_voltage_occurred', 'Under-voltage'],
@@ -79,8 +89,8 @@ const piFlags = new KeyedList($('#pi-flags tbody'), (key) => {
   return { root, now, since };
 });
 
-function fillBadge(el, value, [yes, yesLevel], [no, noLevel]) {
-  setText(el, value === true ? yes : value === false ? no : DASH);
+function fillBadge(el, value, [yes, yesLevel], [no, noLevel], unknown = DASH) {
+  setText(el, value === true ? yes : value === false ? no : unknown);
   setAttr(el, 'data-level', value === true ? yesLevel : value === false ? noLevel : '');
 }
 
@@ -159,6 +169,42 @@ function renderSensors(d) {
   });
 }
 
+function renderFans(d) {
+  const list = Array.isArray(get(d, ['temperature', 'fans'])) ? d.temperature.fans : [];
+  fans.update(list.map((f, i) => [`${f.name}\u0000${f.label}\u0000${i}`, f]), (row, f) => {
+    setText(row.cells[0], f.label ? `${FMT.text(f.name)} · ${f.label}` : FMT.text(f.name));
+    setText(row.cells[1], isNum(f.rpm) ? `${FMT.int(f.rpm)} rpm` : DASH);
+    const level = isNum(f.cooling_state) && isNum(f.cooling_max_state) && f.cooling_max_state > 0
+      ? (f.cooling_state === 0 ? 'off' : `${f.cooling_state} of ${f.cooling_max_state}`)
+      : isNum(f.pwm_percent) ? FMT.pct(f.pwm_percent) : DASH;
+    setText(row.cells[2], level);
+  });
+}
+
+/** What a card says about its wear, in words; SD cards say nothing. */
+function wearText(card) {
+  if (!card || typeof card !== 'object') return DASH;
+  if (!isNum(card.life_time_used_percent) && !card.pre_eol) return 'not reported by this card';
+  const parts = [];
+  if (isNum(card.life_time_used_percent)) parts.push(`up to ${card.life_time_used_percent} % of rated life used`);
+  if (card.pre_eol) parts.push(`reserve: ${card.pre_eol}`);
+  return parts.join(' · ');
+}
+
+function renderDisks(d) {
+  const map = get(d, ['disk', 'devices']);
+  const entries = map && typeof map === 'object' ? Object.entries(map) : [];
+  disks.update(entries.map(([name, dev]) => [name, [name, dev]]), (row, [name, dev]) => {
+    const card = dev && dev.card && typeof dev.card === 'object' ? dev.card : null;
+    setText(row.cells[0], name);
+    setText(row.cells[1], isNum(dev && dev.written_bytes) ? FMT.bytes(dev.written_bytes) : DASH);
+    setText(row.cells[2], card ? [card.type, card.name, card.date].filter(Boolean).join(' · ') : DASH);
+    setText(row.cells[3], wearText(card));
+    const pct = card ? card.life_time_used_percent : null;
+    setAttr(row.cells[3], 'data-level', isNum(pct) && pct >= 90 ? 'crit' : isNum(pct) && pct >= 80 ? 'warn' : null);
+  });
+}
+
 function renderTemperature(d) {
   const c = currentTemp(d);
   const { level, word } = temperatureLevel(c);
@@ -195,7 +241,8 @@ function renderPi(d) {
       summary = 'Since boot: ' + past.join(', ');
       level = 'warn';
     } else {
-      summary = 'OK';
+      // Pi Zero / Zero W and Compute Modules cannot see under-voltage: no "OK" for it.
+      summary = pi.undervoltage_detection === false ? 'OK (under-voltage: not available on this board)' : 'OK';
       level = 'ok';
     }
   }
@@ -208,9 +255,11 @@ function renderPi(d) {
   // the tab (and a pinned tab) shows the alert too
   if (tabIcon) setAttr(tabIcon, 'href', alert ? 'favicon-alert.svg' : 'favicon.svg');
   if (pi) {
+    const unknown = pi.undervoltage_detection === false ? 'not available' : DASH;
     piFlags.update(FLAGS.map((f) => [f[0], f]), (row, f) => {
-      fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok']);
-      fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok']);
+      const na = f[0] === 'under_voltage' ? unknown : DASH;
+      fillBadge(row.now, t ? t[f[0]] : null, ['Yes', 'crit'], ['No', 'ok'], na);
+      fillBadge(row.since, t ? t[f[1]] : null, ['Yes', 'warn'], ['No', 'ok'], na);
     });
   }
 }
@@ -230,6 +279,8 @@ export function render(d) {
   renderInterfaces(d);
   renderProcesses(d);
   renderSensors(d);
+  renderFans(d);
+  renderDisks(d);
   renderPi(d);
   renderConnectivity(d);
   const f = get(d, ['cpu', 'frequency_mhz']) || {};

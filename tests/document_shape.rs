@@ -13,11 +13,45 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wire/keys.txt");
 
-/// Keys added to the seed format since the key tree was recorded.
-const ADDED: &[&str] = &["degraded", "degraded[]", "processes.scanned_at"];
+/// Keys added to the seed format since the key tree was recorded (`disk.devices.*` has no
+/// entry in the Pi 4 fixture, which lacks `/proc/diskstats`; its shape is tested on the Pi 5
+/// tree in `stats::storage`).
+const ADDED: &[&str] = &[
+    "degraded",
+    "degraded[]",
+    "disk.devices",
+    "disk.devices.*",
+    "disk.devices.*.read_bytes",
+    "disk.devices.*.written_bytes",
+    "disk.devices.*.read_count",
+    "disk.devices.*.write_count",
+    "disk.devices.*.card",
+    "disk.devices.*.card.type",
+    "disk.devices.*.card.name",
+    "disk.devices.*.card.manufacturer_id",
+    "disk.devices.*.card.oem_id",
+    "disk.devices.*.card.date",
+    "disk.devices.*.card.serial",
+    "disk.devices.*.card.life_time_raw",
+    "disk.devices.*.card.life_time_a",
+    "disk.devices.*.card.life_time_b",
+    "disk.devices.*.card.life_time_used_percent",
+    "disk.devices.*.card.pre_eol",
+    "temperature.fans",
+    "temperature.fans[].name",
+    "temperature.fans[].label",
+    "temperature.fans[].rpm",
+    "temperature.fans[].pwm_percent",
+    "temperature.fans[].cooling_state",
+    "temperature.fans[].cooling_max_state",
+    "temperature.fans[]",
+    "pi.undervoltage_detection",
+    "pi.pmic",
+    "processes.scanned_at",
+];
 
 /// Maps whose keys are data (interface and sensor names), not schema.
-const DATA_MAPS: &[&str] = &["network.interfaces", "temperature.sensors"];
+const DATA_MAPS: &[&str] = &["network.interfaces", "temperature.sensors", "disk.devices"];
 
 /// Records each key path once, in document order; array elements become `path[]`.
 struct Tree<'a> {

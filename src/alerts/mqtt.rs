@@ -115,7 +115,7 @@ pub fn state_document(doc: &StatsDocument, alerts: &[(String, bool)]) -> serde_j
         "disk_root": doc.disk.root_usage_percent().map(round),
         "load1": doc.system.load_average.map(|l| l[0]),
         "uptime": doc.system.uptime.as_secs(),
-        "undervoltage": throttle.map(|t| on_off(t.under_voltage)),
+        "undervoltage": throttle.and_then(|t| t.under_voltage).map(on_off),
         "throttled": throttle.map(|t| on_off(t.throttled)),
         "alerts": alerts,
         "time": crate::stats::wire::iso8601(doc.collected_at),

@@ -40,7 +40,7 @@ pub fn read(metric: &Metric, doc: &StatsDocument, facts: &Facts) -> Option<f64> 
             .find(|p| p.mountpoint == *mount)
             .map(|p| p.used_percent()),
         Metric::InterfaceDown => doc.connectivity.as_ref().map(|c| flag(!c.connected)),
-        Metric::Undervoltage => throttle().map(|t| flag(t.under_voltage)),
+        Metric::Undervoltage => throttle().and_then(|t| t.under_voltage).map(flag),
         Metric::Throttled => throttle().map(|t| flag(t.throttled)),
         Metric::FrequencyCapped => throttle().map(|t| flag(t.arm_frequency_capped)),
         Metric::SoftTemperatureLimit => throttle().map(|t| flag(t.soft_temperature_limit)),

@@ -259,6 +259,79 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
             e.counter(name, help).sample(&[], value);
         }
     }
+    type DiskPick = fn(&crate::stats::model::DiskIo) -> u64;
+    let families: [(&str, &str, DiskPick); 4] = [
+        (
+            "pistats_disk_device_reads_completed_total",
+            "Reads completed, per disk, since boot.",
+            |io| io.read_count,
+        ),
+        (
+            "pistats_disk_device_writes_completed_total",
+            "Writes completed, per disk, since boot.",
+            |io| io.write_count,
+        ),
+        (
+            "pistats_disk_device_read_bytes_total",
+            "Bytes read, per disk, since boot.",
+            |io| io.read_bytes,
+        ),
+        (
+            "pistats_disk_device_written_bytes_total",
+            "Bytes written, per disk, since boot.",
+            |io| io.write_bytes,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut f = e.counter(name, help);
+        for (device, dev) in &d.devices {
+            f.sample(&[("device", device.as_str())], pick(&dev.io));
+        }
+    }
+    let cards: Vec<_> = d
+        .devices
+        .iter()
+        .filter_map(|(device, dev)| Some((device.as_str(), dev.card.as_ref()?)))
+        .collect();
+    let mut info = e.gauge(
+        "pistats_mmc_card_info",
+        "SD card or eMMC identity from its CID register; always 1.",
+    );
+    for (device, card) in &cards {
+        let mut labels = vec![("device", *device), ("type", card.kind.as_str())];
+        for (name, value) in [
+            ("name", &card.name),
+            ("manufacturer_id", &card.manufacturer_id),
+            ("oem_id", &card.oem_id),
+            ("date", &card.date),
+        ] {
+            if let Some(value) = value {
+                labels.push((name, value.as_str()));
+            }
+        }
+        info.sample(&labels, 1u64);
+    }
+    let mut life = e.gauge(
+        "pistats_mmc_life_time_used_percent",
+        "eMMC wear estimate: upper bound of the rated erase cycles used (10-100; 100 also when exceeded).",
+    );
+    for (device, card) in &cards {
+        if let Some((a, b)) = card.life_time {
+            for (kind, raw) in [("A", a), ("B", b)] {
+                life.sample_opt(
+                    &[("device", *device), ("type", kind)],
+                    crate::stats::model::life_time_upper_percent(raw).map(u64::from),
+                );
+            }
+        }
+    }
+    let mut eol = e.gauge(
+        "pistats_mmc_pre_eol_info",
+        "eMMC reserved-block state: 1 normal, 2 warning (80 % consumed), 3 urgent (90 %).",
+    );
+    for (device, card) in &cards {
+        eol.sample_opt(&[("device", *device)], card.pre_eol_info.map(u64::from));
+    }
 }
 
 fn network(e: &mut Exposition, doc: &StatsDocument) {
@@ -399,6 +472,36 @@ fn sensors(e: &mut Exposition, doc: &StatsDocument) {
             f.sample_opt(&[("sensor", sensor), ("label", label)], pick(r));
         }
     }
+    type FanPick = fn(&crate::stats::model::Fan) -> Option<f64>;
+    let families: [(&str, &str, FanPick); 4] = [
+        ("pistats_fan_speed_rpm", "Fan tachometer reading.", |f| {
+            f.rpm
+        }),
+        (
+            "pistats_fan_pwm_percent",
+            "Fan PWM duty cycle (0-100).",
+            |f| f.pwm_percent,
+        ),
+        (
+            "pistats_fan_cooling_state",
+            "Fan cooling device state, 0 (off) to pistats_fan_cooling_max_state.",
+            |f| f.cooling_state.map(|v| v as f64),
+        ),
+        (
+            "pistats_fan_cooling_max_state",
+            "Highest cooling state of the fan (full speed).",
+            |f| f.cooling_max_state.map(|v| v as f64),
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut family = e.gauge(name, help);
+        for fan in &t.fans {
+            family.sample_opt(
+                &[("fan", fan.name.as_str()), ("label", fan.label.as_str())],
+                pick(fan),
+            );
+        }
+    }
 }
 
 fn pi(e: &mut Exposition, doc: &StatsDocument) {
@@ -422,24 +525,44 @@ fn pi(e: &mut Exposition, doc: &StatsDocument) {
             "pistats_pi_throttled",
             "Firmware get_throttled flags: 1 when set. *_occurred flags are sticky since boot.",
         );
+        // Boards without an under-voltage detector have no under-voltage series at all.
         for (flag, set) in [
             ("under_voltage", t.under_voltage),
-            ("arm_frequency_capped", t.arm_frequency_capped),
-            ("throttled", t.throttled),
-            ("soft_temperature_limit", t.soft_temperature_limit),
+            ("arm_frequency_capped", Some(t.arm_frequency_capped)),
+            ("throttled", Some(t.throttled)),
+            ("soft_temperature_limit", Some(t.soft_temperature_limit)),
             ("under_voltage_occurred", t.under_voltage_occurred),
             (
                 "arm_frequency_capping_occurred",
-                t.arm_frequency_capping_occurred,
+                Some(t.arm_frequency_capping_occurred),
             ),
-            ("throttling_occurred", t.throttling_occurred),
+            ("throttling_occurred", Some(t.throttling_occurred)),
             (
                 "soft_temperature_limit_occurred",
-                t.soft_temperature_limit_occurred,
+                Some(t.soft_temperature_limit_occurred),
             ),
         ] {
-            f.sample(&[("flag", flag)], set);
+            f.sample_opt(&[("flag", flag)], set);
         }
+    }
+    e.gauge(
+        "pistats_pi_undervoltage_detection",
+        "1 when the board has an under-voltage detector; 0 on Pi Zero / Zero W and Compute Modules.",
+    )
+    .sample(&[], pi.undervoltage_detection);
+    let mut volts = e.gauge(
+        "pistats_pi_pmic_volts",
+        "Pi 5 PMIC rail voltage, from the firmware (refreshed every 10 s).",
+    );
+    for rail in &pi.pmic {
+        volts.sample_opt(&[("rail", rail.rail.as_str())], rail.volts);
+    }
+    let mut amps = e.gauge(
+        "pistats_pi_pmic_amperes",
+        "Pi 5 PMIC rail current, from the firmware (refreshed every 10 s).",
+    );
+    for rail in &pi.pmic {
+        amps.sample_opt(&[("rail", rail.rail.as_str())], rail.amps);
     }
     e.gauge("pistats_pi_core_volts", "VideoCore core voltage.")
         .sample_opt(&[], pi.core_volts);
@@ -651,6 +774,30 @@ mod tests {
                 ]),
                 io_counters: None,
                 io_rates: None,
+                devices: BTreeMap::from([
+                    (
+                        "mmcblk0".to_owned(),
+                        DiskDevice {
+                            io: DiskIo {
+                                read_count: 10,
+                                write_count: 20,
+                                read_bytes: 4096,
+                                write_bytes: 1 << 40,
+                            },
+                            card: Some(MmcCard {
+                                kind: "MMC".to_owned(),
+                                name: Some("BJTD4R".to_owned()),
+                                manufacturer_id: Some("0x000015".to_owned()),
+                                oem_id: Some("0x0100".to_owned()),
+                                date: Some("01/2021".to_owned()),
+                                serial: None,
+                                life_time: Some((0x02, 0x0B)),
+                                pre_eol_info: Some(0x01),
+                            }),
+                        },
+                    ),
+                    ("sda".to_owned(), DiskDevice::default()),
+                ]),
             },
             network: NetworkInfo {
                 io_counters: Some(io),
@@ -666,14 +813,31 @@ mod tests {
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
                 sensors: cpu_thermal(),
+                fans: vec![
+                    Fan {
+                        name: "pwmfan".to_owned(),
+                        label: "fan1".to_owned(),
+                        rpm: Some(2950.0),
+                        pwm_percent: Some(30.0),
+                        cooling_state: Some(1),
+                        cooling_max_state: Some(4),
+                    },
+                    Fan {
+                        name: "gpio-fan".to_owned(),
+                        label: "cooling_device0".to_owned(),
+                        cooling_state: Some(0),
+                        cooling_max_state: Some(1),
+                        ..Fan::default()
+                    },
+                ],
             },
             battery: None,
             pi: Some(PiHealth {
                 throttled_raw: Some("0x50005".to_owned()),
                 throttled: Some(ThrottleFlags {
-                    under_voltage: true,
+                    under_voltage: Some(true),
                     throttled: true,
-                    under_voltage_occurred: true,
+                    under_voltage_occurred: Some(true),
                     throttling_occurred: true,
                     ..Default::default()
                 }),
@@ -683,6 +847,12 @@ mod tests {
                 revision: Some("c03114".to_owned()),
                 serial: None,
                 source: "sysfs",
+                undervoltage_detection: true,
+                pmic: vec![PmicRail {
+                    rail: "VDD_CORE".to_owned(),
+                    volts: Some(0.72),
+                    amps: Some(2.91),
+                }],
             }),
             connectivity: Some(Connectivity {
                 source: "kernel",
@@ -829,6 +999,22 @@ mod tests {
             r#"pistats_pi_info{source="sysfs",revision="c03114"} 1"#,
             "pistats_pi_core_volts 0.85",
             "pistats_pi_arm_clock_hertz 1500000000",
+            "pistats_pi_undervoltage_detection 1",
+            r#"pistats_pi_pmic_volts{rail="VDD_CORE"} 0.72"#,
+            r#"pistats_pi_pmic_amperes{rail="VDD_CORE"} 2.91"#,
+            r#"pistats_fan_speed_rpm{fan="pwmfan",label="fan1"} 2950"#,
+            r#"pistats_fan_pwm_percent{fan="pwmfan",label="fan1"} 30"#,
+            r#"pistats_fan_cooling_state{fan="pwmfan",label="fan1"} 1"#,
+            r#"pistats_fan_cooling_max_state{fan="pwmfan",label="fan1"} 4"#,
+            r#"pistats_fan_cooling_state{fan="gpio-fan",label="cooling_device0"} 0"#,
+            "# TYPE pistats_disk_device_written_bytes_total counter",
+            r#"pistats_disk_device_written_bytes_total{device="mmcblk0"} 1099511627776"#,
+            r#"pistats_disk_device_written_bytes_total{device="sda"} 0"#,
+            r#"pistats_disk_device_reads_completed_total{device="mmcblk0"} 10"#,
+            r#"pistats_mmc_card_info{device="mmcblk0",type="MMC",name="BJTD4R",manufacturer_id="0x000015",oem_id="0x0100",date="01/2021"} 1"#,
+            r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="A"} 20"#,
+            r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="B"} 100"#,
+            r#"pistats_mmc_pre_eol_info{device="mmcblk0"} 1"#,
             r#"pistats_connectivity_connected{interface="wlan0",source="kernel"} 0"#,
             r#"pistats_wifi_signal_dbm{interface="wlan0"} -61"#,
             r#"pistats_wifi_quality_percent{interface="wlan0"} 70"#,

@@ -92,6 +92,31 @@ proptest! {
             prop_assert!(load.iter().all(|v| v.is_finite() && *v >= 0.0), "{load:?}");
         }
         let _ = parse_mounts(&bytes);
+        for rail in super::pi::parse_pmic(&t) {
+            prop_assert!(rail.volts.is_none_or(f64::is_finite) && rail.amps.is_none_or(f64::is_finite));
+            prop_assert!(rail.volts.is_some() || rail.amps.is_some(), "{:?}", rail);
+        }
+        let _ = super::storage::parse_life_time(&t);
+        let _ = super::storage::parse_hex_byte(&t);
+        let per_disk = parse_diskstats_per_disk(&t, |_| true);
+        prop_assert_eq!(sum_disks(&per_disk), parse_diskstats(&t, |_| true));
+    }
+
+    #[test]
+    fn emmc_wear_decodes_every_byte(a in any::<u8>(), b in any::<u8>(), eol in any::<u8>()) {
+        let raw = format!("{a:#04x} {b:#04x}");
+        prop_assert_eq!(super::storage::parse_life_time(&raw), Some((a, b)));
+        let card = super::model::MmcCard {
+            life_time: Some((a, b)),
+            pre_eol_info: Some(eol),
+            ..Default::default()
+        };
+        if let Some(p) = card.life_time_used_percent() {
+            prop_assert!((10..=100).contains(&p));
+        } else {
+            prop_assert!(!(1..=11).contains(&a) && !(1..=11).contains(&b));
+        }
+        prop_assert_eq!(card.pre_eol_words().is_some(), (1..=3).contains(&eol));
     }
 
     #[test]
@@ -159,7 +184,7 @@ proptest! {
 
     /// Every file reader, and the whole collector, over a tree of hostile files.
     #[test]
-    fn readers_and_collector_survive_hostile_trees(files in prop::collection::vec(contents(), 16)) {
+    fn readers_and_collector_survive_hostile_trees(files in prop::collection::vec(contents(), 28)) {
         let dir = tempfile::tempdir().unwrap();
         let proc_root = dir.path().join("proc");
         let sys_root = dir.path().join("sys");
@@ -172,6 +197,14 @@ proptest! {
             "sys/class/power_supply/BAT0/capacity",
             "sys/class/power_supply/BAT0/energy_now",
             "sys/devices/platform/soc/soc:firmware/get_throttled",
+            "sys/class/hwmon/hwmon0/fan1_input", "sys/class/hwmon/hwmon0/pwm1",
+            "sys/class/thermal/cooling_device0/cur_state",
+            "sys/class/thermal/cooling_device0/max_state",
+            "sys/class/thermal/cooling_device0/type",
+            "sys/block/mmcblk0/device/type", "sys/block/mmcblk0/device/name",
+            "sys/block/mmcblk0/device/life_time", "sys/block/mmcblk0/device/pre_eol_info",
+            "sys/block/mmcblk0/device/date", "sys/class/hwmon/hwmon0/fan1_label",
+            "proc/device-tree/compatible",
         ];
         for (path, bytes) in paths.iter().zip(&files) {
             write(dir.path(), path, bytes);
@@ -184,6 +217,11 @@ proptest! {
         write(dir.path(), "sys/class/net/eth0/speed", &files[6]);
         write(dir.path(), "sys/class/net/eth0/mtu", &files[7]);
         write(dir.path(), "proc/device-tree/model", b"Raspberry Pi 4 Model B Rev 1.4\0");
+        write(dir.path(), "sys/class/thermal/cooling_device1/type", b"pwm-fan\n");
+        write(dir.path(), "sys/class/thermal/cooling_device1/cur_state", &files[8]);
+        write(dir.path(), "sys/class/thermal/cooling_device1/max_state", &files[9]);
+        write(dir.path(), "sys/block/mmcblk1/device/type", b"MMC\n");
+        write(dir.path(), "sys/block/mmcblk1/device/life_time", &files[10]);
 
         if let Some(m) = read_meminfo(&proc_root) {
             sane_memory(&m);
@@ -205,6 +243,16 @@ proptest! {
             prop_assert!(b.percent.is_finite());
         }
         let _ = read_link(&sys_root, "eth0");
+        for fan in super::fans::read_fans(&sys_root) {
+            prop_assert!(fan.rpm.is_none_or(|v| v.is_finite() && v >= 0.0), "{:?}", fan);
+            prop_assert!(fan.pwm_percent.is_none_or(|v| (0.0..=100.0).contains(&v)), "{:?}", fan);
+            if let (Some(state), Some(max)) = (fan.cooling_state, fan.cooling_max_state) {
+                prop_assert!(state <= max);
+            }
+        }
+        if let Some(card) = super::storage::read_card(&sys_root, "mmcblk0") {
+            prop_assert!(card.life_time_used_percent().is_none_or(|p| p <= 100));
+        }
 
         let config = Config {
             proc_root: proc_root.clone(),

@@ -1,18 +1,21 @@
 //! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (CPU, processes),
 //! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters,
-//! mounts, sensors, battery, Pi firmware state). [`wire`] turns it into the seed JSON format.
+//! mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards: [`storage`]; Pi
+//! firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
 //! primes one. Nothing read here may panic, whatever the files contain; a source that cannot
 //! be read is `None` and listed in [`StatsDocument::degraded`].
 
+pub mod fans;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod ifaddrs;
 pub mod model;
 pub mod pi;
 pub mod procfs;
+pub mod storage;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -103,6 +106,7 @@ pub struct Collector {
     memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
     /// The last process scan, repeated on ticks that do not scan.
     last_processes: Option<ProcessInfo>,
+    cards: storage::CardCache,
 }
 
 impl Collector {
@@ -132,6 +136,7 @@ impl Collector {
             cpuinfo_frequency: None,
             memory_rank: None,
             last_processes: None,
+            cards: storage::CardCache::default(),
         }
     }
 
@@ -152,11 +157,12 @@ impl Collector {
             .read_text()
             .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let disk_io = self
+        let disks = self
             .files
             .diskstats
             .read_text()
-            .map(|t| procfs::whole_disk_stats(&t, &self.sys_root));
+            .map(|t| procfs::whole_disks(&t, &self.sys_root));
+        let disk_io = disks.as_deref().map(procfs::sum_disks);
         check(Source::DiskIo, disk_io.is_some());
         let net_io: Option<BTreeMap<String, NetIo>> = self
             .files
@@ -169,7 +175,7 @@ impl Collector {
             .as_ref()
             .map(|p| now.duration_since(p.at).as_secs_f64())
             .filter(|s| *s > 0.0);
-        let disk = self.disk(disk_io, elapsed);
+        let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
         let network = self.network(net_io.as_ref(), elapsed);
         let processes = match &self.last_processes {
@@ -185,6 +191,7 @@ impl Collector {
         let temperature = TemperatureInfo {
             pi_cpu_celsius: procfs::pi_cpu_celsius(&zones),
             sensors: procfs::read_sensors(&self.sys_root, &zones),
+            fans: fans::read_fans(&self.sys_root),
         };
         self.previous = Some(Previous {
             at: now,
@@ -274,7 +281,12 @@ impl Collector {
         }
     }
 
-    fn disk(&mut self, io: Option<DiskIo>, elapsed: Option<f64>) -> DiskInfo {
+    fn disk(
+        &mut self,
+        io: Option<DiskIo>,
+        disks: Vec<(String, DiskIo)>,
+        elapsed: Option<f64>,
+    ) -> DiskInfo {
         let previous = self.previous.as_ref().and_then(|p| p.disk);
         let io_rates = match (io, previous, elapsed) {
             (Some(now), Some(before), Some(secs)) => Some(IoRates {
@@ -291,6 +303,13 @@ impl Collector {
                 .map(|table| procfs::measure_mounts(&table)),
             io_counters: io,
             io_rates,
+            devices: disks
+                .into_iter()
+                .map(|(name, io)| {
+                    let card = self.cards.card(&self.sys_root, &name);
+                    (name, DiskDevice { io, card })
+                })
+                .collect(),
         }
     }
 
@@ -679,6 +698,7 @@ pub(crate) mod wire_golden {
                     read_bytes_per_sec: rate(409_600, 400_000, 0.998),
                     write_bytes_per_sec: rate(204_800, 204_800, 0.998),
                 }),
+                devices: BTreeMap::new(),
             },
             network: NetworkInfo {
                 io_counters: Some(eth0),
@@ -712,6 +732,7 @@ pub(crate) mod wire_golden {
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
                 sensors: cpu_thermal(),
+                fans: Vec::new(),
             },
             battery: Some(BatteryInfo {
                 percent: 87.0,
@@ -727,6 +748,8 @@ pub(crate) mod wire_golden {
                 revision: Some("c03114".into()),
                 serial: Some("10000000a1b2c3d4".into()),
                 source: "sysfs",
+                undervoltage_detection: true,
+                pmic: Vec::new(),
             }),
             connectivity: Some(Connectivity {
                 source: "kernel",
@@ -743,7 +766,19 @@ pub(crate) mod wire_golden {
 
     #[test]
     fn wire_format_is_unchanged() {
+        // The additions since the recording are empty in this document; without them the
+        // bytes must be exactly the recorded ones.
         let json = serde_json::to_string_pretty(&document()).unwrap();
+        let mut json_before_additions = json.clone();
+        for addition in [
+            ",\n    \"devices\": {}",
+            ",\n    \"fans\": []",
+            ",\n    \"undervoltage_detection\": true,\n    \"pmic\": []",
+        ] {
+            assert_eq!(json.matches(addition).count(), 1, "{addition} in {json}");
+            json_before_additions = json_before_additions.replace(addition, "");
+        }
+        let json = json_before_additions;
         let golden = std::fs::read_to_string(GOLDEN).unwrap();
         // Additions since the recording, each in its place: the list of degraded sources,
         // last; the top processes by memory; the connectivity's reason and Wi-Fi link.

@@ -165,6 +165,76 @@ pub struct DiskInfo {
     pub io_counters: Option<DiskIo>,
     /// Bytes per second since the previous tick (`None` on the first tick).
     pub io_rates: Option<IoRates>,
+    /// Per whole disk (`mmcblk0`, `sda`, `nvme0n1`): counters since boot and, for SD/eMMC,
+    /// the card's identity and wear. Empty when `/proc/diskstats` was unreadable.
+    pub devices: BTreeMap<String, DiskDevice>,
+}
+
+/// One whole disk: its `/proc/diskstats` counters and, for an MMC device, its card.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiskDevice {
+    pub io: DiskIo,
+    /// `None` for disks that are not on the MMC bus (USB, NVMe) or whose card is unreadable.
+    pub card: Option<MmcCard>,
+}
+
+/// An SD card or eMMC as `drivers/mmc/core` describes it in `/sys/block/mmcblkN/device/`.
+/// Strings are as the kernel prints them; wear is decoded by the methods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MmcCard {
+    /// `SD`, `MMC` (eMMC), `SDIO` or `SDcombo`.
+    pub kind: String,
+    /// Product name from the CID register, e.g. `SC32G`.
+    pub name: Option<String>,
+    /// JEDEC/SD-3C manufacturer ID as printed, e.g. `0x000003`.
+    pub manufacturer_id: Option<String>,
+    /// OEM/application ID as printed, e.g. `0x5344`.
+    pub oem_id: Option<String>,
+    /// Manufacturing date `MM/YYYY`.
+    pub date: Option<String>,
+    pub serial: Option<String>,
+    /// eMMC `DEVICE_LIFE_TIME_EST_TYP_A` and `_B` (EXT_CSD 268/269); SD cards have none.
+    pub life_time: Option<(u8, u8)>,
+    /// eMMC `PRE_EOL_INFO` (EXT_CSD 267); SD cards have none.
+    pub pre_eol_info: Option<u8>,
+}
+
+impl MmcCard {
+    /// The upper bound of the worse of the two life time estimates, in percent of the rated
+    /// erase cycles used: 0x01 is 0–10 % (10), 0x0A 90–100 % (100), 0x0B exceeded (also 100,
+    /// see [`life_time_words`]). `None` when not reported or undefined (0x00).
+    pub fn life_time_used_percent(&self) -> Option<u8> {
+        let (a, b) = self.life_time?;
+        [a, b].into_iter().filter_map(life_time_upper_percent).max()
+    }
+
+    /// `normal`, `warning` (80 % of reserved blocks consumed) or `urgent` (90 %).
+    pub fn pre_eol_words(&self) -> Option<&'static str> {
+        match self.pre_eol_info? {
+            0x01 => Some("normal"),
+            0x02 => Some("warning: 80 % of reserved blocks consumed"),
+            0x03 => Some("urgent: 90 % of reserved blocks consumed"),
+            _ => None,
+        }
+    }
+}
+
+/// JESD84-B51 `DEVICE_LIFE_TIME_EST_TYP_*`: 0x01..=0x0A are 10 % steps, 0x0B is "exceeded".
+pub fn life_time_upper_percent(raw: u8) -> Option<u8> {
+    match raw {
+        0x01..=0x0A => Some(raw * 10),
+        0x0B => Some(100),
+        _ => None,
+    }
+}
+
+/// One life time estimate in words: `0-10 % used` … `90-100 % used`, `exceeded`.
+pub fn life_time_words(raw: u8) -> Option<String> {
+    match raw {
+        0x01..=0x0A => Some(format!("{}-{} % used", (raw - 1) * 10, raw * 10)),
+        0x0B => Some("exceeded".to_owned()),
+        _ => None,
+    }
 }
 
 impl DiskInfo {
@@ -302,6 +372,26 @@ pub struct TemperatureInfo {
     pub pi_cpu_celsius: Option<f64>,
     /// psutil layout: sensor chip name → readings.
     pub sensors: BTreeMap<String, Vec<SensorReading>>,
+    /// Fans: hwmon tachometers (`fan*_input`, e.g. the Pi 5 fan) and fan cooling devices
+    /// (`pwm-fan`, `gpio-fan`, e.g. Pi 4 fan shims and the PoE HAT); one entry per fan.
+    pub fans: Vec<Fan>,
+}
+
+/// One fan. A fan driven by `pwm-fan` shows up both as an hwmon device (speed, PWM duty)
+/// and as a thermal cooling device (state); both halves are merged into one entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fan {
+    /// hwmon chip name (`pwmfan`) or, without one, the cooling device type (`pwm-fan`).
+    pub name: String,
+    /// `fan1_label`, else `fan1`; `cooling_device0` for a cooling device alone.
+    pub label: String,
+    /// Tachometer reading; `None` without a tachometer.
+    pub rpm: Option<f64>,
+    /// PWM duty cycle (`pwm1`, 0–255) in percent.
+    pub pwm_percent: Option<f64>,
+    /// Thermal cooling state, 0 (off) to `max_state` (full speed).
+    pub cooling_state: Option<u64>,
+    pub cooling_max_state: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -333,15 +423,33 @@ pub struct PiHealth {
     pub serial: Option<String>,
     /// Where the values came from: `sysfs` or `vcgencmd`.
     pub source: &'static str,
+    /// Whether the board has an under-voltage detector (see [`ThrottleFlags`]).
+    pub undervoltage_detection: bool,
+    /// Pi 5 PMIC rails (voltage and current), refreshed with the other firmware values;
+    /// empty on other boards or when the firmware does not answer.
+    pub pmic: Vec<PmicRail>,
 }
 
+/// One PMIC rail of a Pi 5, from `vcgencmd pmic_read_adc` (`VDD_CORE_V volt(…)=0.72V`,
+/// `VDD_CORE_A current(…)=2.91A`): the `_V` and `_A` channels of a rail joined.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PmicRail {
+    /// The channel name without its `_V`/`_A` suffix, e.g. `VDD_CORE`, `EXT5V`.
+    pub rail: String,
+    pub volts: Option<f64>,
+    pub amps: Option<f64>,
+}
+
+/// `get_throttled` decoded. The two under-voltage flags are `None` on boards without an
+/// under-voltage detector (Pi Zero / Zero W, Compute Modules): a zero bit there means "not
+/// measured", not "supply OK".
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 pub struct ThrottleFlags {
-    pub under_voltage: bool,
+    pub under_voltage: Option<bool>,
     pub arm_frequency_capped: bool,
     pub throttled: bool,
     pub soft_temperature_limit: bool,
-    pub under_voltage_occurred: bool,
+    pub under_voltage_occurred: Option<bool>,
     pub arm_frequency_capping_occurred: bool,
     pub throttling_occurred: bool,
     pub soft_temperature_limit_occurred: bool,

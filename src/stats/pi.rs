@@ -5,6 +5,17 @@
 //! clock (and the throttle bits on kernels without the sysfs node) need `vcgencmd`; it is run
 //! at most once per [`FIRMWARE_REFRESH`], on a short-lived thread of its own with a
 //! [`VCGENCMD_TIMEOUT`] per call, so a wedged firmware mailbox can never hold up a tick.
+//!
+//! The Pi 5's PMIC rail voltages and currents are known to the firmware only: no kernel
+//! driver exposes them (the Pi 5's hwmon devices are `cpu_thermal`, `rp1_adc`, `rpi_volt`,
+//! `pwmfan` and, with an SSD, `nvme`). They are read with `vcgencmd pmic_read_adc` in the same
+//! rate-limited round, never per tick.
+//!
+//! Honest capability: the Pi Zero / Zero W and the Compute Modules have no under-voltage
+//! detector (the firmware's bit 0 stays 0 whatever the supply does), so on them the
+//! under-voltage flags are `None`, not "OK". The board is told by its device-tree `model`
+//! and `compatible` strings: the `rpi_volt` hwmon node cannot tell, since the firmware driver
+//! registers it on every board, the Zero included (its alarm simply never fires there).
 
 use std::fs;
 use std::io::Read;
@@ -14,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::model::{PiHealth, ThrottleFlags};
+use super::model::{PiHealth, PmicRail, ThrottleFlags};
 use super::procfs::{read_f64, read_text, read_trimmed};
 
 /// How long `vcgencmd` values are reused before it is run again.
@@ -43,11 +54,11 @@ const SOFT_TEMPERATURE_LIMIT_OCCURRED: u32 = 1 << 19;
 pub fn decode_throttled(bits: u32) -> ThrottleFlags {
     let set = |mask: u32| bits & mask != 0;
     ThrottleFlags {
-        under_voltage: set(UNDER_VOLTAGE),
+        under_voltage: Some(set(UNDER_VOLTAGE)),
         arm_frequency_capped: set(ARM_FREQUENCY_CAPPED),
         throttled: set(THROTTLED),
         soft_temperature_limit: set(SOFT_TEMPERATURE_LIMIT),
-        under_voltage_occurred: set(UNDER_VOLTAGE_OCCURRED),
+        under_voltage_occurred: Some(set(UNDER_VOLTAGE_OCCURRED)),
         arm_frequency_capping_occurred: set(ARM_FREQUENCY_CAPPING_OCCURRED),
         throttling_occurred: set(THROTTLING_OCCURRED),
         soft_temperature_limit_occurred: set(SOFT_TEMPERATURE_LIMIT_OCCURRED),
@@ -65,6 +76,7 @@ pub fn format_throttled(bits: u32) -> String {
 /// they cannot change while the system runs.
 pub struct PiReader {
     is_pi: bool,
+    undervoltage_detection: bool,
     model: Option<String>,
     revision: Option<String>,
     serial: Option<String>,
@@ -93,16 +105,21 @@ impl PiReader {
                 && cpuinfo_model.as_deref().is_some_and(is_pi_model));
         let serial = cpuinfo_field("Serial")
             .or_else(|| read_device_tree_string(&device_tree.join("serial-number")));
-        let firmware_dir = sys_root.join("devices/platform/soc/soc:firmware");
+        let compatible = read_device_tree_list(&device_tree.join("compatible"));
+        let model_name = model.as_deref().or(cpuinfo_model.as_deref()).unwrap_or("");
+        let undervoltage_detection = has_undervoltage_detector(model_name, &compatible);
+        let pmic = is_pi5(model_name, &compatible);
+        let firmware_dir = find_firmware_dir(sys_root);
         PiReader {
             is_pi,
+            undervoltage_detection,
             model: model.or(cpuinfo_model.filter(|_| is_pi)),
             revision,
             serial,
             throttled_path: firmware_dir.join("get_throttled"),
             undervoltage_alarm: find_undervoltage_alarm(sys_root, &firmware_dir),
             arm_freq_path: sys_root.join("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
-            firmware: Firmware::new(vcgencmd.to_owned(), FIRMWARE_REFRESH),
+            firmware: Firmware::new(vcgencmd.to_owned(), FIRMWARE_REFRESH, pmic),
         }
     }
 
@@ -137,13 +154,24 @@ impl PiReader {
         if let Some(alarm) = self
             .undervoltage_alarm
             .as_deref()
+            .filter(|_| self.undervoltage_detection)
             .and_then(read_trimmed)
             .and_then(|s| s.parse::<u8>().ok())
         {
-            let flags = throttled.get_or_insert_with(ThrottleFlags::default);
+            let flags = throttled.get_or_insert_with(|| ThrottleFlags {
+                under_voltage: Some(false),
+                under_voltage_occurred: Some(false),
+                ..ThrottleFlags::default()
+            });
             if alarm != 0 {
-                flags.under_voltage = true;
-                flags.under_voltage_occurred = true;
+                flags.under_voltage = Some(true);
+                flags.under_voltage_occurred = Some(true);
+            }
+        }
+        if !self.undervoltage_detection {
+            if let Some(flags) = throttled.as_mut() {
+                flags.under_voltage = None;
+                flags.under_voltage_occurred = None;
             }
         }
         let arm_clock_mhz = read_f64(&self.arm_freq_path).map(|khz| khz / 1000.0);
@@ -156,8 +184,76 @@ impl PiReader {
             revision: self.revision.clone(),
             serial: self.serial.clone(),
             source,
+            undervoltage_detection: self.undervoltage_detection,
+            pmic: firmware.pmic,
         })
     }
+
+    /// Whether the board has an under-voltage detector (see the module docs).
+    pub fn undervoltage_detection(&self) -> bool {
+        self.undervoltage_detection
+    }
+}
+
+/// The Pi Zero (bcm2835, `raspberrypi,model-zero`, `model-zero-w`) powers its SoC from plain
+/// regulators, and the Compute Modules leave the supply to the carrier board: neither has the
+/// comparator the firmware's under-voltage bit reports.
+fn has_undervoltage_detector(model: &str, compatible: &[String]) -> bool {
+    let zero_model = model.starts_with("Raspberry Pi Zero") && !model.contains("Zero 2");
+    let cm_model = model.contains("Compute Module");
+    let listed = compatible.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "raspberrypi,model-zero" | "raspberrypi,model-zero-w" | "raspberrypi,compute-module"
+        ) || (c.starts_with("raspberrypi,") && c.ends_with("compute-module"))
+    });
+    !(zero_model || cm_model || listed)
+}
+
+/// Raspberry Pi 5 (and Compute Module 5, same PMIC): `raspberrypi,5-model-b`,
+/// `raspberrypi,5-compute-module`, or a model string saying so.
+fn is_pi5(model: &str, compatible: &[String]) -> bool {
+    model.starts_with("Raspberry Pi 5")
+        || model.starts_with("Raspberry Pi Compute Module 5")
+        || compatible.iter().any(|c| c.starts_with("raspberrypi,5-"))
+}
+
+/// The firmware driver's platform device, which carries `get_throttled`: `soc:firmware` on
+/// the Pi 1–4 (`/soc/firmware` in their device trees) and `soc@107c000000:firmware` on the
+/// Pi 5 (`bcm2712.dtsi`). The driver's directory links to it whatever its name.
+fn find_firmware_dir(sys_root: &Path) -> PathBuf {
+    let classic = sys_root.join("devices/platform/soc/soc:firmware");
+    if classic.is_dir() {
+        return classic;
+    }
+    let mut candidates: Vec<PathBuf> =
+        super::procfs::sorted_entries(&sys_root.join("bus/platform/drivers/raspberrypi-firmware"))
+            .into_iter()
+            .filter(|p| p.join("get_throttled").is_file())
+            .collect();
+    candidates.extend(
+        super::procfs::sorted_entries(&sys_root.join("devices/platform"))
+            .into_iter()
+            .flat_map(|soc| super::procfs::sorted_entries(&soc))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(":firmware"))
+            }),
+    );
+    candidates.into_iter().next().unwrap_or(classic)
+}
+
+/// A NUL-separated device-tree string list, e.g. `compatible`.
+fn read_device_tree_list(path: &Path) -> Vec<String> {
+    let Ok(bytes) = fs::read(path) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).trim().to_owned())
+        .collect()
 }
 
 fn is_pi_model(model: &str) -> bool {
@@ -214,11 +310,12 @@ fn parse_hex(text: &str) -> Option<u32> {
 }
 
 /// Values only the firmware can tell, via `vcgencmd`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct FirmwareValues {
     core_volts: Option<f64>,
     core_clock_mhz: Option<f64>,
     throttled: Option<u32>,
+    pmic: Vec<PmicRail>,
 }
 
 #[derive(Default)]
@@ -238,14 +335,17 @@ struct FirmwareState {
 struct Firmware {
     vcgencmd: PathBuf,
     refresh: Duration,
+    /// Also read the PMIC (Pi 5).
+    pmic: bool,
     shared: Arc<(Mutex<FirmwareState>, Condvar)>,
 }
 
 impl Firmware {
-    fn new(vcgencmd: PathBuf, refresh: Duration) -> Firmware {
+    fn new(vcgencmd: PathBuf, refresh: Duration, pmic: bool) -> Firmware {
         Firmware {
             vcgencmd,
             refresh,
+            pmic,
             shared: Arc::default(),
         }
     }
@@ -266,9 +366,10 @@ impl Firmware {
             state.running_since = Some(Instant::now());
             let shared = Arc::clone(&self.shared);
             let vcgencmd = self.vcgencmd.clone();
+            let want_pmic = self.pmic;
             let spawned = thread::Builder::new()
                 .name("vcgencmd".into())
-                .spawn(move || refresh(&shared, &vcgencmd, want_throttled));
+                .spawn(move || refresh(&shared, &vcgencmd, want_throttled, want_pmic));
             if let Err(err) = spawned {
                 state.running_since = None;
                 if state.warnings == 0 {
@@ -293,14 +394,19 @@ impl Firmware {
             }
         }
         match state.updated {
-            Some(t) if t.elapsed() <= FIRMWARE_MAX_AGE => state.values,
+            Some(t) if t.elapsed() <= FIRMWARE_MAX_AGE => state.values.clone(),
             _ => FirmwareValues::default(),
         }
     }
 }
 
 /// One `vcgencmd` round: the first failure ends it, so a hanging binary costs one timeout.
-fn refresh(shared: &(Mutex<FirmwareState>, Condvar), vcgencmd: &Path, want_throttled: bool) {
+fn refresh(
+    shared: &(Mutex<FirmwareState>, Condvar),
+    vcgencmd: &Path,
+    want_throttled: bool,
+    want_pmic: bool,
+) {
     let result = (|| -> Result<FirmwareValues, String> {
         if !vcgencmd.is_file() {
             return Err(format!("{} not found", vcgencmd.display()));
@@ -317,7 +423,16 @@ fn refresh(shared: &(Mutex<FirmwareState>, Condvar), vcgencmd: &Path, want_throt
         } else {
             None
         };
+        // Older firmware lacks the command; the other values still count.
+        let pmic = if want_pmic {
+            run_vcgencmd(vcgencmd, &["pmic_read_adc"])
+                .map(|out| parse_pmic(&out))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(FirmwareValues {
+            pmic,
             core_volts: Some(parse_volts(&volts).ok_or_else(|| {
                 format!("unexpected `vcgencmd measure_volts core` output {volts:?}")
             })?),
@@ -404,6 +519,56 @@ fn value_after_eq(out: &str) -> Option<&str> {
         .map(|(_, v)| v.trim())
 }
 
+/// `vcgencmd pmic_read_adc` output, one channel a line:
+/// `   VDD_CORE_A current(7)=2.91000000A` and `   VDD_CORE_V volt(15)=0.72000000V`. The `_A`
+/// and `_V` channels of a rail are joined, in the order rails first appear; lines that do not
+/// parse are left out.
+pub fn parse_pmic(out: &str) -> Vec<PmicRail> {
+    let mut rails: Vec<PmicRail> = Vec::new();
+    for line in out.lines() {
+        let Some((channel, value)) = line.split_once('=') else {
+            continue;
+        };
+        let mut words = channel.split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let (rail, is_volts) = if kind.starts_with("volt") {
+            (name.strip_suffix("_V").unwrap_or(name), true)
+        } else if kind.starts_with("current") {
+            (name.strip_suffix("_A").unwrap_or(name), false)
+        } else {
+            continue;
+        };
+        let Some(number) = value
+            .trim()
+            .trim_end_matches(['V', 'A'])
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+        else {
+            continue;
+        };
+        let index = match rails.iter().position(|r| r.rail == rail) {
+            Some(i) => i,
+            None => {
+                rails.push(PmicRail {
+                    rail: rail.to_owned(),
+                    volts: None,
+                    amps: None,
+                });
+                rails.len() - 1
+            }
+        };
+        if is_volts {
+            rails[index].volts = Some(number);
+        } else {
+            rails[index].amps = Some(number);
+        }
+    }
+    rails
+}
+
 /// `volt=0.8500V`
 fn parse_volts(out: &str) -> Option<f64> {
     let volts: f64 = value_after_eq(out)?.trim_end_matches('V').parse().ok()?;
@@ -462,13 +627,18 @@ mod tests {
         assert_eq!(
             flags,
             ThrottleFlags {
-                under_voltage: true,
+                under_voltage: Some(true),
                 throttled: true,
-                under_voltage_occurred: true,
+                under_voltage_occurred: Some(true),
                 throttling_occurred: true,
                 ..Default::default()
             }
         );
+        let clear = ThrottleFlags {
+            under_voltage: Some(false),
+            under_voltage_occurred: Some(false),
+            ..Default::default()
+        };
         let all = decode_throttled(0xf000f);
         assert!(
             all.arm_frequency_capped
@@ -476,9 +646,9 @@ mod tests {
                 && all.arm_frequency_capping_occurred
                 && all.soft_temperature_limit_occurred
         );
-        assert_eq!(decode_throttled(0), ThrottleFlags::default());
+        assert_eq!(decode_throttled(0), clear);
         // Bits the firmware may add later are ignored, not misread.
-        assert_eq!(decode_throttled(0x100000), ThrottleFlags::default());
+        assert_eq!(decode_throttled(0x100000), clear);
         assert_eq!(format_throttled(0x50005), "0x50005");
         assert_eq!(format_throttled(0), "0x0");
     }
@@ -511,8 +681,11 @@ mod tests {
         assert_eq!(health.source, "sysfs");
         assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
         let flags = health.throttled.unwrap();
-        assert!(flags.under_voltage && flags.throttled);
-        assert!(flags.under_voltage_occurred && flags.throttling_occurred);
+        assert_eq!(flags.under_voltage, Some(true));
+        assert_eq!(flags.under_voltage_occurred, Some(true));
+        assert!(flags.throttled && flags.throttling_occurred);
+        assert!(health.undervoltage_detection);
+        assert!(health.pmic.is_empty(), "a Pi 4 has no PMIC to ask");
         assert!(!flags.arm_frequency_capped && !flags.soft_temperature_limit);
         assert_eq!(health.arm_clock_mhz, Some(1500.0));
         assert_eq!(health.core_volts, Some(0.85));
@@ -655,7 +828,10 @@ mod tests {
         assert_eq!(health.source, "vcgencmd");
         assert_eq!(health.throttled_raw, None);
         let flags = health.throttled.unwrap();
-        assert!(flags.under_voltage && flags.under_voltage_occurred);
+        assert_eq!(
+            (flags.under_voltage, flags.under_voltage_occurred),
+            (Some(true), Some(true))
+        );
         assert!(!flags.throttled);
 
         // With the sysfs bits, the alarm is found under the firmware node too.
@@ -664,5 +840,129 @@ mod tests {
             .undervoltage_alarm
             .as_deref()
             .is_some_and(|p| p.starts_with(&pi4_sys)));
+    }
+
+    #[test]
+    fn pi_zero_w_has_no_under_voltage_verdict() {
+        let (proc_root, sys_root) = board("pizerow");
+        let mut reader = PiReader::new(&proc_root, &sys_root, Path::new("/nonexistent"));
+        assert!(reader.is_pi());
+        assert!(!reader.undervoltage_detection());
+        let health = reader.read().unwrap();
+        assert_eq!(health.source, "sysfs");
+        assert_eq!(health.throttled_raw.as_deref(), Some("0x0"));
+        let flags = health.throttled.unwrap();
+        // Not "OK": unknown.
+        assert_eq!(flags.under_voltage, None);
+        assert_eq!(flags.under_voltage_occurred, None);
+        // The other flags are measured on every board.
+        assert_eq!((flags.throttled, flags.throttling_occurred), (false, false));
+        let json = serde_json::to_value(&health).unwrap();
+        assert!(json["throttled"]["under_voltage"].is_null(), "{json}");
+        assert_eq!(json["throttled"]["throttled"], false);
+        assert_eq!(json["undervoltage_detection"], false);
+    }
+
+    #[test]
+    fn boards_with_and_without_a_detector() {
+        let list = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (model, compatible, expected) in [
+            (
+                "Raspberry Pi Zero Rev 1.3",
+                list(&["raspberrypi,model-zero"]),
+                false,
+            ),
+            ("Raspberry Pi Zero W Rev 1.1", list(&[]), false),
+            (
+                "",
+                list(&["raspberrypi,model-zero-w", "brcm,bcm2835"]),
+                false,
+            ),
+            ("Raspberry Pi Compute Module 4 Rev 1.0", list(&[]), false),
+            (
+                "",
+                list(&["raspberrypi,4-compute-module", "brcm,bcm2711"]),
+                false,
+            ),
+            (
+                "",
+                list(&["raspberrypi,compute-module", "brcm,bcm2835"]),
+                false,
+            ),
+            (
+                "Raspberry Pi 4 Model B Rev 1.4",
+                list(&["raspberrypi,4-model-b"]),
+                true,
+            ),
+            (
+                "Raspberry Pi 5 Model B Rev 1.0",
+                list(&["raspberrypi,5-model-b"]),
+                true,
+            ),
+            (
+                "Raspberry Pi Zero 2 W Rev 1.0",
+                list(&["raspberrypi,model-zero-2-w"]),
+                true,
+            ),
+        ] {
+            assert_eq!(
+                has_undervoltage_detector(model, &compatible),
+                expected,
+                "{model:?} {compatible:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pi5_reads_throttle_bits_from_its_firmware_node_and_pmic_rails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd-pi5");
+        let (proc_root, sys_root) = board("pi5");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        assert!(reader.undervoltage_detection());
+        let health = reader.read().unwrap();
+        // soc@107c000000:firmware, not soc:firmware: no get_throttled fork.
+        assert_eq!(health.source, "sysfs");
+        assert_eq!(health.throttled.unwrap().under_voltage, Some(false));
+        assert_eq!(health.core_volts, Some(0.7209));
+        let rail = |name: &str| health.pmic.iter().find(|r| r.rail == name).cloned();
+        assert_eq!(health.pmic.len(), 14, "{:?}", health.pmic);
+        assert_eq!(
+            rail("VDD_CORE"),
+            Some(PmicRail {
+                rail: "VDD_CORE".into(),
+                volts: Some(0.72088),
+                amps: Some(0.7044),
+            })
+        );
+        assert_eq!(rail("EXT5V").and_then(|r| r.volts), Some(5.1167));
+        assert_eq!(rail("EXT5V").and_then(|r| r.amps), None);
+        for _ in 0..3 {
+            reader.read();
+        }
+        assert_eq!(
+            calls(&calls_file),
+            ["measure_volts core", "measure_clock core", "pmic_read_adc"],
+            "one firmware round per period"
+        );
+    }
+
+    #[test]
+    fn pmic_output_that_does_not_parse_is_left_out() {
+        assert_eq!(parse_pmic(""), []);
+        assert_eq!(
+            parse_pmic("error=1 error_msg=\"Command not registered\""),
+            []
+        );
+        let rails =
+            parse_pmic("  X_V volt(1)=NaNV\n  Y_A current(2)=0.5A\n  junk\n  Z_V volt(3)=\n");
+        assert_eq!(
+            rails,
+            [PmicRail {
+                rail: "Y".into(),
+                volts: None,
+                amps: Some(0.5),
+            }]
+        );
     }
 }

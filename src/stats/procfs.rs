@@ -170,15 +170,29 @@ pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(String, NetIo)>> {
 /// partitions (already counted in their disk) and loop/ram devices (not real I/O). Sums
 /// saturate rather than wrap.
 pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> DiskIo {
+    sum_disks(&parse_diskstats_per_disk(text, is_whole_disk))
+}
+
+/// The whole disks of `/proc/diskstats` one by one, in file order (see [`parse_diskstats`]
+/// for which lines count). Field numbers follow `Documentation/admin-guide/iostats.rst`.
+pub fn parse_diskstats_per_disk(
+    text: &str,
+    is_whole_disk: impl Fn(&str) -> bool,
+) -> Vec<(String, DiskIo)> {
     const SECTOR: u64 = 512;
-    let mut io = DiskIo::default();
+    let mut disks = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 10 {
             continue;
         }
         let name = f[2];
-        if name.starts_with("loop") || name.starts_with("ram") || !is_whole_disk(name) {
+        // zram is compressed RAM (swap on Raspberry Pi OS): its writes wear no storage.
+        if name.starts_with("loop")
+            || name.starts_with("ram")
+            || name.starts_with("zram")
+            || !is_whole_disk(name)
+        {
             continue;
         }
         let n = |i: usize| f[i].parse::<u64>().ok();
@@ -187,14 +201,27 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
         else {
             continue;
         };
-        io.read_count = io.read_count.saturating_add(reads);
-        io.read_bytes = io
-            .read_bytes
-            .saturating_add(read_sectors.saturating_mul(SECTOR));
-        io.write_count = io.write_count.saturating_add(writes);
-        io.write_bytes = io
-            .write_bytes
-            .saturating_add(written_sectors.saturating_mul(SECTOR));
+        disks.push((
+            name.to_owned(),
+            DiskIo {
+                read_count: reads,
+                write_count: writes,
+                read_bytes: read_sectors.saturating_mul(SECTOR),
+                write_bytes: written_sectors.saturating_mul(SECTOR),
+            },
+        ));
+    }
+    disks
+}
+
+/// Field-by-field saturating sum.
+pub fn sum_disks(disks: &[(String, DiskIo)]) -> DiskIo {
+    let mut io = DiskIo::default();
+    for (_, d) in disks {
+        io.read_count = io.read_count.saturating_add(d.read_count);
+        io.read_bytes = io.read_bytes.saturating_add(d.read_bytes);
+        io.write_count = io.write_count.saturating_add(d.write_count);
+        io.write_bytes = io.write_bytes.saturating_add(d.write_bytes);
     }
     io
 }
@@ -208,8 +235,13 @@ pub fn read_diskstats(proc_root: &Path, sys_root: &Path) -> Option<DiskIo> {
 
 /// [`parse_diskstats`] with whole disks being those listed in `SYS/block`.
 pub fn whole_disk_stats(text: &str, sys_root: &Path) -> DiskIo {
+    sum_disks(&whole_disks(text, sys_root))
+}
+
+/// [`parse_diskstats_per_disk`] with whole disks being those listed in `SYS/block`.
+pub fn whole_disks(text: &str, sys_root: &Path) -> Vec<(String, DiskIo)> {
     let block = sys_root.join("block");
-    parse_diskstats(text, |name| {
+    parse_diskstats_per_disk(text, |name| {
         !name.contains('/') && block.join(name).exists()
     })
 }
@@ -286,7 +318,7 @@ pub fn read_cpufreq(sys_root: &Path, cpus: usize) -> (Option<f64>, Option<f64>, 
     )
 }
 
-fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -587,8 +619,13 @@ mod tests {
 
     #[test]
     fn diskstats_skips_partitions_and_loops() {
-        let text = " 179 0 mmcblk0 100 0 800 0 50 0 400 0 0 0 0\n 179 1 mmcblk0p1 7 0 56 0 1 0 8 0 0 0 0\n 7 0 loop0 9 0 9 0 9 0 9 0 0 0 0\n";
-        let io = parse_diskstats(text, |n| n == "mmcblk0" || n == "loop0");
+        let text = " 179 0 mmcblk0 100 0 800 0 50 0 400 0 0 0 0\n 179 1 mmcblk0p1 7 0 56 0 1 0 8 0 0 0 0\n 7 0 loop0 9 0 9 0 9 0 9 0 0 0 0\n 252 0 zram0 5 0 40 0 70 0 560 0 0 0 0\n";
+        let whole = |n: &str| matches!(n, "mmcblk0" | "loop0" | "zram0");
+        let io = parse_diskstats(text, whole);
+        let disks = parse_diskstats_per_disk(text, whole);
+        assert_eq!(disks.len(), 1, "{disks:?}");
+        assert_eq!(disks[0].0, "mmcblk0");
+        assert_eq!(disks[0].1, io);
         assert_eq!(io.read_count, 100);
         assert_eq!(io.read_bytes, 800 * 512);
         assert_eq!(io.write_count, 50);

@@ -69,6 +69,7 @@ impl<'a> From<&'a StatsDocument> for Document<'a> {
             temperature: Temperature {
                 pi_cpu_celsius: doc.temperature.pi_cpu_celsius.map(round1),
                 sensors: &doc.temperature.sensors,
+                fans: doc.temperature.fans.iter().map(Fan::from).collect(),
             },
             battery: &doc.battery,
             pi: &doc.pi,
@@ -183,6 +184,52 @@ struct Disk<'a> {
     partitions: Vec<Partition<'a>>,
     io_counters: Option<model::DiskIo>,
     io_rates: Option<IoRates>,
+    /// Addition: per whole disk, counters since boot and the SD/eMMC card.
+    devices: BTreeMap<&'a str, DiskDevice<'a>>,
+}
+
+#[derive(Serialize)]
+struct DiskDevice<'a> {
+    read_bytes: u64,
+    written_bytes: u64,
+    read_count: u64,
+    write_count: u64,
+    card: Option<Card<'a>>,
+}
+
+#[derive(Serialize)]
+struct Card<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    name: &'a Option<String>,
+    manufacturer_id: &'a Option<String>,
+    oem_id: &'a Option<String>,
+    date: &'a Option<String>,
+    serial: &'a Option<String>,
+    /// The kernel's `life_time`, as printed (`0x01 0x02`); null on SD cards.
+    life_time_raw: Option<String>,
+    life_time_a: Option<String>,
+    life_time_b: Option<String>,
+    life_time_used_percent: Option<u8>,
+    pre_eol: Option<&'static str>,
+}
+
+impl<'a> From<&'a model::MmcCard> for Card<'a> {
+    fn from(c: &'a model::MmcCard) -> Card<'a> {
+        Card {
+            kind: &c.kind,
+            name: &c.name,
+            manufacturer_id: &c.manufacturer_id,
+            oem_id: &c.oem_id,
+            date: &c.date,
+            serial: &c.serial,
+            life_time_raw: c.life_time.map(|(a, b)| format!("{a:#04x} {b:#04x}")),
+            life_time_a: c.life_time.and_then(|(a, _)| model::life_time_words(a)),
+            life_time_b: c.life_time.and_then(|(_, b)| model::life_time_words(b)),
+            life_time_used_percent: c.life_time_used_percent(),
+            pre_eol: c.pre_eol_words(),
+        }
+    }
 }
 
 impl<'a> From<&'a model::DiskInfo> for Disk<'a> {
@@ -208,6 +255,20 @@ impl<'a> From<&'a model::DiskInfo> for Disk<'a> {
                 read_bytes_per_sec: round1(r.read_bytes_per_sec),
                 write_bytes_per_sec: round1(r.write_bytes_per_sec),
             }),
+            devices: d
+                .devices
+                .iter()
+                .map(|(name, dev)| {
+                    let device = DiskDevice {
+                        read_bytes: dev.io.read_bytes,
+                        written_bytes: dev.io.write_bytes,
+                        read_count: dev.io.read_count,
+                        write_count: dev.io.write_count,
+                        card: dev.card.as_ref().map(Card::from),
+                    };
+                    (name.as_str(), device)
+                })
+                .collect(),
         }
     }
 }
@@ -332,6 +393,31 @@ struct Temperature<'a> {
     pi_cpu_celsius: Option<f64>,
     /// psutil layout: sensor chip name → readings, as read.
     sensors: &'a BTreeMap<String, Vec<model::SensorReading>>,
+    /// Addition: every fan (see [`model::Fan`]).
+    fans: Vec<Fan<'a>>,
+}
+
+#[derive(Serialize)]
+struct Fan<'a> {
+    name: &'a str,
+    label: &'a str,
+    rpm: Option<f64>,
+    pwm_percent: Option<f64>,
+    cooling_state: Option<u64>,
+    cooling_max_state: Option<u64>,
+}
+
+impl<'a> From<&'a model::Fan> for Fan<'a> {
+    fn from(f: &'a model::Fan) -> Fan<'a> {
+        Fan {
+            name: &f.name,
+            label: &f.label,
+            rpm: f.rpm,
+            pwm_percent: f.pwm_percent.map(round1),
+            cooling_state: f.cooling_state,
+            cooling_max_state: f.cooling_max_state,
+        }
+    }
 }
 
 fn gib(bytes: u64) -> f64 {

@@ -351,3 +351,60 @@ test('responsive layout: screenshots at phone and desktop sizes, light and dark'
     }
   }
 });
+
+test('Pi Zero W: under-voltage is "not available", never "OK"', async (t) => {
+  // The Pi Zero W fixture tree: the board has no under-voltage detector.
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const server = await startPistats({
+    args: [
+      '--proc-root', path.join(fixtures, 'pizerow', 'proc'),
+      '--sys-root', path.join(fixtures, 'pizerow', 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd-missing'),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForSelector('#pi:not([hidden])', { timeout: 10000 });
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.equal(doc.pi.throttled.under_voltage, null);
+  assert.equal(doc.pi.undervoltage_detection, false);
+  const row = page.locator('#pi-flags tbody tr[data-flag="under_voltage"] td');
+  const cells = (await row.allInnerTexts()).slice(1).map((s) => s.trim());
+  assert.deepEqual(cells, ['not available', 'not available']);
+  const throttled = page.locator('#pi-flags tbody tr[data-flag="throttled"] td');
+  assert.deepEqual((await throttled.allInnerTexts()).slice(1).map((s) => s.trim()), ['No', 'No']);
+  assert.match(await text(page, '#pi-power'), /under-voltage: not available/);
+});
+
+test('Pi 5: the fan and the disks with their card', async (t) => {
+  // The Pi 5 fixture tree: pwm-fan with tachometer, an SD card (no wear report) and an NVMe SSD.
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const server = await startPistats({
+    args: [
+      '--proc-root', path.join(fixtures, 'pi5', 'proc'),
+      '--sys-root', path.join(fixtures, 'pi5', 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd-pi5'),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  await page.waitForSelector('#fans tbody tr', { timeout: 10000 });
+  const rows = async (sel) => Promise.all((await page.locator(`${sel} tbody tr`).all())
+    .map(async (r) => (await r.locator('td').allInnerTexts()).map((s) => s.trim())));
+  const fans = await rows('#fans');
+  assert.equal(fans.length, 1);
+  assert.equal(fans[0][0], 'pwmfan · fan1');
+  assert.match(fans[0][1], /^2[,.\u202f\u00a0]?946 rpm$/);
+  assert.equal(fans[0][2], '1 of 4');
+  const disks = Object.fromEntries((await rows('#disks')).map((r) => [r[0], r.slice(1)]));
+  assert.deepEqual(Object.keys(disks), ['mmcblk0', 'nvme0n1']);
+  assert.equal(disks.mmcblk0[1], 'SD · SR64G · 08/2023');
+  assert.equal(disks.mmcblk0[2], 'not reported by this card');
+  assert.equal(disks.nvme0n1[1], '—');
+  assert.notEqual(disks.nvme0n1[0], '—');
+  assert.equal(await page.locator('#fans-empty').isHidden(), true);
+});
