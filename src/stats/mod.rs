@@ -399,11 +399,12 @@ impl Collector {
             self.memory_rank = Some((Instant::now(), pids));
         }
         let processes = self.system.processes();
-        // `None`: the process ended since the scan (its `statm` is gone), so it is left out
-        // rather than listed without figures; `Some(None)`: total memory is unknown.
+        // `None` when the process ended since the scan (its `statm` is gone) or total memory
+        // is unknown: no figure rather than a made-up one.
         let rss_percent = |pid: u32| {
             procfs::read_rss(&self.proc_root, pid)
-                .map(|rss| total_memory.map(|total| ratio_percent(rss, total)))
+                .zip(total_memory)
+                .map(|(rss, total)| ratio_percent(rss, total))
         };
         let item = |p: &sysinfo::Process, memory_percent: Option<f64>| TopProcess {
             pid: p.pid().as_u32(),
@@ -419,7 +420,7 @@ impl Collector {
             .unwrap_or_default()
             .iter()
             .filter_map(|pid| processes.get(pid))
-            .filter_map(|p| Some(item(p, rss_percent(p.pid().as_u32())?)))
+            .map(|p| item(p, rss_percent(p.pid().as_u32())))
             .collect();
         top_memory_usage.sort_by(|a, b| {
             b.memory_percent
@@ -436,12 +437,12 @@ impl Collector {
                 .total_cmp(&a.cpu_usage())
                 .then(a.pid().cmp(&b.pid()))
         });
+        top.truncate(self.top_processes);
         ProcessInfo {
             total_count,
             top_cpu_usage: top
                 .into_iter()
-                .filter_map(|p| Some(item(p, rss_percent(p.pid().as_u32())?)))
-                .take(self.top_processes)
+                .map(|p| item(p, rss_percent(p.pid().as_u32())))
                 .collect(),
             top_memory_usage,
             scanned_at: Some(wall),
