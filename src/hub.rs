@@ -264,6 +264,23 @@ impl Hub {
         self.records.newest_event.subscribe()
     }
 
+    /// Appends `events` to the timeline, numbering them, and tells event followers; returns
+    /// them as recorded. The history subsystem records what its detector sees, the alerts
+    /// subsystem its firing and clearing.
+    pub fn record_events(&self, events: impl IntoIterator<Item = Event>) -> Vec<Event> {
+        let mut log = self
+            .records
+            .events
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let recorded: Vec<Event> = events.into_iter().map(|e| log.push(e).clone()).collect();
+        drop(log);
+        if let Some(newest) = recorded.last() {
+            self.records.announce(newest.seq);
+        }
+        recorded
+    }
+
     /// Events numbered after `seq`, oldest first: how a follower catches up.
     pub fn events_after(&self, seq: u64) -> Vec<Event> {
         self.with_events(|log| log.after(seq).cloned().collect())

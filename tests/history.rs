@@ -72,6 +72,10 @@ impl Pi {
 
     /// The daemon on this tree, collecting every 250 ms, with `state_dir` at `state`.
     fn start_with_state(&self, state: &Path, args: &[&str]) -> Daemon {
+        self.start_with_config(state, "", args)
+    }
+
+    fn start_with_config(&self, state: &Path, config: &str, args: &[&str]) -> Daemon {
         let proc_root = self.root.join("proc");
         let sys_root = self.root.join("sys");
         let vcgencmd = fixtures().join("bin/vcgencmd");
@@ -88,7 +92,7 @@ impl Pi {
             state.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        Daemon::start(&all)
+        Daemon::start_with_config(config, &all)
     }
 
     fn start(&self, args: &[&str]) -> Daemon {
@@ -240,6 +244,46 @@ fn a_killed_daemon_is_reported_as_an_unclean_stop_and_keeps_its_last_save() {
     // What the periodic save had written survived the kill.
     let (_, history) = get_json(&second, "/api/v1/history?range=7d");
     assert_eq!(max_temperature(&history), Some(66.0), "{history}");
+}
+
+/// The packaged rule for a restart after an unclean stop fires from the event the history
+/// subsystem records when it restores a killed run's state, and not on a first start.
+#[test]
+fn an_unclean_stop_fires_the_unclean_restart_alert() {
+    const RULE: &str = "[[alert]]\nname = \"unclean-restart\"\nmetric = \"unclean_restart\"\n";
+    let alert_events = |events: &Value| -> Vec<Value> {
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "alert_firing" && e["values"]["alert"] == "unclean-restart")
+            .cloned()
+            .collect()
+    };
+    let pi = Pi::new();
+    let mut first = pi.start_with_config(&pi.state, RULE, &["--persist-interval", "1s"]);
+    let started = wait_json(&first, "/api/v1/events", |e| {
+        kinds(e)
+            .contains(&"started".to_owned())
+            .then_some(e.clone())
+    });
+    // A few ticks after the start: the rule had its chance to misfire.
+    thread::sleep(Duration::from_millis(1500));
+    let (_, events) = get_json(&first, "/api/v1/events");
+    assert!(alert_events(&events).is_empty(), "{started}\n{events}");
+    first.signal("KILL");
+    first.wait_exit(WAIT).expect("killed");
+    drop(first);
+
+    let second = pi.start_with_config(&pi.state, RULE, &[]);
+    let fired = wait_json(&second, "/api/v1/events", |e| {
+        let fired = alert_events(e);
+        (!fired.is_empty()).then_some(fired)
+    });
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let (status, alerts) = get_json(&second, "/api/v1/alerts");
+    assert_eq!(status, 200);
+    assert!(alerts.to_string().contains("unclean-restart"), "{alerts}");
 }
 
 #[test]

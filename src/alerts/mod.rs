@@ -399,8 +399,13 @@ pub fn spawn(
             ""
         }
     );
+    let hub = hub.clone();
+    let mut timeline = hub.subscribe_events();
     tracker.spawn(async move {
         let mut facts = facts;
+        // The newest timeline event already looked at: the history subsystem records
+        // `unclean_stop` when it restores the state of a run that did not stop cleanly.
+        let mut seen = 0;
         loop {
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { break },
@@ -409,6 +414,16 @@ pub fn spawn(
             let Some(snapshot) = snapshots.borrow_and_update().clone() else {
                 continue;
             };
+            if timeline.has_changed().unwrap_or(false) {
+                timeline.borrow_and_update();
+                for event in hub.events_after(seen) {
+                    seen = event.seq;
+                    // Restored events of earlier runs are older than this process.
+                    if event.kind == EventKind::UncleanStop && event.t >= hub.started {
+                        facts.unclean_restart = true;
+                    }
+                }
+            }
             let doc = &snapshot.document;
             let changes = engine.observe(snapshot.collected_at, doc, &facts);
             // A restart is a moment, not a condition: it shows on the first tick only.
@@ -423,7 +438,9 @@ pub fn spawn(
                 let alert = Alert::new(rule, change.change, change.value, host, doc.collected_at);
                 tracing::info!("alert {}", alert.message);
                 if change.change != Change::Reminder {
-                    board.record(event_of(&alert));
+                    let event = event_of(&alert);
+                    hub.record_events([event.clone()]);
+                    board.record(event);
                 }
                 // An unclean restart has nothing to clear: say it once.
                 let quiet = change.change == Change::Cleared

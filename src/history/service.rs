@@ -234,19 +234,9 @@ fn record(
 }
 
 fn push_events(hub: &Hub, events: impl IntoIterator<Item = Event>) {
-    let mut log = hub
-        .records
-        .events
-        .write()
-        .unwrap_or_else(|e| e.into_inner());
-    let mut newest = 0;
-    for event in events {
-        let event = log.push(event);
-        log_event(event);
-        newest = event.seq;
+    for event in hub.record_events(events) {
+        log_event(&event);
     }
-    drop(log);
-    hub.records.announce(newest);
 }
 
 fn log_event(event: &Event) {
