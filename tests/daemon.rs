@@ -493,3 +493,30 @@ fn http_get_helper_reads_sized_and_chunked_bodies() {
     assert_eq!(chunked.body, r#"{"a": [1, 2, 3, 4, 5, 6]}"#);
     assert_eq!(chunked.json()["a"].as_array().unwrap().len(), 6);
 }
+
+/// A system bus that is missing, or that drops pistats during the handshake (as dbus-daemon
+/// does for a systemd `DynamicUser=`), is logged in words that say what to check, and the
+/// daemon follows the interface through the kernel instead.
+#[test]
+fn an_unusable_system_bus_is_explained_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("unix:path={}", dir.path().join("none").display());
+    let daemon = Daemon::start_with_env("", &[], &[("DBUS_SYSTEM_BUS_ADDRESS", missing.as_ref())]);
+    daemon.wait_for_log("no system bus to connect to, is dbus running?");
+    daemon.wait_for_log("through the kernel");
+    drop(daemon);
+
+    // A bus socket that accepts and hangs up at once, before any authentication.
+    let path = dir.path().join("refusing");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let refuser = std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            drop(stream);
+        }
+    });
+    let refusing = format!("unix:path={}", path.display());
+    let daemon = Daemon::start_with_env("", &[], &[("DBUS_SYSTEM_BUS_ADDRESS", refusing.as_ref())]);
+    daemon.wait_for_log("the system bus refused pistats");
+    daemon.wait_for_log("DynamicUser=yes");
+    refuser.join().unwrap();
+}

@@ -219,8 +219,12 @@ async fn follow(target: Target<'_>, out: &Publisher) {
                     backoff = BACKOFF_MIN;
                 }
             }
-            Ok(Err(err)) => log_bus_failure(&mut failures, &err.to_string(), backoff),
-            Err(_) => log_bus_failure(&mut failures, "timed out", backoff),
+            Ok(Err(err)) => log_bus_failure(&mut failures, &describe_bus_error(&err), backoff),
+            Err(_) => log_bus_failure(
+                &mut failures,
+                &format!("it did not answer within {CONNECT_TIMEOUT:?}"),
+                backoff,
+            ),
         }
         // Without the bus, the kernel is the only source until the next attempt.
         tokio::select! {
@@ -228,6 +232,29 @@ async fn follow(target: Target<'_>, out: &Publisher) {
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Why the system bus could not be used, in words a Pi owner can act on. A missing socket
+/// means dbus is not running (or not installed); a connection dropped during the handshake
+/// means dbus-daemon refused this process's user, which it does for a systemd `DynamicUser=`
+/// (the packaged unit runs as the static user `pistats` for this reason).
+fn describe_bus_error(err: &zbus::Error) -> String {
+    use std::io::ErrorKind;
+    let io_kind = match err {
+        zbus::Error::Connection(io, _) | zbus::Error::InputOutput(io) => Some(io.kind()),
+        _ => None,
+    };
+    match (io_kind, err) {
+        (Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused), _) => {
+            format!("no system bus to connect to, is dbus running? ({err})")
+        }
+        (Some(_), _) | (None, zbus::Error::Handshake(_)) => format!(
+            "the system bus refused pistats ({err}); NetworkManager cannot be followed: \
+             check that dbus runs and that no drop-in sets DynamicUser=yes \
+             (systemctl cat pistats)"
+        ),
+        _ => err.to_string(),
     }
 }
 
