@@ -301,6 +301,16 @@ async fn static_files_and_path_traversal() {
     assert_eq!(index.status, 200);
     assert!(index.body.to_lowercase().contains("<html") || index.body.contains("pistats"));
     assert!(index.header("content-security-policy").is_some());
+    // Every dashboard file is revalidated, so an upgrade never mixes old and new modules.
+    for path in ["/", "/app.js", "/style.css"] {
+        let response = daemon.get(path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.header("cache-control").as_deref(),
+            Some("no-cache"),
+            "{path}"
+        );
+    }
     for path in [
         "/../Cargo.toml",
         "/%2e%2e/Cargo.toml",

@@ -445,7 +445,16 @@ fn static_files(
                 })
                 .untuple_one()
                 .and(warp::fs::dir(dir.to_owned()))
-                .map(|file: warp::fs::File| file.into_response())
+                .map(|file: warp::fs::File| {
+                    // Revalidated on every load (a cheap 304 with Last-Modified): after an
+                    // upgrade, a browser must not pair the new index.html with modules it
+                    // cached from the old version, whose exports may differ.
+                    let mut response = file.into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    response
+                })
                 .boxed()
         }
         None => warp::any()
