@@ -302,9 +302,23 @@ async fn static_files_and_path_traversal() {
     assert!(index.body.to_lowercase().contains("<html") || index.body.contains("pistats"));
     assert!(index.header("content-security-policy").is_some());
     // Every dashboard file is revalidated, so an upgrade never mixes old and new modules.
-    for path in ["/", "/app.js", "/style.css"] {
+    for (path, file, content_type) in [
+        ("/", "index.html", "text/html"),
+        ("/app.js", "app.js", "text/javascript"),
+        ("/style.css", "style.css", "text/css"),
+    ] {
         let response = daemon.get(path);
         assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.body,
+            std::fs::read_to_string(format!("assets/{file}")).unwrap(),
+            "{path} serves {file}"
+        );
+        let served_type = response.header("content-type").unwrap_or_default();
+        assert!(
+            served_type.starts_with(content_type),
+            "{path}: {served_type}"
+        );
         assert_eq!(
             response.header("cache-control").as_deref(),
             Some("no-cache"),

@@ -433,11 +433,13 @@ fn static_files(
         Some(dir) => {
             let guard = assets.clone();
             warp::get()
-                .and(warp::path::tail())
-                .and_then(move |tail: warp::path::Tail| {
+                // `peek`, not `tail`: the path must stay for `fs::dir`, which would serve
+                // index.html for every request if it found the path consumed.
+                .and(warp::path::peek())
+                .and_then(move |path: warp::path::Peek| {
                     let guard = guard.clone();
                     async move {
-                        match guard.resolve(tail.as_str()).await {
+                        match guard.resolve(path.as_str()).await {
                             Some(_) => Ok(()),
                             None => Err(warp::reject::not_found()),
                         }
