@@ -50,7 +50,14 @@ function trim() {
 export function addPoint(p) {
   if (!isNum(p.t)) return;
   const last = points[points.length - 1];
-  if (last && p.t <= last.t) return; // already covered by the history reply
+  if (last && p.t <= last.t) {
+    // Up to two intervals back: already covered by the history reply. Further back: the
+    // Pi's clock stepped backwards (fake-hwclock, NTP); shift what is shown so the charts
+    // keep moving instead of freezing for the size of the step.
+    if (last.t - p.t <= 2 * intervalMs) return;
+    const shift = p.t - intervalMs - last.t;
+    for (const q of points) q.t += shift;
+  }
   points.push(p);
   trim();
 }

@@ -41,6 +41,25 @@ test('range selector and events panel', async (t) => {
   assert.ok(kinds.indexOf('undervoltage_detected') < kinds.indexOf('started'), kinds.join());
   assert.match(await page.locator('#events-list li[data-kind="undervoltage_detected"]').textContent(), /nder-voltage/);
 
+  // The Pi's clock steps back an hour, then forward two: live points keep coming in, in
+  // order, instead of being dropped as "not newer" (charts frozen for the size of the step).
+  const stepped = await page.evaluate(async () => {
+    const h = await import('./history.js');
+    const base = { cpu: 1, mem: 1, swap: 0, temp: null, net_recv: null, net_sent: null, disk_read: null, disk_write: null, per_core: [] };
+    const before = h.points.length;
+    const t0 = h.points[before - 1].t;
+    const back = [t0 - 3600e3, t0 - 3600e3 + 1000, t0 - 3600e3 + 2000];
+    for (const t of back) h.addPoint({ ...base, t });
+    const afterBack = h.points.length;
+    const orderedBack = h.points.every((p, i, a) => i === 0 || a[i - 1].t < p.t);
+    const forward = back[2] + 7200e3;
+    h.addPoint({ ...base, t: forward });
+    return { before, afterBack, orderedBack, newestBack: back[2], newest: h.points[h.points.length - 1].t, forward };
+  });
+  assert.equal(stepped.afterBack, stepped.before + 3, JSON.stringify(stepped));
+  assert.ok(stepped.orderedBack, JSON.stringify(stepped));
+  assert.equal(stepped.newest, stepped.forward, JSON.stringify(stepped));
+
   // Each range asks the server for its tier and every chart shows it.
   for (const [range, words] of [['1h', 'the last hour'], ['7d', 'the last 7 days'], ['1y', 'the last year']]) {
     const reply = page.waitForResponse((r) => r.url().endsWith(`/api/v1/history?range=${range}`));
