@@ -112,6 +112,15 @@ impl Subscriber {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Waits until pistats announces `payload` ("online" or "offline") on its availability
+    /// topic.
+    async fn wait_for_availability(&self, payload: &str) -> Message {
+        self.wait_for(payload, |m| {
+            m.topic == "test/pi/availability" && m.payload == payload
+        })
+        .await
+    }
 }
 
 impl Drop for Subscriber {
@@ -133,6 +142,17 @@ async fn start_daemon(port: u16) -> common::Daemon {
     tokio::task::spawn_blocking(move || common::Daemon::start_with_config(&config, &[]))
         .await
         .unwrap()
+}
+
+/// A broker on a free port, pistats publishing to it, and a subscriber that has seen pistats
+/// announce itself online.
+async fn online_daemon() -> (Broker, common::Daemon, Subscriber) {
+    let port = common::free_port();
+    let broker = Broker::start(port);
+    let daemon = start_daemon(port).await;
+    let sub = Subscriber::start(port, "watcher").await;
+    sub.wait_for_availability("online").await;
+    (broker, daemon, sub)
 }
 
 /// The state documents received so far.
@@ -282,20 +302,10 @@ async fn discovery_state_alerts_and_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto: bash tests/mqtt-setup.sh"]
 async fn the_last_will_says_offline_when_pistats_is_killed() {
-    let port = common::free_port();
-    let _broker = Broker::start(port);
-    let mut daemon = start_daemon(port).await;
-    let sub = Subscriber::start(port, "watcher").await;
-    sub.wait_for("online", |m| {
-        m.topic == "test/pi/availability" && m.payload == "online"
-    })
-    .await;
+    let (_broker, mut daemon, sub) = online_daemon().await;
     daemon.signal("KILL");
     daemon.wait_exit(common::WAIT);
-    sub.wait_for("offline", |m| {
-        m.topic == "test/pi/availability" && m.payload == "offline"
-    })
-    .await;
+    sub.wait_for_availability("offline").await;
     // pistats publishes "offline" itself only on a clean stop; after SIGKILL only the broker
     // can have sent it: the last will.
     assert!(!daemon.log().iter().any(|l| l.contains("pistats stopped")));
@@ -304,23 +314,13 @@ async fn the_last_will_says_offline_when_pistats_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto: bash tests/mqtt-setup.sh"]
 async fn a_clean_stop_says_offline_itself() {
-    let port = common::free_port();
-    let _broker = Broker::start(port);
-    let mut daemon = start_daemon(port).await;
-    let sub = Subscriber::start(port, "watcher").await;
-    sub.wait_for("online", |m| {
-        m.topic == "test/pi/availability" && m.payload == "online"
-    })
-    .await;
+    let (_broker, mut daemon, sub) = online_daemon().await;
     daemon.signal("TERM");
     let status = daemon
         .wait_exit(common::WAIT)
         .expect("pistats stops on SIGTERM");
     assert!(status.success(), "{status:?}");
-    sub.wait_for("offline", |m| {
-        m.topic == "test/pi/availability" && m.payload == "offline"
-    })
-    .await;
+    sub.wait_for_availability("offline").await;
     assert!(daemon.log().iter().any(|l| l.contains("pistats stopped")));
 }
 

@@ -76,23 +76,15 @@ impl Pi {
     }
 
     fn start_with_config(&self, state: &Path, config: &str, args: &[&str]) -> Daemon {
-        let proc_root = self.root.join("proc");
-        let sys_root = self.root.join("sys");
         let vcgencmd = fixtures().join("bin/vcgencmd");
         let mut all = vec![
             "--interval",
             "250ms",
-            "--proc-root",
-            proc_root.to_str().unwrap(),
-            "--sys-root",
-            sys_root.to_str().unwrap(),
-            "--vcgencmd",
-            vcgencmd.to_str().unwrap(),
             "--state-dir",
             state.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        Daemon::start_with_config(config, &all)
+        Daemon::start_on_tree(&self.root, &vcgencmd, config, &all)
     }
 
     fn start(&self, args: &[&str]) -> Daemon {
@@ -346,23 +338,20 @@ fn a_read_only_state_dir_means_ram_only_and_the_daemon_serves() {
         "mount -t tmpfs -o ro tmpfs '{}' && exec \"$@\"",
         pi.state.display()
     );
-    let proc_root = pi.root.join("proc");
-    let sys_root = pi.root.join("sys");
+    let tree = common::daemon::tree_args(&pi.root, None);
+    let mut args = vec![
+        "--port",
+        "0",
+        "--interval",
+        "250ms",
+        "--state-dir",
+        pi.state.to_str().unwrap(),
+    ];
+    args.extend(tree.iter().map(String::as_str));
     let mut served = common::Served::start(
         &["unshare", "-m", "sh", "-c", &script, "sh"],
         "unix:path=/nonexistent",
-        &[
-            "--port",
-            "0",
-            "--interval",
-            "250ms",
-            "--proc-root",
-            proc_root.to_str().unwrap(),
-            "--sys-root",
-            sys_root.to_str().unwrap(),
-            "--state-dir",
-            pi.state.to_str().unwrap(),
-        ],
+        &args,
     );
     served.wait_for_log("keeping history in RAM only");
     let addr: std::net::SocketAddr = served.wait_for_events(1, 0).parse().unwrap();

@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{eventually, Daemon, HttpResponse, WAIT};
+use common::rlimit::raise_fd_limit;
+use common::{eventually, rss_kib, Daemon, HttpResponse, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -39,6 +40,19 @@ fn request(method: &str, path: &str, host: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n")
 }
 
+/// The headers of a WebSocket upgrade with this protocol version and key.
+fn upgrade_headers(version: &str, key: &str) -> String {
+    format!(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: {version}\r\n\
+         Sec-WebSocket-Key: {key}\r\n"
+    )
+}
+
+/// A well-formed WebSocket upgrade request for `/ws` (version 13, the fixed [`KEY`]).
+fn upgrade_request(host: &str) -> String {
+    request("GET", "/ws", host, &upgrade_headers("13", KEY))
+}
+
 /// Open sockets of a process (its other descriptors, such as the `/proc` files the
 /// collector keeps open, come and go with the machine's processes).
 fn open_sockets(pid: i32) -> usize {
@@ -47,28 +61,6 @@ fn open_sockets(pid: i32) -> usize {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a valid, initialised struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }
 
 fn mkfifo(path: &std::path::Path) {
@@ -218,11 +210,7 @@ fn rebinding_host_headers_are_refused() {
             let answer = raw_request(addr, &request("GET", path, &host, ""));
             assert_eq!(answer.status, 421, "{path} for {host}");
         }
-        let upgrade = format!(
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: {KEY}\r\n"
-        );
-        let ws = raw_request(addr, &request("GET", "/ws", &host, &upgrade));
+        let ws = raw_request(addr, &upgrade_request(&host));
         assert_eq!(ws.status, 421, "WebSocket for {host}");
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -242,15 +230,7 @@ fn rebinding_host_headers_are_refused() {
 #[test]
 fn a_connect_close_loop_writes_a_bounded_number_of_log_lines() {
     let daemon = Daemon::start(&[]);
-    let upgrade = request(
-        "GET",
-        "/ws",
-        &daemon.addr.to_string(),
-        &format!(
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: {KEY}\r\n"
-        ),
-    );
+    let upgrade = upgrade_request(&daemon.addr.to_string());
     for _ in 0..2000 {
         let mut stream = TcpStream::connect(daemon.addr).unwrap();
         stream.write_all(upgrade.as_bytes()).unwrap();
@@ -396,15 +376,9 @@ fn bearer_scheme_is_case_insensitive_and_healthz_hides_details_without_token() {
 fn websocket_handshake_errors_get_their_statuses() {
     let daemon = Daemon::start(&[]);
     let host = daemon.addr.to_string();
-    let upgrade = |version: &str, key: &str| {
-        format!(
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: {version}\r\n\
-             Sec-WebSocket-Key: {key}\r\n"
-        )
-    };
     let old = raw_request(
         daemon.addr,
-        &request("GET", "/ws", &host, &upgrade("8", KEY)),
+        &request("GET", "/ws", &host, &upgrade_headers("8", KEY)),
     );
     assert_eq!(old.status, 426);
     assert_eq!(old.header("sec-websocket-version").as_deref(), Some("13"));
@@ -415,7 +389,7 @@ fn websocket_handshake_errors_get_their_statuses() {
     ] {
         let bad = raw_request(
             daemon.addr,
-            &request("GET", "/", &host, &upgrade("13", key)),
+            &request("GET", "/", &host, &upgrade_headers("13", key)),
         );
         assert_eq!(bad.status, 400, "key {key:?}");
     }
@@ -428,15 +402,7 @@ impl RawWs {
     fn open(daemon: &Daemon) -> RawWs {
         let mut stream = TcpStream::connect(daemon.addr).unwrap();
         stream.set_read_timeout(Some(WAIT * 3)).unwrap();
-        let request = request(
-            "GET",
-            "/ws",
-            &daemon.addr.to_string(),
-            &format!(
-                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-                 Sec-WebSocket-Key: {KEY}\r\n"
-            ),
-        );
+        let request = upgrade_request(&daemon.addr.to_string());
         stream.write_all(request.as_bytes()).unwrap();
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {

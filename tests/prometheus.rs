@@ -47,18 +47,13 @@ fn start_pi4_pistats() -> Daemon {
 
 /// The daemon reading the fixture tree of `board` and the fake `vcgencmd` `script`.
 fn start_board_pistats(board: &str, script: &str) -> Daemon {
-    let pi4 = fixtures().join(board);
     let vcgencmd = fixtures().join("bin").join(script);
-    let proc_root = pi4.join("proc");
-    let sys_root = pi4.join("sys");
-    start_pistats(&[
-        "--proc-root",
-        proc_root.to_str().unwrap(),
-        "--sys-root",
-        sys_root.to_str().unwrap(),
-        "--vcgencmd",
-        vcgencmd.to_str().unwrap(),
-    ])
+    Daemon::start_on_tree(
+        &fixtures().join(board),
+        &vcgencmd,
+        "",
+        &["--interval", "1s"],
+    )
 }
 
 fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<HttpResponse> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::rlimit::raise_fd_limit;
 use common::ws::{stuck_client, ws_refusal};
-use common::{connect, http_get, next_doc, Daemon, WAIT};
+use common::{connect, http_get, next_doc, rss_kib, Daemon, WAIT};
 use futures_util::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -30,15 +30,6 @@ async fn assert_consecutive(daemon: &Daemon, ws: &mut common::Ws, n: usize, inte
         );
         last = now;
     }
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
 }
 
 #[tokio::test]

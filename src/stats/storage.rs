@@ -95,6 +95,20 @@ mod tests {
         (dir.join("proc"), dir.join("sys"))
     }
 
+    /// The whole collector's document on a board's fixture tree (no `vcgencmd`), and its JSON.
+    fn board_document(name: &str) -> (crate::stats::StatsDocument, serde_json::Value) {
+        let (proc_root, sys_root) = board(name);
+        let config = Config {
+            proc_root,
+            sys_root,
+            vcgencmd: PathBuf::from("/nonexistent"),
+            ..Config::default()
+        };
+        let doc = Collector::new(&config).collect(Context::default());
+        let v = serde_json::to_value(&doc).unwrap();
+        (doc, v)
+    }
+
     #[test]
     fn sd_card_identity_without_wear() {
         let (_, sys) = board("pi5");
@@ -194,15 +208,7 @@ mod tests {
     /// the SD card reach the JSON document.
     #[test]
     fn pi5_document_has_sensors_fans_and_disks() {
-        let (proc_root, sys_root) = board("pi5");
-        let config = Config {
-            proc_root,
-            sys_root,
-            vcgencmd: PathBuf::from("/nonexistent"),
-            ..Config::default()
-        };
-        let doc = Collector::new(&config).collect(Context::default());
-        let v = serde_json::to_value(&doc).unwrap();
+        let (_, v) = board_document("pi5");
         let sensors = &v["temperature"]["sensors"];
         assert_eq!(sensors["rp1_adc"][0]["current"], 54.311, "{sensors}");
         assert_eq!(sensors["nvme"][0]["label"], "Composite");
@@ -241,15 +247,7 @@ mod tests {
 
     #[test]
     fn cm4_emmc_wear_and_no_under_voltage_verdict() {
-        let (proc_root, sys_root) = board("cm4");
-        let config = Config {
-            proc_root,
-            sys_root,
-            vcgencmd: PathBuf::from("/nonexistent"),
-            ..Config::default()
-        };
-        let doc = Collector::new(&config).collect(Context::default());
-        let v = serde_json::to_value(&doc).unwrap();
+        let (doc, v) = board_document("cm4");
         let devices = &v["disk"]["devices"];
         let card = &devices["mmcblk0"]["card"];
         assert_eq!(card["type"], "MMC", "{devices}");
@@ -291,15 +289,7 @@ mod tests {
 
     #[test]
     fn pizerow_document_says_under_voltage_is_unknown() {
-        let (proc_root, sys_root) = board("pizerow");
-        let config = Config {
-            proc_root,
-            sys_root,
-            vcgencmd: PathBuf::from("/nonexistent"),
-            ..Config::default()
-        };
-        let doc = Collector::new(&config).collect(Context::default());
-        let v = serde_json::to_value(&doc).unwrap();
+        let (doc, v) = board_document("pizerow");
         assert_eq!(v["system"]["model"], "Raspberry Pi Zero W Rev 1.1");
         assert!(
             v["pi"]["throttled"]["under_voltage"].is_null(),

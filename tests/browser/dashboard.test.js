@@ -17,6 +17,26 @@ const {
 
 useBrowser();
 
+// pistats on the fixture tree of `board` (tests/fixtures/<board>, copied from that board's
+// /proc and /sys) with the stand-in `vcgencmd` script (a Pi's firmware cannot run here), and
+// the dashboard connected to it in a desktop-sized page.
+async function openBoard(t, board, vcgencmd, extraArgs = []) {
+  const fixtures = path.join(REPO, 'tests', 'fixtures');
+  const server = await startPistats({
+    args: [
+      ...extraArgs,
+      '--proc-root', path.join(fixtures, board, 'proc'),
+      '--sys-root', path.join(fixtures, board, 'sys'),
+      '--vcgencmd', path.join(fixtures, 'bin', vcgencmd),
+    ],
+  });
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(server.url);
+  await waitConnected(page);
+  return { server, page, rec };
+}
+
 // ------------------------------------------------------------------ tests
 
 test('shows live values of the real daemon, with no errors and no foreign requests', async (t) => {
@@ -227,18 +247,7 @@ test('asks for the access token and uses it for the socket and the API', async (
 test('Raspberry Pi health: throttling and under-voltage flags from the firmware', async (t) => {
   // The Pi 4 fixture tree and the stand-in vcgencmd (a Pi's firmware cannot run here) report
   // an under-voltage, throttled board.
-  const fixtures = path.join(REPO, 'tests', 'fixtures');
-  const server = await startPistats({
-    args: [
-      '--proc-root', path.join(fixtures, 'pi4', 'proc'),
-      '--sys-root', path.join(fixtures, 'pi4', 'sys'),
-      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd'),
-    ],
-  });
-  t.after(() => stopPistats(server));
-  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
-  await page.goto(server.url);
-  await waitConnected(page);
+  const { server, page, rec } = await openBoard(t, 'pi4', 'vcgencmd');
   await page.waitForSelector('#pi:not([hidden])', { timeout: 10000 });
   const doc = await getJson(server, 'api/v1/stats');
   assert.ok(doc.pi && doc.pi.throttled, 'the fixture makes a Pi');
@@ -285,7 +294,6 @@ test('Raspberry Pi health: throttling and under-voltage flags from the firmware'
 
 test('a banner lists the firing alert rules', async (t) => {
   // The Pi 4 fixture tree reports under-voltage now: the rule fires on the first tick.
-  const fixtures = path.join(REPO, 'tests', 'fixtures');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pistats-alerts-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const config = path.join(dir, 'config.toml');
@@ -293,18 +301,7 @@ test('a banner lists the firing alert rules', async (t) => {
     '[[alert]]', 'name = "power"', 'metric = "undervoltage"', 'severity = "critical"',
     '[[alert]]', 'name = "load"', 'metric = "load1"', 'above = 1024',
   ].join('\n') + '\n');
-  const server = await startPistats({
-    args: [
-      '--config', config,
-      '--proc-root', path.join(fixtures, 'pi4', 'proc'),
-      '--sys-root', path.join(fixtures, 'pi4', 'sys'),
-      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd'),
-    ],
-  });
-  t.after(() => stopPistats(server));
-  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
-  await page.goto(server.url);
-  await waitConnected(page);
+  const { server, page, rec } = await openBoard(t, 'pi4', 'vcgencmd', ['--config', config]);
   await page.waitForSelector('#alerts-banner:not([hidden])', { timeout: 15000 });
   const alerts = await getJson(server, 'api/v1/alerts');
   assert.deepEqual(alerts.alerts.map((a) => [a.name, a.state]), [['power', 'firing'], ['load', 'ok']]);
@@ -354,18 +351,7 @@ test('responsive layout: screenshots at phone and desktop sizes, light and dark'
 
 test('Pi Zero W: under-voltage is "not available", never "OK"', async (t) => {
   // The Pi Zero W fixture tree: the board has no under-voltage detector.
-  const fixtures = path.join(REPO, 'tests', 'fixtures');
-  const server = await startPistats({
-    args: [
-      '--proc-root', path.join(fixtures, 'pizerow', 'proc'),
-      '--sys-root', path.join(fixtures, 'pizerow', 'sys'),
-      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd-missing'),
-    ],
-  });
-  t.after(() => stopPistats(server));
-  const { page } = await openPage(t, { viewport: { width: 1440, height: 900 } });
-  await page.goto(server.url);
-  await waitConnected(page);
+  const { server, page } = await openBoard(t, 'pizerow', 'vcgencmd-missing');
   await page.waitForSelector('#pi:not([hidden])', { timeout: 10000 });
   const doc = await getJson(server, 'api/v1/stats');
   assert.equal(doc.pi.throttled.under_voltage, null);
@@ -380,18 +366,7 @@ test('Pi Zero W: under-voltage is "not available", never "OK"', async (t) => {
 
 test('Pi 5: the fan and the disks with their card', async (t) => {
   // The Pi 5 fixture tree: pwm-fan with tachometer, an SD card (no wear report) and an NVMe SSD.
-  const fixtures = path.join(REPO, 'tests', 'fixtures');
-  const server = await startPistats({
-    args: [
-      '--proc-root', path.join(fixtures, 'pi5', 'proc'),
-      '--sys-root', path.join(fixtures, 'pi5', 'sys'),
-      '--vcgencmd', path.join(fixtures, 'bin', 'vcgencmd-pi5'),
-    ],
-  });
-  t.after(() => stopPistats(server));
-  const { page } = await openPage(t, { viewport: { width: 1440, height: 900 } });
-  await page.goto(server.url);
-  await waitConnected(page);
+  const { server, page } = await openBoard(t, 'pi5', 'vcgencmd-pi5');
   await page.waitForSelector('#fans tbody tr', { timeout: 10000 });
   const rows = async (sel) => Promise.all((await page.locator(`${sel} tbody tr`).all())
     .map(async (r) => (await r.locator('td').allInnerTexts()).map((s) => s.trim())));

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,23 @@ pub fn network_command(prefix: &[&str], bus: &str, interface: &str) -> (i32, Str
         .expect("run pistats network");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The arguments that point pistats at a fixture tree instead of this machine: `root/proc`
+/// and `root/sys` (laid out as on the device the tree was recorded from), and the fake
+/// `vcgencmd` script when one is given.
+pub fn tree_args(root: &Path, vcgencmd: Option<&Path>) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("UTF-8 fixture path").to_owned();
+    let mut args = vec![
+        "--proc-root".to_owned(),
+        path(&root.join("proc")),
+        "--sys-root".to_owned(),
+        path(&root.join("sys")),
+    ];
+    if let Some(vcgencmd) = vcgencmd {
+        args.extend(["--vcgencmd".to_owned(), path(vcgencmd)]);
+    }
+    args
 }
 
 /// Listener openings and closings in `log`, and the last address opened.
@@ -246,6 +264,15 @@ impl Daemon {
             addr,
             _config: file,
         }
+    }
+
+    /// Starts pistats on a fixture tree (see [`tree_args`]) with the fake `vcgencmd` at
+    /// `vcgencmd`, `config` as its config file, and `args`.
+    pub fn start_on_tree(root: &Path, vcgencmd: &Path, config: &str, args: &[&str]) -> Daemon {
+        let tree = tree_args(root, Some(vcgencmd));
+        let mut all: Vec<&str> = tree.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        Daemon::start_with_config(config, &all)
     }
 
     pub fn ws_url(&self, path: &str) -> String {

@@ -176,3 +176,14 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`): what a test
+/// watches to see that hostile clients do not make the daemon grow without bound.
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
