@@ -377,7 +377,8 @@ assert pids.get(1) == "systemd", pids
     phase_start broken-config
     local conf=/etc/pistats/config.toml
     in_ct cp "$conf" /root/config.toml.good
-    in_ct sh -c "echo 'intervall = \"2s\"' >> $conf"
+    # A typo among the top-level settings (the file ends in [[alert]] tables, so the first line).
+    in_ct sed -i '1i intervall = "2s"' "$conf"
     in_ct pistats check-config >/dev/null 2>&1 && die "check-config accepted a broken file"
     in_ct systemctl restart pistats.service 2>/dev/null && die "restart with a broken config succeeded"
     # A manual start resets NRestarts; from here on it must stay put.
@@ -389,7 +390,7 @@ assert pids.get(1) == "systemd", pids
     [ "$(prop NRestarts)" = "$restarts" ] || die "restarted $(prop NRestarts) times: restart loop"
     journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
     [ "$(grep -c 'status=78/CONFIG' <<<"$journal")" = 1 ] || die "more than one start with the broken config"
-    grep -q "invalid config file $conf: line [0-9]*: unknown field \`intervall\`" <<<"$journal" ||
+    grep -q "invalid config file $conf: line 1: unknown setting \`intervall\` (did you mean \`interval\`?)" <<<"$journal" ||
         die "journal lacks a clear config error: $(tail -5 <<<"$journal")"
     log "journal: $(grep -m1 'invalid config file' <<<"$journal")"
     in_ct cp /root/config.toml.good "$conf"
