@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, Loaded, Overrides, EX_CONFIG, SETTINGS};
@@ -84,39 +86,63 @@ fn with_config(cli: &Cli, run: impl FnOnce(Config, Option<PathBuf>) -> ExitCode)
 
 fn init_logging(config: &Config) {
     // RUST_LOG, when set, refines the configured level (e.g. `RUST_LOG=pistats=debug`).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{},hyper=warn,warp=warn",
-            config.log_level.as_str()
-        ))
-    });
-    // Under systemd, journald adds its own timestamps. Colour codes only make sense on a
-    // terminal: in a file, a pipe or the journal they are noise (and NO_COLOR turns them off
-    // anywhere, https://no-color.org: when set and not empty).
-    let under_journald = journal::stderr_is_journal();
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "{},hyper=warn,warp=warn",
+                config.log_level.as_str()
+            ))
+        })
+    };
+    // Under systemd, stderr is the journal's stream: log through the journal's native
+    // protocol instead, so each line keeps its priority *and* its fields (INTERFACE,
+    // CLIENT_ADDR, ...) as journal fields that `journalctl FIELD=value` finds. Without the
+    // socket (a container without journald, an unusual sandbox) the lines go to stderr with
+    // `<N>` priority prefixes, which journald's stream reader understands too.
+    let mut no_socket = None;
+    if journal::stderr_is_journal() {
+        match journal::native() {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .init();
+                return;
+            }
+            Err(err) => no_socket = Some(err),
+        }
+    }
+    // Colour codes only make sense on a terminal: in a file, a pipe or the journal they are
+    // noise (and NO_COLOR turns them off anywhere, https://no-color.org: when set and not empty).
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && !no_color);
-    if under_journald {
+    if let Some(err) = no_socket {
         // Each line starts with its syslog priority (`<4>` for a warning, sd-daemon(3)),
-        // which journald takes as the entry's PRIORITY and strips from the message.
+        // which journald takes as the entry's PRIORITY and strips from the message; journald
+        // adds its own timestamps.
         let format = tracing_subscriber::fmt::format()
             .without_time()
             .with_target(false);
         builder.event_format(journal::PriorityPrefix(format)).init();
+        tracing::debug!(
+            "journal socket {} unavailable ({err}): logging to stderr with priority prefixes",
+            journal::SOCKET
+        );
     } else {
         builder.init();
     }
 }
 
-/// Logging into the journal through stderr.
+/// Logging into the journal: natively, or through stderr.
 mod journal {
     use std::fmt;
 
     use tracing::{Event, Level, Subscriber};
+    use tracing_journald::{Priority, PriorityMappings};
     use tracing_subscriber::fmt::format::Writer;
     use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
     use tracing_subscriber::registry::LookupSpan;
@@ -142,6 +168,27 @@ mod journal {
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
         let (st_dev, st_ino) = (u64::from(stat.st_dev), u64::from(stat.st_ino));
         st_dev == dev && st_ino == ino
+    }
+
+    /// The journal's native socket (systemd-journald.socket).
+    pub(super) const SOCKET: &str = "/run/systemd/journal/socket";
+
+    /// A layer writing each event to the journal's native socket (fails when nothing listens
+    /// there). Priorities are the same as with prefixes on stderr: info is 6, not the crate's
+    /// default 5 ("notice"), so `journalctl -p notice` does not list routine lines. Field names
+    /// go in unprefixed and upper-cased (`client_addr` becomes `CLIENT_ADDR`): the daemon's
+    /// field names are chosen not to collide with the journal's own (README, "Logs").
+    pub(super) fn native() -> std::io::Result<tracing_journald::Layer> {
+        Ok(tracing_journald::layer()?
+            .with_field_prefix(None)
+            .with_syslog_identifier("pistats".to_owned())
+            .with_priority_mappings(PriorityMappings {
+                error: Priority::Error,
+                warn: Priority::Warning,
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                trace: Priority::Debug,
+            }))
     }
 
     /// The syslog priority of a tracing level: error 3, warning 4, info 6, debug and trace 7.

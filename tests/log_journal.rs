@@ -1,8 +1,10 @@
-//! Log lines carry their syslog priority (`<3>` error, `<4>` warning, `<6>` info) when stderr
-//! is the journal's stream, so `journalctl -p warning` keeps only warnings and errors; nowhere
+//! When stderr is the journal's stream but the journal's native socket is not there (as on a
+//! build machine without journald), log lines carry their syslog priority (`<3>` error, `<4>`
+//! warning, `<6>` info), so `journalctl -p warning` keeps only warnings and errors; nowhere
 //! else. systemd says which stream is the journal's through `JOURNAL_STREAM=device:inode`;
 //! here stderr is a file of the test's own and the variable names that file, as systemd would
-//! name its socket.
+//! name its socket. Logging through the native socket, with fields, is tested with the
+//! installed package in a booted container (tests/install/run.sh, phase "journal").
 
 use std::fs::File;
 use std::net::TcpListener;

@@ -436,7 +436,7 @@ pub fn spawn(
             for change in changes {
                 let rule = &engine.rules()[change.rule];
                 let alert = Alert::new(rule, change.change, change.value, host, doc.collected_at);
-                tracing::info!("alert {}", alert.message);
+                tracing::info!(alert = alert.rule.as_str(), "alert {}", alert.message);
                 if change.change != Change::Reminder {
                     let event = event_of(&alert);
                     hub.record_events([event.clone()]);

@@ -293,6 +293,8 @@ pub fn spawn(
                 Err(err) => {
                     let reason = format!("{err} (after {} attempt(s))", notifier.retries + 1);
                     tracing::warn!(
+                        notifier = notifier.name.as_str(),
+                        alert = alert.rule.as_str(),
                         "notifier {}: cannot send {} {}: {reason}",
                         notifier.name,
                         alert.rule,

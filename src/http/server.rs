@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::admission::Full;
 use super::{routes, AppState};
@@ -96,6 +97,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                 }
             },
         };
+        let span = client_span(peer);
         let slot = match state
             .connections
             .open(peer.ip(), state.hub.clients() as usize)
@@ -104,6 +106,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             Err(full) => {
                 refuse(stream, full, tls.is_some());
                 if state.client_log.allow() {
+                    let _client = span.enter();
                     tracing::warn!(
                         "refused connection from {peer}: {}",
                         match full {
@@ -137,7 +140,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
         let builder = builder.clone();
         let closed = closed.clone();
         let tls = tls.clone();
-        connections.spawn(async move {
+        let connection = async move {
             let _slot = slot;
             let result = match tls {
                 None => drive(&builder, stream, per_request, &closed, &activity).await,
@@ -165,12 +168,20 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             if let Err(err) = result {
                 tracing::debug!("connection from {peer}: {err}");
             }
-        });
+        };
+        connections.spawn(connection.instrument(span));
     }
     drop(listener);
     connections.close();
     connections.wait().await;
     let _ = housekeeping.await;
+}
+
+/// The span every line about one connection is logged in: its fields become the journal
+/// fields `CLIENT_ADDR` and `CLIENT_PORT` (`journalctl -u pistats CLIENT_ADDR=192.0.2.7`).
+/// WebSocket sessions run in tasks of their own and carry it over.
+fn client_span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!("client", client_addr = %peer.ip(), client_port = peer.port())
 }
 
 /// Answers a connection over its limit without reading from it, and closes it. Over TLS no

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument as _;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::reply::Response as Reply;
 use warp::{Filter, Rejection};
@@ -135,6 +136,8 @@ pub(super) async fn upgrade(
                 .max_message_size(Some(state.config.max_message_size))
                 .max_frame_size(Some(state.config.max_message_size));
             let sessions = state.sessions.clone();
+            // The connection's span (its client address) goes with the session's own task.
+            let client = tracing::Span::current();
             sessions.spawn(async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
@@ -144,7 +147,9 @@ pub(super) async fn upgrade(
                             Some(config),
                         )
                         .await;
-                        session(socket, state, remote, slot).await;
+                        session(socket, state, remote, slot)
+                            .instrument(client)
+                            .await;
                     }
                     Err(err) => tracing::debug!("upgrade of {} failed: {err}", peer(remote)),
                 }

@@ -69,6 +69,7 @@ impl Publisher {
         }
         if previous.source != new.source {
             tracing::info!(
+                interface = new.interface.as_str(),
                 "network: following {} through {}",
                 new.interface,
                 source_name(new.source)
@@ -77,6 +78,7 @@ impl Publisher {
         log_wifi(&previous, &new);
         if previous.connected != new.connected || previous.state != new.state {
             tracing::info!(
+                interface = new.interface.as_str(),
                 "network: {} is {} ({}){}",
                 new.interface,
                 new.state,
@@ -93,6 +95,7 @@ impl Publisher {
             );
         } else if previous.addresses != new.addresses {
             tracing::info!(
+                interface = new.interface.as_str(),
                 "network: {} addresses: {}",
                 new.interface,
                 if new.addresses.is_empty() {
