@@ -339,6 +339,43 @@ assert pids.get(1) == "systemd", pids
 ' "$nproc" || die "the service does not see all processes"
     phase_end
 
+    phase_start journal
+    # The daemon logs through the journal's native protocol: priorities as syslog's, and
+    # fields (CLIENT_ADDR, INTERFACE, ...) that journalctl can match.
+    local code entries
+    code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'Host: evil.example' "http://$CT_IP:$PORT/") || true
+    [ "$code" = 421 ] || die "a request for a foreign host name got $code, expected 421"
+    wait_for 10 "the refusal in the journal" journal_has 'refused a request for host "evil.example"'
+    entries=$(in_ct journalctl -u pistats.service -b --no-pager -o json)
+    python3 -c '
+import json, sys
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+own = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "pistats"]
+assert own, "no entries from pistats"
+bad = [e["MESSAGE"] for e in own if e.get("_TRANSPORT") != "journal"]
+assert not bad, ("not sent through the native protocol", bad)
+start = [e for e in own if "listening on" in e["MESSAGE"]]
+assert start and all(e["PRIORITY"] == "6" for e in start), start
+refused = [e for e in own if "evil.example" in e["MESSAGE"]]
+assert refused and all(e["PRIORITY"] == "4" for e in refused), refused
+assert all(e.get("CLIENT_ADDR") == sys.argv[1] for e in refused), refused
+' "$HOST_IP" <<<"$entries" || die "journal entries are not as expected"
+    entries=$(in_ct journalctl -u pistats.service -b --no-pager -p warning -o json)
+    python3 -c '
+import json, sys
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+assert any("evil.example" in e["MESSAGE"] for e in entries), "the warning is missing"
+assert all(int(e["PRIORITY"]) <= 4 for e in entries), [e["MESSAGE"] for e in entries if int(e["PRIORITY"]) > 4]
+' <<<"$entries" || die "journalctl -p warning: $entries"
+    in_ct journalctl -u pistats.service -b --no-pager -p warning -o cat | grep -q "listening on" &&
+        die "journalctl -p warning shows info lines"
+    in_ct journalctl -u pistats.service -b --no-pager -o cat "CLIENT_ADDR=$HOST_IP" |
+        grep -qF 'refused a request for host "evil.example"' || die "CLIENT_ADDR=$HOST_IP finds no line"
+    in_ct journalctl -u pistats.service -b --no-pager -o cat INTERFACE=host0 |
+        grep -qF "network: following host0 through the kernel" || die "INTERFACE=host0 finds no line"
+    log "journal: $(in_ct journalctl -u pistats.service -b --no-pager -o cat "CLIENT_ADDR=$HOST_IP" | tail -1)"
+    phase_end
+
     phase_start analyze
     local security exposure
     security=$(in_ct systemd-analyze security --no-pager pistats.service)
@@ -361,6 +398,18 @@ assert pids.get(1) == "systemd", pids
     service_running || die "not running after systemctl restart"
     [ "$(prop MainPID)" != "$pid" ] || die "MainPID unchanged after restart"
     check_serving
+    # The history and events of the run before come back from /var/lib/pistats: its start
+    # and its clean stop are in the timeline.
+    wait_for 30 "the restored history in the journal" journal_has "history: restored "
+    journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
+    grep -q "history: restored [0-9]* 1-minute and [0-9]* 15-minute points and [1-9][0-9]* events from /var/lib/pistats/" \
+        <<<"$journal" || die "journal lacks the restored history: $(grep 'history:' <<<"$journal")"
+    curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/events?limit=1000" | python3 -c '
+import json, sys
+kinds = [e["kind"] for e in json.load(sys.stdin)["events"]]
+assert kinds.count("started") >= 2 and "stopped" in kinds, kinds
+assert "unclean_stop" not in kinds, kinds
+' || die "the events of the run before the restart are not restored"
     # kill -9: the watchdog-free path, Restart=on-failure must bring it back.
     pid=$(prop MainPID)
     restarts=$(prop NRestarts)
@@ -372,6 +421,24 @@ assert pids.get(1) == "systemd", pids
     journal=$(in_ct journalctl -u pistats.service -b --no-pager -o cat)
     grep -q "status=9/KILL" <<<"$journal" || die "journal does not show the kill"
     check_serving
+    # The packaged unclean-restart rule fires on the first tick after such a restart (and
+    # clears on the next: a restart is a moment): in the events timeline and the alerts' own.
+    unclean_alert() {
+        curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/events?limit=1000" | python3 -c '
+import json, sys
+events = json.load(sys.stdin)["events"]
+assert any(e["kind"] == "unclean_stop" for e in events), events
+assert any(e["kind"] == "alert_firing" and e["values"].get("alert") == "unclean-restart" for e in events), events
+' && curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/alerts" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+rules = {r["name"]: r for r in d["alerts"]}
+assert rules["unclean-restart"]["metric"] == "unclean_restart", rules
+assert any(e["kind"] == "alert_firing" and e["values"].get("alert") == "unclean-restart" for e in d["events"]), d["events"]
+'
+    }
+    wait_for 15 "the unclean-restart alert after kill -9" unclean_alert
+    journal_has "unclean-restart firing" || die "journal lacks the unclean-restart alert"
     phase_end
 
     phase_start broken-config
