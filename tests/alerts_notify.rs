@@ -371,3 +371,68 @@ async fn notify_test_reports_each_endpoint() {
     let (code, _) = run(String::new()).await;
     assert_eq!(code, Some(1), "nothing to test is a failure");
 }
+
+/// A notification that cannot be delivered is an event in the timeline (`/api/v1/events`,
+/// which the dashboard shows) and in the alerts' own list, and is counted per notifier; the
+/// token stays out of all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_an_event_in_the_timeline() {
+    let endpoint = Endpoint::start(vec![Answer::Status(500)]).await;
+    // `for = "1s"`: the alert fires once the daemon has settled. (An event recorded before
+    // the history subsystem has installed the timeline it restored is overwritten by it.)
+    let config = format!(
+        "interval = \"250ms\"\n\n[[alert]]\nname = \"always\"\nmetric = \"cpu\"\nabove = 0\n\
+         for = \"1s\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nretries = 0\n\
+         token = \"tk-never-shown\"\n",
+        endpoint.addr
+    );
+    let daemon =
+        tokio::task::spawn_blocking(move || common::Daemon::start_with_config(&config, &[]))
+            .await
+            .unwrap();
+    let addr = daemon.addr;
+    let failed_event = |events: &serde_json::Value| {
+        events["events"].as_array().and_then(|list| {
+            list.iter()
+                .find(|e| e["kind"] == "notification_failed")
+                .cloned()
+        })
+    };
+    let timeline = tokio::task::spawn_blocking(move || {
+        common::eventually(common::WAIT, || {
+            failed_event(&common::http_get(addr, "/api/v1/events", &[]).json())
+        })
+    })
+    .await
+    .unwrap();
+    let timeline = timeline.unwrap_or_else(|| {
+        panic!(
+            "no notification_failed event in /api/v1/events: {}\n{}",
+            common::http_get(addr, "/api/v1/events", &[]).body,
+            daemon.log().join("\n")
+        )
+    });
+    assert_eq!(timeline["severity"], "warning", "{timeline}");
+    assert_eq!(timeline["values"]["alert"], "always", "{timeline}");
+    assert!(
+        timeline["message"].as_str().unwrap().contains("500"),
+        "{timeline}"
+    );
+    assert_eq!(endpoint.received().len(), 1, "retries = 0: one attempt");
+
+    let alerts =
+        tokio::task::spawn_blocking(move || common::http_get(addr, "/api/v1/alerts", &[]).json())
+            .await
+            .unwrap();
+    let own = failed_event(&alerts).expect("no notification_failed event in /api/v1/alerts");
+    assert_eq!(own["message"], timeline["message"], "{own} vs {timeline}");
+    assert_eq!(own["t_ms"], timeline["t_ms"], "{own} vs {timeline}");
+    let notifier = timeline["values"]["notifier"].as_str().unwrap();
+    assert!(
+        alerts["notifiers"][notifier]["failed"].as_u64() >= Some(1),
+        "{alerts}"
+    );
+    let shown = format!("{timeline} {alerts} {:?}", daemon.log());
+    assert!(!shown.contains("never-shown"), "{shown}");
+    drop(daemon);
+}

@@ -293,7 +293,8 @@ impl Board {
         state.notifiers.entry(notifier.to_owned()).or_default().sent += 1;
     }
 
-    fn delivery_failed(&self, notifier: &str, alert: &Alert, reason: &str) {
+    /// Counts a notification that could not be delivered and makes its event.
+    fn delivery_failed(&self, notifier: &str, alert: &Alert, reason: &str) -> Event {
         {
             let mut state = self.lock();
             let entry = state.notifiers.entry(notifier.to_owned()).or_default();
@@ -318,7 +319,16 @@ impl Board {
         event
             .values
             .insert("alert".into(), EventValue::Text(alert.rule.clone()));
-        self.record(event);
+        event
+    }
+
+    /// A notification that could not be delivered: counted per notifier, and its
+    /// `notification_failed` event goes into the events timeline (`/api/v1/events`, the
+    /// dashboard) as well as the alerts' own list, like firing and clearing.
+    fn record_delivery_failure(hub: &Hub, notifier: &str, alert: &Alert, reason: &str) {
+        let event = hub.alerts.delivery_failed(notifier, alert, reason);
+        hub.record_events([event.clone()]);
+        hub.alerts.record(event);
     }
 
     fn set_mqtt_connected(&self, connected: bool) {
@@ -377,7 +387,7 @@ pub fn spawn(
             notify::spawn(
                 n.clone(),
                 client.clone().expect("made when there are notifiers"),
-                board.clone(),
+                hub.clone(),
                 cancel.clone(),
                 tracker,
             )
@@ -447,7 +457,7 @@ pub fn spawn(
                     && rule.metric == crate::config::alerting::Metric::UncleanRestart;
                 if !quiet {
                     for sender in &senders {
-                        sender.offer(alert.clone(), &board);
+                        sender.offer(alert.clone(), &hub);
                     }
                 }
             }

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::{Alert, AlertState, Board};
 use crate::config::alerting::{Notifier, NotifyKind};
 use crate::events::Severity;
+use crate::hub::Hub;
 
 /// Alerts waiting for one endpoint; beyond this they are dropped (and logged).
 pub const QUEUE: usize = 32;
@@ -251,7 +252,7 @@ pub struct Sender {
 
 impl Sender {
     /// Queues `alert` without waiting; a full queue drops it (logged, and an event).
-    pub fn offer(&self, alert: Alert, board: &Board) {
+    pub fn offer(&self, alert: Alert, hub: &Hub) {
         if let Err(mpsc::error::TrySendError::Full(alert)) = self.tx.try_send(alert) {
             let reason = format!("queue of {QUEUE} full");
             tracing::warn!(
@@ -259,7 +260,7 @@ impl Sender {
                 self.name,
                 alert.rule
             );
-            board.delivery_failed(&self.name, &alert, &reason);
+            Board::record_delivery_failure(hub, &self.name, &alert, &reason);
         }
     }
 }
@@ -268,7 +269,7 @@ impl Sender {
 pub fn spawn(
     notifier: Notifier,
     client: Client,
-    board: Arc<Board>,
+    hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Sender {
@@ -288,7 +289,7 @@ pub fn spawn(
                         alert.rule,
                         alert.state.as_str()
                     );
-                    board.delivered(&notifier.name);
+                    hub.alerts.delivered(&notifier.name);
                 }
                 Err(err) => {
                     let reason = format!("{err} (after {} attempt(s))", notifier.retries + 1);
@@ -300,7 +301,7 @@ pub fn spawn(
                         alert.rule,
                         alert.state.as_str()
                     );
-                    board.delivery_failed(&notifier.name, &alert, &reason);
+                    Board::record_delivery_failure(&hub, &notifier.name, &alert, &reason);
                 }
             }
         }

@@ -307,8 +307,11 @@ test_arch() {
         <<<"$journal" || die "journal lacks the startup line: $journal"
     grep -q "listening on 0.0.0.0:$PORT" <<<"$journal" || die "journal lacks 'listening on'"
     [[ $(in_ct pistats --version) == "pistats "* ]] || die "pistats --version"
-    # A NetworkManager on a dhcpcd Pi would take over wlan0: suggested, never pulled in.
-    [ -z "$(dpkg-deb -f "$DEB_DIR/$deb" Recommends)" ] || die "the package recommends something"
+    # A NetworkManager on a dhcpcd Pi would take over wlan0: suggested, never pulled in. The
+    # CA certificates for HTTPS notifications are recommended (installed here without
+    # recommends: the container has no mirror to fetch them from, and pistats runs without).
+    [ "$(dpkg-deb -f "$DEB_DIR/$deb" Recommends)" = ca-certificates ] ||
+        die "Recommends: $(dpkg-deb -f "$DEB_DIR/$deb" Recommends), expected ca-certificates"
     [[ $(dpkg-deb -f "$DEB_DIR/$deb" Suggests) == *network-manager* ]] || die "network-manager not suggested"
     # The static system user the package creates, which the service runs as, with its state
     # directory; the system bus accepts it (it refuses DynamicUser= UIDs on bookworm).
@@ -319,6 +322,15 @@ test_arch() {
     [ "$(in_ct stat -c %u "/proc/$(prop MainPID)")" = "$uid" ] || die "the service does not run as pistats"
     [ "$(in_ct stat -c %U:%a /var/lib/pistats)" = pistats:750 ] ||
         die "state directory: $(in_ct stat -c %U:%a /var/lib/pistats 2>&1)"
+    # The configuration may hold tokens: root and the group pistats only. The service (which
+    # runs above, with the file's settings) reads it; another account does not.
+    [ "$(in_ct stat -c %U:%G:%a /etc/pistats/config.toml)" = root:pistats:640 ] ||
+        die "config file: $(in_ct stat -c %U:%G:%a /etc/pistats/config.toml 2>&1)"
+    in_ct setpriv --reuid=pistats --regid=pistats --clear-groups \
+        pistats check-config /etc/pistats/config.toml >/dev/null ||
+        die "the user pistats cannot read its configuration"
+    in_ct setpriv --reuid=nobody --regid=nogroup --clear-groups cat /etc/pistats/config.toml \
+        >/dev/null 2>&1 && die "the configuration is readable by other accounts"
     # No NetworkManager in this container: the kernel, after asking the bus.
     wait_for 30 "the network source in the journal" journal_has "network: following host0 through the kernel"
     journal_has "system bus unavailable" && die "the service cannot reach the system bus"
@@ -569,6 +581,8 @@ assert any(e["kind"] == "alert_firing" and e["values"].get("alert") == "unclean-
     wait_for "$SERVICE_TIMEOUT" "pistats after the upgrade" service_running
     [ "$(prop MainPID)" != "$pid" ] || die "service not restarted on upgrade"
     in_ct grep -q '^top_processes = 7' "$conf" || die "upgrade lost the local change to $conf"
+    [ "$(in_ct stat -c %U:%G:%a "$conf")" = root:pistats:640 ] ||
+        die "config file after the upgrade: $(in_ct stat -c %U:%G:%a "$conf" 2>&1)"
     curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/stats" | python3 -c \
         'import json,sys; d=json.load(sys.stdin); n=len(d["processes"]["top_cpu_usage"]); assert n<=7, n' ||
         die "the changed setting is not in effect"
