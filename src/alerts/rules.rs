@@ -26,6 +26,12 @@ pub struct Facts {
 pub fn read(metric: &Metric, doc: &StatsDocument, facts: &Facts) -> Option<f64> {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let throttle = || doc.pi.as_ref().and_then(|pi| pi.throttled);
+    let wifi = || {
+        doc.connectivity
+            .as_ref()
+            .filter(|c| c.connected)
+            .and_then(|c| c.wifi.as_ref())
+    };
     match metric {
         Metric::Cpu => Some(doc.cpu.usage_percent).filter(|v| v.is_finite()),
         Metric::Memory => doc.memory.map(|m| m.used_percent()),
@@ -40,6 +46,11 @@ pub fn read(metric: &Metric, doc: &StatsDocument, facts: &Facts) -> Option<f64> 
             .find(|p| p.mountpoint == *mount)
             .map(|p| p.used_percent()),
         Metric::InterfaceDown => doc.connectivity.as_ref().map(|c| flag(!c.connected)),
+        // Unknown, not bad, while the interface is down or not wireless: a link that drops is
+        // `interface_down`'s business, and a firing signal alert neither clears nor fires again
+        // on a reconnect flap (unknown values keep a rule where it is).
+        Metric::WifiSignal => wifi().and_then(|w| w.signal_dbm).map(f64::from),
+        Metric::WifiQuality => wifi().and_then(|w| w.quality_percent).map(f64::from),
         Metric::Undervoltage => throttle().and_then(|t| t.under_voltage).map(flag),
         Metric::Throttled => throttle().map(|t| flag(t.throttled)),
         Metric::FrequencyCapped => throttle().map(|t| flag(t.arm_frequency_capped)),

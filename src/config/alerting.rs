@@ -72,6 +72,12 @@ pub enum Metric {
     Disk { mount: String },
     /// The watched interface is not connected.
     InterfaceDown,
+    /// Received Wi-Fi signal level of the connected watched interface, dBm (known from the
+    /// kernel, not from NetworkManager, which reports only a percentage).
+    WifiSignal,
+    /// Wi-Fi link quality of the connected watched interface, percent (NetworkManager's
+    /// signal strength, or the kernel's link quality).
+    WifiQuality,
     /// The firmware reports under-voltage now.
     Undervoltage,
     /// The firmware throttles the ARM core now.
@@ -94,6 +100,8 @@ impl Metric {
         "load1",
         "disk",
         "interface_down",
+        "wifi_signal",
+        "wifi_quality",
         "undervoltage",
         "throttled",
         "frequency_capped",
@@ -112,6 +120,8 @@ impl Metric {
                 mount: mount.unwrap_or_else(|| "/".to_owned()),
             },
             "interface_down" => Metric::InterfaceDown,
+            "wifi_signal" => Metric::WifiSignal,
+            "wifi_quality" => Metric::WifiQuality,
             "undervoltage" => Metric::Undervoltage,
             "throttled" => Metric::Throttled,
             "frequency_capped" => Metric::FrequencyCapped,
@@ -130,6 +140,8 @@ impl Metric {
             Metric::Load1 => "load1",
             Metric::Disk { .. } => "disk",
             Metric::InterfaceDown => "interface_down",
+            Metric::WifiSignal => "wifi_signal",
+            Metric::WifiQuality => "wifi_quality",
             Metric::Undervoltage => "undervoltage",
             Metric::Throttled => "throttled",
             Metric::FrequencyCapped => "frequency_capped",
@@ -154,7 +166,12 @@ impl Metric {
     /// Sensible limits for a threshold, and the unit, for error messages and documents.
     pub fn range(&self) -> (f64, f64, &'static str) {
         match self {
-            Metric::Cpu | Metric::Memory | Metric::Swap | Metric::Disk { .. } => (0.0, 100.0, "%"),
+            Metric::Cpu
+            | Metric::Memory
+            | Metric::Swap
+            | Metric::Disk { .. }
+            | Metric::WifiQuality => (0.0, 100.0, "%"),
+            Metric::WifiSignal => (-120.0, 0.0, " dBm"),
             Metric::Temperature => (-40.0, 150.0, "°C"),
             Metric::Load1 => (0.0, 1024.0, ""),
             _ => (0.0, 1.0, ""),

@@ -242,3 +242,130 @@ fn undervoltage_from_the_pi_fixture_tree_fires_and_clears() {
     assert_eq!(tick(2, "50005\n"), None);
     assert_eq!(tick(3, "50000\n"), Some(Cleared));
 }
+
+/// Documents from the Pi 4 fixture tree with the watched interface as given.
+struct Link {
+    collector: crate::stats::Collector,
+}
+
+impl Link {
+    fn new() -> Link {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pi4");
+        let config = crate::config::Config {
+            proc_root: format!("{fixture}/proc").into(),
+            sys_root: format!("{fixture}/sys").into(),
+            vcgencmd: "/nonexistent/vcgencmd".into(),
+            ..Default::default()
+        };
+        Link {
+            collector: crate::stats::Collector::new(&config),
+        }
+    }
+
+    /// A document whose wlan0 is `connected` (or not) with this Wi-Fi detail (`None`: not
+    /// wireless). Signal and quality as the fixture's /proc/net/wireless has them for a
+    /// strong (-40 dBm) and a weak (-78 dBm) link, or as NetworkManager reports them (a
+    /// percentage and no dBm).
+    fn doc(&mut self, connected: bool, wifi: Option<(Option<i32>, Option<u8>)>) -> StatsDocument {
+        use crate::stats::model::{Connectivity, Wifi};
+        let connectivity = Connectivity {
+            source: "kernel",
+            interface: "wlan0".into(),
+            state: if connected { "up" } else { "down" }.into(),
+            connected,
+            wifi: wifi.map(|(signal_dbm, quality_percent)| Wifi {
+                signal_dbm,
+                quality_percent,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.collector.collect(crate::stats::Context {
+            connected_clients: 0,
+            connectivity: Some(connectivity),
+            scan_processes: false,
+        })
+    }
+}
+
+/// `wifi_signal`: fires on a weak link, clears past `clear`; while the interface is down or
+/// not wireless the value is unknown, so a dropped link neither fires it nor clears it, and
+/// reconnecting to a weak link does not fire it a second time.
+#[test]
+fn wifi_signal_fires_on_a_weak_connected_link_only() {
+    let mut link = Link::new();
+    let mut r = rule(
+        Condition::Below {
+            level: -75.0,
+            clear: -70.0,
+        },
+        0,
+        None,
+    );
+    r.metric = Metric::WifiSignal;
+    let mut engine = Engine::new(vec![r]);
+    let t0 = Instant::now();
+    let mut n = 0;
+    let mut tick = |doc: StatsDocument| {
+        n += 1;
+        let changes = engine.observe(t0 + Duration::from_secs(n), &doc, &Facts::default());
+        (changes.first().map(|c| c.change), engine.values()[0])
+    };
+    let strong = Some((Some(-40), Some(70)));
+    let weak = Some((Some(-78), Some(32)));
+    assert_eq!(tick(link.doc(true, strong)), (None, Some(-40.0)));
+    assert_eq!(tick(link.doc(true, weak)), (Some(Firing), Some(-78.0)));
+    // Down (the kernel may still list a level), then up without Wi-Fi: unknown, still firing.
+    assert_eq!(
+        tick(link.doc(false, Some((Some(-95), Some(0))))),
+        (None, None)
+    );
+    assert_eq!(tick(link.doc(true, None)), (None, None));
+    assert_eq!(tick(link.doc(true, weak)), (None, Some(-78.0)));
+    // Hysteresis: -72 is above the line but not past `clear`.
+    assert_eq!(tick(link.doc(true, Some((Some(-72), Some(50))))).0, None);
+    assert_eq!(tick(link.doc(true, strong)).0, Some(Cleared));
+    // A disconnected interface with a terrible last reading never fires.
+    for _ in 0..3 {
+        assert_eq!(
+            tick(link.doc(false, Some((Some(-99), Some(0))))),
+            (None, None)
+        );
+    }
+    assert_eq!(engine.states()[0], State::Ok);
+}
+
+/// Under NetworkManager only the percentage is known: `wifi_quality` fires on it, and
+/// `wifi_signal` (dBm) stays unknown instead of reading a missing level as 0 dBm.
+#[test]
+fn wifi_quality_works_where_only_the_percentage_is_known() {
+    let mut link = Link::new();
+    let mut quality = rule(
+        Condition::Below {
+            level: 30.0,
+            clear: 40.0,
+        },
+        0,
+        None,
+    );
+    quality.metric = Metric::WifiQuality;
+    let mut signal = rule(
+        Condition::Below {
+            level: -75.0,
+            clear: -75.0,
+        },
+        0,
+        None,
+    );
+    signal.metric = Metric::WifiSignal;
+    let mut engine = Engine::new(vec![quality, signal]);
+    let t0 = Instant::now();
+    let doc = link.doc(true, Some((None, Some(20))));
+    let changes = engine.observe(t0, &doc, &Facts::default());
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((changes[0].rule, changes[0].change), (0, Firing));
+    assert_eq!(engine.values(), [Some(20.0), None]);
+    let doc = link.doc(true, Some((None, Some(45))));
+    let changes = engine.observe(t0 + Duration::from_secs(1), &doc, &Facts::default());
+    assert_eq!(changes.first().map(|c| c.change), Some(Cleared));
+}

@@ -87,6 +87,8 @@ fn rule_errors_name_line_key_and_rule() {
         ("[[alert]]\nname = \"a b\"\nmetric = \"cpu\"\nabove = 9", 2, "name must be 1 to 64 letters"),
         ("[[alert]]\nmetric = \"cpu\"\nabove = 9", 1, "name is missing"),
         ("[[alert]]\nname = \"a\"\nmetric = \"cpu\"\nmount = \"/\"\nabove = 9", 1, "mount only applies"),
+        ("[[alert]]\nname = \"a\"\nmetric = \"wifi_signal\"\nbelow = 75", 4, "below must be a number from -120 to 0"),
+        ("[[alert]]\nname = \"a\"\nmetric = \"wifi_quality\"\nbelow = 130", 4, "below must be a number from 0 to 100"),
         (
             "[[alert]]\nname = \"a\"\nmetric = \"cpu\"\nabove = 9\n[[alert]]\nname = \"a\"\nmetric = \"swap\"\nabove = 9",
             5,
@@ -103,6 +105,26 @@ fn rule_errors_name_line_key_and_rule() {
     }
     // The rule is named in its errors.
     assert!(error(cases[1].0).contains("[[alert]] \"a\""));
+}
+
+/// Wi-Fi signal in dBm (negative) with a clear level, and the quality in percent.
+#[test]
+fn wifi_rules_read_in_their_units() {
+    let c = parse(
+        "[[alert]]\nname = \"weak-wifi\"\nmetric = \"wifi_signal\"\nbelow = -75\nclear = -70\nfor = \"30s\"\n\n\
+         [[alert]]\nname = \"poor-wifi\"\nmetric = \"wifi_quality\"\nbelow = 30\n",
+    )
+    .unwrap();
+    let rules = &c.alerting.rules;
+    assert_eq!(rules[0].metric, Metric::WifiSignal);
+    assert_eq!(
+        rules[0].condition,
+        Condition::Below {
+            level: -75.0,
+            clear: -70.0
+        }
+    );
+    assert_eq!(rules[1].metric, Metric::WifiQuality);
 }
 
 #[test]
