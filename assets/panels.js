@@ -299,9 +299,55 @@ export function render(d) {
   setText(ui.updated, isNum(t) ? clockTime(t) : DASH);
 }
 
-/** The banner of firing alert rules (from /api/v1/alerts); hidden while none fires. */
+const alertRules = new KeyedList($('#alert-rules tbody'), (key) => {
+  const state = h('span', { class: 'badge' });
+  const since = h('time');
+  const cells = [h('th', { scope: 'row' }), h('td', null, state), h('td', { class: 'num' }), h('td'), h('td', null, since)];
+  return { root: h('tr', { 'data-rule': key }, ...cells), cells, state, since };
+}, $('#alert-rules-empty'));
+
+const STATE_LEVEL = { firing: 'crit', pending: 'warn', ok: 'ok' };
+
+/** A rule's value in its metric's unit (temperatures in the chosen one); flags say set or not. */
+function alertValue(r, v) {
+  if (!isNum(v)) return DASH;
+  switch (r.metric) {
+    case 'temperature': return FMT.temp(v);
+    case 'load1': return FMT.load(v);
+    case 'wifi_signal': return `${Math.round(v)} dBm`;
+    case 'cpu': case 'memory': case 'swap': case 'disk': case 'wifi_quality': return FMT.pct(v);
+    default: return v ? 'set' : 'not set';
+  }
+}
+
+function alertCondition(r) {
+  const c = r.condition || {};
+  let text = c.kind === 'above' || c.kind === 'below'
+    ? `${c.kind} ${alertValue(r, c.level)}` + (isNum(c.clear) && c.clear !== c.level ? `, clears at ${alertValue(r, c.clear)}` : '')
+    : 'while set';
+  const f = r.for_seconds;
+  if (isNum(f) && f > 0) text += ' for ' + (f % 3600 === 0 ? `${f / 3600} h` : f % 60 === 0 ? `${f / 60} min` : FMT.dur(f));
+  return text;
+}
+
+/** Every alert rule with its state (from /api/v1/alerts), and the banner of firing ones. */
 export function renderAlerts(a) {
-  const rules = a && Array.isArray(a.alerts) ? a.alerts : [];
+  const rules = a && Array.isArray(a.alerts) ? a.alerts.filter((r) => r && typeof r.name === 'string') : [];
+  alertRules.update(rules.map((r) => [r.name, r]), (row, r) => {
+    const label = r.mount ? `${r.name} (${r.mount})` : r.name;
+    setText(row.cells[0], label);
+    const state = typeof r.state === 'string' ? r.state : DASH;
+    setText(row.state, state);
+    setAttr(row.state, 'data-level', STATE_LEVEL[state] || '');
+    setText(row.cells[2], alertValue(r, r.value));
+    setText(row.cells[3], alertCondition(r));
+    const t = typeof r.since === 'string' ? Date.parse(r.since) : NaN;
+    setAttr(row.since, 'datetime', isNum(t) ? r.since : null);
+    setText(row.since, isNum(t) ? FMT.date(r.since) : DASH);
+  });
+  const firingCount = rules.filter((r) => r.state === 'firing').length;
+  setText(ui.alertsSummary, !rules.length ? DASH : firingCount ? `${firingCount} firing` : 'all OK');
+  setAttr(ui.alertsSummary, 'data-level', !rules.length ? '' : firingCount ? 'crit' : 'ok');
   const firing = rules.filter((r) => r && r.state === 'firing');
   const text = firing.length
     ? 'Alert: ' + firing.map((r) => {
