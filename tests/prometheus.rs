@@ -445,10 +445,45 @@ fn grafana_dashboard_queries_are_valid() {
     let pi = start_pi4_pistats();
     let pi5 = start_board_pistats("pi5", "vcgencmd-pi5");
     let cm4 = start_board_pistats("cm4", "vcgencmd");
+    // No test machine has a Wi-Fi link: the Wi-Fi families come from the exposition of a
+    // document collected on the Pi 4 tree whose watched interface has every Wi-Fi figure
+    // (the kernel's dBm and NetworkManager's bit rate; `wifi_metrics_pass_promtool` follows a
+    // real NetworkManager stand-in).
+    let wifi = {
+        use pistats::stats::model::{Connectivity, Wifi};
+        let config = pistats::config::Config {
+            proc_root: fixtures().join("pi4/proc"),
+            sys_root: fixtures().join("pi4/sys"),
+            vcgencmd: fixtures().join("bin/vcgencmd"),
+            ..Default::default()
+        };
+        let doc = pistats::stats::Collector::new(&config).collect(pistats::stats::Context {
+            connected_clients: 0,
+            connectivity: Some(Connectivity {
+                source: "networkmanager",
+                interface: "wlan0".into(),
+                state: "activated".into(),
+                connected: true,
+                wifi: Some(Wifi {
+                    ssid: Some("home".into()),
+                    signal_dbm: Some(-61),
+                    quality_percent: Some(70),
+                    frequency_mhz: Some(5180),
+                    band: Some("5 GHz"),
+                    bitrate_kbps: Some(72_200),
+                    ..Wifi::default()
+                }),
+                ..Connectivity::default()
+            }),
+            scan_processes: false,
+        });
+        pistats::metrics::render(&doc, &Default::default())
+    };
     let exposed: String = fetch_metrics(host.addr).body
         + &fetch_metrics(pi.addr).body
         + &fetch_metrics(pi5.addr).body
-        + &fetch_metrics(cm4.addr).body;
+        + &fetch_metrics(cm4.addr).body
+        + &wifi;
     let families: std::collections::HashSet<&str> = exposed
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
