@@ -219,6 +219,30 @@ package_step() {
     cargo deb "${args[@]}"
 }
 
+# daemon_check WHAT CHECK DAEMON_ARGS...: runs check_step's daemon ("${run[@]}" on 127.0.0.1:$port)
+# with DAEMON_ARGS until it listens, runs the command CHECK against it and stops it; when CHECK
+# fails, the daemon's log is shown and the build ends with "no WHAT".
+daemon_check() {
+    local what=$1 check=$2 log=$tmp/daemon.log pid i
+    shift 2
+    NO_COLOR=1 "${run[@]}" --config /dev/null --serve always --host 127.0.0.1 --port "$port" \
+        "$@" >"$log" 2>&1 &
+    pid=$!
+    for i in $(seq 1 120); do
+        grep -q "listening on 127.0.0.1:$port" "$log" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.5
+    done
+    "$check" || {
+        kill $pid 2>/dev/null || true
+        cat "$log" >&2
+        echo "armhf: no $what from the daemon under qemu-arm -cpu arm1176" >&2
+        exit 1
+    }
+    kill $pid
+    wait $pid 2>/dev/null || true
+}
+
 check_step() {
     local arch=$1 deb
     deb=$(ls -t "$OUT"/pistats_*_"$arch".deb | head -1)
@@ -284,48 +308,17 @@ print("snapshot: valid JSON,", len(d), "sections,", d["processes"]["total_count"
 '
     if [ "$arch" = armhf ]; then
         # The daemon itself on the ARM1176: a WebSocket client gets stats documents.
-        local port log pid
+        local port doc
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        log=$tmp/daemon.log
-        NO_COLOR=1 "${run[@]}" --config /dev/null --serve always --host 127.0.0.1 --port "$port" \
-            --assets-dir "$tmp/usr/share/pistats/assets" >"$log" 2>&1 &
-        pid=$!
-        local i
-        for i in $(seq 1 120); do
-            grep -q "listening on 127.0.0.1:$port" "$log" && break
-            kill -0 $pid 2>/dev/null || break
-            sleep 0.5
-        done
-        timeout 60 python3 tests/install/ws-check.py 127.0.0.1 "$port" /ws || {
-            kill $pid 2>/dev/null || true
-            cat "$log" >&2
-            echo "armhf: no WebSocket document from the daemon under qemu-arm -cpu arm1176" >&2
-            exit 1
-        }
-        kill $pid
-        wait $pid 2>/dev/null || true
+        ws_document() { timeout 60 python3 tests/install/ws-check.py 127.0.0.1 "$port" /ws; }
+        daemon_check "WebSocket document" ws_document --assets-dir "$tmp/usr/share/pistats/assets"
         # HTTPS: ring's handshake and record crypto (ECDHE, AES-GCM or ChaCha20, SHA-2) on the
         # ARM1176, through its non-NEON paths.
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
             -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
             -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
-        NO_COLOR=1 "${run[@]}" --config /dev/null --serve always --host 127.0.0.1 --port "$port" \
-            --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" >"$log" 2>&1 &
-        pid=$!
-        for i in $(seq 1 120); do
-            grep -q "listening on 127.0.0.1:$port" "$log" && break
-            kill -0 $pid 2>/dev/null || break
-            sleep 0.5
-        done
-        local doc
-        doc=$(curl -fsS --max-time 60 --cacert "$tmp/tls.crt" "https://127.0.0.1:$port/api/v1/stats") || {
-            kill $pid 2>/dev/null || true
-            cat "$log" >&2
-            echo "armhf: no HTTPS answer from the daemon under qemu-arm -cpu arm1176" >&2
-            exit 1
-        }
-        kill $pid
-        wait $pid 2>/dev/null || true
+        https_document() { doc=$(curl -fsS --max-time 60 --cacert "$tmp/tls.crt" "https://127.0.0.1:$port/api/v1/stats"); }
+        daemon_check "HTTPS answer" https_document --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key"
         python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["memory"]["total_gb"] > 0' "$doc"
         echo "qemu-arm -cpu arm1176: snapshot, a WebSocket document and an HTTPS document"
     fi
