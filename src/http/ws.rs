@@ -252,7 +252,6 @@ async fn serve_client(
     let config = &state.config;
     let (mut tx, mut rx) = socket.split();
     let mut snapshots = state.hub.subscribe();
-    let send_timeout = config.send_timeout;
     // The compressed frame if this client negotiated it and the document fits its window.
     let frame_of = |snapshot: &Snapshot| match &compression {
         Some(c) if c.fits(snapshot.json.len()) => snapshot.deflated().clone(),
@@ -262,10 +261,9 @@ async fn serve_client(
     // A new client gets the latest snapshot at once.
     let first = snapshots.borrow_and_update().as_deref().map(frame_of);
     if let Some(frame) = first {
-        match timeout(send_timeout, tx.send(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return send_failed(state, &err),
-            Err(_) => return slow(state),
+        match tx.send(frame).await {
+            Ok(()) => {}
+            Err(err) => return send_failed(state, &err),
         }
     }
 
@@ -274,19 +272,23 @@ async fn serve_client(
     tokio::pin!(pong_deadline);
     let mut awaiting_pong = false;
 
+    // Made once: a new one per loop turn would join and leave the token's waiter list on
+    // every document.
+    let closed = state.listener_closed.cancelled();
+    tokio::pin!(closed);
+
     let (code, reason) = loop {
         tokio::select! {
-            _ = state.listener_closed.cancelled() => break (CloseCode::Away, "server going away"),
+            _ = &mut closed => break (CloseCode::Away, "server going away"),
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     break (CloseCode::Away, "server going away");
                 }
                 let frame = snapshots.borrow_and_update().as_deref().map(frame_of);
                 let Some(frame) = frame else { continue };
-                match timeout(send_timeout, tx.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return send_failed(state, &err),
-                    Err(_) => return slow(state),
+                match tx.send(frame).await {
+                    Ok(()) => {}
+                    Err(err) => return send_failed(state, &err),
                 }
             }
             _ = pings.tick() => {
@@ -294,10 +296,9 @@ async fn serve_client(
                     awaiting_pong = true;
                     pong_deadline.as_mut().reset(Instant::now() + config.ping_timeout);
                 }
-                match timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return send_failed(state, &err),
-                    Err(_) => return slow(state),
+                match tx.send(Message::Ping(Default::default())).await {
+                    Ok(()) => {}
+                    Err(err) => return send_failed(state, &err),
                 }
             }
             _ = &mut pong_deadline, if awaiting_pong => break (CloseCode::Policy, "ping timeout"),
@@ -349,8 +350,9 @@ async fn serve_client(
     reason
 }
 
-/// Why a send failed: the socket's write deadline (see `server`) means the client stopped
-/// reading, like a send timeout.
+/// Why a send failed: the socket's write deadline (`send_timeout`, see `server`) means the
+/// client stopped reading. That deadline is what bounds every send, so a send needs no timer
+/// of its own: a document that the socket takes at once costs no timer at all.
 fn send_failed(state: &AppState, err: &WsError) -> &'static str {
     match err {
         WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => slow(state),
