@@ -16,6 +16,21 @@
 //! `--binary PATH` (repeatable) measures other builds of pistats as well, one window each after
 //! this one, in the same run: a before/after comparison on the same machine and load
 //! (`--clients 0 --seconds 60 --binary /tmp/pistats-before`).
+//!
+//! `--floor` measures the floor too: a minimal sender (this benchmark's own binary, started
+//! with `--floor-server`) that accepts the same WebSocket handshakes and does nothing per tick
+//! but one `write(2)` of a prebuilt frame of a real pistats document to each client. `--repeat
+//! N` runs every program N times, interleaved (floor, pistats, other builds, floor, …), and the
+//! summary gives each program's median CPU and its ratio to the floor's:
+//! `cargo bench --bench clients -- --clients 500,1000 --seconds 20 --repeat 3 --floor`.
+//!
+//! `--deflate` makes the feed clients offer `permessage-deflate` (as browsers do); the floor
+//! still sends the uncompressed frame. The summary reports the bytes per message each client
+//! received (frame headers included).
+//!
+//! The feed clients speak the WebSocket protocol on a plain socket (handshake, frame headers,
+//! pongs): the cheapest reader possible, so that as little as possible of the machine goes to
+//! the clients, and one that accepts compressed frames.
 
 mod common;
 
@@ -24,9 +39,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{invoked_by_cargo_bench, raise_fd_limit};
 
@@ -38,6 +51,9 @@ struct Args {
     burst: Option<usize>,
     /// This build first, then any `--binary` given.
     binaries: Vec<String>,
+    floor: bool,
+    repeat: usize,
+    deflate: bool,
 }
 
 fn parse_args() -> Args {
@@ -48,6 +64,9 @@ fn parse_args() -> Args {
         churn: 0,
         burst: None,
         binaries: vec![env!("CARGO_BIN_EXE_pistats").to_owned()],
+        floor: false,
+        repeat: 1,
+        deflate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -69,6 +88,9 @@ fn parse_args() -> Args {
                 args.burst = Some(it.next().and_then(|s| s.parse().ok()).expect("--burst N"))
             }
             "--binary" => args.binaries.push(it.next().expect("--binary PATH")),
+            "--floor" => args.floor = true,
+            "--deflate" => args.deflate = true,
+            "--repeat" => args.repeat = it.next().and_then(|s| s.parse().ok()).expect("--repeat N"),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -96,26 +118,140 @@ fn proc_usage(pid: u32) -> (f64, u64, usize) {
     (ticks / hz, rss, fds)
 }
 
-/// A feed client that records the time between documents until it is aborted.
+/// What the feed clients saw: the time between consecutive documents, and the bytes.
+#[derive(Default)]
+struct Seen {
+    arrivals: Vec<Duration>,
+    messages: u64,
+    /// Frame headers included.
+    bytes: u64,
+    /// Clients whose handshake answer accepted `permessage-deflate`.
+    deflated: usize,
+}
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Opens a WebSocket on a plain socket (offering `permessage-deflate` if `deflate`), then
+/// reads frames until aborted: records each data message's arrival and size, answers pings.
 async fn feed_client(
-    url: String,
-    arrivals: Arc<Mutex<Vec<Duration>>>,
+    addr: String,
+    deflate: bool,
+    seen: Arc<Mutex<Seen>>,
 ) -> tokio::task::JoinHandle<()> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+    let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
+    let _ = s.set_nodelay(true);
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("handshake");
+    let mut buf = Vec::with_capacity(8192);
+    let head_end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = s.read(&mut chunk).await.expect("handshake answer");
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "not upgraded: {head}");
+    if head.contains("permessage-deflate") {
+        seen.lock().unwrap().deflated += 1;
+    }
+    buf.drain(..head_end);
     tokio::spawn(async move {
         let mut last: Option<Instant> = None;
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Text(_) = msg {
-                let now = Instant::now();
-                if let Some(prev) = last {
-                    arrivals.lock().unwrap().push(now - prev);
+        let mut chunk = vec![0u8; 16384];
+        loop {
+            // Every complete frame in the buffer.
+            while let Some((header, len)) = frame_header(&buf) {
+                if buf.len() < header + len {
+                    break;
                 }
-                last = Some(now);
+                let (b0, total) = (buf[0], header + len);
+                match b0 & 0x0f {
+                    0x9 => {
+                        // Pong with the ping's payload, masked with a zero key.
+                        let mut pong = vec![0x8a, 0x80 | len as u8, 0, 0, 0, 0];
+                        pong.extend_from_slice(&buf[header..total]);
+                        if s.write_all(&pong).await.is_err() {
+                            return;
+                        }
+                    }
+                    0x8 => return,
+                    0x0..=0x2 if b0 & 0x80 != 0 => {
+                        let now = Instant::now();
+                        let mut seen = seen.lock().unwrap();
+                        if let Some(prev) = last {
+                            seen.arrivals.push(now - prev);
+                        }
+                        seen.messages += 1;
+                        seen.bytes += total as u64;
+                        last = Some(now);
+                    }
+                    _ => {}
+                }
+                buf.drain(..total);
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
     })
+}
+
+/// (header length, payload length) of the server frame at the start of `buf`, once its
+/// header is complete.
+fn frame_header(buf: &[u8]) -> Option<(usize, usize)> {
+    let b1 = *buf.get(1)?;
+    match b1 & 0x7f {
+        126 => Some((
+            4,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+        )),
+        127 => Some((
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        )),
+        n => Some((2, n as usize)),
+    }
+}
+
+/// Starts a server (pistats or the floor) and waits for the address it prints.
+fn start_server(mut command: Command) -> (std::process::Child, String) {
+    let mut child = command
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server listening");
+    (child, addr)
 }
 
 /// Starts the daemon allowing `max_clients` clients from one address; returns it, its
@@ -131,28 +267,114 @@ fn start_daemon(
         format!("max_clients = {max_clients}\nmax_clients_per_ip = {max_clients}\n"),
     )
     .unwrap();
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--config")
         .arg(&config)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pistats");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+        .args(["--host", "127.0.0.1", "--port", "0"]);
+    let (child, addr) = start_server(command);
+    (child, addr, config)
+}
+
+/// One real document from this build of pistats: what the floor sends.
+async fn sample_document() -> Vec<u8> {
+    let (mut child, addr, config) = start_daemon(env!("CARGO_BIN_EXE_pistats"), 10);
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let document = loop {
+        let mut chunk = [0u8; 16384];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "no document");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let frame = &buf[i + 4..];
+        if let Some((header, len)) = frame_header(frame) {
+            if frame.len() >= header + len {
+                break frame[header..header + len].to_vec();
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&config);
+    document
+}
+
+/// The floor: accepts WebSocket handshakes, then once a second writes one prebuilt text frame
+/// of `document` to every client with a single `write(2)` each, and does nothing else (no
+/// runtime, no pings, no reading).
+fn floor_server(document: &str) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+    let payload = std::fs::read(document).expect("document file");
+    let mut frame = vec![0x81u8];
+    match payload.len() {
+        n if n < 126 => frame.push(n as u8),
+        n if n <= 0xffff => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&payload);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    eprintln!("floor listening on {}", listener.local_addr().unwrap());
+    let clients: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let accepted = clients.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let Some(key) = head.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            }) else {
+                continue;
+            };
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            );
+            if stream.write_all(answer.as_bytes()).is_ok() {
+                let _ = stream.set_nodelay(true);
+                accepted.lock().unwrap().push(stream);
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("daemon listening");
-    (child, addr, config)
+    let mut next = Instant::now();
+    loop {
+        next += Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        for mut client in clients.lock().unwrap().iter() {
+            let _ = client.write(&frame);
+        }
+    }
 }
 
 /// RSS before, at the peak of, and after a burst of `n` WebSocket clients.
@@ -161,15 +383,14 @@ async fn burst(n: usize) {
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, before, fds_before) = proc_usage(pid);
-    let url = format!("ws://{addr}/ws");
-    let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let mut tasks = Vec::with_capacity(n);
     let mut peak = before;
     let started = Instant::now();
     while tasks.len() < n {
         let batch = (n - tasks.len()).min(250);
         let connected = futures_util::future::join_all(
-            (0..batch).map(|_| feed_client(url.clone(), arrivals.clone())),
+            (0..batch).map(|_| feed_client(addr.clone(), false, seen.clone())),
         )
         .await;
         tasks.extend(connected);
@@ -215,25 +436,81 @@ fn load1() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: u64) {
-    let (mut child, addr, config) = start_daemon(binary, 4096);
+/// A server to measure: the floor or a build of pistats.
+enum Server<'a> {
+    Floor(&'a std::path::Path),
+    Pistats(&'a str),
+}
+
+impl Server<'_> {
+    fn label(&self) -> String {
+        match self {
+            Server::Floor(_) => "floor (one write per client per tick)".to_owned(),
+            Server::Pistats(binary) => binary.to_string(),
+        }
+    }
+}
+
+/// One measured window.
+struct Window {
+    label: String,
+    clients: usize,
+    cpu_percent: f64,
+    max_rss_mib: f64,
+    bytes_per_message: f64,
+    deflated: usize,
+}
+
+struct Load {
+    clients: usize,
+    stuck: usize,
+    churn: usize,
+    seconds: u64,
+    deflate: bool,
+}
+
+async fn run(server: &Server<'_>, load: &Load) -> Window {
+    let Load {
+        clients,
+        stuck,
+        churn,
+        seconds,
+        deflate,
+    } = *load;
+    let (mut child, addr, config) = match server {
+        Server::Pistats(binary) => {
+            let (child, addr, config) = start_daemon(binary, 4096);
+            (child, addr, Some(config))
+        }
+        Server::Floor(document) => {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command.arg("--bench").arg("--floor-server").arg(document);
+            let (child, addr) = start_server(command);
+            (child, addr, None)
+        }
+    };
     let pid = child.id();
-    let arrivals: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let url = format!("ws://{addr}/ws");
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let mut tasks = std::collections::VecDeque::new();
     for _ in 0..clients {
-        tasks.push_back(feed_client(url.clone(), arrivals.clone()).await);
+        tasks.push_back(feed_client(addr.clone(), deflate, seen.clone()).await);
     }
     let mut stuck_sockets = Vec::new();
     for _ in 0..stuck {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes()).await.unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes()).await.unwrap();
         stuck_sockets.push(s);
     }
     // Let connection set-up settle, then measure a steady window.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    arrivals.lock().unwrap().clear();
+    {
+        let mut seen = seen.lock().unwrap();
+        seen.arrivals.clear();
+        seen.messages = 0;
+        seen.bytes = 0;
+    }
     let (cpu0, rss0, fds0) = proc_usage(pid);
+    let task_clock = TaskClock::start(pid);
     let load_at_start = load1();
     let t0 = Instant::now();
     let mut max_rss = 0;
@@ -249,7 +526,7 @@ async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: 
             if let Some(old) = tasks.pop_front() {
                 old.abort();
             }
-            tasks.push_back(feed_client(url.clone(), arrivals.clone()).await);
+            tasks.push_back(feed_client(addr.clone(), deflate, seen.clone()).await);
             churned += 1;
         }
         let rss = proc_usage(pid).1;
@@ -261,23 +538,28 @@ async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: 
     }
     let (cpu1, rss, fds) = proc_usage(pid);
     let window = t0.elapsed().as_secs_f64();
-    println!("{binary} (load average {load_at_start} → {})", load1());
-    let mut gaps = arrivals.lock().unwrap().clone();
+    let cpu_seconds = task_clock.and_then(TaskClock::stop).unwrap_or(cpu1 - cpu0);
+    let label = server.label();
+    println!("{label} (load average {load_at_start} → {})", load1());
+    let seen = seen.lock().unwrap();
+    let mut gaps = seen.arrivals.clone();
     gaps.sort();
     let p = |q: f64| {
         gaps.get(((gaps.len().max(1) - 1) as f64 * q) as usize)
             .map_or("—".to_owned(), |d| format!("{:.3}s", d.as_secs_f64()))
     };
+    let cpu_percent = cpu_seconds / window * 100.0;
+    let bytes_per_message = seen.bytes as f64 / seen.messages.max(1) as f64;
     println!(
-        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {:>6.3}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples)",
-        (cpu1 - cpu0) / window * 100.0,
+        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {cpu_percent:>6.3}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples) | {bytes_per_message:.0} B/message{}",
         rss0 as f64 / 1024.0,
         rss as f64 / 1024.0,
         max_rss as f64 / 1024.0,
         p(0.5),
         p(0.99),
         p(1.0),
-        gaps.len()
+        gaps.len(),
+        if deflate { format!(", {} of {clients} compressed", seen.deflated) } else { String::new() },
     );
     if churn > 0 {
         let mib: Vec<String> = timeline
@@ -286,15 +568,160 @@ async fn run(binary: &str, clients: usize, stuck: usize, churn: usize, seconds: 
             .collect();
         println!("      RSS every {sample_every} s (MiB): {}", mib.join(" "));
     }
+    let result = Window {
+        label,
+        clients,
+        cpu_percent,
+        max_rss_mib: max_rss as f64 / 1024.0,
+        bytes_per_message,
+        deflated: seen.deflated,
+    };
+    drop(seen);
     for t in tasks {
         t.abort();
     }
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&config);
+    if let Some(config) = config {
+        let _ = std::fs::remove_file(&config);
+    }
+    result
+}
+
+/// The CPU time of every thread of a process over a window, to the nanosecond, from `perf stat
+/// -e task-clock` (a software counter: it works where hardware counters are not exposed).
+/// `/proc/PID/stat` counts in clock ticks (10 ms), too coarse for the floor's few tens of
+/// milliseconds per window; it is the fallback when `perf` is missing.
+struct TaskClock(std::process::Child);
+
+impl TaskClock {
+    fn start(pid: u32) -> Option<TaskClock> {
+        let child = Command::new("perf")
+            .args(["stat", "-x,", "-e", "task-clock", "-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // perf attaches within milliseconds; the window is seconds long.
+        std::thread::sleep(Duration::from_millis(100));
+        Some(TaskClock(child))
+    }
+
+    /// CPU seconds since `start`.
+    fn stop(self) -> Option<f64> {
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let output = self.0.wait_with_output().ok()?;
+        let text = String::from_utf8_lossy(&output.stderr);
+        let line = text.lines().find(|l| l.contains("task-clock"))?;
+        let msec: f64 = line.split(',').next()?.trim().parse().ok()?;
+        Some(msec / 1000.0)
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn floor_label() -> String {
+    Server::Floor(std::path::Path::new("")).label()
+}
+
+/// Median CPU of `label` at 1 client.
+fn one_client(windows: &[Window], label: &str) -> f64 {
+    median(
+        windows
+            .iter()
+            .filter(|w| w.clients == 1 && w.label == label)
+            .map(|w| w.cpu_percent)
+            .collect(),
+    )
+}
+
+/// Median CPU, max RSS and bytes per message of each program at each client count, and the
+/// CPU's ratio to the floor's.
+fn summary(windows: &[Window], clients: &[usize]) {
+    println!("\nsummary (median of the repeats)");
+    for &n in clients {
+        let mut labels: Vec<&str> = Vec::new();
+        for w in windows.iter().filter(|w| w.clients == n) {
+            if !labels.contains(&w.label.as_str()) {
+                labels.push(&w.label);
+            }
+        }
+        let cpu = |label: &str| {
+            median(
+                windows
+                    .iter()
+                    .filter(|w| w.clients == n && w.label == label)
+                    .map(|w| w.cpu_percent)
+                    .collect(),
+            )
+        };
+        let floor = windows
+            .iter()
+            .any(|w| w.clients == n && w.label.starts_with("floor"))
+            .then(|| cpu(&floor_label()));
+        for label in labels {
+            let of = |f: fn(&Window) -> f64| {
+                windows
+                    .iter()
+                    .filter(|w| w.clients == n && w.label == label)
+                    .map(f)
+                    .collect::<Vec<_>>()
+            };
+            let c = cpu(label);
+            let runs: Vec<String> = of(|w| w.cpu_percent)
+                .iter()
+                .map(|v| format!("{v:.3}"))
+                .collect();
+            let ratio = match floor {
+                Some(f) if f > 0.0 => format!(" | {:.2}× the floor", c / f),
+                _ => String::new(),
+            };
+            // What the clients cost beyond one client (which already makes pistats scan
+            // processes every tick): the fan-out itself, per client and document.
+            let one = windows
+                .iter()
+                .any(|w| w.clients == 1 && w.label == label)
+                .then(|| one_client(windows, label));
+            let fan_out = match one {
+                Some(base) if n > 1 => {
+                    let extra = c - base;
+                    let per_client_us = extra / 100.0 / (n - 1) as f64 * 1e6;
+                    let vs_floor = match floor.map(|f| (f, one_client(windows, &floor_label()))) {
+                        Some((f, f1)) if f - f1 > 0.0 => {
+                            format!(", {:.2}× the floor's", extra / (f - f1))
+                        }
+                        _ => String::new(),
+                    };
+                    format!(" | fan-out {extra:.3}% ({per_client_us:.2} µs per client per document{vs_floor})")
+                }
+                _ => String::new(),
+            };
+            let rss = of(|w| w.max_rss_mib).into_iter().fold(0.0, f64::max);
+            let bytes = median(of(|w| w.bytes_per_message));
+            let deflated = of(|w| w.deflated as f64).into_iter().fold(0.0, f64::max);
+            println!(
+                "{n:>5} clients | {label}: CPU {c:.3}% (runs {}){ratio}{fan_out} | max RSS {rss:.1} MiB | {bytes:.0} B/message ({deflated} compressed)",
+                runs.join(" ")
+            );
+        }
+    }
 }
 
 fn main() {
+    let mut argv = std::env::args().skip_while(|a| a != "--floor-server");
+    if argv.next().is_some() {
+        floor_server(&argv.next().expect("--floor-server DOCUMENT"));
+        return;
+    }
     if !invoked_by_cargo_bench("clients") {
         return;
     }
@@ -306,12 +733,41 @@ fn main() {
         return;
     }
     println!(
-        "pistats load benchmark: {} s windows at the default 1 s interval",
-        args.seconds
-    );
-    for &clients in &args.clients {
-        for binary in &args.binaries {
-            runtime.block_on(run(binary, clients, args.stuck, args.churn, args.seconds));
+        "pistats load benchmark: {} s windows at the default 1 s interval{}",
+        args.seconds,
+        if args.deflate {
+            ", clients offer permessage-deflate"
+        } else {
+            ""
         }
+    );
+    let document = args.floor.then(|| {
+        let path = std::env::temp_dir().join(format!("pistats-floor-{}.json", std::process::id()));
+        std::fs::write(&path, runtime.block_on(sample_document())).unwrap();
+        path
+    });
+    let mut servers = Vec::new();
+    if let Some(path) = &document {
+        servers.push(Server::Floor(path));
+    }
+    servers.extend(args.binaries.iter().map(|b| Server::Pistats(b)));
+    let mut windows = Vec::new();
+    for &clients in &args.clients {
+        for _ in 0..args.repeat {
+            for server in &servers {
+                let load = Load {
+                    clients,
+                    stuck: args.stuck,
+                    churn: args.churn,
+                    seconds: args.seconds,
+                    deflate: args.deflate,
+                };
+                windows.push(runtime.block_on(run(server, &load)));
+            }
+        }
+    }
+    summary(&windows, &args.clients);
+    if let Some(path) = document {
+        let _ = std::fs::remove_file(path);
     }
 }

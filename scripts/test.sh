@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, each part with real components:
-#   1. Rust unit and integration tests: the real daemon on loopback, real WebSocket clients, a
-#      real Prometheus server, a private D-Bus with a NetworkManager stand-in, a network
-#      namespace for the kernel fallback;
+#   1. Rust unit and integration tests: the real daemon on loopback, real WebSocket clients
+#      (tungstenite, and Python's websockets for compression), a real Prometheus server, a
+#      private D-Bus with a NetworkManager stand-in, a network namespace for the kernel fallback;
 #   2. the dashboard in real headless Chromium;
 #   3. pistats against a real NetworkManager in a booted Debian container;
 #   4. the .deb packages (cross-built, lintian, smoke-tested under qemu) installed with apt in
@@ -22,6 +22,7 @@ part "test dependencies"
 bash tests/prometheus-setup.sh
 bash tests/netwatch-setup.sh
 bash tests/mqtt-setup.sh
+bash tests/ws-setup.sh
 
 part "cargo test"
 # Tests that need root, dbus-daemon, iproute2 or Prometheus are #[ignore]d by default (so a

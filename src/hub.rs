@@ -23,13 +23,15 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,7 +72,25 @@ pub struct Snapshot {
     pub json: Bytes,
     /// The same bytes as a WebSocket text frame; cloning it does not copy them.
     pub frame: Message,
+    /// The document compressed for `permessage-deflate` clients: made by the first such
+    /// client to send it, then shared by all of them.
+    deflated: OnceLock<Message>,
     pub collection_time: Duration,
+}
+
+impl Snapshot {
+    /// The document as one compressed text frame (RSV1 set, RFC 7692), compressed once.
+    pub fn deflated(&self) -> &Message {
+        self.deflated.get_or_init(|| {
+            let mut frame = Frame::message(
+                crate::http::deflate(&self.json),
+                OpCode::Data(Data::Text),
+                true,
+            );
+            frame.header_mut().rsv1 = true;
+            Message::Frame(frame)
+        })
+    }
 }
 
 /// A compact point of the dashboard's history charts.
@@ -331,6 +351,7 @@ impl Hub {
             document,
             json,
             frame,
+            deflated: OnceLock::new(),
             collection_time: took,
         })));
     }

@@ -4,10 +4,12 @@
 //! `server` accepts connections and bounds each one (caps, deadlines); `admission` holds the
 //! caps; `hosts` answers only requests for this machine's names; `static_files` resolves
 //! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients;
+//! `deflate` negotiates `permessage-deflate` and compresses a document once for all of them;
 //! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer.
 
 mod admission;
 mod client_log;
+mod deflate;
 mod hosts;
 mod server;
 mod static_files;
@@ -28,6 +30,7 @@ use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 pub use admission::{Admission, Connections, FdBudget, MAX_HTTP_CONNECTIONS};
+pub use deflate::compress as deflate;
 pub use hosts::AllowedHosts;
 pub use server::{serve, HEADER_READ_TIMEOUT, IDLE_TIMEOUT};
 

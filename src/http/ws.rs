@@ -2,6 +2,9 @@
 //! liveness; bounded sends so a client that stops reading is dropped instead of holding
 //! anything up (each client has its own task and reads the hub's watch channel, so there is
 //! no queue to fill and nobody to wait for).
+//!
+//! A client that offers `permessage-deflate` gets every document as the one compressed frame
+//! the snapshot holds (see [`super::deflate`]); pings and close frames are never compressed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::time::{interval_at, sleep, timeout, Instant};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -22,8 +26,10 @@ use warp::reply::Response as Reply;
 use warp::{Filter, Rejection};
 
 use super::admission::{Full, Slot};
+use super::deflate::{self, Accepted};
 use super::server::{PendingUpgrade, WasHead};
 use super::{peer, refusal_response, token_accepted, AppState, Refusal};
+use crate::hub::Snapshot;
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -135,6 +141,8 @@ pub(super) async fn upgrade(
                 .write_buffer_size(0)
                 .max_message_size(Some(state.config.max_message_size))
                 .max_frame_size(Some(state.config.max_message_size));
+            let compression = deflate::negotiate(&headers);
+            let extensions = compression.as_ref().map(|c| c.response.clone());
             let sessions = state.sessions.clone();
             // The connection's span (its client address) goes with the session's own task.
             let client = tracing::Span::current();
@@ -147,23 +155,25 @@ pub(super) async fn upgrade(
                             Some(config),
                         )
                         .await;
-                        session(socket, state, remote, slot)
+                        session(socket, state, remote, slot, compression)
                             .instrument(client)
                             .await;
                     }
                     Err(err) => tracing::debug!("upgrade of {} failed: {err}", peer(remote)),
                 }
             });
-            Response::builder()
+            let mut response = Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(header::CONNECTION, "upgrade")
                 .header(header::UPGRADE, "websocket")
                 .header(
                     header::SEC_WEBSOCKET_ACCEPT,
                     derive_accept_key(key.as_bytes()),
-                )
-                .body(Default::default())
-                .expect("valid response")
+                );
+            if let Some(extensions) = extensions {
+                response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+            }
+            response.body(Default::default()).expect("valid response")
         }
     }
 }
@@ -214,7 +224,13 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         || (origin_host.is_some() && origin_host == host)
 }
 
-async fn session(socket: Socket, state: Arc<AppState>, remote: Option<SocketAddr>, slot: Slot) {
+async fn session(
+    socket: Socket,
+    state: Arc<AppState>,
+    remote: Option<SocketAddr>,
+    slot: Slot,
+    compression: Option<Accepted>,
+) {
     let who = peer(remote);
     if state.client_log.allow() {
         tracing::info!(
@@ -222,7 +238,7 @@ async fn session(socket: Socket, state: Arc<AppState>, remote: Option<SocketAddr
             state.hub.clients()
         );
     }
-    let reason = serve_client(socket, &state).await;
+    let reason = serve_client(socket, &state, compression).await;
     drop(slot);
     if state.client_log.allow() {
         tracing::info!(
@@ -233,22 +249,26 @@ async fn session(socket: Socket, state: Arc<AppState>, remote: Option<SocketAddr
 }
 
 /// Runs the client until it leaves or must go; returns why it ended, for the log.
-async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
+async fn serve_client(
+    socket: Socket,
+    state: &AppState,
+    compression: Option<Accepted>,
+) -> &'static str {
     let config = &state.config;
     let (mut tx, mut rx) = socket.split();
     let mut snapshots = state.hub.subscribe();
-    let send_timeout = config.send_timeout;
+    // The compressed frame if this client negotiated it and the document fits its window.
+    let frame_of = |snapshot: &Snapshot| match &compression {
+        Some(c) if c.fits(snapshot.json.len()) => snapshot.deflated().clone(),
+        _ => snapshot.frame.clone(),
+    };
 
     // A new client gets the latest snapshot at once.
-    let first = snapshots
-        .borrow_and_update()
-        .as_ref()
-        .map(|s| s.frame.clone());
+    let first = snapshots.borrow_and_update().as_deref().map(frame_of);
     if let Some(frame) = first {
-        match timeout(send_timeout, tx.send(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return send_failed(state, &err),
-            Err(_) => return slow(state),
+        match tx.send(frame).await {
+            Ok(()) => {}
+            Err(err) => return send_failed(state, &err),
         }
     }
 
@@ -257,19 +277,23 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     tokio::pin!(pong_deadline);
     let mut awaiting_pong = false;
 
+    // Made once: a new one per loop turn would join and leave the token's waiter list on
+    // every document.
+    let closed = state.listener_closed.cancelled();
+    tokio::pin!(closed);
+
     let (code, reason) = loop {
         tokio::select! {
-            _ = state.listener_closed.cancelled() => break (CloseCode::Away, "server going away"),
+            _ = &mut closed => break (CloseCode::Away, "server going away"),
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     break (CloseCode::Away, "server going away");
                 }
-                let frame = snapshots.borrow_and_update().as_ref().map(|s| s.frame.clone());
+                let frame = snapshots.borrow_and_update().as_deref().map(frame_of);
                 let Some(frame) = frame else { continue };
-                match timeout(send_timeout, tx.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return send_failed(state, &err),
-                    Err(_) => return slow(state),
+                match tx.send(frame).await {
+                    Ok(()) => {}
+                    Err(err) => return send_failed(state, &err),
                 }
             }
             _ = pings.tick() => {
@@ -277,10 +301,9 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                     awaiting_pong = true;
                     pong_deadline.as_mut().reset(Instant::now() + config.ping_timeout);
                 }
-                match timeout(send_timeout, tx.send(Message::Ping(Default::default()))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return send_failed(state, &err),
-                    Err(_) => return slow(state),
+                match tx.send(Message::Ping(Default::default())).await {
+                    Ok(()) => {}
+                    Err(err) => return send_failed(state, &err),
                 }
             }
             _ = &mut pong_deadline, if awaiting_pong => break (CloseCode::Policy, "ping timeout"),
@@ -288,6 +311,14 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 None => return "closed by client",
                 Some(Err(WsError::Utf8(_))) => {
                     break (CloseCode::Invalid, "text message is not valid UTF-8");
+                }
+                // RSV1 marks a compressed message; the feed takes none (see `deflate`).
+                Some(Err(WsError::Protocol(ProtocolError::NonZeroReservedBits))) => {
+                    break if compression.is_some() {
+                        (CloseCode::Unsupported, "compressed messages are not accepted")
+                    } else {
+                        (CloseCode::Protocol, "reserved bits set without an extension")
+                    };
                 }
                 Some(Err(err)) => {
                     tracing::debug!("WebSocket read error: {err}");
@@ -324,8 +355,9 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     reason
 }
 
-/// Why a send failed: the socket's write deadline (see `server`) means the client stopped
-/// reading, like a send timeout.
+/// Why a send failed: the socket's write deadline (`send_timeout`, see `server`) means the
+/// client stopped reading. That deadline is what bounds every send, so a send needs no timer
+/// of its own: a document that the socket takes at once costs no timer at all.
 fn send_failed(state: &AppState, err: &WsError) -> &'static str {
     match err {
         WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => slow(state),

@@ -177,6 +177,38 @@ test('missing values render as a dash (battery, Pi health, connectivity when abs
   }
 });
 
+test('the feed is compressed (permessage-deflate) and the dashboard renders it', async (t) => {
+  const server = await startPistats();
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  // The handshake as the browser's network stack saw it (Chromium offers the extension itself).
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  const handshakes = [];
+  cdp.on('Network.webSocketWillSendHandshakeRequest', (e) => handshakes.push({ request: e.request.headers }));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push({ status: e.response.status, response: e.response.headers }));
+  await page.goto(server.url);
+  await waitConnected(page);
+  const first = await page.locator('#updated').getAttribute('datetime');
+  await waitNewDocument(page, first);
+
+  const header = (headers, name) => Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+  const request = handshakes.find((h) => h.request);
+  const response = handshakes.find((h) => h.response);
+  assert.match(header(request.request, 'sec-websocket-extensions'), /permessage-deflate/);
+  assert.equal(response.status, 101);
+  assert.equal(
+    header(response.response, 'sec-websocket-extensions'),
+    'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+  );
+  // The frames the page received inflate to whole documents, and the page shows the latest.
+  assert.ok(rec.frames.length >= 2, `frames: ${rec.frames.length}`);
+  const docs = rec.frames.map((f) => JSON.parse(f));
+  for (const doc of docs) assert.equal(typeof doc.cpu.usage_percent, 'number');
+  assert.equal(await text(page, '#host'), docs.at(-1).system.hostname);
+  assert.deepEqual(rec.errors, []);
+});
+
 test('reconnects after the daemon is restarted on the same port', async (t) => {
   let server = await startPistats();
   t.after(() => stopPistats(server));
