@@ -210,7 +210,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The media type of a dashboard file, by its extension.
+/// The media type of a dashboard file, by its extension (as `mime_guess` names them; module
+/// scripts and style sheets are UTF-8 by definition, HTML says so here).
 fn content_type(path: &Path) -> &'static str {
     let ext = path
         .extension()
@@ -218,8 +219,8 @@ fn content_type(path: &Path) -> &'static str {
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("html" | "htm") => "text/html; charset=utf-8",
-        Some("js" | "mjs") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript",
+        Some("css") => "text/css",
         Some("json" | "map") => "application/json",
         Some("webmanifest") => "application/manifest+json",
         Some("svg") => "image/svg+xml",
