@@ -33,7 +33,9 @@ const rangeButtons = document.querySelectorAll('#ranges button[data-range]');
 for (const button of rangeButtons) {
   button.addEventListener('click', async () => {
     for (const b of rangeButtons) b.setAttribute('aria-pressed', String(b === button));
-    await setRange(button.dataset.range, apiGet);
+    const loaded = setRange(button.dataset.range, apiGet);
+    requestDraw(); // a range shown before is drawn at once from its kept reply
+    await loaded;
     requestDraw();
   });
 }

@@ -87,8 +87,15 @@ const RANGE_TEXT = {
 
 /** The chosen range (`10m`: the live view). */
 export let range = '10m';
-/** The reply for `range` when it is not the live view: { points, resolutionMs }. */
+/** The reply for `range` when it is not the live view: { points, resolutionMs, at }. */
 let view = null;
+/**
+ * The last reply of every range chosen on this page, so that switching back draws at once: a
+ * year of history is 650 KB of JSON, which a phone takes longer to fetch and parse than to draw.
+ */
+const kept = {};
+/** How long a kept reply is shown without asking again: one bucket, at least a minute. */
+const freshMs = (v) => Math.max(60000, v.resolutionMs);
 
 export const rangeText = () => RANGE_TEXT[range];
 export const windowMs = () => RANGES[range];
@@ -119,14 +126,16 @@ function fromBucket(p) {
 }
 
 /**
- * Chooses a range; resolves once its points are loaded (at once for the live view).
+ * Chooses a range; resolves once its points are loaded (at once for the live view, and for a
+ * range whose reply is still fresh). A kept reply is the view as soon as this is called, so
+ * the caller can draw it at once while a stale one is fetched again.
  * `getJson(path)` fetches from the server (null on failure).
  */
 export async function setRange(r, getJson) {
   if (!(r in RANGES)) return;
   range = r;
-  view = null;
-  if (r !== '10m') await refreshRange(getJson);
+  view = kept[r] || null;
+  if (r !== '10m' && (!view || Date.now() - view.at >= freshMs(view))) await refreshRange(getJson);
 }
 
 /** Fetches the chosen range again (no-op for the live view). */
@@ -138,5 +147,7 @@ export async function refreshRange(getJson) {
   view = {
     points: h.points.filter((p) => p && isNum(p.t)).map(fromBucket),
     resolutionMs: isNum(h.resolution_ms) && h.resolution_ms > 0 ? h.resolution_ms : 60000,
+    at: Date.now(),
   };
+  kept[asked] = view;
 }

@@ -9,7 +9,11 @@
 # document from the daemon; lintian on each package.
 #
 # Usage: scripts/build-debs.sh [--no-build] [amd64] [arm64] [armhf]    (default: all three)
-#   --no-build  package binaries already in target/<triple>/release (e.g. built with cross).
+#   --no-build  package binaries already in target/<triple>/dist (e.g. built with
+#               `cross build --profile dist`).
+# The binaries are built with Cargo.toml's `dist` profile (fat LTO, one codegen unit; see
+# "Package build profile" in docs/benchmarks.md); PISTATS_PROFILE=release packages a release
+# build instead.
 # Packages go to $CARGO_TARGET_DIR/debian (default target/debian). Run as root on Debian 12; it
 # installs what it needs (cross gcc, qemu-user-static, lintian, cargo-deb) and can be run again.
 #
@@ -38,6 +42,7 @@ for arg in "$@"; do
 done
 [ ${#ARCHES[@]} -gt 0 ] || ARCHES=(amd64 arm64 armhf)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
+PROFILE=${PISTATS_PROFILE:-dist}
 OUT=$TARGET_DIR/debian
 HOST_ARCH=$(dpkg --print-architecture)
 
@@ -191,8 +196,8 @@ armv6_sysroot() {
     touch "$SYSROOT/.complete"
     rm -rf "$SYSROOT.src"
     # cargo does not track native libraries: a missing executable makes it link again.
-    rm -f "$TARGET_DIR"/arm-unknown-linux-musleabihf/release/pistats \
-        "$TARGET_DIR"/arm-unknown-linux-musleabihf/release/deps/pistats-*
+    rm -f "$TARGET_DIR"/arm-unknown-linux-musleabihf/"$PROFILE"/pistats \
+        "$TARGET_DIR"/arm-unknown-linux-musleabihf/"$PROFILE"/deps/pistats-*
 }
 
 package_step() {
@@ -204,15 +209,15 @@ package_step() {
     export "CC_$var=$(gnu_triple "$arch")-gcc"
     [ "$arch" = "$HOST_ARCH" ] || export "AR_$var=$(gnu_triple "$arch")-ar"
     export "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$t")_LINKER=$(gnu_triple "$arch")-gcc"
-    local args=(--locked --target "$t" --output "$OUT/")
+    local args=(--locked --profile "$PROFILE" --target "$t" --output "$OUT/")
     if [ $BUILD = 0 ]; then
         args+=(--no-build)
     elif [ "$arch" = armhf ] && [ "$ARMHF_STD" = build-std ]; then
         # The crt objects, libc.a and libunwind.a come from $SYSROOT instead of rustup.
         export "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$t")_RUSTFLAGS=-L native=$SYSROOT/lib"
         export "CFLAGS_$var=-nostdinc -isystem $SYSROOT/include -isystem $(arm-linux-gnueabihf-gcc -print-file-name=include)"
-        log "RUSTC_BOOTSTRAP=1 cargo build -Z build-std --release --target $t"
-        RUSTC_BOOTSTRAP=1 cargo build --release --locked --target "$t" -Z build-std=std,panic_abort
+        log "RUSTC_BOOTSTRAP=1 cargo build -Z build-std --profile $PROFILE --target $t"
+        RUSTC_BOOTSTRAP=1 cargo build --profile "$PROFILE" --locked --target "$t" -Z build-std=std,panic_abort
         args+=(--no-build)
     fi
     log "cargo deb ${args[*]}"

@@ -3,7 +3,7 @@
 #   1. Rust unit and integration tests: the real daemon on loopback, real WebSocket clients
 #      (tungstenite, and Python's websockets for compression), a real Prometheus server, a
 #      private D-Bus with a NetworkManager stand-in, a network namespace for the kernel fallback;
-#   2. the dashboard in real headless Chromium;
+#   2. the dashboard in real headless Chromium, and its Lighthouse scores (mobile profile);
 #   3. pistats against a real NetworkManager in a booted Debian container;
 #   4. the .deb packages (cross-built, lintian, smoke-tested under qemu) installed with apt in
 #      booted Debian containers, one per architecture.
@@ -32,6 +32,11 @@ cargo test --locked --all-targets -- --include-ignored
 
 part "dashboard in headless Chromium"
 bash tests/browser/run.sh
+
+part "Lighthouse: mobile profile, light and dark"
+# Accessibility and best practices ≥ 95, performance ≥ 90 as the best of up to 3 runs (the
+# score follows the machine's load; see tests/browser/lighthouse.sh).
+LIGHTHOUSE_PROFILES=mobile LIGHTHOUSE_PICK=best LIGHTHOUSE_RUNS=3 bash tests/browser/lighthouse.sh
 
 if [[ -n ${PISTATS_QUICK:-} ]]; then
     echo "PISTATS_QUICK is set: skipping the container and package tests"

@@ -5,11 +5,13 @@
 //! caps; `hosts` answers only requests for this machine's names; `static_files` resolves
 //! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients;
 //! `deflate` negotiates `permessage-deflate` and compresses a document once for all of them;
-//! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer.
+//! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer;
+//! `encoding` negotiates gzip, entity tags and ranges for the static files and the API.
 
 mod admission;
 mod client_log;
 mod deflate;
+mod encoding;
 mod hosts;
 mod server;
 mod static_files;
@@ -25,7 +27,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
@@ -298,19 +299,25 @@ pub fn routes(
         })
         .untuple_one();
 
-    host_checked
+    // Every API answer is a `Response<Bytes>`, gzip'd here when accepted and large enough.
+    let api = warp::header::optional::<String>("accept-encoding")
         .and(
-            other_methods
-                .or(websocket)
-                .unify()
-                .or(stats)
+            stats
                 .or(history)
+                .unify()
                 .or(events)
+                .unify()
                 .or(healthz)
+                .unify()
                 .or(metrics)
+                .unify()
                 .or(alerts)
-                .or(static_files),
+                .unify(),
         )
+        .then(encoding::api);
+
+    host_checked
+        .and(other_methods.or(websocket).unify().or(api).or(static_files))
         .recover(recover)
         .with(warp::reply::with::header(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -399,7 +406,7 @@ fn other_methods(
 }
 
 /// The dashboard: `index.html` at `/`, other files by name, only regular files inside the
-/// directory (see [`static_files::Assets`]).
+/// directory (see [`static_files::Assets`]), gzip'd when accepted, with entity tags.
 fn static_files(
     assets: static_files::Assets,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -410,62 +417,40 @@ fn static_files(
     }
     let root = {
         let assets = assets.clone();
-        warp::get().and(warp::path::end()).and_then(move || {
-            let assets = assets.clone();
-            async move {
-                if !assets.found() {
-                    return Ok(Response::builder()
-                        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                        .body(Bytes::from_static(FALLBACK_PAGE.as_bytes()))
-                        .expect("valid response")
-                        .into_response());
-                }
-                match assets.read("index.html").await {
-                    Some(body) => Ok(Response::builder()
-                        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                        .header(header::CACHE_CONTROL, "no-cache")
-                        .body(Bytes::from(body))
-                        .expect("valid response")
-                        .into_response()),
-                    None => Err(warp::reject::not_found()),
-                }
-            }
-        })
-    };
-    let files: BoxedFilter<(warp::reply::Response,)> = match assets.dir() {
-        Some(dir) => {
-            let guard = assets.clone();
-            warp::get()
-                // `peek`, not `tail`: the path must stay for `fs::dir`, which would serve
-                // index.html for every request if it found the path consumed.
-                .and(warp::path::peek())
-                .and_then(move |path: warp::path::Peek| {
-                    let guard = guard.clone();
-                    async move {
-                        match guard.resolve(path.as_str()).await {
-                            Some(_) => Ok(()),
-                            None => Err(warp::reject::not_found()),
-                        }
+        warp::get()
+            .and(warp::path::end())
+            .and(warp::header::headers_cloned())
+            .and_then(move |headers: warp::http::HeaderMap| {
+                let assets = assets.clone();
+                async move {
+                    if !assets.found() {
+                        return Ok(Response::builder()
+                            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                            .body(Bytes::from_static(FALLBACK_PAGE.as_bytes()))
+                            .expect("valid response")
+                            .into_response());
                     }
-                })
-                .untuple_one()
-                .and(warp::fs::dir(dir.to_owned()))
-                .map(|file: warp::fs::File| {
-                    // Revalidated on every load (a cheap 304 with Last-Modified): after an
-                    // upgrade, a browser must not pair the new index.html with modules it
-                    // cached from the old version, whose exports may differ.
-                    let mut response = file.into_response();
-                    response
-                        .headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    response
-                })
-                .boxed()
-        }
-        None => warp::any()
-            .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
-            .boxed(),
+                    match assets.entry("index.html").await {
+                        Some(entry) => Ok(static_files::respond(&entry, &headers).into_response()),
+                        None => Err(warp::reject::not_found()),
+                    }
+                }
+            })
     };
+    let files = warp::get()
+        .and(warp::path::tail())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            move |path: warp::path::Tail, headers: warp::http::HeaderMap| {
+                let assets = assets.clone();
+                async move {
+                    match assets.entry(path.as_str()).await {
+                        Some(entry) => Ok(static_files::respond(&entry, &headers).into_response()),
+                        None => Err(warp::reject::not_found()),
+                    }
+                }
+            },
+        );
     root.or(files)
         .unify()
         .map(|mut response: warp::reply::Response| {

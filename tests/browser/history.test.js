@@ -79,5 +79,14 @@ test('range selector and events panel', async (t) => {
   // Back to the live view: the 10-minute points again.
   await page.click('#ranges button[data-range="10m"]');
   await page.waitForFunction(() => document.querySelector('#chart-cpu').getAttribute('aria-label').includes('the last 10 minutes'));
+  // Back to a range shown within the minute: drawn from the kept reply, not asked again.
+  const asked = [];
+  const onRequest = (r) => { if (r.url().includes('/api/v1/history?range=')) asked.push(r.url()); };
+  page.on('request', onRequest);
+  await page.click('#ranges button[data-range="7d"]');
+  await page.waitForFunction(() => document.querySelector('#chart-cpu').getAttribute('aria-label').includes('the last 7 days'));
+  await page.waitForTimeout(500);
+  page.off('request', onRequest);
+  assert.deepEqual(asked, []);
   assert.deepEqual(rec.errors, []);
 });

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): how long the dashboard takes to switch chart ranges with a year of
+# history loaded, in Debian's headless Chromium with the CPU throttled 4× (a mid-range phone).
+# Writes a state directory with a year of synthetic history (examples/year_of_history.rs),
+# starts the real pistats on it, opens the dashboard, switches 10m → 1h → 24h → 7d → 30d → 1y
+# ROUNDS times (each round on a freshly opened page, then once more with the replies kept) and
+# prints the time from click to charts drawn per range: median, p95, max.
+#
+#   tests/browser/range-switch-bench.sh [ROUNDS]        (default 5)
+#   PISTATS_BIN=/path/to/pistats tests/browser/range-switch-bench.sh
+#
+# Without PISTATS_BIN the release build is used (built first): a debug daemon takes ten times
+# longer to answer, which would be measured as the page's time.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+. "$here/lib.sh"
+
+need_chromium_and_node
+npm_ci "$here"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+build=(--example year_of_history)
+[ -n "${PISTATS_BIN:-}" ] || build+=(--bin pistats)
+(cd "$repo" && cargo build --release --locked "${build[@]}" >&2)
+bin="${PISTATS_BIN:-$target/release/pistats}"
+
+tmp="$(mktemp -d)"
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+"$target/release/examples/year_of_history" "$tmp/state"
+log="$tmp/pistats.log"
+"$bin" --config /dev/null --host 127.0.0.1 --port 0 --assets-dir "$repo/assets" --state-dir "$tmp/state" 2>"$log" &
+pid=$!
+addr=""
+for _ in $(seq 100); do
+  addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
+  [ -n "$addr" ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$addr" ] || { echo "range-switch-bench.sh: pistats did not start" >&2; cat "$log" >&2; exit 1; }
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; $(/usr/bin/chromium --version 2>/dev/null || true)"
+cd "$here"
+node range-switch.bench.js "http://$addr/" "${1:-5}"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
