@@ -104,7 +104,8 @@ pub struct Sample {
     /// Root file system used, percent.
     pub root_disk: Option<f64>,
     pub clients: Option<f64>,
-    /// Wi-Fi signal of the watched interface when it is wireless (dBm or percent, as reported).
+    /// Wi-Fi signal of the watched interface when it is wireless, dBm
+    /// (`connectivity.wifi.signal_dbm`).
     pub wifi_signal: Option<f64>,
     /// Raw `get_throttled` bits (`None` off a Pi).
     pub throttled: Option<u32>,
@@ -232,7 +233,8 @@ pub enum HistoryConfigError {
     Order,
 }
 
-const MAX_RAW_POINTS: u128 = 100_000;
+/// Most raw points the long-term history keeps (`history_raw` / `interval`).
+pub const MAX_RAW_POINTS: u128 = 100_000;
 const MAX_BUCKETS: u128 = 1_000_000;
 const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 86_400);
 
