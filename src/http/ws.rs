@@ -235,10 +235,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
     let send_timeout = config.send_timeout;
 
     // A new client gets the latest snapshot at once.
-    let first = snapshots
-        .borrow_and_update()
-        .as_ref()
-        .map(|s| s.frame.clone());
+    let first = snapshots.borrow_and_update().as_ref().map(|s| s.frame());
     if let Some(frame) = first {
         match timeout(send_timeout, tx.send(frame)).await {
             Ok(Ok(())) => {}
@@ -259,7 +256,7 @@ async fn serve_client(socket: Socket, state: &AppState) -> &'static str {
                 if changed.is_err() {
                     break (CloseCode::Away, "server going away");
                 }
-                let frame = snapshots.borrow_and_update().as_ref().map(|s| s.frame.clone());
+                let frame = snapshots.borrow_and_update().as_ref().map(|s| s.frame());
                 let Some(frame) = frame else { continue };
                 match timeout(send_timeout, tx.send(frame)).await {
                     Ok(Ok(())) => {}
