@@ -11,14 +11,15 @@
 //!   that a series that barely moves costs a few bits and a constant one nothing.
 //!
 //! A column whose numbers are all 0 costs only its 7-bit header; a number too large for its
-//! Rice parameter is escaped (a run of [`ESCAPE`] ones and the raw value), so a block of noise
-//! costs at most ~1.4× its raw size and never fails. Decoding is the exact inverse: the codes
+//! Rice parameter is escaped (a run of [`ESCAPE`] ones and the raw value); since the parameter
+//! can be as large as 15, a column of pure noise costs at most 17 bits per 16-bit code. Decoding is the exact inverse: the codes
 //! that come out are the codes that went in.
 //!
 //! Why this and not XOR coding of floats (Gorilla): the values are already 16-bit codes on a
 //! fixed step (see [`Series`](super::Series)), so their differences are small integers; on the
-//! benchmark's year of history, differences + Rice take a quarter to a fifth of the raw size,
-//! where byte-aligned varints cannot go below one byte per value (half the raw size).
+//! benchmark's year of history, differences + Rice take about a quarter of the raw size (27
+//! bytes a row instead of 105), where byte-aligned varints cannot go below one byte per value
+//! (half the raw size).
 
 /// Rows per sealed block: large enough that the per-column headers (7 bits) are noise, small
 /// enough that decoding one for a query is cheap and that retention overshoots by little.

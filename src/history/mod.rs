@@ -181,7 +181,7 @@ pub struct LinkState {
 /// at least the interval, kept 1 bucket ..= 10 years and at most 1,000,000 buckets; the coarse
 /// bucket no finer than the fine one. The raw tier's RAM is its point count × (8 + 1 + 2 ×
 /// series) bytes, allocated at start; an aggregate tier holds 256 rows of 8 + 1 + 6 × series
-/// bytes plus the compressed rest (typically a quarter of that size, at most ~1.4×).
+/// bytes plus the compressed rest (about a quarter of that size, at most 17/16 of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryConfig {
     /// The collection interval: the raw tier's resolution.
