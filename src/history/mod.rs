@@ -1,4 +1,4 @@
-//! Long-term history: a year of downsampled statistics in about a megabyte of RAM.
+//! Long-term history: a year of downsampled statistics in about 1.4 MiB of RAM.
 //!
 //! Three tiers, each bounded by its retention:
 //!
