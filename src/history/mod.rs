@@ -1,4 +1,4 @@
-//! Long-term history: a year of downsampled statistics in about 1.4 MiB of RAM.
+//! Long-term history: a year of downsampled statistics in about 1.3 MiB of RAM.
 //!
 //! Three tiers, each bounded by its retention:
 //!
@@ -16,9 +16,9 @@
 //!
 //! The raw tier is a plain ring. The aggregate tiers keep their newest 256 rows as plain codes
 //! and compress older rows in blocks of 256 (per-column differences + Rice codes, see `block`):
-//! with the defaults that is 1.4 MiB instead of 4.7 MiB for a year of even white noise, and
+//! with the defaults that is 1.3 MiB instead of 4.7 MiB for a year of even white noise, and
 //! queries decode only the blocks their window touches (a year: 137 blocks; the 1y query with
-//! its JSON takes ~20 ms instead of ~16 ms, see docs/benchmarks.md).
+//! its JSON takes ~18 ms instead of ~16 ms, see docs/benchmarks.md).
 //!
 //! # Time
 //!
