@@ -67,6 +67,8 @@ function tempAxis(min, max) {
 }
 
 const PCT_AXIS = { lo: 0, hi: 100, ticks: [0, 25, 50, 75, 100], label: (v) => v + '%' };
+// Wi-Fi signal: −90 dBm is about unusable, −30 dBm next to the access point.
+const DBM_AXIS = { lo: -90, hi: -30, ticks: [-90, -75, -60, -45, -30], label: (v) => v + ' dBm' };
 
 const same = (v) => v;
 
@@ -77,6 +79,8 @@ function display(kind) {
       return { conv: same, axis: () => PCT_AXIS, fmt: FMT.pct };
     case 'temp':
       return { conv: tempIn, axis: tempAxis, fmt: FMT.temp };
+    case 'dbm':
+      return { conv: same, axis: () => DBM_AXIS, fmt: FMT.dbm };
     case 'netrate':
       if (prefs.rate === 'bits') return { conv: (v) => v * 8, axis: (lo, hi) => rateAxis(hi, 1000, (v) => bits(v / 8)), fmt: FMT.netrate };
       return { conv: same, axis: (lo, hi) => rateAxis(hi, 1024, FMT.rate), fmt: FMT.netrate };
@@ -97,6 +101,7 @@ class Chart {
   // The axis for the visible points, in display units (the conversions are increasing).
   axis(pts, t0, disp) {
     if (this.opts.kind === 'pct') return PCT_AXIS;
+    if (this.opts.kind === 'dbm') return DBM_AXIS;
     let min = Infinity;
     let max = -Infinity;
     for (const p of pts) {
@@ -309,6 +314,7 @@ export const charts = [
   ['#chart-temp', { kind: 'temp', series: [{ key: 'temp', name: 'CPU', color: 'temp', fill: true }] }],
   ['#chart-net', { kind: 'netrate', series: [{ key: 'net_recv', name: 'Received', color: 'rx', fill: true }, { key: 'net_sent', name: 'Sent', color: 'tx', fill: true }] }],
   ['#chart-disk', { kind: 'rate', series: [{ key: 'disk_read', name: 'Read', color: 'read', fill: true }, { key: 'disk_write', name: 'Write', color: 'write', fill: true }] }],
+  ['#chart-wifi', { kind: 'dbm', series: [{ key: 'wifi_signal', name: 'Signal', color: 'rx' }] }],
 ].map(([sel, opts]) => new Chart($(sel), opts));
 
 // Which charts are on screen (with a margin): only those are painted. Without

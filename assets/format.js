@@ -93,6 +93,7 @@ export const FMT = {
   netrate: (v) => (!isNum(v) || v < 0 ? DASH : prefs.rate === 'bits' ? bits(v) : bytes(v) + '/s'),
   freq: (v) => (isNum(v) && v > 0 ? (v >= 1000 ? (v / 1000).toFixed(2) + ' GHz' : Math.round(v) + ' MHz') : DASH),
   temp: (v) => (isNum(v) ? tempIn(v).toFixed(1) + ' ' + tempUnit() : DASH),
+  dbm: (v) => (isNum(v) ? Math.round(v) + ' dBm' : DASH),
   volts: (v) => (isNum(v) ? v.toFixed(3) + ' V' : DASH),
   load: (v) => (isNum(v) ? v.toFixed(2) : DASH),
   dur: duration,

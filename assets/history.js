@@ -16,7 +16,7 @@ export let intervalMs = 1000;
 
 const nz = (v) => (isNum(v) ? v : null);
 
-const SERIES = ['cpu', 'mem', 'swap', 'temp', 'net_recv', 'net_sent', 'disk_read', 'disk_write'];
+const SERIES = ['cpu', 'mem', 'swap', 'temp', 'net_recv', 'net_sent', 'disk_read', 'disk_write', 'wifi_signal'];
 
 function normalizePoint(p) {
   const out = { t: p.t, per_core: Array.isArray(p.per_core) ? p.per_core.map(nz) : [] };
@@ -35,6 +35,7 @@ export function pointFromDoc(d) {
     net_sent: get(d, ['network', 'rates', 'sent_bytes_per_sec']),
     disk_read: get(d, ['disk', 'io_rates', 'read_bytes_per_sec']),
     disk_write: get(d, ['disk', 'io_rates', 'write_bytes_per_sec']),
+    wifi_signal: get(d, ['connectivity', 'wifi', 'signal_dbm']),
     per_core: get(d, ['cpu', 'per_core_usage']),
   });
 }
@@ -110,7 +111,7 @@ export function chartStepMs() {
   return range === '10m' || !view ? intervalMs : view.resolutionMs;
 }
 
-const AGG_SERIES = { cpu: 'cpu', mem: 'mem', swap: 'swap', temp: 'temp', net_recv: 'net_recv', net_sent: 'net_sent', disk_read: 'disk_read', disk_write: 'disk_write' };
+const AGG_SERIES = { cpu: 'cpu', mem: 'mem', swap: 'swap', temp: 'temp', net_recv: 'net_recv', net_sent: 'net_sent', disk_read: 'disk_read', disk_write: 'disk_write', wifi_signal: 'wifi_signal' };
 const triple = (v) => (Array.isArray(v) && v.length === 3 && v.every(isNum) ? v : null);
 
 // An aggregated point: the mean where a live point has its value, min and max in `band`.

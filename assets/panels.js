@@ -267,6 +267,8 @@ function renderPi(d) {
 function renderConnectivity(d) {
   const c = d.connectivity && typeof d.connectivity === 'object' ? d.connectivity : null;
   fillBadge(ui.connBadge, c ? c.connected : null, ['connected', 'ok'], ['disconnected', 'crit']);
+  // The signal chart (live and long ranges) while the watched interface is wireless.
+  show(ui.wifiChart, !!(c && c.wifi && typeof c.wifi === 'object'));
 }
 
 /** Shows document `d`: every field, list and header line. */

@@ -97,6 +97,7 @@ fn main() {
             events.push(e);
         }
     }
+    let rss_year = rss_kib();
     // A full timeline: 2,000 events with typical messages and values.
     let mut i = year;
     while events.len() < EVENT_CAPACITY {
@@ -112,9 +113,12 @@ fn main() {
     let rss1 = rss_kib();
     println!("cores: {cores}; a year of 1 Hz samples folded in {filled:.1?}");
     println!(
-        "history RAM: {:.2} MiB allocated by the tiers; RSS {:.2} → {:.2} MiB (+{:.2} MiB with 2,000 events)",
+        "history RAM: {:.2} MiB held by the tiers; RSS {:.2} → {:.2} MiB after the year \
+         (+{:.2} MiB), {:.2} MiB with 2,000 events (+{:.2} MiB)",
         history.heap_bytes() as f64 / 1048576.0,
         rss0 as f64 / 1024.0,
+        rss_year as f64 / 1024.0,
+        (rss_year - rss0) as f64 / 1024.0,
         rss1 as f64 / 1024.0,
         (rss1 - rss0) as f64 / 1024.0
     );

@@ -371,7 +371,46 @@ impl Config {
                 ),
             ));
         }
+        // The tiers' other bounds follow from each setting's own; an interval longer than a
+        // minute is handled by the history subsystem (it falls back to its default tiers).
+        let raw = self.history_raw.as_millis() / self.interval.as_millis().max(1);
+        if raw > crate::history::MAX_RAW_POINTS {
+            let key = if origins.of("history_raw") == Origin::Default {
+                "interval"
+            } else {
+                "history_raw"
+            };
+            return Err(origins.invalid(
+                key,
+                format!(
+                    "history_raw of {} at an interval of {} keeps {raw} points, more than the \
+                     {} allowed: shorten history_raw or lengthen interval",
+                    show_duration(self.history_raw),
+                    show_duration(self.interval),
+                    crate::history::MAX_RAW_POINTS,
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The long-term history's tiers: fixed buckets (1 minute, 15 minutes), configured
+    /// retentions.
+    pub fn history_tiers(&self) -> crate::history::HistoryConfig {
+        use crate::history::{HistoryConfig, TierConfig};
+        let defaults = HistoryConfig::default();
+        HistoryConfig {
+            interval: self.interval,
+            raw_keep: self.history_raw,
+            fine: TierConfig {
+                keep: self.history_minute,
+                ..defaults.fine
+            },
+            coarse: TierConfig {
+                keep: self.history_quarter,
+                ..defaults.coarse
+            },
+        }
     }
 
     /// Number of history points kept.
@@ -525,9 +564,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
+        "d" => number * 86_400.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m, h)"
+                "unknown unit {other:?} in {text:?} (use ms, s, m, h, d)"
             ))
         }
     };
@@ -569,6 +609,37 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn history_tiers_take_their_retentions_in_days() {
+        let c = parse("history_minute = \"2d\"\nhistory_quarter = \"90d\"\nhistory_raw = \"10m\"")
+            .unwrap();
+        let tiers = c.history_tiers();
+        assert_eq!(tiers.fine.keep, Duration::from_secs(2 * 86_400));
+        assert_eq!(tiers.coarse.keep, Duration::from_secs(90 * 86_400));
+        assert_eq!(tiers.raw_keep, Duration::from_secs(600));
+        assert!(tiers.validate().is_ok());
+        assert_eq!(
+            Config::default().history_tiers(),
+            crate::history::HistoryConfig::default()
+        );
+        let err = parse("history_quarter = \"11000d\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("history_quarter") && err.contains("3650d"),
+            "{err}"
+        );
+        let err = parse("history_minute = \"30s\"").unwrap_err().to_string();
+        assert!(err.contains("1m to 365d"), "{err}");
+        // 24 h of raw points at 250 ms is 345600 points.
+        let err = parse("interval = \"250ms\"\nhistory_raw = \"24h\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("history_raw of 24h at an interval of 250ms keeps 345600"),
+            "{err}"
+        );
     }
 
     #[test]

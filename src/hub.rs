@@ -19,6 +19,11 @@
 //! viewer needs it. The collector scans while a WebSocket client is connected, and on the tick
 //! after a REST or `/metrics` request asked for the document ([`Hub::want_processes`]); other
 //! ticks carry the last scan's figures (see [`crate::stats::Context::scan_processes`]).
+//!
+//! Nor is the document serialized on a tick nobody watches: history, events, alerts and the
+//! network watch read its typed values, and a REST or `/metrics` reader that comes along
+//! serializes it then, once ([`Snapshot::json`]). While a WebSocket client is connected the
+//! collector serializes it as before, so that clients never wait for it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,27 +73,72 @@ impl Stamp {
 pub struct Snapshot {
     pub collected_at: Instant,
     pub document: StatsDocument,
-    /// The document serialized once.
-    pub json: Bytes,
-    /// The same bytes as a WebSocket text frame; cloning it does not copy them.
-    pub frame: Message,
-    /// The document compressed for `permessage-deflate` clients: made by the first such
-    /// client to send it, then shared by all of them.
-    deflated: OnceLock<Message>,
+    /// The document serialized, at most once: by the collector while someone watches, else by
+    /// the first reader that needs the bytes.
+    encoded: OnceLock<Encoded>,
     pub collection_time: Duration,
 }
 
+#[derive(Debug)]
+struct Encoded {
+    json: Bytes,
+    /// The same bytes as a WebSocket text frame; cloning it does not copy them.
+    frame: Message,
+    /// The document compressed for `permessage-deflate` clients: made by the first such
+    /// client to send it, then shared by all of them.
+    deflated: OnceLock<Message>,
+}
+
 impl Snapshot {
+    fn new(document: StatsDocument, collected_at: Instant, took: Duration) -> Snapshot {
+        Snapshot {
+            collected_at,
+            document,
+            encoded: OnceLock::new(),
+            collection_time: took,
+        }
+    }
+
+    /// The document as JSON (serialized on first use).
+    pub fn json(&self) -> Bytes {
+        self.encoded().json.clone()
+    }
+
+    /// The document as a WebSocket text frame (the same bytes as [`Snapshot::json`]).
+    pub fn frame(&self) -> Message {
+        self.encoded().frame.clone()
+    }
+
     /// The document as one compressed text frame (RSV1 set, RFC 7692), compressed once.
-    pub fn deflated(&self) -> &Message {
-        self.deflated.get_or_init(|| {
-            let mut frame = Frame::message(
-                crate::http::deflate(&self.json),
-                OpCode::Data(Data::Text),
-                true,
-            );
-            frame.header_mut().rsv1 = true;
-            Message::Frame(frame)
+    pub fn deflated(&self) -> Message {
+        let encoded = self.encoded();
+        encoded
+            .deflated
+            .get_or_init(|| {
+                let mut frame = Frame::message(
+                    crate::http::deflate(&encoded.json),
+                    OpCode::Data(Data::Text),
+                    true,
+                );
+                frame.header_mut().rsv1 = true;
+                Message::Frame(frame)
+            })
+            .clone()
+    }
+
+    fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| {
+            let json = serde_json::to_string(&self.document).unwrap_or_else(|err| {
+                // Not expected (every map key is a string); a reader gets an empty object.
+                tracing::error!("cannot serialize stats document: {err}");
+                "{}".to_owned()
+            });
+            let text = Utf8Bytes::from(json);
+            Encoded {
+                json: Bytes::from(text.clone()),
+                frame: Message::Text(text),
+                deflated: OnceLock::new(),
+            }
         })
     }
 }
@@ -324,13 +374,6 @@ impl Hub {
 
     /// Serializes `document`, collected at `stamp`, once and makes it the latest snapshot.
     pub fn publish(&self, document: StatsDocument, stamp: Stamp, took: Duration) {
-        let json = match serde_json::to_string(&document) {
-            Ok(json) => json,
-            Err(err) => {
-                tracing::error!("cannot serialize stats document: {err}");
-                return;
-            }
-        };
         if self.history_len > 0 {
             let point = HistoryPoint::from_document(&document, unix_millis(stamp.wall));
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -343,17 +386,12 @@ impl Hub {
             });
         }
         self.counters.collections.fetch_add(1, Ordering::Relaxed);
-        let text = Utf8Bytes::from(json);
-        let json = Bytes::from(text.clone());
-        let frame = Message::Text(text);
-        self.latest.send_replace(Some(Arc::new(Snapshot {
-            collected_at: stamp.mono,
-            document,
-            json,
-            frame,
-            deflated: OnceLock::new(),
-            collection_time: took,
-        })));
+        let snapshot = Snapshot::new(document, stamp.mono, took);
+        if self.clients() > 0 {
+            // Watched: serialize here, off the clients' tasks.
+            snapshot.encoded();
+        }
+        self.latest.send_replace(Some(Arc::new(snapshot)));
     }
 }
 
@@ -550,6 +588,34 @@ mod tests {
         hub.counters.clients.store(1, Ordering::Relaxed);
         assert!(hub.scan_processes());
         assert!(hub.scan_processes());
+    }
+
+    #[test]
+    fn the_document_is_serialized_only_when_watched_or_read() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let doc = document();
+        let expected = serde_json::to_vec(&doc).unwrap();
+        hub.publish(doc.clone(), Stamp::now(), Duration::ZERO);
+        let unwatched = hub.latest().unwrap();
+        assert!(
+            unwatched.encoded.get().is_none(),
+            "nobody watches: not serialized"
+        );
+        // A REST reader serializes it, once; the frame shares the bytes.
+        assert!(unwatched.json() == expected, "the document's JSON");
+        let Message::Text(text) = unwatched.frame() else {
+            panic!("a text frame");
+        };
+        assert!(text.as_bytes() == &expected[..], "the same bytes");
+
+        hub.counters.clients.store(1, Ordering::Relaxed);
+        hub.publish(doc, Stamp::now(), Duration::ZERO);
+        let watched = hub.latest().unwrap();
+        assert!(
+            watched.encoded.get().is_some(),
+            "watched: serialized by the collector"
+        );
+        assert!(watched.json() == expected, "the document's JSON");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! | [`cli`]      | command line: serve, `snapshot`, `check-config`, `network`           |
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | collector: typed snapshot ([`stats::model`]), JSON ([`stats::wire`]) |
-//! | [`hub`]      | collector thread, serialize-once broadcast (`watch`), history ring, records |
-//! | [`history`]  | a year of downsampled history in fixed RAM, its state file, the subsystem that records and saves it |
+//! | [`hub`]      | collector thread, serialize-at-most-once broadcast (`watch`), history ring, records |
+//! | [`history`]  | a year of downsampled history in about 1.3 MiB (older buckets compressed), its state file, the subsystem that records and saves it |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`alerts`]   | alert rules every tick; ntfy, webhook and MQTT (Home Assistant)      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |

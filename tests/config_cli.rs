@@ -52,6 +52,18 @@ const CASES: &[(&str, [(&str, &str); 3])] = &[
         [("\"5m\"", "5m"), ("90", "90s"), ("1h", "1h")],
     ),
     (
+        "history_raw",
+        [("\"30m\"", "30m"), ("7200", "2h"), ("0s", "0s")],
+    ),
+    (
+        "history_minute",
+        [("\"2d\"", "2d"), ("3600", "1h"), ("30d", "30d")],
+    ),
+    (
+        "history_quarter",
+        [("\"90d\"", "90d"), ("86400", "24h"), ("730d", "730d")],
+    ),
+    (
         "temperature_warning",
         [("75", "75"), ("82.5", "82.5"), ("100", "100")],
     ),
@@ -176,6 +188,9 @@ const BAD: &[(&str, &str)] = &[
     ("history", "25h"),
     ("state_dir", ""),
     ("persist_interval", "0s"),
+    ("history_raw", "2d"),
+    ("history_minute", "59s"),
+    ("history_quarter", "14m"),
     ("temperature_warning", "hot"),
     ("mount_fill_warning", "101"),
     ("assets_dir", ""),
@@ -230,6 +245,9 @@ const BOUNDS: &[(&str, &str, &str, &str, &str)] = &[
     ("top_processes", "0", "1000", "-1", "1001"),
     ("history", "0", "\"24h\"", "-1", "\"86400001ms\""),
     ("persist_interval", "1", "\"24h\"", "0", "\"86400001ms\""),
+    ("history_raw", "0", "\"24h\"", "-1", "\"86400001ms\""),
+    ("history_minute", "60", "\"365d\"", "59", "\"366d\""),
+    ("history_quarter", "900", "\"3650d\"", "899", "\"3651d\""),
     ("temperature_warning", "20", "150", "19.9", "150.5"),
     ("mount_fill_warning", "1", "100", "0.5", "100.1"),
     ("max_clients", "1", "65536", "0", "65537"),

@@ -96,6 +96,17 @@ settings! {
     /// most this much. Shorter means more writes to the SD card.
     persist_interval: Duration = Duration::from_secs(15 * 60),
         Bounds::new(Duration::from_secs(1), super::MAX_DURATION);
+    /// How long the long-term history keeps every sample (at `interval`; RAM only, not saved):
+    /// the 10m and 1h ranges. At most 100000 points (history_raw divided by interval).
+    history_raw: Duration = Duration::from_secs(3600), Bounds::new(Duration::ZERO, super::MAX_DURATION);
+    /// How long 1-minute min/mean/max buckets are kept (the 24h and 7d ranges; saved in
+    /// `state_dir`). Each day costs about 40 KiB of RAM and 150 KiB of state file.
+    history_minute: Duration = Duration::from_secs(7 * 86_400),
+        Bounds::new(Duration::from_secs(60), Duration::from_secs(365 * 86_400));
+    /// How long 15-minute min/mean/max buckets are kept (the 30d and 1y ranges; saved in
+    /// `state_dir`). Each 30 days cost about 80 KiB of RAM and 300 KiB of state file.
+    history_quarter: Duration = Duration::from_secs(365 * 86_400),
+        Bounds::new(Duration::from_secs(15 * 60), Duration::from_secs(10 * 365 * 86_400));
     /// Pi CPU temperature, in °C, from which a `temperature_high` event is recorded (cleared
     /// 5 °C below).
     temperature_warning: f64 = 80.0, Bounds::new(20.0, 150.0);
@@ -383,11 +394,13 @@ impl Value for Duration {
     }
 }
 
-/// `1h`, `10m`, `20s`, `250ms`: the largest unit that divides the duration.
+/// `7d`, `1h`, `10m`, `20s`, `250ms`: the largest unit that divides the duration.
 pub fn show_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     match ms {
         0 => "0s".to_owned(),
+        // Days only past one, so that "24h" stays as people write it.
+        ms if ms % 86_400_000 == 0 && ms > 86_400_000 => format!("{}d", ms / 86_400_000),
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms if ms % 1000 == 0 => format!("{}s", ms / 1000),

@@ -29,10 +29,7 @@ use crate::stats::model::StatsDocument;
 /// Starts the history subsystem; the tracker waits for its final save.
 pub fn spawn(config: &Config, hub: &Arc<Hub>, cancel: CancellationToken, tracker: &TaskTracker) {
     let settings = Settings {
-        history: HistoryConfig {
-            interval: config.interval,
-            ..HistoryConfig::default()
-        },
+        history: config.history_tiers(),
         detector: DetectorConfig {
             temperature_warning: config.temperature_warning,
             mount_fill_percent: config.mount_fill_warning,
@@ -313,8 +310,13 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
     sample.disk_write = doc.disk.io_rates.map(|r| r.write_bytes_per_sec);
     sample.root_disk = doc.disk.root_usage_percent();
     sample.clients = Some(doc.connected_clients as f64);
-    // Filled once the network watch reports the signal of a wireless interface.
-    sample.wifi_signal = None;
+    // dBm from NetworkManager or /proc/net/wireless; unknown (not zero) when not wireless.
+    sample.wifi_signal = doc
+        .connectivity
+        .as_ref()
+        .and_then(|c| c.wifi.as_ref())
+        .and_then(|w| w.signal_dbm)
+        .map(f64::from);
     sample.throttled = doc
         .pi
         .as_ref()
@@ -341,4 +343,38 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
             connected: c.connected,
             reason: None,
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::model::{Connectivity, Wifi};
+    use crate::stats::wire_golden::document;
+
+    #[test]
+    fn the_wifi_signal_series_follows_the_documents_signal_dbm() {
+        let mut doc = document();
+        let mut sample = Sample::new(Duration::ZERO, SystemTime::UNIX_EPOCH);
+        fill_sample(&mut sample, &doc, Duration::from_secs(1));
+        assert_eq!(sample.wifi_signal, None, "the golden document is wired");
+        doc.connectivity = Some(Connectivity {
+            source: "kernel",
+            interface: "wlan0".into(),
+            connected: true,
+            wifi: Some(Wifi {
+                signal_dbm: Some(-67),
+                quality_percent: Some(61),
+                ..Wifi::default()
+            }),
+            ..Connectivity::default()
+        });
+        fill_sample(&mut sample, &doc, Duration::from_secs(2));
+        assert_eq!(sample.wifi_signal, Some(-67.0));
+        // Associated through NetworkManager without a dBm figure: unknown, not 0.
+        if let Some(w) = doc.connectivity.as_mut().and_then(|c| c.wifi.as_mut()) {
+            w.signal_dbm = None;
+        }
+        fill_sample(&mut sample, &doc, Duration::from_secs(3));
+        assert_eq!(sample.wifi_signal, None);
+    }
 }

@@ -518,19 +518,15 @@ fn encode_frame(
     out.push(tiers.len() as u8);
     for (i, tier) in tiers.iter().enumerate() {
         let after = since.and_then(|s| s.rows[i]);
-        let new = |t: &u64| after.is_none_or(|a| *t > a);
         put_u64(&mut out, tier.bucket_ms());
-        put_u32(
-            &mut out,
-            tier.rows().filter(|(t, ..)| new(t)).count() as u32,
-        );
-        for (timeline, flags, codes) in tier.rows().filter(|(t, ..)| new(t)) {
+        put_u32(&mut out, tier.count_after(after) as u32);
+        tier.for_each_row_after(after, |timeline, flags, codes| {
             put_u64(&mut out, timeline);
             out.push(flags);
             for code in codes {
                 put_u16(&mut out, *code);
             }
-        }
+        });
         match tier.open_bucket() {
             Some((bucket, flags, accs)) => {
                 out.push(1);

@@ -352,6 +352,71 @@ fn memory_is_allocated_once() {
 }
 
 #[test]
+fn compressed_tiers_answer_exactly_as_plain_ones() {
+    // Fine: 3 h = 180 rows (plain); make both aggregate tiers long enough to compress.
+    let config = HistoryConfig {
+        fine: TierConfig {
+            bucket: Duration::from_secs(60),
+            keep: Duration::from_secs(20 * 3600),
+        },
+        coarse: TierConfig {
+            bucket: Duration::from_secs(900),
+            keep: Duration::from_secs(10 * 86_400),
+        },
+        ..small()
+    };
+    let mut packed = History::new(config, 3).unwrap();
+    let mut plain = History::uncompressed(config, 3);
+    let mut seed = 3u64;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut wall = T0;
+    // 12 days at 5 s (every tier wraps), with a restart-like wall jump, gaps in series and a
+    // wall step back.
+    for i in 0..12 * 86_400 / 5 {
+        wall += if i == 50_000 { 7 * 3600 } else { 5 };
+        if i == 120_000 {
+            wall -= 3 * 3600;
+        }
+        let mut s = at(i * 5 + if i > 50_000 { 7 * 3600 } else { 0 }, wall);
+        s.cpu = Some(3.0 + 20.0 * noise() * noise());
+        s.cores = vec![100.0 * noise(), 1.0, 50.0];
+        s.memory = Some(40.0 + i as f64 / 10_000.0);
+        s.temperature = (i % 1000 > 100).then(|| 45.0 + 5.0 * noise());
+        s.net_recv = Some(1e6 * noise());
+        s.wifi_signal = (i / 5000 % 2 == 0).then_some(-61.0);
+        s.throttled = Some(if i % 7777 == 0 { 0x50005 } else { 0 });
+        packed.push(&s);
+        plain.push(&s);
+    }
+    assert!(
+        packed.tiers()[2].len() > 2 * block::BLOCK_ROWS,
+        "the coarse tier compressed"
+    );
+    for range in Range::ALL {
+        for max in [100, 100_000] {
+            let a = serde_json::to_string(&packed.query(range, max)).unwrap();
+            let b = serde_json::to_string(&plain.query(range, max)).unwrap();
+            assert!(a == b, "{range} ≤ {max} points differ");
+        }
+    }
+    let now = UNIX_EPOCH + Duration::from_secs(wall);
+    let events = crate::events::EventLog::new(10);
+    assert!(
+        store::encode(&packed, &events, None, now) == store::encode(&plain, &events, None, now),
+        "the state file does not depend on how rows are held"
+    );
+    assert!(
+        packed.heap_bytes() * 3 < plain.heap_bytes() * 2,
+        "{} vs {} bytes",
+        packed.heap_bytes(),
+        plain.heap_bytes()
+    );
+}
+
+#[test]
 fn empty_history_answers_empty() {
     let h = History::new(HistoryConfig::default(), 4).unwrap();
     let view = h.query(Range::Year, 100);

@@ -1,5 +1,16 @@
-//! One tier: a ring of rows allocated once, plus (for aggregate tiers) the open bucket.
+//! One tier: the recent rows in a ring of plain codes, older rows (aggregate tiers) in
+//! compressed blocks, plus (aggregate tiers) the open bucket.
+//!
+//! The raw tier is a ring allocated once. An aggregate tier's ring holds one block's worth of
+//! rows ([`BLOCK_ROWS`]); when it is full its rows are compressed into a [`Block`] (see
+//! [`block`](super::block) for the coding and why) and the ring starts over. The oldest block
+//! is dropped as soon as the rest still covers the retention; rows beyond the newest `keep`
+//! (up to `BLOCK_ROWS - 1` of them, in the oldest block) are skipped, so that a compressed tier
+//! shows and saves exactly the rows an uncompressed one would.
 
+use std::collections::VecDeque;
+
+use super::block::{Block, Decoded, Scratch, BLOCK_ROWS};
 use super::series::{Series, MISSING};
 use super::HistoryView;
 
@@ -59,12 +70,39 @@ pub(crate) struct Tier {
     open: Option<u64>,
     open_flags: u8,
     acc: Vec<Acc>,
+    /// Rows kept (the retention); `cap` is the ring's size.
+    keep: usize,
+    /// Sealed rows older than the ring, oldest first (empty when the ring holds `keep`).
+    blocks: VecDeque<Block>,
+    block_rows: usize,
+    /// Scratch for compressing.
+    scratch: Scratch,
 }
 
 impl Tier {
-    pub fn new(bucket_ms: u64, cap: usize, width: usize) -> Tier {
+    /// A tier keeping `keep` rows. Aggregate tiers longer than two blocks compress.
+    pub fn new(bucket_ms: u64, keep: usize, width: usize) -> Tier {
+        let cap = if bucket_ms == 0 || keep <= 2 * BLOCK_ROWS {
+            keep
+        } else {
+            BLOCK_ROWS
+        };
+        Tier::with_ring(bucket_ms, keep, cap, width)
+    }
+
+    /// A tier that never compresses (for comparisons in tests).
+    #[cfg(test)]
+    pub fn plain(bucket_ms: u64, keep: usize, width: usize) -> Tier {
+        Tier::with_ring(bucket_ms, keep, keep, width)
+    }
+
+    fn with_ring(bucket_ms: u64, keep: usize, cap: usize, width: usize) -> Tier {
         let k = if bucket_ms == 0 { 1 } else { 3 };
         Tier {
+            keep,
+            blocks: VecDeque::new(),
+            block_rows: 0,
+            scratch: Scratch::default(),
             bucket_ms,
             cap,
             width,
@@ -97,6 +135,9 @@ impl Tier {
             + self.flags.capacity()
             + self.codes.capacity() * 2
             + self.acc.capacity() * std::mem::size_of::<Acc>()
+            + self.blocks.capacity() * std::mem::size_of::<Block>()
+            + self.blocks.iter().map(Block::heap_bytes).sum::<usize>()
+            + self.scratch.heap_bytes()
     }
 
     pub fn push(&mut self, timeline: u64, values: &[Option<f64>], flags: Option<u8>) {
@@ -139,12 +180,49 @@ impl Tier {
 
     /// Claims the next row (evicting the oldest when full); returns its first code's index.
     fn next_row(&mut self, timeline: u64, flags: u8) -> usize {
+        if self.cap < self.keep && self.len == self.cap {
+            self.compress_ring();
+        }
         let slot = self.head;
         self.head = (self.head + 1) % self.cap;
         self.len = (self.len + 1).min(self.cap);
+        self.evict_blocks();
         self.timeline[slot] = timeline;
         self.flags[slot] = flags;
         slot * self.width * self.k
+    }
+
+    /// Moves the (full) ring into a block and drops blocks the retention no longer needs.
+    fn compress_ring(&mut self) {
+        // A full ring's oldest row is at `head`: rotate it to the front, then code it.
+        let n = self.width * self.k;
+        self.timeline.rotate_left(self.head);
+        self.flags.rotate_left(self.head);
+        self.codes.rotate_left(self.head * n);
+        let block = Block::encode(
+            &self.timeline,
+            &self.flags,
+            &self.codes,
+            n,
+            self.bucket_ms,
+            &mut self.scratch,
+        );
+        self.block_rows += block.rows;
+        self.blocks.push_back(block);
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Drops the oldest block once the newer rows alone cover the retention; what remains
+    /// beyond it (fewer rows than the oldest block has) is [`hidden`](Tier::hidden).
+    fn evict_blocks(&mut self) {
+        while let Some(front) = self.blocks.front() {
+            if self.block_rows - front.rows + self.len < self.keep {
+                break;
+            }
+            self.block_rows -= front.rows;
+            self.blocks.pop_front();
+        }
     }
 
     fn slot(&self, j: usize) -> usize {
@@ -152,17 +230,33 @@ impl Tier {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        (self.block_rows + self.len).min(self.keep)
+    }
+
+    /// Rows at the start of the oldest block that are beyond the retention.
+    fn hidden(&self) -> usize {
+        (self.block_rows + self.len).saturating_sub(self.keep)
     }
 
     /// Timeline position of the newest row (the open bucket not included).
     pub fn newest(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.timeline[self.slot(self.len - 1)])
+        if self.len > 0 {
+            Some(self.timeline[self.slot(self.len - 1)])
+        } else {
+            self.blocks.back().map(|b| b.last)
+        }
     }
 
     /// Timeline position of the oldest data, open bucket included.
     pub fn oldest(&self) -> Option<u64> {
-        if self.len > 0 {
+        if let Some(block) = self.blocks.front() {
+            if self.hidden() == 0 {
+                return Some(block.first);
+            }
+            let mut decoded = Decoded::default();
+            block.decode(self.width * self.k, self.bucket_ms, &mut decoded);
+            Some(decoded.timeline[self.hidden()])
+        } else if self.len > 0 {
             Some(self.timeline[self.slot(0)])
         } else {
             self.open.map(|b| b * self.bucket_ms)
@@ -173,6 +267,28 @@ impl Tier {
     /// `until` (where a finer tier's data begins: a bucket reaching past it would repeat it).
     pub fn collect(&self, from: u64, until: u64, view: &mut HistoryView) {
         let span = self.bucket_ms.max(1);
+        let n = self.width * self.k;
+        let mut decoded = Decoded::default();
+        let mut skip = self.hidden();
+        for block in &self.blocks {
+            let hidden = std::mem::take(&mut skip);
+            if block.last + span <= from {
+                continue;
+            }
+            if block.first.saturating_add(span) > until {
+                return;
+            }
+            block.decode(n, self.bucket_ms, &mut decoded);
+            for (j, &t) in decoded.timeline.iter().enumerate().skip(hidden) {
+                if t + span <= from {
+                    continue;
+                }
+                if t.saturating_add(span) > until {
+                    return;
+                }
+                self.push_row(view, t, decoded.flags[j], &decoded.codes[j * n..j * n + n]);
+            }
+        }
         // Rows are in timeline order: find the first one that ends after `from`.
         let (mut lo, mut hi) = (0, self.len);
         while lo < hi {
@@ -189,18 +305,8 @@ impl Tier {
             if t.saturating_add(span) > until {
                 return;
             }
-            let base = slot * self.width * self.k;
-            let codes = &self.codes[base..base + self.width * self.k];
-            let k = self.k;
-            view.push_point(
-                t,
-                self.flags[slot],
-                (0..self.width * 3).map(|i| {
-                    let (s, m) = (i / 3, i % 3);
-                    let code = if k == 1 { codes[s] } else { codes[s * 3 + m] };
-                    Series::of_column(s).decode(code)
-                }),
-            );
+            let base = slot * n;
+            self.push_row(view, t, self.flags[slot], &self.codes[base..base + n]);
         }
         if let Some(bucket) = self.open {
             let t = bucket * self.bucket_ms;
@@ -210,17 +316,52 @@ impl Tier {
         }
     }
 
-    /// Rows oldest first: timeline, flags, `width × k` codes.
-    pub fn rows(&self) -> impl Iterator<Item = (u64, u8, &[u16])> + '_ {
+    fn push_row(&self, view: &mut HistoryView, t: u64, flags: u8, codes: &[u16]) {
+        let k = self.k;
+        view.push_point(
+            t,
+            flags,
+            (0..self.width * 3).map(|i| {
+                let (s, m) = (i / 3, i % 3);
+                let code = if k == 1 { codes[s] } else { codes[s * 3 + m] };
+                Series::of_column(s).decode(code)
+            }),
+        );
+    }
+
+    /// Number of rows newer than `after` (all when `None`).
+    pub fn count_after(&self, after: Option<u64>) -> usize {
+        let mut count = 0;
+        self.for_each_row_after(after, |_, _, _| count += 1);
+        count
+    }
+
+    /// Calls `f` with the rows newer than `after` (all when `None`), oldest first: timeline,
+    /// flags, `width × k` codes. Only blocks that hold such rows are decoded.
+    pub fn for_each_row_after(&self, after: Option<u64>, mut f: impl FnMut(u64, u8, &[u16])) {
         let n = self.width * self.k;
-        (0..self.len).map(move |j| {
+        let new = |t: u64| after.is_none_or(|a| t > a);
+        let mut decoded = Decoded::default();
+        let mut skip = self.hidden();
+        for block in &self.blocks {
+            let hidden = std::mem::take(&mut skip);
+            if !new(block.last) {
+                continue;
+            }
+            block.decode(n, self.bucket_ms, &mut decoded);
+            for (j, &t) in decoded.timeline.iter().enumerate().skip(hidden) {
+                if new(t) {
+                    f(t, decoded.flags[j], &decoded.codes[j * n..j * n + n]);
+                }
+            }
+        }
+        for j in 0..self.len {
             let slot = self.slot(j);
-            (
-                self.timeline[slot],
-                self.flags[slot],
-                &self.codes[slot * n..slot * n + n],
-            )
-        })
+            let t = self.timeline[slot];
+            if new(t) {
+                f(t, self.flags[slot], &self.codes[slot * n..slot * n + n]);
+            }
+        }
     }
 
     /// Appends a restored row (aggregate tiers: `width × 3` codes).

@@ -159,7 +159,7 @@ pub fn routes(
         .map(|state: Arc<AppState>| {
             state.hub.want_processes();
             match state.hub.latest() {
-                Some(snapshot) => json_response(StatusCode::OK, snapshot.json.clone()),
+                Some(snapshot) => json_response(StatusCode::OK, snapshot.json()),
                 None => not_ready(),
             }
         });

@@ -259,8 +259,8 @@ async fn serve_client(
     let mut snapshots = state.hub.subscribe();
     // The compressed frame if this client negotiated it and the document fits its window.
     let frame_of = |snapshot: &Snapshot| match &compression {
-        Some(c) if c.fits(snapshot.json.len()) => snapshot.deflated().clone(),
-        _ => snapshot.frame.clone(),
+        Some(c) if c.fits(snapshot.json().len()) => snapshot.deflated(),
+        _ => snapshot.frame(),
     };
 
     // A new client gets the latest snapshot at once.

@@ -90,3 +90,34 @@ test('range selector and events panel', async (t) => {
   assert.deepEqual(asked, []);
   assert.deepEqual(rec.errors, []);
 });
+
+// The Wi-Fi signal chart of the connectivity card, live and over a long range. The watched
+// interface is loopback, listed in the fixture tree's /proc/net/wireless (the Pi 4's file with
+// one more line) so that the kernel fallback reports it as a wireless link at −52 dBm.
+test('Wi-Fi signal chart, live and from the history', async (t) => {
+  const pi = piTree(t);
+  const wireless = path.join(pi.dir, 'proc/net/wireless');
+  fs.appendFileSync(wireless, '    lo: 0000   58.  -52.  -256        0      0      0      0      0        0\n');
+  const server = await startPistats({
+    args: ['--proc-root', path.join(pi.dir, 'proc'), '--sys-root', path.join(pi.dir, 'sys'), '--interface', 'lo'],
+  });
+  t.after(() => stopPistats(server));
+  const { page, rec } = await openPage(t);
+  await page.goto(server.url);
+  await waitConnected(page);
+
+  await page.waitForSelector('#wifi-chart', { state: 'visible' });
+  await page.waitForFunction(() => document.querySelector('#chart-wifi').getAttribute('aria-label').includes('Signal now -52 dBm'));
+  // The hour comes from the long-term history's raw tier: its points carry the signal.
+  const reply = page.waitForResponse((r) => r.url().endsWith('/api/v1/history?range=1h'));
+  await page.click('#ranges button[data-range="1h"]');
+  const body = await (await reply).json();
+  const known = body.points.filter((p) => Array.isArray(p.wifi_signal));
+  assert.ok(known.length >= 1, JSON.stringify(body.points.slice(-2)));
+  assert.deepEqual(known[known.length - 1].wifi_signal, [-52, -52, -52]);
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#chart-wifi');
+    return c.getAttribute('aria-label').includes('the last hour') && c.getAttribute('aria-label').includes('Signal now -52 dBm');
+  });
+  assert.deepEqual(rec.errors, []);
+});

@@ -181,6 +181,47 @@ fn a_changed_core_count_or_tier_keeps_what_still_fits() {
     );
 }
 
+#[test]
+fn a_file_saved_with_other_retentions_keeps_what_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let (h, events) = populated(4);
+    store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
+    let saved = h.tiers()[1].len();
+    assert!(saved > 30, "{saved} minute rows");
+    // Shorter: the newest 30 minutes of the minute tier, the quarter tier whole.
+    let short = HistoryConfig {
+        fine: TierConfig {
+            keep: Duration::from_secs(30 * 60),
+            ..HistoryConfig::default().fine
+        },
+        ..HistoryConfig::default()
+    };
+    let restored = store.load(short, 4, 100).unwrap();
+    assert!(restored.moved_aside.is_none());
+    let tiers = restored.history.tiers();
+    assert_eq!(tiers[1].len(), 30);
+    assert_eq!(
+        tiers[1].newest(),
+        h.tiers()[1].newest(),
+        "the newest rows are kept"
+    );
+    assert_eq!(tiers[2].len(), h.tiers()[2].len());
+    // Longer: everything, with room to grow.
+    let long = HistoryConfig {
+        fine: TierConfig {
+            keep: Duration::from_secs(30 * 86_400),
+            ..HistoryConfig::default().fine
+        },
+        ..HistoryConfig::default()
+    };
+    let restored = store.load(long, 4, 100).unwrap();
+    assert_eq!(restored.history.tiers()[1].len(), saved);
+    let a = serde_json::to_string(&restored.history.query(Range::Week, 100_000)).unwrap();
+    let b = serde_json::to_string(&h.query(Range::Week, 100_000)).unwrap();
+    assert!(a == b, "the same week comes back");
+}
+
 fn valid_file() -> &'static [u8] {
     static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
