@@ -378,11 +378,11 @@ async fn notify_test_reports_each_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delivery_is_an_event_in_the_timeline() {
     let endpoint = Endpoint::start(vec![Answer::Status(500)]).await;
-    // `for = "1s"`: the alert fires once the daemon has settled. (An event recorded before
-    // the history subsystem has installed the timeline it restored is overwritten by it.)
+    // No `for`: the alert fires on the first tick, while the history subsystem may still be
+    // restoring its timeline; those first events must not be lost when it installs it.
     let config = format!(
         "interval = \"250ms\"\n\n[[alert]]\nname = \"always\"\nmetric = \"cpu\"\nabove = 0\n\
-         for = \"1s\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nretries = 0\n\
+         \n[[notify]]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nretries = 0\n\
          token = \"tk-never-shown\"\n",
         endpoint.addr
     );
@@ -419,6 +419,27 @@ async fn a_failed_delivery_is_an_event_in_the_timeline() {
         "{timeline}"
     );
     assert_eq!(endpoint.received().len(), 1, "retries = 0: one attempt");
+    let events =
+        tokio::task::spawn_blocking(move || common::http_get(addr, "/api/v1/events", &[]).json())
+            .await
+            .unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    let position = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} event: {kinds:?}"))
+    };
+    assert!(
+        position("started") < position("alert_firing")
+            && position("alert_firing") < position("notification_failed"),
+        "started, then the firing, then its failed delivery: {kinds:?}"
+    );
 
     let alerts =
         tokio::task::spawn_blocking(move || common::http_get(addr, "/api/v1/alerts", &[]).json())

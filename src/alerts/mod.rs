@@ -28,7 +28,7 @@ use crate::config::alerting::{Condition, Rule};
 use crate::config::{show_duration, Config};
 use crate::events::{Event, EventKind, EventLog, EventValue, Severity};
 use crate::hub::Hub;
-use rules::{Change, Engine, Facts, State};
+use rules::{Change, Engine, Facts};
 
 /// Alert events kept for `/api/v1/alerts` until the shared timeline takes them.
 const EVENTS_KEPT: usize = 200;
@@ -169,6 +169,10 @@ pub struct RuleView {
     /// When it entered the state (pending or firing), ISO 8601.
     pub since: Option<String>,
     pub value: Option<f64>,
+    /// The instant behind `since`: while it stays the same, so does the text (the wall clock
+    /// and the monotonic clock drift apart by microseconds from tick to tick).
+    #[serde(skip)]
+    since_at: Option<Instant>,
 }
 
 /// Counts of one notifier's deliveries.
@@ -255,16 +259,28 @@ impl Board {
     }
 
     fn show(&self, engine: &Engine, wall: SystemTime, mono: Instant) {
-        let since = |at: Instant| {
-            let ago = mono.saturating_duration_since(at);
-            crate::stats::wire::iso8601(wall.checked_sub(ago).unwrap_or(wall))
+        let shown: Vec<(Option<Instant>, Option<String>)> = self
+            .lock()
+            .rules
+            .iter()
+            .map(|view| (view.since_at, view.since.clone()))
+            .collect();
+        let since = |index: usize, at: Instant| match shown.get(index) {
+            Some((shown_at, text)) if *shown_at == Some(at) => text.clone(),
+            _ => {
+                let ago = mono.saturating_duration_since(at);
+                Some(crate::stats::wire::iso8601(
+                    wall.checked_sub(ago).unwrap_or(wall),
+                ))
+            }
         };
         let views = engine
             .rules()
             .iter()
             .zip(engine.states())
             .zip(engine.values())
-            .map(|((rule, state), value)| RuleView {
+            .enumerate()
+            .map(|(index, ((rule, state), value))| RuleView {
                 name: rule.name.clone(),
                 metric: rule.metric.name().to_owned(),
                 mount: match &rule.metric {
@@ -276,12 +292,8 @@ impl Board {
                 repeat_seconds: rule.repeat.map(|r| r.as_secs_f64()),
                 severity: rule.severity,
                 state: state.name(),
-                since: match state {
-                    State::Ok => None,
-                    State::Pending { since: at } | State::Firing { since: at, .. } => {
-                        Some(since(*at))
-                    }
-                },
+                since: state.since().and_then(|at| since(index, at)),
+                since_at: state.since(),
                 value: *value,
             })
             .collect();

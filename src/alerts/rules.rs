@@ -75,6 +75,14 @@ pub enum State {
 }
 
 impl State {
+    /// When the rule entered this state; `None` while it is `ok`.
+    pub fn since(&self) -> Option<Instant> {
+        match self {
+            State::Ok => None,
+            State::Pending { since } | State::Firing { since, .. } => Some(*since),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             State::Ok => "ok",

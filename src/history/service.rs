@@ -100,15 +100,24 @@ async fn run(
     for event in detector.startup(&facts) {
         log_event(events.push(event));
     }
-    let newest = events.next_seq() - 1;
     *hub.records
         .history
         .write()
         .unwrap_or_else(|e| e.into_inner()) = Some(history);
-    *hub.records
-        .events
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = events;
+    let newest = {
+        let mut timeline = hub
+            .records
+            .events
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // Events recorded while the state was read (an alert firing on the first tick) are
+        // newer than everything restored: they go after it, renumbered, instead of being lost.
+        for early in timeline.iter() {
+            events.push(early.clone());
+        }
+        *timeline = events;
+        timeline.next_seq() - 1
+    };
     hub.records.announce(newest);
 
     let origin = Instant::now();
