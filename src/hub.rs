@@ -30,9 +30,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -70,26 +67,28 @@ pub struct Snapshot {
     pub document: StatsDocument,
     /// The document serialized once.
     pub json: Bytes,
-    /// The same bytes as a WebSocket text frame; cloning it does not copy them.
-    pub frame: Message,
-    /// The document compressed for `permessage-deflate` clients: made by the first such
-    /// client to send it, then shared by all of them.
-    deflated: OnceLock<Message>,
+    /// The document as one complete WebSocket text frame (header and payload), made by the
+    /// first client to send it, then written as is to every plain client.
+    frame: OnceLock<Bytes>,
+    /// The same for `permessage-deflate` clients: compressed once, then shared by all of them.
+    deflated: OnceLock<Bytes>,
     pub collection_time: Duration,
 }
 
 impl Snapshot {
-    /// The document as one compressed text frame (RSV1 set, RFC 7692), compressed once.
-    pub fn deflated(&self) -> &Message {
-        self.deflated.get_or_init(|| {
-            let mut frame = Frame::message(
-                crate::http::deflate(&self.json),
-                OpCode::Data(Data::Text),
-                true,
-            );
-            frame.header_mut().rsv1 = true;
-            Message::Frame(frame)
-        })
+    /// The document as one complete text frame, built once.
+    pub fn frame(&self) -> Bytes {
+        self.frame
+            .get_or_init(|| crate::http::text_frame(&self.json, false))
+            .clone()
+    }
+
+    /// The document as one complete compressed text frame (RSV1 set, RFC 7692), compressed
+    /// and built once.
+    pub fn deflated(&self) -> Bytes {
+        self.deflated
+            .get_or_init(|| crate::http::text_frame(&crate::http::deflate(&self.json), true))
+            .clone()
     }
 }
 
@@ -343,14 +342,12 @@ impl Hub {
             });
         }
         self.counters.collections.fetch_add(1, Ordering::Relaxed);
-        let text = Utf8Bytes::from(json);
-        let json = Bytes::from(text.clone());
-        let frame = Message::Text(text);
+        let json = Bytes::from(json);
         self.latest.send_replace(Some(Arc::new(Snapshot {
             collected_at: stamp.mono,
             document,
             json,
-            frame,
+            frame: OnceLock::new(),
             deflated: OnceLock::new(),
             collection_time: took,
         })));
