@@ -35,9 +35,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,11 +79,11 @@ pub struct Snapshot {
 #[derive(Debug)]
 struct Encoded {
     json: Bytes,
-    /// The same bytes as a WebSocket text frame; cloning it does not copy them.
-    frame: Message,
-    /// The document compressed for `permessage-deflate` clients: made by the first such
-    /// client to send it, then shared by all of them.
-    deflated: OnceLock<Message>,
+    /// The document as one complete WebSocket text frame (header and payload), made by the
+    /// first client to send it, then written as is to every plain client.
+    frame: OnceLock<Bytes>,
+    /// The same for `permessage-deflate` clients: compressed once, then shared by all of them.
+    deflated: OnceLock<Bytes>,
 }
 
 impl Snapshot {
@@ -104,25 +101,22 @@ impl Snapshot {
         self.encoded().json.clone()
     }
 
-    /// The document as a WebSocket text frame (the same bytes as [`Snapshot::json`]).
-    pub fn frame(&self) -> Message {
-        self.encoded().frame.clone()
+    /// The document as one complete text frame, built once.
+    pub fn frame(&self) -> Bytes {
+        let encoded = self.encoded();
+        encoded
+            .frame
+            .get_or_init(|| crate::http::text_frame(&encoded.json, false))
+            .clone()
     }
 
-    /// The document as one compressed text frame (RSV1 set, RFC 7692), compressed once.
-    pub fn deflated(&self) -> Message {
+    /// The document as one complete compressed text frame (RSV1 set, RFC 7692), compressed
+    /// and built once.
+    pub fn deflated(&self) -> Bytes {
         let encoded = self.encoded();
         encoded
             .deflated
-            .get_or_init(|| {
-                let mut frame = Frame::message(
-                    crate::http::deflate(&encoded.json),
-                    OpCode::Data(Data::Text),
-                    true,
-                );
-                frame.header_mut().rsv1 = true;
-                Message::Frame(frame)
-            })
+            .get_or_init(|| crate::http::text_frame(&crate::http::deflate(&encoded.json), true))
             .clone()
     }
 
@@ -133,10 +127,9 @@ impl Snapshot {
                 tracing::error!("cannot serialize stats document: {err}");
                 "{}".to_owned()
             });
-            let text = Utf8Bytes::from(json);
             Encoded {
-                json: Bytes::from(text.clone()),
-                frame: Message::Text(text),
+                json: Bytes::from(json),
+                frame: OnceLock::new(),
                 deflated: OnceLock::new(),
             }
         })
@@ -601,12 +594,14 @@ mod tests {
             unwatched.encoded.get().is_none(),
             "nobody watches: not serialized"
         );
-        // A REST reader serializes it, once; the frame shares the bytes.
+        // A REST reader serializes it, once; the frame carries the same bytes after its header.
         assert!(unwatched.json() == expected, "the document's JSON");
-        let Message::Text(text) = unwatched.frame() else {
-            panic!("a text frame");
-        };
-        assert!(text.as_bytes() == &expected[..], "the same bytes");
+        let frame = unwatched.frame();
+        assert!(
+            frame.ends_with(&expected),
+            "the frame's payload is the JSON"
+        );
+        assert_eq!(frame[0], 0x81, "one text frame, FIN set, no RSV1");
 
         hub.counters.clients.store(1, Ordering::Relaxed);
         hub.publish(doc, Stamp::now(), Duration::ZERO);

@@ -2,8 +2,9 @@
 //! it gets every document as a compressed frame that inflates to the very bytes a plain
 //! client gets; plain clients (tungstenite has no deflate support) and malformed offers get
 //! the plain feed; pings and close frames are never compressed; a compressed message from a
-//! client ends the connection with a close code, not a crash. Python's `websockets` is the
-//! real third-party client that negotiates the extension.
+//! client ends the connection with a close code, not a crash; documents and control frames
+//! never interleave. Python's `websockets` is the real third-party client that negotiates the
+//! extension.
 
 mod common;
 
@@ -401,4 +402,66 @@ fn python_websockets_negotiates_deflate_and_reads_the_same_documents() {
         same >= 3,
         "only {same} of 4 documents matched the plain feed"
     );
+}
+
+/// Documents are written to the socket as prebuilt frames, beside tungstenite's own pings and
+/// pong replies: a client that pings hard while documents flow (and answers the server's pings)
+/// gets only whole frames, every document intact, and a pong for its last ping.
+#[test]
+fn client_pings_and_documents_never_interleave() {
+    let daemon = Daemon::start_with_config("ping_interval = 1\n", &[]);
+    for extensions in [&[][..], &["permessage-deflate"][..]] {
+        let mut client = Raw::connect(daemon.addr, extensions);
+        let compressed = !extensions.is_empty();
+        let mut sent = 0u64;
+        let mut pongs = Vec::new();
+        let mut documents = 0;
+        // A burst of pings at the start and after each document, while the next is due.
+        let mut burst = true;
+        let ping = |id: u64| {
+            let mut payload = id.to_be_bytes().to_vec();
+            payload.resize(120, b'p');
+            payload
+        };
+        let deadline = Instant::now() + WAIT * 2;
+        while documents < 3 || pongs.last() != Some(&sent) {
+            assert!(
+                Instant::now() < deadline,
+                "{documents} documents, pongs {pongs:?}"
+            );
+            if burst {
+                burst = false;
+                for _ in 0..50 {
+                    sent += 1;
+                    client.send(0x89, false, &ping(sent));
+                }
+            }
+            let frame = client.frame();
+            assert!(frame.fin, "{frame:?}");
+            match frame.opcode {
+                0x1 => {
+                    assert_eq!(frame.rsv1, compressed);
+                    if compressed {
+                        document(&inflate(&frame.payload));
+                    } else {
+                        document(&frame.payload);
+                    }
+                    documents += 1;
+                    burst = documents < 3;
+                }
+                0x9 => client.send(0x8a, false, &frame.payload),
+                0xa => {
+                    assert!(!frame.rsv1);
+                    assert_eq!(frame.payload.len(), 120, "{frame:?}");
+                    let id = u64::from_be_bytes(frame.payload[..8].try_into().unwrap());
+                    assert!(frame.payload[8..].iter().all(|&b| b == b'p'), "{frame:?}");
+                    // tungstenite answers the latest ping it has read, so some are skipped.
+                    assert!(id <= sent && pongs.last().is_none_or(|&last| last < id));
+                    pongs.push(id);
+                }
+                other => panic!("unexpected opcode {other:#x}: {frame:?}"),
+            }
+        }
+        assert!(!pongs.is_empty());
+    }
 }

@@ -34,6 +34,7 @@ pub use admission::{Admission, Connections, FdBudget, MAX_HTTP_CONNECTIONS};
 pub use deflate::compress as deflate;
 pub use hosts::AllowedHosts;
 pub use server::{serve, HEADER_READ_TIMEOUT, IDLE_TIMEOUT};
+pub use ws::text_frame;
 
 use crate::config::Config;
 use crate::hub::Hub;

@@ -5,14 +5,23 @@
 //!
 //! A client that offers `permessage-deflate` gets every document as the one compressed frame
 //! the snapshot holds (see [`super::deflate`]); pings and close frames are never compressed.
+//!
+//! Documents bypass tungstenite: each snapshot holds its frames complete (header and payload;
+//! a server's frames are unmasked), and a session writes those shared bytes straight to the
+//! socket, so sending a document copies and allocates nothing per client. tungstenite still
+//! writes pings, pong replies and close frames; the session task is the only writer, and it
+//! flushes tungstenite before each document and writes a document whole (or drops the
+//! client), so the two never interleave within a frame.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::time::{interval_at, sleep, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -38,7 +47,32 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// at 1000 clients.
 const READ_BUFFER: usize = 2048;
 
+/// What tungstenite may hold for writing: a close frame (at most 125 bytes of payload) or a
+/// pong reply, never a document. Past this a write fails instead of growing the buffer.
+const MAX_WRITE_BUFFER: usize = 4096;
+
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// `payload` as one complete, final, unmasked text frame (RFC 6455 §5.2), with RSV1 set if
+/// it is compressed (RFC 7692 §6). Built once per document and written as is to every client.
+pub fn text_frame(payload: &[u8], compressed: bool) -> Bytes {
+    let mut frame = BytesMut::with_capacity(payload.len() + 10);
+    // FIN and opcode 1 (text).
+    frame.put_u8(0x81 | if compressed { 0x40 } else { 0 });
+    match payload.len() {
+        len @ 0..=125 => frame.put_u8(len as u8),
+        len @ 126..=0xffff => {
+            frame.put_u8(126);
+            frame.put_u16(len as u16);
+        }
+        len => {
+            frame.put_u8(127);
+            frame.put_u64(len as u64);
+        }
+    }
+    frame.put_slice(payload);
+    frame.freeze()
+}
 
 /// A WebSocket upgrade request (RFC 6455 §4.2.1): valid, or answered with why not.
 pub(super) enum Handshake {
@@ -139,6 +173,7 @@ pub(super) async fn upgrade(
             let config = WebSocketConfig::default()
                 .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(0)
+                .max_write_buffer_size(MAX_WRITE_BUFFER)
                 .max_message_size(Some(state.config.max_message_size))
                 .max_frame_size(Some(state.config.max_message_size));
             let compression = deflate::negotiate(&headers);
@@ -250,12 +285,11 @@ async fn session(
 
 /// Runs the client until it leaves or must go; returns why it ended, for the log.
 async fn serve_client(
-    socket: Socket,
+    mut socket: Socket,
     state: &AppState,
     compression: Option<Accepted>,
 ) -> &'static str {
     let config = &state.config;
-    let (mut tx, mut rx) = socket.split();
     let mut snapshots = state.hub.subscribe();
     // The compressed frame if this client negotiated it and the document fits its window.
     let frame_of = |snapshot: &Snapshot| match &compression {
@@ -266,9 +300,8 @@ async fn serve_client(
     // A new client gets the latest snapshot at once.
     let first = snapshots.borrow_and_update().as_deref().map(frame_of);
     if let Some(frame) = first {
-        match tx.send(frame).await {
-            Ok(()) => {}
-            Err(err) => return send_failed(state, &err),
+        if let Err(why) = send_document(&mut socket, &frame, state).await {
+            return why;
         }
     }
 
@@ -282,6 +315,8 @@ async fn serve_client(
     let closed = state.listener_closed.cancelled();
     tokio::pin!(closed);
 
+    // The branches' futures are dropped before a handler runs, so a handler has the socket
+    // to itself: a document is never written while tungstenite is mid-frame.
     let (code, reason) = loop {
         tokio::select! {
             _ = &mut closed => break (CloseCode::Away, "server going away"),
@@ -291,9 +326,8 @@ async fn serve_client(
                 }
                 let frame = snapshots.borrow_and_update().as_deref().map(frame_of);
                 let Some(frame) = frame else { continue };
-                match tx.send(frame).await {
-                    Ok(()) => {}
-                    Err(err) => return send_failed(state, &err),
+                if let Err(why) = send_document(&mut socket, &frame, state).await {
+                    return why;
                 }
             }
             _ = pings.tick() => {
@@ -301,13 +335,13 @@ async fn serve_client(
                     awaiting_pong = true;
                     pong_deadline.as_mut().reset(Instant::now() + config.ping_timeout);
                 }
-                match tx.send(Message::Ping(Default::default())).await {
+                match socket.send(Message::Ping(Default::default())).await {
                     Ok(()) => {}
                     Err(err) => return send_failed(state, &err),
                 }
             }
             _ = &mut pong_deadline, if awaiting_pong => break (CloseCode::Policy, "ping timeout"),
-            incoming = rx.next() => match incoming {
+            incoming = socket.next() => match incoming {
                 None => return "closed by client",
                 Some(Err(WsError::Utf8(_))) => {
                     break (CloseCode::Invalid, "text message is not valid UTF-8");
@@ -328,7 +362,7 @@ async fn serve_client(
                     Message::Pong(_) => awaiting_pong = false,
                     Message::Close(_) => {
                         // tungstenite answers the close frame itself; flush that answer.
-                        let _ = timeout(CLOSE_TIMEOUT, tx.flush()).await;
+                        let _ = timeout(CLOSE_TIMEOUT, socket.flush()).await;
                         return "closed by client";
                     }
                     Message::Binary(_) => {
@@ -348,11 +382,32 @@ async fn serve_client(
         reason: reason.into(),
     }));
     let _ = timeout(CLOSE_TIMEOUT, async {
-        tx.send(close).await?;
-        tx.close().await
+        socket.send(close).await?;
+        SinkExt::close(&mut socket).await
     })
     .await;
     reason
+}
+
+/// Writes one prebuilt document frame to the client's socket, after whatever tungstenite
+/// still holds (a pong reply it queued while reading), so frames never interleave. The
+/// socket's write deadline bounds both, and a write that fails part-way ends the session:
+/// nothing more may be written after half a frame.
+async fn send_document(
+    socket: &mut Socket,
+    frame: &Bytes,
+    state: &AppState,
+) -> Result<(), &'static str> {
+    socket
+        .flush()
+        .await
+        .map_err(|err| send_failed(state, &err))?;
+    let io = socket.get_mut();
+    let written = match io.write_all(frame).await {
+        Ok(()) => io.flush().await,
+        Err(err) => Err(err),
+    };
+    written.map_err(|err| io_failed(state, &err))
 }
 
 /// Why a send failed: the socket's write deadline (`send_timeout`, see `server`) means the
@@ -360,7 +415,14 @@ async fn serve_client(
 /// of its own: a document that the socket takes at once costs no timer at all.
 fn send_failed(state: &AppState, err: &WsError) -> &'static str {
     match err {
-        WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => slow(state),
+        WsError::Io(io) => io_failed(state, io),
+        _ => "send failed",
+    }
+}
+
+fn io_failed(state: &AppState, err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::TimedOut => slow(state),
         _ => "send failed",
     }
 }
@@ -385,6 +447,28 @@ mod tests {
             h.insert("origin", o.parse().unwrap());
         }
         h
+    }
+
+    /// The prebuilt frame is byte for byte what tungstenite would write, at each of the three
+    /// length encodings and their edges, plain and compressed.
+    #[test]
+    fn text_frames_match_tungstenite() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        for len in [0, 1, 125, 126, 127, 4600, 0xffff, 0x10000, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            for compressed in [false, true] {
+                let mut frame = Frame::message(payload.clone(), OpCode::Data(Data::Text), true);
+                frame.header_mut().rsv1 = compressed;
+                let mut expected = Vec::new();
+                frame.format(&mut expected).unwrap();
+                assert_eq!(
+                    text_frame(&payload, compressed)[..],
+                    expected[..],
+                    "{len} bytes, compressed {compressed}"
+                );
+            }
+        }
     }
 
     #[test]
