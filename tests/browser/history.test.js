@@ -23,8 +23,8 @@ function piTree(t) {
   return { dir, setThrottled: (bits) => fs.writeFileSync(throttled, bits.toString(16) + '\n') };
 }
 
-test('range selector and events panel', async (t) => {
-  const pi = piTree(t);
+// pistats on the tree, watching loopback, and the dashboard connected to it.
+async function openOnTree(t, pi) {
   const server = await startPistats({
     args: ['--proc-root', path.join(pi.dir, 'proc'), '--sys-root', path.join(pi.dir, 'sys'), '--interface', 'lo'],
   });
@@ -32,6 +32,12 @@ test('range selector and events panel', async (t) => {
   const { page, rec } = await openPage(t);
   await page.goto(server.url);
   await waitConnected(page);
+  return { server, page, rec };
+}
+
+test('range selector and events panel', async (t) => {
+  const pi = piTree(t);
+  const { page, rec } = await openOnTree(t, pi);
 
   // The events panel lists the start, then an under-voltage as it happens (newest first).
   await page.waitForSelector('#events-list li[data-kind="started"]');
@@ -98,13 +104,7 @@ test('Wi-Fi signal chart, live and from the history', async (t) => {
   const pi = piTree(t);
   const wireless = path.join(pi.dir, 'proc/net/wireless');
   fs.appendFileSync(wireless, '    lo: 0000   58.  -52.  -256        0      0      0      0      0        0\n');
-  const server = await startPistats({
-    args: ['--proc-root', path.join(pi.dir, 'proc'), '--sys-root', path.join(pi.dir, 'sys'), '--interface', 'lo'],
-  });
-  t.after(() => stopPistats(server));
-  const { page, rec } = await openPage(t);
-  await page.goto(server.url);
-  await waitConnected(page);
+  const { page, rec } = await openOnTree(t, pi);
 
   await page.waitForSelector('#wifi-chart', { state: 'visible' });
   await page.waitForFunction(() => document.querySelector('#chart-wifi').getAttribute('aria-label').includes('Signal now -52 dBm'));
