@@ -166,7 +166,7 @@ fn an_address_over_its_connection_cap_is_refused() {
 async fn memory_from_a_connection_burst_is_returned() {
     raise_fd_limit();
     let daemon = Daemon::start_with_config(
-        "max_clients = 2000\nmax_clients_per_ip = 2000\n",
+        "max_clients = 4000\nmax_clients_per_ip = 4000\n",
         &["--interval", "1s"],
     );
     let pid = daemon.pid();
@@ -174,7 +174,7 @@ async fn memory_from_a_connection_burst_is_returned() {
     let before = rss_kib(pid);
     let url = daemon.ws_url("/ws");
     let mut clients = Vec::new();
-    for _ in 0..15 {
+    for _ in 0..30 {
         let batch = futures_util::future::join_all((0..100).map(|_| common::connect(&url))).await;
         clients.extend(batch);
     }

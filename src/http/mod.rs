@@ -8,6 +8,22 @@
 //! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer;
 //! `encoding` negotiates gzip, entity tags and ranges for the static files and the API.
 
+/// Logs a line about one client with its address as fields: the journal fields
+/// `CLIENT_ADDR` and `CLIENT_PORT` (`journalctl -u pistats CLIENT_ADDR=192.0.2.7`). Fields of
+/// the event, not of a span per connection: a span costs every connection a slot in the log
+/// registry, and the registry keeps the slots of a burst's peak for ever.
+macro_rules! client_event {
+    ($level:ident, $addr:expr, $($arg:tt)+) => {
+        match $addr {
+            Some(addr) => {
+                let addr: std::net::SocketAddr = addr;
+                tracing::$level!(client_addr = %addr.ip(), client_port = addr.port(), $($arg)+)
+            }
+            None => tracing::$level!($($arg)+),
+        }
+    };
+}
+
 mod admission;
 mod client_log;
 mod deflate;
@@ -285,19 +301,24 @@ pub fn routes(
     let host_checked = with_state
         .clone()
         .and(warp::header::optional::<String>("host"))
-        .and_then(|state: Arc<AppState>, host: Option<String>| async move {
-            match host {
-                Some(host) if !state.allowed_hosts.allows(&host) => {
-                    if state.client_log.allow() {
-                        tracing::warn!(
+        .and(peer_addr())
+        .and_then(
+            |state: Arc<AppState>, host: Option<String>, remote: Option<SocketAddr>| async move {
+                match host {
+                    Some(host) if !state.allowed_hosts.allows(&host) => {
+                        if state.client_log.allow() {
+                            client_event!(
+                            warn,
+                            remote,
                             "refused a request for host {host:?} (not one of this machine's names)"
                         );
+                        }
+                        Err(warp::reject::custom(Refusal::ForeignHost))
                     }
-                    Err(warp::reject::custom(Refusal::ForeignHost))
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        })
+            },
+        )
         .untuple_one();
 
     // Every API answer is a `Response<Bytes>`, gzip'd here when accepted and large enough.

@@ -31,7 +31,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument as _;
 
 use super::admission::Full;
 use super::{routes, AppState};
@@ -97,7 +96,6 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                 }
             },
         };
-        let span = client_span(peer);
         let slot = match state
             .connections
             .open(peer.ip(), state.hub.clients() as usize)
@@ -106,8 +104,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             Err(full) => {
                 refuse(stream, full, tls.is_some());
                 if state.client_log.allow() {
-                    let _client = span.enter();
-                    tracing::warn!(
+                    client_event!(
+                        warn,
+                        Some(peer),
                         "refused connection from {peer}: {}",
                         match full {
                             Full::Server => "connection limit reached",
@@ -169,19 +168,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                 tracing::debug!("connection from {peer}: {err}");
             }
         };
-        connections.spawn(connection.instrument(span));
+        connections.spawn(connection);
     }
     drop(listener);
     connections.close();
     connections.wait().await;
     let _ = housekeeping.await;
-}
-
-/// The span every line about one connection is logged in: its fields become the journal
-/// fields `CLIENT_ADDR` and `CLIENT_PORT` (`journalctl -u pistats CLIENT_ADDR=192.0.2.7`).
-/// WebSocket sessions run in tasks of their own and carry it over.
-fn client_span(peer: SocketAddr) -> tracing::Span {
-    tracing::info_span!("client", client_addr = %peer.ip(), client_port = peer.port())
 }
 
 /// Answers a connection over its limit without reading from it, and closes it. Over TLS no

@@ -29,7 +29,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument as _;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::reply::Response as Reply;
 use warp::{Filter, Rejection};
@@ -179,8 +178,6 @@ pub(super) async fn upgrade(
             let compression = deflate::negotiate(&headers);
             let extensions = compression.as_ref().map(|c| c.response.clone());
             let sessions = state.sessions.clone();
-            // The connection's span (its client address) goes with the session's own task.
-            let client = tracing::Span::current();
             sessions.spawn(async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
@@ -190,9 +187,7 @@ pub(super) async fn upgrade(
                             Some(config),
                         )
                         .await;
-                        session(socket, state, remote, slot, compression)
-                            .instrument(client)
-                            .await;
+                        session(socket, state, remote, slot, compression).await;
                     }
                     Err(err) => tracing::debug!("upgrade of {} failed: {err}", peer(remote)),
                 }
@@ -222,7 +217,7 @@ fn admit(
     let who = peer(remote);
     let refused = |refusal: Refusal, why: &str| {
         if state.client_log.allow() {
-            tracing::warn!("refused WebSocket from {who}: {why}");
+            client_event!(warn, remote, "refused WebSocket from {who}: {why}");
         }
         refusal
     };
@@ -268,7 +263,9 @@ async fn session(
 ) {
     let who = peer(remote);
     if state.client_log.allow() {
-        tracing::info!(
+        client_event!(
+            info,
+            remote,
             "client connected: {who} ({} connected)",
             state.hub.clients()
         );
@@ -276,7 +273,9 @@ async fn session(
     let reason = serve_client(socket, &state, compression).await;
     drop(slot);
     if state.client_log.allow() {
-        tracing::info!(
+        client_event!(
+            info,
+            remote,
             "client disconnected: {who} ({reason}; {} connected)",
             state.hub.clients()
         );
