@@ -72,8 +72,8 @@ pub enum Metric {
     Disk { mount: String },
     /// The watched interface is not connected.
     InterfaceDown,
-    /// Received Wi-Fi signal level of the connected watched interface, dBm (known from the
-    /// kernel, not from NetworkManager, which reports only a percentage).
+    /// Received Wi-Fi signal level of the connected watched interface, dBm (the kernel's
+    /// `/proc/net/wireless`, read on every tick under either network source).
     WifiSignal,
     /// Wi-Fi link quality of the connected watched interface, percent (NetworkManager's
     /// signal strength, or the kernel's link quality).

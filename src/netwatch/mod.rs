@@ -32,7 +32,14 @@ use zbus::names::{BusName, UniqueName};
 use zbus::Connection;
 
 use crate::config::Config;
-use crate::stats::model::Connectivity;
+use crate::stats::model::{Connectivity, Wifi};
+
+/// The kernel's current signal and quality for `interface` (`PROC/net/wireless`); `None` when
+/// it is not listed there (not wireless, or not associated). The collector reads it on every
+/// tick, as neither source follows the signal in dBm.
+pub(crate) fn kernel_wifi(proc_root: &Path, interface: &str) -> Option<Wifi> {
+    wifi::from_proc(proc_root, interface)
+}
 
 /// Well-known bus name of NetworkManager.
 const NM_NAME: &str = "org.freedesktop.NetworkManager";

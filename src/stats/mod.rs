@@ -239,9 +239,28 @@ impl Collector {
             temperature,
             battery: procfs::read_battery(&self.sys_root),
             pi: self.pi.read(),
-            connectivity: ctx.connectivity,
+            connectivity: ctx.connectivity.map(|c| self.live_wifi(c)),
             degraded,
         }
+    }
+
+    /// The Wi-Fi signal moves every second, but neither network source follows it in dBm:
+    /// NetworkManager reports only a percentage, and the kernel fallback reads
+    /// `/proc/net/wireless` when the link changes. Each document takes the kernel's figures for
+    /// the watched wireless interface as they are now (one small read, only while it is
+    /// wireless); NetworkManager's own quality figure is kept.
+    fn live_wifi(&self, mut connectivity: Connectivity) -> Connectivity {
+        let Some(wifi) = connectivity.wifi.as_mut() else {
+            return connectivity;
+        };
+        if let Some(kernel) = crate::netwatch::kernel_wifi(&self.proc_root, &connectivity.interface)
+        {
+            wifi.signal_dbm = kernel.signal_dbm.or(wifi.signal_dbm);
+            if connectivity.source == "kernel" || wifi.quality_percent.is_none() {
+                wifi.quality_percent = kernel.quality_percent.or(wifi.quality_percent);
+            }
+        }
+        connectivity
     }
 
     fn cpu(&mut self) -> CpuInfo {
@@ -869,6 +888,59 @@ pub(crate) mod wire_golden {
         assert_eq!(v["disk"]["partitions"], serde_json::json!([]));
         assert!(v["disk_usage_percent"].is_null());
         assert_eq!(v["degraded"], serde_json::json!(["memory", "load_average"]));
+    }
+
+    /// Under NetworkManager (a percentage, no dBm) the document's signal is the kernel's,
+    /// read on every tick; NetworkManager's quality stays. From the Pi 4 fixture's
+    /// `/proc/net/wireless` (wlan0 at -40 dBm).
+    #[test]
+    fn the_wifi_signal_is_the_kernels_on_every_tick() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pi4");
+        let config = Config {
+            proc_root: PathBuf::from(root).join("proc"),
+            sys_root: PathBuf::from(root).join("sys"),
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        let watched = |interface: &str, source: &'static str| Context {
+            connectivity: Some(Connectivity {
+                source,
+                interface: interface.into(),
+                connected: true,
+                wifi: Some(Wifi {
+                    ssid: Some("home".into()),
+                    quality_percent: Some(81),
+                    ..Wifi::default()
+                }),
+                ..Connectivity::default()
+            }),
+            ..Context::default()
+        };
+        let wifi = |doc: StatsDocument| doc.connectivity.unwrap().wifi.unwrap();
+        let nm = wifi(collector.collect(watched("wlan0", "networkmanager")));
+        assert_eq!((nm.signal_dbm, nm.quality_percent), (Some(-40), Some(81)));
+        assert_eq!(nm.ssid.as_deref(), Some("home"));
+        let kernel = wifi(collector.collect(watched("wlan1", "kernel")));
+        // wlan1: link 32 of cfg80211's 70, -78 dBm
+        assert_eq!(
+            (kernel.signal_dbm, kernel.quality_percent),
+            (Some(-78), Some(46))
+        );
+        // Not listed (not associated): the source's figures as they were.
+        let absent = wifi(collector.collect(watched("wlan9", "networkmanager")));
+        assert_eq!(
+            (absent.signal_dbm, absent.quality_percent),
+            (None, Some(81))
+        );
+        // Not wireless: nothing read, nothing added.
+        let mut wired = watched("eth0", "networkmanager");
+        wired.connectivity.as_mut().unwrap().wifi = None;
+        assert!(collector
+            .collect(wired)
+            .connectivity
+            .unwrap()
+            .wifi
+            .is_none());
     }
 
     /// A fd-starved collector (every file open fails) publishes nulls and says which sources
