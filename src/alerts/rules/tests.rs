@@ -262,15 +262,16 @@ impl Link {
         }
     }
 
-    /// A document whose wlan0 is `connected` (or not) with this Wi-Fi detail (`None`: not
-    /// wireless). Signal and quality as the fixture's /proc/net/wireless has them for a
-    /// strong (-40 dBm) and a weak (-78 dBm) link, or as NetworkManager reports them (a
-    /// percentage and no dBm).
+    /// A document whose watched interface is `connected` (or not) with this Wi-Fi detail
+    /// (`None`: not wireless): signal and quality like the fixture's /proc/net/wireless has
+    /// them for a strong (-40 dBm) and a weak (-78 dBm) link, or as NetworkManager reports them
+    /// (a percentage and no dBm). The interface, `wlan9`, is one that file does not list, so
+    /// the collector keeps the figures given here instead of reading the kernel's.
     fn doc(&mut self, connected: bool, wifi: Option<(Option<i32>, Option<u8>)>) -> StatsDocument {
         use crate::stats::model::{Connectivity, Wifi};
         let connectivity = Connectivity {
             source: "kernel",
-            interface: "wlan0".into(),
+            interface: "wlan9".into(),
             state: if connected { "up" } else { "down" }.into(),
             connected,
             wifi: wifi.map(|(signal_dbm, quality_percent)| Wifi {
@@ -335,8 +336,9 @@ fn wifi_signal_fires_on_a_weak_connected_link_only() {
     assert_eq!(engine.states()[0], State::Ok);
 }
 
-/// Under NetworkManager only the percentage is known: `wifi_quality` fires on it, and
-/// `wifi_signal` (dBm) stays unknown instead of reading a missing level as 0 dBm.
+/// Where only NetworkManager's percentage is known (the kernel lists no level for the
+/// interface): `wifi_quality` fires on it, and `wifi_signal` (dBm) stays unknown instead of
+/// reading a missing level as 0 dBm.
 #[test]
 fn wifi_quality_works_where_only_the_percentage_is_known() {
     let mut link = Link::new();
