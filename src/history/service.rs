@@ -85,11 +85,19 @@ async fn run(
         return;
     };
     let Restored {
-        history,
+        mut history,
         mut events,
         previous,
         ..
     } = restored;
+    let rebooted = previous
+        .as_ref()
+        .and_then(|p| p.boot_id.as_deref())
+        .is_some_and(|saved| settings.boot_id.as_deref() != Some(saved));
+    if rebooted {
+        // The disk counters restarted with the system: the next reading counts in full.
+        history.disk_days_mut().counters_restarted();
+    }
     let mut detector = Detector::new(settings.detector);
     let facts = StartupFacts {
         wall: SystemTime::now(),
@@ -343,6 +351,13 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
                 }),
         );
     }
+    sample.disk_writes.clear();
+    sample.disk_writes.extend(
+        doc.disk
+            .devices
+            .iter()
+            .map(|(name, dev)| (name.clone(), dev.io.write_bytes)),
+    );
     sample.link = doc
         .connectivity
         .as_ref()

@@ -459,4 +459,13 @@ test('Pi 5: the fan and the disks with their card', async (t) => {
   assert.equal(disks.nvme0n1[1], '—');
   assert.notEqual(disks.nvme0n1[0], '—');
   assert.equal(await page.locator('#fans-empty').isHidden(), true);
+  // The fixture's counters stand still: once the history has seen the disks, nothing was
+  // written today and no day has closed yet.
+  await page.waitForFunction(() => /^written today/.test(
+    document.querySelector('#disks tbody tr td:nth-child(5)')?.textContent || ''), null, { timeout: 10000 });
+  const written = Object.fromEntries((await rows('#disks')).map((r) => [r[0], r[4]]));
+  assert.deepEqual(written, { mmcblk0: 'written today 0 B', nvme0n1: 'written today 0 B' });
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.equal(doc.disk.devices.mmcblk0.written_today_bytes, 0);
+  assert.deepEqual(doc.disk.devices.mmcblk0.written_per_day, []);
 });
