@@ -566,8 +566,20 @@ fn wifi_metrics_pass_promtool() {
 #[ignore = "needs promtool: lints the exposition (bash tests/prometheus-setup.sh)"]
 fn pi5_and_pi_zero_metrics_pass_promtool() {
     let pi5 = start_board_pistats("pi5", "vcgencmd-pi5");
-    let r = fetch_metrics(pi5.addr);
+    // Today's writes are there once the history has seen the disks (the fixture's counters
+    // stand still: nothing written today).
+    let today = r#"pistats_disk_written_today_bytes{device="nvme0n1"} 0"#;
+    let deadline = Instant::now() + STARTUP;
+    let r = loop {
+        let r = fetch_metrics(pi5.addr);
+        if r.body.lines().any(|l| l == today) || Instant::now() > deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     for line in [
+        today,
+        "# TYPE pistats_disk_written_today_bytes gauge",
         r#"pistats_fan_speed_rpm{fan="pwmfan",label="fan1"} 2946"#,
         r#"pistats_fan_cooling_max_state{fan="pwmfan",label="fan1"} 4"#,
         r#"pistats_temperature_celsius{sensor="rp1_adc",label="temp1"} 54.311"#,
