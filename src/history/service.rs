@@ -90,10 +90,14 @@ async fn run(
         previous,
         ..
     } = restored;
-    let rebooted = previous
-        .as_ref()
-        .and_then(|p| p.boot_id.as_deref())
-        .is_some_and(|saved| settings.boot_id.as_deref() != Some(saved));
+    // Both boot ids known and different; without one, a counter that went down still tells.
+    let rebooted = match (
+        previous.as_ref().and_then(|p| p.boot_id.as_deref()),
+        &settings.boot_id,
+    ) {
+        (Some(saved), Some(now)) => saved != now,
+        _ => false,
+    };
     if rebooted {
         // The disk counters restarted with the system: the next reading counts in full.
         history.disk_days_mut().counters_restarted();
