@@ -517,3 +517,59 @@ fn bytes_written_today_grow_and_survive_a_restart_and_a_reboot() {
         assert!(date.len() == 10 && date.as_bytes()[4] == b'-', "{date}");
     }
 }
+
+/// The daemon on `pi`'s tree with `TZ` set, so that its local date is chosen by the test.
+fn start_in_zone(pi: &Pi, tz: &str) -> Daemon {
+    let tree = common::daemon::tree_args(&pi.root, Some(&fixtures().join("bin/vcgencmd")));
+    let mut args: Vec<&str> = tree.iter().map(String::as_str).collect();
+    args.extend([
+        "--interval",
+        "250ms",
+        "--state-dir",
+        pi.state.to_str().unwrap(),
+    ]);
+    Daemon::start_with_env("", &args, &[("TZ", std::ffi::OsStr::new(tz))])
+}
+
+#[test]
+fn a_new_local_date_closes_the_day_into_written_per_day() {
+    let pi = Pi::new();
+    set_written_sectors(&pi, 302_212);
+    // UTC-12, then UTC+14: 26 hours later in local time, so at least one date later.
+    let mut first = start_in_zone(&pi, "UTC+12");
+    wait_written(&first, 0);
+    set_written_sectors(&pi, 304_212);
+    wait_written(&first, 2000 * 512);
+    // Whether the first run itself crossed midnight (then it closed a day of its own).
+    let crossed = first.get("/api/v1/stats").json()["disk"]["devices"]["mmcblk0"]
+        ["written_per_day"]
+        != serde_json::json!([]);
+    stop(&mut first);
+    drop(first);
+
+    set_written_sectors(&pi, 304_712);
+    let second = start_in_zone(&pi, "UTC-14");
+    let dev = wait_written(&second, 2500 * 512);
+    let days = dev["written_per_day"].as_array().unwrap();
+    let dates: Vec<&str> = days.iter().map(|d| d["date"].as_str().unwrap()).collect();
+    assert!(
+        dates.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {dates:?}"
+    );
+    if !crossed {
+        assert_eq!(days.len(), 1, "{dev}");
+        assert_eq!(days[0]["bytes"], 2000 * 512);
+        assert_eq!(
+            dev["written_today_bytes"],
+            500 * 512,
+            "written while stopped"
+        );
+        let metrics = second.get("/metrics").body;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == r#"pistats_disk_written_today_bytes{device="mmcblk0"} 256000"#),
+            "{metrics}"
+        );
+    }
+}
