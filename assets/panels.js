@@ -70,7 +70,7 @@ const fans = new KeyedList($('#fans tbody'), () => {
 }, $('#fans-empty'));
 
 const disks = new KeyedList($('#disks tbody'), () => {
-  const cells = [h('td'), h('td', { class: 'num' }), h('td'), h('td')];
+  const cells = [h('td'), h('td', { class: 'num' }), h('td'), h('td'), h('td')];
   return { root: h('tr', null, ...cells), cells };
 }, $('#disks-empty'));
 
@@ -191,6 +191,16 @@ function wearText(card) {
   return parts.join(' · ');
 }
 
+/** Bytes written today and the mean of the closed days the history kept (up to 30). */
+function writtenText(dev) {
+  if (!dev || !isNum(dev.written_today_bytes)) return DASH;
+  const today = `written today ${FMT.bytes(dev.written_today_bytes)}`;
+  const days = Array.isArray(dev.written_per_day) ? dev.written_per_day.filter((x) => x && isNum(x.bytes)) : [];
+  if (!days.length) return today;
+  const mean = days.reduce((sum, x) => sum + x.bytes, 0) / days.length;
+  return `${today} · ${FMT.bytes(mean)}/day (${days.length}-day mean)`;
+}
+
 function renderDisks(d) {
   const map = get(d, ['disk', 'devices']);
   const entries = map && typeof map === 'object' ? Object.entries(map) : [];
@@ -200,6 +210,7 @@ function renderDisks(d) {
     setText(row.cells[1], isNum(dev && dev.written_bytes) ? FMT.bytes(dev.written_bytes) : DASH);
     setText(row.cells[2], card ? [card.type, card.name, card.date].filter(Boolean).join(' · ') : DASH);
     setText(row.cells[3], wearText(card));
+    setText(row.cells[4], writtenText(dev));
     const pct = card ? card.life_time_used_percent : null;
     setAttr(row.cells[3], 'data-level', isNum(pct) && pct >= 90 ? 'crit' : isNum(pct) && pct >= 80 ? 'warn' : null);
   });

@@ -11,7 +11,7 @@ use common::thread_cpu_time;
 
 use pistats::events::{Detector, DetectorConfig, EventLog, EVENT_CAPACITY};
 use pistats::history::store::{self, Store};
-use pistats::history::{History, HistoryConfig, MountFill, Range, Sample};
+use pistats::history::{Day, History, HistoryConfig, MountFill, Range, Sample};
 
 /// `wchar` (bytes handed to write) and `write_bytes` (bytes sent to the block device).
 fn proc_io() -> (u64, u64) {
@@ -147,6 +147,54 @@ fn main() {
     println!(
         "per tick: history push {push:?}, detector {observe:?} ({seen} events); at 1 Hz: {:.5} % of one core",
         (push + observe).as_secs_f64() * 100.0
+    );
+
+    // The per-disk day ledger: pushes with two disks against pushes without, interleaved
+    // (one tick a second, so days roll over), and the collector's preview of both disks.
+    let round = 500_000u64;
+    let (mut plain, mut disks) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        for with in [false, true] {
+            sample.disk_writes.clear();
+            if with {
+                sample
+                    .disk_writes
+                    .extend([("mmcblk0".to_owned(), 0), ("sda".to_owned(), 0)]);
+            }
+            let c0 = thread_cpu_time();
+            for j in 0..round {
+                fill(&mut sample, i + j, &mut rng, start);
+                for (k, (_, counter)) in sample.disk_writes.iter_mut().enumerate() {
+                    *counter = (i + j) * 4096 * (k as u64 + 1);
+                }
+                history.push(&sample);
+            }
+            i += round;
+            let took = thread_cpu_time() - c0;
+            if with {
+                disks += took;
+            } else {
+                plain += took;
+            }
+        }
+    }
+    let c0 = thread_cpu_time();
+    let mut kept = 0;
+    for j in 0..round {
+        let day = Day::local(start + Duration::from_secs(i + j));
+        for name in ["mmcblk0", "sda"] {
+            kept += history
+                .disk_days()
+                .preview(name, (i + j) * 4096, day)
+                .map_or(0, |w| w.per_day.len());
+        }
+    }
+    let preview = (thread_cpu_time() - c0) / round as u32;
+    println!(
+        "per tick: history push (fill included) without disks {:?}, with two disks {:?}; \
+         collector preview of two disks {preview:?} ({kept} days seen)",
+        plain / (3 * round) as u32,
+        disks / (3 * round) as u32,
     );
 
     // The state file, in a directory on the build's disk (tmpfs would write no block bytes).

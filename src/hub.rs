@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::events::{Event, EventLog, EventsView};
-use crate::history::{History, HistoryView, Range};
+use crate::history::{Day, History, HistoryView, Range};
 use crate::stats::model::{Connectivity, StatsDocument};
 use crate::stats::{Collector, Context};
 
@@ -365,6 +365,28 @@ impl Hub {
         history.range(start..).map(|e| e.point.clone()).collect()
     }
 
+    /// Adds each disk's bytes written today and per day from the history's ledger, as they
+    /// will be once the history records this document (it records a tick after it is
+    /// published). Reads a few entries under the history's read lock; nothing while the history
+    /// is being restored.
+    pub fn fill_disk_days(&self, document: &mut StatsDocument, wall: SystemTime) {
+        if document.disk.devices.is_empty() {
+            return;
+        }
+        let history = self
+            .records
+            .history
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(ledger) = history.as_ref().map(History::disk_days) else {
+            return;
+        };
+        let day = Day::local(wall);
+        for (name, device) in &mut document.disk.devices {
+            device.written = ledger.preview(name, device.io.write_bytes, day);
+        }
+    }
+
     /// Serializes `document`, collected at `stamp`, once and makes it the latest snapshot.
     pub fn publish(&self, document: StatsDocument, stamp: Stamp, took: Duration) {
         if self.history_len > 0 {
@@ -450,7 +472,8 @@ fn collect(
             connectivity: Some(connectivity.borrow().clone()),
             scan_processes: hub.scan_processes(),
         };
-        let document = collector.collect(ctx);
+        let mut document = collector.collect(ctx);
+        hub.fill_disk_days(&mut document, stamp.wall);
         hub.publish(document, stamp, stamp.mono.elapsed());
 
         deadline += interval;

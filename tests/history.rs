@@ -452,3 +452,124 @@ fn bad_history_and_events_queries_are_refused() {
     assert_eq!(status, 200);
     assert_eq!(old["interval_ms"], 250);
 }
+
+/// `proc/diskstats` with one whole disk, `mmcblk0`, that has written `sectors` 512-byte
+/// sectors since boot (the line's shape is the Pi Zero W fixture's, recorded from a Pi).
+fn set_written_sectors(pi: &Pi, sectors: u64) {
+    write(
+        &pi.root.join("proc/diskstats"),
+        &format!(
+            " 179       0 mmcblk0 10233 4120 712844 48120 5211 6120 {sectors} 182211 0 61220 230331 0 0 0 0 0 0\n \
+             179       2 mmcblk0p2 9979 3108 700882 46950 5209 6120 {sectors} 182201 0 60410 229151 0 0 0 0 0 0\n"
+        ),
+    );
+}
+
+/// What the ledger counted for mmcblk0 in all (today and the closed days, so that a test
+/// running across midnight counts the same), once it reaches `want`.
+fn wait_written(daemon: &Daemon, want: u64) -> Value {
+    wait_json(daemon, "/api/v1/stats", |doc| {
+        let dev = &doc["disk"]["devices"]["mmcblk0"];
+        let today = dev["written_today_bytes"].as_u64()?;
+        let closed: u64 = dev["written_per_day"]
+            .as_array()?
+            .iter()
+            .map(|d| d["bytes"].as_u64().unwrap())
+            .sum();
+        (today + closed == want).then(|| dev.clone())
+    })
+}
+
+#[test]
+fn bytes_written_today_grow_and_survive_a_restart_and_a_reboot() {
+    let pi = Pi::new();
+    set_written_sectors(&pi, 302_212);
+    let mut first = pi.start(&[]);
+    // Writes since boot happened on unknown days: they are not today's.
+    let dev = wait_written(&first, 0);
+    assert_eq!(dev["written_per_day"], serde_json::json!([]));
+    set_written_sectors(&pi, 304_212);
+    wait_written(&first, 2000 * 512);
+    let metrics = first.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"pistats_disk_written_today_bytes{device="mmcblk0"} "#),
+        "{metrics}"
+    );
+    stop(&mut first);
+    drop(first);
+
+    // Written while the daemon was stopped, same boot: counted on the first tick back.
+    set_written_sectors(&pi, 305_212);
+    let mut second = pi.start(&[]);
+    second.wait_for_log("history: restored");
+    wait_written(&second, 3000 * 512);
+    stop(&mut second);
+    drop(second);
+
+    // A reboot (a new boot id): the counter restarted from 0, and all it counted since is
+    // new, even though it is now above the last reading of the previous boot.
+    pi.set_boot_id("3f1b9c77-2222-4d0e-8c1a-6b5e4d3c2b10");
+    set_written_sectors(&pi, 400_000);
+    let third = pi.start(&[]);
+    let dev = wait_written(&third, (3000 + 400_000) * 512);
+    for day in dev["written_per_day"].as_array().unwrap() {
+        let date = day["date"].as_str().unwrap();
+        assert!(date.len() == 10 && date.as_bytes()[4] == b'-', "{date}");
+    }
+}
+
+/// The daemon on `pi`'s tree with `TZ` set, so that its local date is chosen by the test.
+fn start_in_zone(pi: &Pi, tz: &str) -> Daemon {
+    let tree = common::daemon::tree_args(&pi.root, Some(&fixtures().join("bin/vcgencmd")));
+    let mut args: Vec<&str> = tree.iter().map(String::as_str).collect();
+    args.extend([
+        "--interval",
+        "250ms",
+        "--state-dir",
+        pi.state.to_str().unwrap(),
+    ]);
+    Daemon::start_with_env("", &args, &[("TZ", std::ffi::OsStr::new(tz))])
+}
+
+#[test]
+fn a_new_local_date_closes_the_day_into_written_per_day() {
+    let pi = Pi::new();
+    set_written_sectors(&pi, 302_212);
+    // UTC-12, then UTC+14: 26 hours later in local time, so at least one date later.
+    let mut first = start_in_zone(&pi, "UTC+12");
+    wait_written(&first, 0);
+    set_written_sectors(&pi, 304_212);
+    wait_written(&first, 2000 * 512);
+    // Whether the first run itself crossed midnight (then it closed a day of its own).
+    let crossed = first.get("/api/v1/stats").json()["disk"]["devices"]["mmcblk0"]
+        ["written_per_day"]
+        != serde_json::json!([]);
+    stop(&mut first);
+    drop(first);
+
+    set_written_sectors(&pi, 304_712);
+    let second = start_in_zone(&pi, "UTC-14");
+    let dev = wait_written(&second, 2500 * 512);
+    let days = dev["written_per_day"].as_array().unwrap();
+    let dates: Vec<&str> = days.iter().map(|d| d["date"].as_str().unwrap()).collect();
+    assert!(
+        dates.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {dates:?}"
+    );
+    if !crossed {
+        assert_eq!(days.len(), 1, "{dev}");
+        assert_eq!(days[0]["bytes"], 2000 * 512);
+        assert_eq!(
+            dev["written_today_bytes"],
+            500 * 512,
+            "written while stopped"
+        );
+        let metrics = second.get("/metrics").body;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == r#"pistats_disk_written_today_bytes{device="mmcblk0"} 256000"#),
+            "{metrics}"
+        );
+    }
+}

@@ -42,7 +42,10 @@
 //! let json = serde_json::to_vec(&history.query(Range::Day, 1500)).unwrap();
 //! ```
 //!
-//! Persistence (the aggregate tiers and the events, not the raw points) is in [`store`]. The
+//! The history also keeps each disk's bytes written per local day ([`disk_days`], fed by the
+//! samples' cumulative write counters), which the hub shows in the document.
+//!
+//! Persistence (the aggregate tiers, the disk days and the events, not the raw points) is in [`store`]. The
 //! whole life cycle, as the daemon runs it ([`spawn`], the history subsystem):
 //!
 //! ```text
@@ -57,6 +60,7 @@
 //! ```
 
 mod block;
+pub mod disk_days;
 mod series;
 mod service;
 pub mod store;
@@ -69,6 +73,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
+pub use disk_days::{Day, DiskDays, Written};
 pub use series::{Series, SCALAR_SERIES};
 pub use service::{fill_sample, spawn};
 use tier::Tier;
@@ -114,6 +119,8 @@ pub struct Sample {
     pub mounts: Vec<MountFill>,
     /// The watched interface, for the events detector.
     pub link: Option<LinkState>,
+    /// Each whole disk's cumulative written bytes (`/proc/diskstats`), for the per-day ledger.
+    pub disk_writes: Vec<(String, u64)>,
 }
 
 impl Sample {
@@ -138,6 +145,7 @@ impl Sample {
             throttled: None,
             mounts: Vec::new(),
             link: None,
+            disk_writes: Vec::new(),
         }
     }
 
@@ -361,6 +369,8 @@ pub struct History {
     last: Option<Clock>,
     /// Monotonic reading and timeline position that the running daemon counts from.
     anchor: Option<(Duration, u64)>,
+    /// Bytes written per disk per day (saved with the tiers).
+    disk_days: DiskDays,
 }
 
 impl History {
@@ -382,6 +392,7 @@ impl History {
             ],
             last: None,
             anchor: None,
+            disk_days: DiskDays::new(),
         })
     }
 
@@ -432,6 +443,21 @@ impl History {
         for tier in &mut self.tiers {
             tier.push(timeline, values, flags);
         }
+        if !sample.disk_writes.is_empty() {
+            self.disk_days.observe(
+                Day::local(sample.wall),
+                sample.disk_writes.iter().map(|(n, c)| (n.as_str(), *c)),
+            );
+        }
+    }
+
+    /// Bytes written per disk today and on the last 30 days.
+    pub fn disk_days(&self) -> &DiskDays {
+        &self.disk_days
+    }
+
+    pub fn disk_days_mut(&mut self) -> &mut DiskDays {
+        &mut self.disk_days
     }
 
     /// The timeline position of `sample`: monotonic while running; after a restore, the saved

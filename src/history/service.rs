@@ -85,11 +85,23 @@ async fn run(
         return;
     };
     let Restored {
-        history,
+        mut history,
         mut events,
         previous,
         ..
     } = restored;
+    // Both boot ids known and different; without one, a counter that went down still tells.
+    let rebooted = match (
+        previous.as_ref().and_then(|p| p.boot_id.as_deref()),
+        &settings.boot_id,
+    ) {
+        (Some(saved), Some(now)) => saved != now,
+        _ => false,
+    };
+    if rebooted {
+        // The disk counters restarted with the system: the next reading counts in full.
+        history.disk_days_mut().counters_restarted();
+    }
     let mut detector = Detector::new(settings.detector);
     let facts = StartupFacts {
         wall: SystemTime::now(),
@@ -343,6 +355,26 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
                 }),
         );
     }
+    // The same disks tick after tick: update the counters without copying the names again.
+    let devices = &doc.disk.devices;
+    let same = sample.disk_writes.len() == devices.len()
+        && sample
+            .disk_writes
+            .iter()
+            .zip(devices.keys())
+            .all(|((a, _), b)| a == b);
+    if same {
+        for ((_, counter), dev) in sample.disk_writes.iter_mut().zip(devices.values()) {
+            *counter = dev.io.write_bytes;
+        }
+    } else {
+        sample.disk_writes.clear();
+        sample.disk_writes.extend(
+            devices
+                .iter()
+                .map(|(name, dev)| (name.clone(), dev.io.write_bytes)),
+        );
+    }
     sample.link = doc
         .connectivity
         .as_ref()
@@ -385,5 +417,34 @@ mod tests {
         }
         fill_sample(&mut sample, &doc, Duration::from_secs(3));
         assert_eq!(sample.wifi_signal, None);
+    }
+
+    #[test]
+    fn the_disk_counters_follow_the_documents_devices() {
+        use crate::stats::model::{DiskDevice, DiskIo};
+        let mut doc = document();
+        let disk = |write_bytes| DiskDevice {
+            io: DiskIo {
+                write_bytes,
+                ..DiskIo::default()
+            },
+            ..DiskDevice::default()
+        };
+        let mut sample = Sample::new(Duration::ZERO, SystemTime::UNIX_EPOCH);
+        doc.disk.devices.insert("mmcblk0".into(), disk(10));
+        fill_sample(&mut sample, &doc, Duration::from_secs(1));
+        assert_eq!(sample.disk_writes, [("mmcblk0".to_owned(), 10)]);
+        doc.disk.devices.insert("mmcblk0".into(), disk(20));
+        fill_sample(&mut sample, &doc, Duration::from_secs(2));
+        assert_eq!(sample.disk_writes, [("mmcblk0".to_owned(), 20)]);
+        doc.disk.devices.insert("sda".into(), disk(5));
+        fill_sample(&mut sample, &doc, Duration::from_secs(3));
+        assert_eq!(
+            sample.disk_writes,
+            [("mmcblk0".to_owned(), 20), ("sda".to_owned(), 5)]
+        );
+        doc.disk.devices.remove("mmcblk0");
+        fill_sample(&mut sample, &doc, Duration::from_secs(4));
+        assert_eq!(sample.disk_writes, [("sda".to_owned(), 5)]);
     }
 }

@@ -18,7 +18,7 @@
 //! - `running`: created at start (holding the boot id), removed after the final save of a clean
 //!   stop. Found at start, it means the last run did not stop cleanly.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! Hand-rolled, little-endian, no new dependency: the content is a few flat arrays of `u16`
 //! codes that are already the in-memory layout, so a serde format (bincode, postcard) would add
@@ -35,8 +35,17 @@
 //!         { count u32 | sum f64 | min f32 | max f32 }] } | next event seq u64 | events u32 ×
 //!         { seq u64 | t unix ms u64 | kind (str) | severity u8 | message (str) |
 //!         values u8 × { key (str) | 0 f64 or 1 (str) } }
+//!         | disk days length u32 | disk days (version 2 on)
+//! disk days  day present u8 [local day i32] | devices u8 × { name length u8 | name
+//!         | counter present u8 [counter u64] | today u64 | closed days u8 × { day i32 | bytes u64 } }
 //! str     length u16 | UTF-8 bytes
 //! ```
+//!
+//! Version 2 added the disk days section (bytes written per disk per day, see
+//! [`super::disk_days`]); every frame carries the whole ledger (at most 16 devices × 31 days, a
+//! few hundred bytes on a Pi), and the newest frame's wins. Version 1 files are still read, with
+//! an empty ledger. The section is length-prefixed and decoded on its own: content that does not
+//! decode is logged and the ledger starts empty, the tiers and events are kept.
 //!
 //! A file that is truncated, fails its checksum, has a foreign magic or a newer version is
 //! logged, renamed to `history.bin.corrupt-<unix seconds>` (the newest three are kept for a
@@ -50,12 +59,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::series::MISSING;
 use super::tier::Acc;
-use super::{unix_ms, History, HistoryConfig, HistoryConfigError, MAX_CORES, SCALAR_SERIES};
+use super::{
+    unix_ms, DiskDays, History, HistoryConfig, HistoryConfigError, MAX_CORES, SCALAR_SERIES,
+};
 use crate::events::{Event, EventKind, EventLog, EventValue, PreviousRun, Severity};
 
 const MAGIC: &[u8; 8] = b"PISTATSH";
 /// Version written; files of a newer one are not read (moved aside).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 20;
 const STATE_FILE: &str = "history.bin";
 const JOURNAL_FILE: &str = "history.journal";
@@ -250,11 +261,11 @@ impl Store {
         let mut at = 0;
         let mut good = true;
         while at < bytes.len() {
-            let record = frame(&bytes[at..]).and_then(|(payload, len)| {
+            let record = frame(&bytes[at..]).and_then(|(payload, len, version)| {
                 if generation_of(payload)? != meta.generation {
                     return Err(DecodeError::Invalid("journal of an older snapshot"));
                 }
-                Ok((apply(payload, history, events)?, len))
+                Ok((apply(payload, version, history, events)?, len))
             });
             match record {
                 Ok((m, len)) => {
@@ -566,6 +577,11 @@ fn encode_frame(
             }
         }
     }
+    let at = out.len();
+    put_u32(&mut out, 0);
+    history.disk_days().encode(&mut out);
+    let section = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&section.to_le_bytes());
     let payload_len = (out.len() - HEADER_LEN) as u32;
     let crc = crc32(&out[HEADER_LEN..]);
     out[12..16].copy_from_slice(&payload_len.to_le_bytes());
@@ -590,15 +606,15 @@ pub fn decode(
     history: &mut History,
     events: &mut EventLog,
 ) -> Result<Meta, DecodeError> {
-    let (payload, used) = frame(bytes)?;
+    let (payload, used, version) = frame(bytes)?;
     if used != bytes.len() {
         return Err(DecodeError::Invalid("trailing bytes"));
     }
-    apply(payload, history, events)
+    apply(payload, version, history, events)
 }
 
 /// Checks one frame (header + payload) at the start of `bytes`; returns its payload and length.
-fn frame(bytes: &[u8]) -> Result<(&[u8], usize), DecodeError> {
+fn frame(bytes: &[u8]) -> Result<(&[u8], usize, u16), DecodeError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(DecodeError::Foreign);
     }
@@ -617,7 +633,7 @@ fn frame(bytes: &[u8]) -> Result<(&[u8], usize), DecodeError> {
     if crc32(payload) != crc {
         return Err(DecodeError::Checksum);
     }
-    Ok((payload, HEADER_LEN + len))
+    Ok((payload, HEADER_LEN + len, version))
 }
 
 /// The generation a payload belongs to (its first field).
@@ -629,6 +645,7 @@ fn generation_of(payload: &[u8]) -> Result<u64, DecodeError> {
 /// (its rows must come after the tier's newest).
 fn apply(
     payload: &[u8],
+    version: u16,
     history: &mut History,
     events: &mut EventLog,
 ) -> Result<Meta, DecodeError> {
@@ -757,6 +774,17 @@ fn apply(
         }
     }
     events.set_next_seq(next_seq);
+    if version >= 2 {
+        let len = r.u32()? as usize;
+        let section = r.take(len)?;
+        match DiskDays::decode(section) {
+            Ok(days) => *history.disk_days_mut() = days,
+            Err(why) => {
+                tracing::warn!("state file: disk days section unusable ({why}); starting it empty");
+                *history.disk_days_mut() = DiskDays::new();
+            }
+        }
+    }
     if !r.0.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes"));
     }

@@ -288,6 +288,15 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
             f.sample(&[("device", device.as_str())], pick(&dev.io));
         }
     }
+    let mut today = e.gauge(
+        "pistats_disk_written_today_bytes",
+        "Bytes written, per disk, since local midnight (kept across restarts with the history).",
+    );
+    for (device, dev) in &d.devices {
+        if let Some(written) = &dev.written {
+            today.sample(&[("device", device.as_str())], written.today);
+        }
+    }
     let cards: Vec<_> = d
         .devices
         .iter()
@@ -696,6 +705,7 @@ mod tests {
 
     use super::exposition::escape_label_value;
     use super::*;
+    use crate::history::{Day, Written};
     use crate::stats::model::*;
     use crate::stats::wire_golden::{cpu_thermal, meminfo};
 
@@ -793,6 +803,10 @@ mod tests {
                                 serial: None,
                                 life_time: Some((0x02, 0x0B)),
                                 pre_eol_info: Some(0x01),
+                            }),
+                            written: Some(Written {
+                                today: 123_456_789,
+                                per_day: vec![(Day(20_000), 5)],
                             }),
                         },
                     ),
@@ -1011,6 +1025,8 @@ mod tests {
             r#"pistats_disk_device_written_bytes_total{device="mmcblk0"} 1099511627776"#,
             r#"pistats_disk_device_written_bytes_total{device="sda"} 0"#,
             r#"pistats_disk_device_reads_completed_total{device="mmcblk0"} 10"#,
+            "# TYPE pistats_disk_written_today_bytes gauge",
+            r#"pistats_disk_written_today_bytes{device="mmcblk0"} 123456789"#,
             r#"pistats_mmc_card_info{device="mmcblk0",type="MMC",name="BJTD4R",manufacturer_id="0x000015",oem_id="0x0100",date="01/2021"} 1"#,
             r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="A"} 20"#,
             r#"pistats_mmc_life_time_used_percent{device="mmcblk0",type="B"} 100"#,

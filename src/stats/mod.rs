@@ -326,7 +326,14 @@ impl Collector {
                 .into_iter()
                 .map(|(name, io)| {
                     let card = self.cards.card(&self.sys_root, &name);
-                    (name, DiskDevice { io, card })
+                    (
+                        name,
+                        DiskDevice {
+                            io,
+                            card,
+                            written: None,
+                        },
+                    )
                 })
                 .collect(),
         }

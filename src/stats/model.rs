@@ -174,6 +174,9 @@ pub struct DiskInfo {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiskDevice {
     pub io: DiskIo,
+    /// Bytes written today and on the last 30 days, from the history's ledger
+    /// ([`crate::history::DiskDays`]); `None` until the history knows the device.
+    pub written: Option<crate::history::Written>,
     /// `None` for disks that are not on the MMC bus (USB, NVMe) or whose card is unreadable.
     pub card: Option<MmcCard>,
 }

@@ -304,6 +304,25 @@ mod tests {
             v["disk"]["devices"]["mmcblk0"]["written_bytes"],
             302_212u64 * 512
         );
+        // Written per day comes from the history, which a bare collection has not.
+        assert!(v["disk"]["devices"]["mmcblk0"]["written_today_bytes"].is_null());
+        assert_eq!(
+            v["disk"]["devices"]["mmcblk0"]["written_per_day"],
+            serde_json::json!([])
+        );
+        let mut doc = doc;
+        if let Some(dev) = doc.disk.devices.get_mut("mmcblk0") {
+            dev.written = Some(crate::history::Written {
+                today: 4096,
+                per_day: vec![(crate::history::Day::from_ymd(2026, 11, 25), 1 << 20)],
+            });
+        }
+        let w = serde_json::to_value(&doc).unwrap();
+        assert_eq!(w["disk"]["devices"]["mmcblk0"]["written_today_bytes"], 4096);
+        assert_eq!(
+            w["disk"]["devices"]["mmcblk0"]["written_per_day"],
+            serde_json::json!([{"date": "2026-11-25", "bytes": 1_048_576}])
+        );
         let text = crate::metrics::render(&doc, &crate::metrics::OwnMetrics::default());
         assert!(!text.contains(r#"flag="under_voltage""#), "{text}");
         assert!(

@@ -195,6 +195,17 @@ struct DiskDevice<'a> {
     read_count: u64,
     write_count: u64,
     card: Option<Card<'a>>,
+    /// Addition: bytes written since local midnight; null until the history knows the disk.
+    written_today_bytes: Option<u64>,
+    /// Addition: bytes written on each of the last 30 closed days, oldest first.
+    written_per_day: Vec<DayBytes>,
+}
+
+#[derive(Serialize)]
+struct DayBytes {
+    /// `YYYY-MM-DD`, local calendar date.
+    date: crate::history::Day,
+    bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -265,6 +276,13 @@ impl<'a> From<&'a model::DiskInfo> for Disk<'a> {
                         read_count: dev.io.read_count,
                         write_count: dev.io.write_count,
                         card: dev.card.as_ref().map(Card::from),
+                        written_today_bytes: dev.written.as_ref().map(|w| w.today),
+                        written_per_day: dev
+                            .written
+                            .iter()
+                            .flat_map(|w| &w.per_day)
+                            .map(|&(date, bytes)| DayBytes { date, bytes })
+                            .collect(),
                     };
                     (name.as_str(), device)
                 })

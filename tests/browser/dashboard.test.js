@@ -459,4 +459,68 @@ test('Pi 5: the fan and the disks with their card', async (t) => {
   assert.equal(disks.nvme0n1[1], '—');
   assert.notEqual(disks.nvme0n1[0], '—');
   assert.equal(await page.locator('#fans-empty').isHidden(), true);
+  // The fixture's counters stand still: once the history has seen the disks, nothing was
+  // written today and no day has closed yet.
+  await page.waitForFunction(() => /^written today/.test(
+    document.querySelector('#disks tbody tr td:nth-child(5)')?.textContent || ''), null, { timeout: 10000 });
+  const written = Object.fromEntries((await rows('#disks')).map((r) => [r[0], r[4]]));
+  assert.deepEqual(written, { mmcblk0: 'written today 0 B', nvme0n1: 'written today 0 B' });
+  const doc = await getJson(server, 'api/v1/stats');
+  assert.equal(doc.disk.devices.mmcblk0.written_today_bytes, 0);
+  assert.deepEqual(doc.disk.devices.mmcblk0.written_per_day, []);
+});
+
+test('storage card: bytes written today and the mean of the closed days', async (t) => {
+  // A copy of the Pi 5 tree whose SD card writes 2000 sectors (1000 KiB) on one local day.
+  // TZ moves from UTC-12 to UTC+14 across a restart: a later local date, so that day closes.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pistats-days-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  require('node:child_process').execFileSync('cp', ['-a', path.join(REPO, 'tests', 'fixtures', 'pi5'), dir]);
+  const tree = path.join(dir, 'pi5');
+  const diskstats = path.join(tree, 'proc', 'diskstats');
+  const recorded = fs.readFileSync(diskstats, 'utf8');
+  const setSectors = (n) => {
+    const text = recorded.replace(/^( 179 +0 mmcblk0 1523 0 98214 1211 3 0) 24 /m, `$1 ${n} `);
+    assert.notEqual(text, recorded);
+    fs.writeFileSync(diskstats, text);
+  };
+  const args = [
+    '--proc-root', path.join(tree, 'proc'),
+    '--sys-root', path.join(tree, 'sys'),
+    '--vcgencmd', path.join(REPO, 'tests', 'fixtures', 'bin', 'vcgencmd-pi5'),
+    '--state-dir', path.join(dir, 'state'),
+  ];
+  const sd = async (server) => (await getJson(server, 'api/v1/stats')).disk.devices.mmcblk0;
+  const total = (dev) => dev.written_today_bytes + dev.written_per_day.reduce((s, d) => s + d.bytes, 0);
+  const until = async (server, check) => {
+    for (let i = 0; i < 100; i++) {
+      const dev = await sd(server);
+      if (typeof dev.written_today_bytes === 'number' && check(dev)) return dev;
+      await sleep(100);
+    }
+    assert.fail(`never reached: ${JSON.stringify(await sd(server))}`);
+  };
+  const first = await startPistats({ args, env: { TZ: 'UTC+12' } });
+  t.after(() => stopPistats(first));
+  await until(first, (dev) => total(dev) === 0);
+  setSectors(2024);
+  const crossed = (await until(first, (dev) => total(dev) === 2000 * 512)).written_per_day.length > 0;
+  await stopPistats(first);
+
+  const second = await startPistats({ args, env: { TZ: 'UTC-14' } });
+  t.after(() => stopPistats(second));
+  const { page, rec } = await openPage(t, { viewport: { width: 1440, height: 900 } });
+  await page.goto(second.url);
+  await waitConnected(page);
+  const cell = () => page.evaluate(() => [...document.querySelectorAll('#disks tbody tr')]
+    .find((r) => r.cells[0].textContent === 'mmcblk0')?.cells[4].textContent || '');
+  await page.waitForFunction(() => [...document.querySelectorAll('#disks tbody tr')]
+    .some((r) => r.cells[0].textContent === 'mmcblk0' && /day mean/.test(r.cells[4].textContent)), null, { timeout: 10000 });
+  if (!crossed) {
+    assert.equal(await cell(), 'written today 0 B · 1000 KiB/day (1-day mean)');
+  } else {
+    // The first run itself crossed midnight: two closed days share the 1000 KiB.
+    assert.match(await cell(), /^written today 0 B · .+\/day \(\d-day mean\)$/);
+  }
+  assert.deepEqual(rec.errors, []);
 });

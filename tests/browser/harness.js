@@ -35,10 +35,10 @@ function cleanEnv() {
 }
 
 /** Starts pistats on 127.0.0.1 (port 0 = any free port); resolves once it is listening. */
-function startOnce(port, extra) {
+function startOnce(port, extra, env = {}) {
   return new Promise((resolve, reject) => {
     const args = ['--host', '127.0.0.1', '--port', String(port), '--assets-dir', ASSETS, '--interval', '500ms', ...extra];
-    const proc = spawn(BIN, args, { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(BIN, args, { env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     let done = false;
     const timer = setTimeout(() => finish(new Error(`pistats did not report listening within 20 s:\n${log}`)), 20000);
@@ -77,10 +77,10 @@ function startOnce(port, extra) {
 }
 
 /** Like startOnce, but on a fixed port retries while the old socket is being released. */
-async function startPistats({ port = 0, args = [] } = {}) {
+async function startPistats({ port = 0, args = [], env = {} } = {}) {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await startOnce(port, args);
+      return await startOnce(port, args, env);
     } catch (err) {
       if (port === 0 || attempt >= 10) throw err;
       await sleep(300);

@@ -24,6 +24,7 @@ fn populated(cores: usize) -> (History, EventLog) {
         s.temperature = Some(45.0 + (i % 13) as f64 / 2.0);
         s.net_recv = Some((i * 1013) as f64);
         s.throttled = Some(if i % 1000 == 7 { 0x50005 } else { 0x50000 });
+        s.disk_writes = vec![("mmcblk0".into(), i * 4096), ("sda".into(), 7)];
         h.push(&s);
     }
     let mut events = EventLog::new(EVENT_CAPACITY);
@@ -85,6 +86,7 @@ fn aggregates_and_events_survive_a_clean_restart() {
     let after: Vec<_> = restored.events.iter().cloned().collect();
     assert_eq!(after, before);
     assert_eq!(restored.events.next_seq(), events.next_seq());
+    assert_same_disk_days(&restored.history, &h);
     // Raw points are not persisted: the last hour now comes from the minute tier.
     assert_eq!(
         restored.history.query(Range::Hour, 10_000).resolution_ms,
@@ -256,8 +258,11 @@ fn bad_files_are_told_apart() {
     assert_eq!(decode_fresh(b"{\"json\": true}"), Err(DecodeError::Foreign));
     assert_eq!(decode_fresh(b""), Err(DecodeError::Foreign));
     let mut future = good.clone();
-    future[8..10].copy_from_slice(&2u16.to_le_bytes());
-    assert_eq!(decode_fresh(&future), Err(DecodeError::FutureVersion(2)));
+    future[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        decode_fresh(&future),
+        Err(DecodeError::FutureVersion(FORMAT_VERSION + 1))
+    );
     assert_eq!(
         decode_fresh(&good[..good.len() - 1]),
         Err(DecodeError::Truncated)
@@ -518,4 +523,99 @@ fn a_journal_from_an_older_snapshot_is_not_replayed() {
     let restored = store.load(HistoryConfig::default(), 0, 10).unwrap();
     assert!(restored.history.query(Range::Year, 10).is_empty());
     assert!(restored.events.is_empty());
+}
+
+fn assert_same_disk_days(a: &History, b: &History) {
+    let (a, b) = (a.disk_days(), b.disk_days());
+    assert!(!b.is_empty());
+    assert_eq!(a.day(), b.day());
+    assert_eq!(a.names().collect::<Vec<_>>(), b.names().collect::<Vec<_>>());
+    for name in b.names() {
+        assert_eq!(a.written(name), b.written(name), "{name}");
+    }
+}
+
+/// `bytes` (one version 2 frame) as version 1 wrote it: without the disk days section.
+fn as_version_1(bytes: &[u8], history: &History) -> Vec<u8> {
+    let mut section = Vec::new();
+    history.disk_days().encode(&mut section);
+    let payload = &bytes[HEADER_LEN..bytes.len() - 4 - section.len()];
+    let mut out = framed(payload);
+    out[8..10].copy_from_slice(&1u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn disk_days_survive_the_snapshot_and_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let (mut h, events) = populated(4);
+    let before = h.disk_days().written("mmcblk0").unwrap();
+    store.save(&h, &events, None, wall(T0 + 7300)).unwrap();
+    // More writes, saved as a journal record: the newest ledger wins.
+    let mut s = Sample::new(Duration::from_secs(7300), wall(T0 + 7300));
+    s.disk_writes = vec![("mmcblk0".into(), 7299 * 4096 + 1_000_000)];
+    h.push(&s);
+    store.save(&h, &events, None, wall(T0 + 7301)).unwrap();
+    assert!(fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len() > 0);
+    let restored = load(&mut Store::new(dir.path()));
+    assert_same_disk_days(&restored.history, &h);
+    assert_eq!(
+        restored
+            .history
+            .disk_days()
+            .written("mmcblk0")
+            .unwrap()
+            .today,
+        before.today + 1_000_000
+    );
+}
+
+#[test]
+fn a_version_1_file_restores_with_an_empty_ledger() {
+    let (h, events) = populated(4);
+    let v2 = encode(&h, &events, Some("b1"), wall(T0 + 7300));
+    let v1 = as_version_1(&v2, &h);
+    assert_eq!(&v1[8..10], &1u16.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(STATE_FILE), &v1).unwrap();
+    let mut store = Store::new(dir.path());
+    let restored = load(&mut store);
+    assert!(restored.moved_aside.is_none());
+    assert!(restored.history.disk_days().is_empty());
+    for range in [Range::Day, Range::Week] {
+        assert_eq!(json(&restored.history, range), json(&h, range), "{range}");
+    }
+    assert_eq!(restored.events.len(), events.len());
+    // The next save writes version 2 with the ledger.
+    let mut h2 = restored.history;
+    let mut s = Sample::new(Duration::from_secs(7300), wall(T0 + 7300));
+    s.disk_writes = vec![("mmcblk0".into(), 5)];
+    h2.push(&s);
+    store
+        .save(&h2, &restored.events, None, wall(T0 + 7301))
+        .unwrap();
+    let again = load(&mut Store::new(dir.path()));
+    assert_eq!(
+        again.history.disk_days().names().collect::<Vec<_>>(),
+        ["mmcblk0"]
+    );
+}
+
+#[test]
+fn a_corrupt_disk_days_section_empties_the_ledger_only() {
+    let (h, events) = populated(4);
+    let good = encode(&h, &events, None, wall(T0 + 7300));
+    let mut section = Vec::new();
+    h.disk_days().encode(&mut section);
+    // Garbage of the same length in place of the section, with a valid frame checksum.
+    let mut payload = good[HEADER_LEN..].to_vec();
+    let at = payload.len() - section.len();
+    payload[at] = 7; // not a day flag
+    let bad = framed(&payload);
+    let mut fresh = History::new(HistoryConfig::default(), 4).unwrap();
+    let mut e = EventLog::new(EVENT_CAPACITY);
+    decode(&bad, &mut fresh, &mut e).unwrap();
+    assert!(fresh.disk_days().is_empty());
+    assert_eq!(json(&fresh, Range::Week), json(&h, Range::Week));
 }
