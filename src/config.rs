@@ -351,47 +351,46 @@ impl Config {
                 format!("{set} is set but {missing} is not: set both (HTTPS and WSS) or neither"),
             ));
         }
-        let points = self.history.as_millis() / self.interval.as_millis().max(1);
-        if points > MAX_HISTORY_POINTS as u128 {
-            // Name the one of the two the user set (history when both or neither).
-            let key = if origins.of("history") == Origin::Default
-                && origins.of("interval") != Origin::Default
-            {
-                "interval"
-            } else {
-                "history"
-            };
-            return Err(origins.invalid(
-                key,
-                format!(
-                    "history of {} at an interval of {} keeps {points} points, more than the \
-                     {MAX_HISTORY_POINTS} allowed: shorten history or lengthen interval",
-                    show_duration(self.history),
-                    show_duration(self.interval),
-                ),
-            ));
-        }
         // The tiers' other bounds follow from each setting's own; an interval longer than a
         // minute is handled by the history subsystem (it falls back to its default tiers).
-        let raw = self.history_raw.as_millis() / self.interval.as_millis().max(1);
-        if raw > crate::history::MAX_RAW_POINTS {
-            let key = if origins.of("history_raw") == Origin::Default {
+        self.check_points(origins, "history", self.history, MAX_HISTORY_POINTS as u128)?;
+        self.check_points(
+            origins,
+            "history_raw",
+            self.history_raw,
+            crate::history::MAX_RAW_POINTS,
+        )?;
+        Ok(())
+    }
+
+    /// A span of history kept at every `interval` must not exceed `max` points. The error
+    /// names the one of the two settings the user set (the span when both or neither).
+    fn check_points(
+        &self,
+        origins: &Origins,
+        key: &'static str,
+        span: Duration,
+        max: u128,
+    ) -> Result<(), ConfigError> {
+        let points = span.as_millis() / self.interval.as_millis().max(1);
+        if points <= max {
+            return Ok(());
+        }
+        let blamed =
+            if origins.of(key) == Origin::Default && origins.of("interval") != Origin::Default {
                 "interval"
             } else {
-                "history_raw"
+                key
             };
-            return Err(origins.invalid(
-                key,
-                format!(
-                    "history_raw of {} at an interval of {} keeps {raw} points, more than the \
-                     {} allowed: shorten history_raw or lengthen interval",
-                    show_duration(self.history_raw),
-                    show_duration(self.interval),
-                    crate::history::MAX_RAW_POINTS,
-                ),
-            ));
-        }
-        Ok(())
+        Err(origins.invalid(
+            blamed,
+            format!(
+                "{key} of {} at an interval of {} keeps {points} points, more than the {max} \
+                 allowed: shorten {key} or lengthen interval",
+                show_duration(span),
+                show_duration(self.interval),
+            ),
+        ))
     }
 
     /// The long-term history's tiers: fixed buckets (1 minute, 15 minutes), configured
@@ -681,6 +680,19 @@ mod tests {
         assert!(err.contains("interval"), "{err}");
         assert!(parse("interface = \"../etc\"").is_err());
         assert!(parse("token = \"\"").is_err());
+    }
+
+    /// An empty path unsets what the file set, so `PISTATS_STATE_DIR=` means RAM only.
+    #[test]
+    fn an_empty_path_means_none() {
+        let mut c = parse("state_dir = \"/var/lib/pistats\"").unwrap();
+        assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/pistats")));
+        Overrides::flags([("state_dir", "")])
+            .apply(&mut c, &mut Origins::default())
+            .unwrap();
+        assert_eq!(c.state_dir, None);
+        assert_eq!(parse("tls_cert = \"\"").unwrap().tls_cert, None);
+        assert!(parse("state_dir = \"a\\u0000b\"").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use pistats::config::SETTINGS;
+use pistats::config::{Setting, SETTINGS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pistats");
 
@@ -177,6 +177,8 @@ const CASES: &[(&str, [(&str, &str); 3])] = &[
 ];
 
 /// One value per key that its type or bounds refuse, as a flag or variable would give it.
+/// Paths refuse only a NUL byte, which no flag or variable can carry: theirs is `""`, which
+/// unsets them instead (see `an_empty_flag_or_variable_unsets_a_path`).
 const BAD: &[(&str, &str)] = &[
     ("host", "300.1.1.1"),
     ("port", "65536"),
@@ -405,10 +407,44 @@ fn every_setting_works_from_file_flag_and_variable() {
     }
 }
 
+/// Whether `""` unsets the setting rather than being refused.
+fn empty_unsets(setting: &Setting) -> bool {
+    (setting.expected)().ends_with("or \"\" for none")
+}
+
+/// All at once, since `tls_cert` and `tls_key` go together.
+#[test]
+fn an_empty_flag_or_variable_unsets_a_path() {
+    let fixture = Fixture::new();
+    let paths: Vec<&Setting> = SETTINGS.iter().filter(|s| empty_unsets(s)).collect();
+    assert!(paths.iter().any(|s| s.key == "state_dir"), "state_dir");
+    let from_file = printed(&run(&mut fixture.check()));
+    let mut by_env = fixture.check();
+    let mut by_flag = fixture.check();
+    for setting in &paths {
+        assert_eq!(BAD.iter().find(|b| b.0 == setting.key).unwrap().1, "");
+        assert_ne!(lookup(&from_file, setting.key).0, "none", "{}", setting.key);
+        by_env.env(setting.env(), "");
+        by_flag.arg(format!("{}=", setting.flag()));
+    }
+    let (with_env, with_flag) = (printed(&run(&mut by_env)), printed(&run(&mut by_flag)));
+    for setting in paths {
+        let (value, origin) = lookup(&with_env, setting.key);
+        assert_eq!(value, "none", "{}=", setting.env());
+        assert_eq!(origin, format!("environment variable {}", setting.env()));
+        let (value, origin) = lookup(&with_flag, setting.key);
+        assert_eq!(value, "none", "{}=", setting.flag());
+        assert_eq!(origin, format!("command-line flag {}", setting.flag()));
+    }
+}
+
 #[test]
 fn bad_variable_or_flag_value_exits_78_naming_it() {
     for (key, bad) in BAD {
         let setting = SETTINGS.iter().find(|s| s.key == *key).unwrap();
+        if empty_unsets(setting) {
+            continue;
+        }
         let requirement = format!("{key} must be {}", (setting.expected)());
 
         let out = run(command(&["--config", "/dev/null", "check-config"]).env(setting.env(), bad));

@@ -302,6 +302,10 @@ pub trait Value: Sized {
     type Rule;
     /// Whether the flag alone, without a value, means "on".
     const SWITCH: bool = false;
+    /// Whether `""` unsets an optional setting of this type. True for paths, so that a flag
+    /// or variable can unset what the file sets (`PISTATS_STATE_DIR=`: RAM only); false for
+    /// the token, where an empty value is more likely a mistake than "no authentication".
+    const EMPTY_IS_NONE: bool = false;
     fn from_toml(value: &toml::Value, rule: &Self::Rule) -> Option<Self>;
     fn from_text(text: &str, rule: &Self::Rule) -> Option<Self>;
     fn expected(rule: &Self::Rule) -> String;
@@ -448,6 +452,7 @@ impl Value for bool {
 /// A path: not empty, no NUL byte (the kernel could never open it).
 impl Value for PathBuf {
     type Rule = ();
+    const EMPTY_IS_NONE: bool = true;
     fn from_toml(value: &toml::Value, rule: &()) -> Option<PathBuf> {
         PathBuf::from_text(value.as_str()?, rule)
     }
@@ -485,17 +490,27 @@ impl Value for String {
     }
 }
 
-/// An optional setting: absent from the file means unset; when given it must be valid.
+/// An optional setting: absent from the file means unset (and so does `""` where
+/// [`Value::EMPTY_IS_NONE`]); when given it must be valid.
 impl<T: Value> Value for Option<T> {
     type Rule = T::Rule;
     fn from_toml(value: &toml::Value, rule: &T::Rule) -> Option<Option<T>> {
+        if T::EMPTY_IS_NONE && value.as_str() == Some("") {
+            return Some(None);
+        }
         T::from_toml(value, rule).map(Some)
     }
     fn from_text(text: &str, rule: &T::Rule) -> Option<Option<T>> {
+        if T::EMPTY_IS_NONE && text.is_empty() {
+            return Some(None);
+        }
         T::from_text(text, rule).map(Some)
     }
     fn expected(rule: &T::Rule) -> String {
-        T::expected(rule)
+        match T::EMPTY_IS_NONE {
+            true => format!("{}, or \"\" for none", T::expected(rule)),
+            false => T::expected(rule),
+        }
     }
     fn show(&self) -> String {
         self.as_ref().map_or_else(|| "none".to_owned(), T::show)

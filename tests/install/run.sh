@@ -255,6 +255,23 @@ check_serving() { # the dashboard, API, metrics and feed over the container's ad
     grep -q '^pistats_uptime_seconds ' <<<"$page" || die "/metrics incomplete"
     timeout 30 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" / || die "WebSocket / failed"
     timeout 30 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" /ws || die "WebSocket /ws failed"
+    timeout 30 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" / --deflate ||
+        die "WebSocket / with permessage-deflate failed"
+}
+
+# Each disk's bytes written today, as "DEVICE BYTES" lines, with the container's local date
+# first: the ledger restarts at local midnight, so values compare only within one date.
+written_today() {
+    in_ct date +%F
+    curl -fsS --max-time 5 "http://$CT_IP:$PORT/api/v1/stats" | python3 -c '
+import json, sys
+devices = json.load(sys.stdin)["disk"]["devices"]
+assert devices, "no disk devices"
+for name, device in sorted(devices.items()):
+    today = device["written_today_bytes"]
+    assert isinstance(today, int) and today >= 0, (name, device)
+    print(name, today)
+'
 }
 
 test_arch() {
@@ -406,6 +423,8 @@ assert all(int(e["PRIORITY"]) <= 4 for e in entries), [e["MESSAGE"] for e in ent
     local pid restarts
     pid=$(prop MainPID)
     restarts=$(prop NRestarts)
+    local written_before written_after
+    written_before=$(written_today) || die "no bytes written today before the restart"
     in_ct systemctl restart pistats.service
     service_running || die "not running after systemctl restart"
     [ "$(prop MainPID)" != "$pid" ] || die "MainPID unchanged after restart"
@@ -422,6 +441,18 @@ kinds = [e["kind"] for e in json.load(sys.stdin)["events"]]
 assert kinds.count("started") >= 2 and "stopped" in kinds, kinds
 assert "unclean_stop" not in kinds, kinds
 ' || die "the events of the run before the restart are not restored"
+    # The per-disk ledger of bytes written today comes back with the history: no device
+    # starts today again from zero after a restart.
+    written_after=$(written_today) || die "no bytes written today after the restart"
+    if [ "$(head -n1 <<<"$written_before")" = "$(head -n1 <<<"$written_after")" ]; then
+        python3 - "$written_before" "$written_after" <<'PY' || die "bytes written today lost in the restart"
+import sys
+before, after = ({l.split()[0]: int(l.split()[1]) for l in t.splitlines()[1:]} for t in sys.argv[1:])
+for name, value in before.items():
+    assert after.get(name, -1) >= value, (name, value, after)
+print("bytes written today kept across the restart:", after)
+PY
+    fi
     # kill -9: the watchdog-free path, Restart=on-failure must bring it back.
     pid=$(prop MainPID)
     restarts=$(prop NRestarts)

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Opens a WebSocket to pistats with a plain RFC 6455 handshake and checks the first frames.
 
-Usage: ws-check.py HOST PORT [PATH]
+Usage: ws-check.py HOST PORT [PATH] [--deflate]
 
 Standard library only, so it runs on a bare host: sends the upgrade request, verifies the
 101 answer and Sec-WebSocket-Accept, then reads two text frames and checks that each is a
 stats document (JSON with timestamp, cpu and memory). Prints a one-line summary.
+
+With --deflate it offers permessage-deflate as browsers do (RFC 7692) and checks that the
+server accepts it without context takeover and that every document arrives compressed
+(RSV1 set) and inflates to a stats document on its own.
 """
 import base64
 import hashlib
@@ -14,6 +18,7 @@ import os
 import socket
 import struct
 import sys
+import zlib
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -30,26 +35,31 @@ def read_exact(sock, n):
 
 def read_frame(sock):
     b0, b1 = read_exact(sock, 2)
-    opcode, masked, length = b0 & 0x0F, b1 & 0x80, b1 & 0x7F
+    rsv1, opcode, masked, length = b0 & 0x40, b0 & 0x0F, b1 & 0x80, b1 & 0x7F
     if masked:
         raise SystemExit("server frames must not be masked")
     if length == 126:
         (length,) = struct.unpack("!H", read_exact(sock, 2))
     elif length == 127:
         (length,) = struct.unpack("!Q", read_exact(sock, 8))
-    return opcode, read_exact(sock, length)
+    return opcode, bool(rsv1), read_exact(sock, length)
 
 
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
-    path = sys.argv[3] if len(sys.argv) > 3 else "/"
+    args = [a for a in sys.argv[3:] if a != "--deflate"]
+    deflate = "--deflate" in sys.argv[3:]
+    path = args[0] if args else "/"
+    offer = (
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
+    )
     key = base64.b64encode(os.urandom(16)).decode()
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(
         (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
     )
     head = b""
@@ -62,13 +72,28 @@ def main():
     expected = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
     if headers.get("sec-websocket-accept") != expected:
         raise SystemExit(f"bad Sec-WebSocket-Accept: {headers.get('sec-websocket-accept')!r}")
-    stamps = []
+    extensions = headers.get("sec-websocket-extensions", "")
+    if deflate and not (
+        extensions.startswith("permessage-deflate") and "server_no_context_takeover" in extensions
+    ):
+        raise SystemExit(f"permessage-deflate not accepted: {extensions!r}")
+    if not deflate and extensions:
+        raise SystemExit(f"an extension nobody offered: {extensions!r}")
+    stamps, sizes = [], []
     while len(stamps) < 2:
-        opcode, payload = read_frame(sock)
+        opcode, compressed, payload = read_frame(sock)
         if opcode in (0x9, 0xA):  # ping/pong: not a document
+            if compressed:
+                raise SystemExit("a compressed control frame")
             continue
         if opcode != 0x1:
             raise SystemExit(f"expected a text frame, got opcode {opcode:#x}")
+        if compressed != deflate:
+            raise SystemExit(f"document frame with RSV1={compressed}, negotiated deflate={deflate}")
+        sizes.append(len(payload))
+        if compressed:
+            # No context takeover: each message inflates on its own (RFC 7692 §7.2.2).
+            payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
         doc = json.loads(payload)
         for key_name in ("timestamp", "cpu", "memory", "connected_clients"):
             if key_name not in doc:
@@ -81,7 +106,11 @@ def main():
     sock.close()
     if stamps[0] == stamps[1]:
         raise SystemExit(f"second document repeats the first ({stamps[0]})")
-    print(f"websocket {path}: 101 with valid accept; documents at {stamps[0]} and {stamps[1]}")
+    kind = "compressed" if deflate else "plain"
+    print(
+        f"websocket {path}: 101 with valid accept; {kind} documents at {stamps[0]} and {stamps[1]}"
+        f" ({sizes[0]} and {sizes[1]} bytes on the wire)"
+    )
 
 
 if __name__ == "__main__":
