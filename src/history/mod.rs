@@ -665,29 +665,36 @@ impl HistoryView {
         self.values.extend(triples);
     }
 
-    /// The length of the merged points' stretch of timeline: the smallest multiple of the
-    /// resolution whose aligned stretches hold every point in at most `max` groups.
+    /// The length of the merged points' stretch of timeline: a multiple of the resolution whose
+    /// aligned stretches hold every point in at most `max` (≥ 2) groups, the smallest of the
+    /// first few tried. The points span less than `covered`; with `(max - 1)` stretches per
+    /// `covered` they touch at most `max` of them, so the last candidate always fits.
     fn group_ms(&self, max: usize) -> u64 {
         let (first, last) = (self.timeline[0], self.timeline[self.len() - 1]);
         let step = self.resolution_ms.max(1);
-        let covered = last - first + step;
-        let mut k = covered.div_ceil(step * max as u64).max(1);
-        loop {
+        let covered = last.saturating_sub(first) + step;
+        let k = |per: usize| covered.div_ceil(step * per as u64).max(1);
+        let (fewest, sure) = (k(max), k(max - 1));
+        for k in [fewest, fewest + 1] {
             let w = step * k;
-            // Points are in timeline order: count the stretches they fall in.
-            let mut groups = 0;
-            let mut current = None;
-            for &t in &self.timeline {
-                if current != Some(t / w) {
-                    current = Some(t / w);
-                    groups += 1;
-                }
-            }
-            if groups <= max {
+            if k >= sure || self.groups(w) <= max {
                 return w;
             }
-            k += 1;
         }
+        step * sure
+    }
+
+    /// How many aligned stretches of `w` the points fall in (they are in timeline order).
+    fn groups(&self, w: u64) -> usize {
+        let mut groups = 0;
+        let mut current = None;
+        for &t in &self.timeline {
+            if current != Some(t / w) {
+                current = Some(t / w);
+                groups += 1;
+            }
+        }
+        groups
     }
 
     /// Merges neighbours so that at most `max` points remain: each merged point covers one
@@ -699,14 +706,22 @@ impl HistoryView {
         if n <= max {
             return;
         }
-        let w = self.group_ms(max);
+        // One point: everything, wherever the stretches' edges would fall.
+        let (w, stretch) = if max == 1 {
+            let step = self.resolution_ms.max(1);
+            let covered = self.timeline[n - 1].saturating_sub(self.timeline[0]) + step;
+            (covered.div_ceil(step) * step, u64::MAX)
+        } else {
+            let w = self.group_ms(max);
+            (w, w)
+        };
         let stride = self.width * 3;
         let mut out = 0;
         let mut start = 0;
         while start < n {
-            let group = self.timeline[start] / w;
+            let group = self.timeline[start] / stretch;
             let mut end = start + 1;
-            while end < n && self.timeline[end] / w == group {
+            while end < n && self.timeline[end] / stretch == group {
                 end += 1;
             }
             let mut flags = self.flags[start];

@@ -233,10 +233,12 @@ fn assert_merged_from(full: &HistoryView, merged: &HistoryView, max: usize) {
     let w = merged.resolution_ms;
     assert!(merged.len() <= max, "{} > {max}", merged.len());
     assert_eq!(w % full.resolution_ms, 0, "a multiple of the resolution");
+    // One point holds everything; more are aligned stretches of `w`.
+    let stretch = if max == 1 { u64::MAX } else { w };
     let mut groups: Vec<(usize, usize)> = Vec::new();
     for j in 0..full.len() {
         match groups.last_mut() {
-            Some(g) if full.timeline[g.0] / w == full.timeline[j] / w => g.1 = j + 1,
+            Some(g) if full.timeline[g.0] / stretch == full.timeline[j] / stretch => g.1 = j + 1,
             _ => groups.push((j, j + 1)),
         }
     }
@@ -356,6 +358,33 @@ fn rows_of_different_lengths_count_by_the_time_they_cover() {
     assert!((mean - 11.0).abs() < 1e-3, "{mean}");
     for max in [1, 31, 100] {
         assert_merged_from(&full, &h.query(Range::Hour, max), max);
+    }
+}
+
+#[test]
+fn few_points_fit_however_the_stretches_fall() {
+    // Points that start and end off any stretch's edge: one or two points are still one or two,
+    // and the answer comes at once (no search for an edge that fits).
+    for offset in [0, 1, 7, 37, 59] {
+        let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+        for i in 0..7_000 {
+            let mut s = at(i, T0 + offset + i);
+            s.cpu = Some((i % 100) as f64);
+            h.push(&s);
+        }
+        for range in [Range::TenMinutes, Range::Hour, Range::Day] {
+            let full = h.query(range, usize::MAX);
+            for max in [1, 2, 3, 5] {
+                let merged = h.query(range, max);
+                assert_merged_from(&full, &merged, max);
+                assert!(!merged.is_empty(), "{range} ≤ {max}");
+            }
+            let one = h.query(range, 1);
+            assert_eq!(
+                one.get(0, Series::Cpu).map(|v| (v[0], v[2])),
+                Some((0.0, 99.0))
+            );
+        }
     }
 }
 
