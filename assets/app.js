@@ -28,12 +28,16 @@ function onHistory(h) {
   loadEvents(apiGet).then(requestDraw);
 }
 
+// Points to ask for a longer range: the widest chart's width in CSS pixels (history.js bounds
+// it), so a phone asks for about 400 and a desktop for about 700, not for 1,500.
+const chartWidth = () => Math.max(0, ...charts.map((c) => c.canvas.clientWidth));
+
 // The range selector: one range for every chart.
 const rangeButtons = document.querySelectorAll('#ranges button[data-range]');
 for (const button of rangeButtons) {
   button.addEventListener('click', async () => {
     for (const b of rangeButtons) b.setAttribute('aria-pressed', String(b === button));
-    const loaded = setRange(button.dataset.range, apiGet);
+    const loaded = setRange(button.dataset.range, apiGet, chartWidth());
     requestDraw(); // a range shown before is drawn at once from its kept reply
     await loaded;
     requestDraw();
@@ -53,7 +57,7 @@ setInterval(async () => {
   }
   if (range !== '10m' && now - lastRangeLoad >= Math.max(60000, chartStepMs())) {
     lastRangeLoad = now;
-    await refreshRange(apiGet);
+    await refreshRange(apiGet, chartWidth());
     requestDraw();
   }
 }, 5000);

@@ -111,39 +111,55 @@ export function chartStepMs() {
   return range === '10m' || !view ? intervalMs : view.resolutionMs;
 }
 
-const AGG_SERIES = { cpu: 'cpu', mem: 'mem', swap: 'swap', temp: 'temp', net_recv: 'net_recv', net_sent: 'net_sent', disk_read: 'disk_read', disk_write: 'disk_write', wifi_signal: 'wifi_signal' };
-const triple = (v) => (Array.isArray(v) && v.length === 3 && v.every(isNum) ? v : null);
-
 // An aggregated point: the mean where a live point has its value, min and max in `band`.
+// Called for every point of a reply, so it walks the series list rather than building entries.
 function fromBucket(p) {
   const out = { t: p.t, band: {}, per_core: [] };
-  for (const [key, name] of Object.entries(AGG_SERIES)) {
-    const v = triple(p[name]);
-    out[key] = v ? v[1] : null;
-    if (v) out.band[key] = [v[0], v[2]];
+  for (const key of SERIES) {
+    const v = p[key];
+    if (Array.isArray(v) && v.length === 3 && isNum(v[0]) && isNum(v[1]) && isNum(v[2])) {
+      out[key] = v[1];
+      out.band[key] = [v[0], v[2]];
+    } else {
+      out[key] = null;
+    }
   }
-  if (Array.isArray(p.per_core)) out.per_core = p.per_core.map((c) => (triple(c) ? c[1] : null));
+  const cores = p.per_core;
+  if (Array.isArray(cores)) {
+    for (const c of cores) out.per_core.push(Array.isArray(c) && c.length === 3 && isNum(c[1]) ? c[1] : null);
+  }
   return out;
 }
+
+/** Most points asked for a range: the server's bound is 1,500; no chart is wider than this. */
+export const MAX_RANGE_POINTS = 1000;
+/** Fewest asked for, so a chart not laid out yet (width 0) still gets a readable line. */
+const MIN_RANGE_POINTS = 120;
+/** Points asked for a chart `cssWidth` CSS pixels wide: one per pixel, bounded. */
+export const pointsFor = (cssWidth) =>
+  Math.min(MAX_RANGE_POINTS, Math.max(MIN_RANGE_POINTS, Math.round(cssWidth) || 0));
 
 /**
  * Chooses a range; resolves once its points are loaded (at once for the live view, and for a
  * range whose reply is still fresh). A kept reply is the view as soon as this is called, so
  * the caller can draw it at once while a stale one is fetched again.
- * `getJson(path)` fetches from the server (null on failure).
+ * `getJson(path)` fetches from the server (null on failure); `points`: how many points to ask
+ * for, about the charts' width in CSS pixels (see pointsFor). The server merges neighbours to
+ * fit, keeping each stretch's min and max: a year's reply is then a quarter of the 1,500
+ * points it would be, and so are its download, JSON.parse and conversion.
  */
-export async function setRange(r, getJson) {
+export async function setRange(r, getJson, points = MAX_RANGE_POINTS) {
   if (!(r in RANGES)) return;
   range = r;
   view = kept[r] || null;
-  if (r !== '10m' && (!view || Date.now() - view.at >= freshMs(view))) await refreshRange(getJson);
+  if (r !== '10m' && (!view || Date.now() - view.at >= freshMs(view))) await refreshRange(getJson, points);
 }
 
 /** Fetches the chosen range again (no-op for the live view). */
-export async function refreshRange(getJson) {
+export async function refreshRange(getJson, points = MAX_RANGE_POINTS) {
   if (range === '10m') return;
   const asked = range;
-  const h = await getJson(`api/v1/history?range=${asked}`);
+  const h = await getJson(`api/v1/history?range=${asked}&points=${pointsFor(points)}`);
   if (asked !== range || !h || !Array.isArray(h.points)) return;
   view = {
     points: h.points.filter((p) => p && isNum(p.t)).map(fromBucket),

@@ -409,6 +409,93 @@ fn throttle_flags_flipping_between_ticks_become_events_in_order() {
     assert_eq!(flags & 0b111, 0b111, "{history}");
 }
 
+/// `[min, mean, max]` of every point of `series`, and the points' times.
+fn triples(history: &Value, series: &str) -> Vec<(u64, [f64; 3])> {
+    history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let v = p[series].as_array()?;
+            let v: Vec<f64> = v.iter().map(|x| x.as_f64().unwrap()).collect();
+            Some((p["t"].as_u64().unwrap(), [v[0], v[1], v[2]]))
+        })
+        .collect()
+}
+
+#[test]
+fn points_asks_for_fewer_merged_points_keeping_the_extremes() {
+    let pi = Pi::new();
+    pi.set_temperature(40);
+    let daemon = pi.start(&[]);
+    // A spike of a second and under-voltage in its middle, between calm ticks.
+    wait_json(&daemon, "/api/v1/history?range=10m", |h| {
+        (h["points"].as_array()?.len() >= 8).then_some(())
+    });
+    pi.set_temperature(85);
+    thread::sleep(Duration::from_millis(500));
+    pi.set_throttled(0x1);
+    thread::sleep(Duration::from_millis(300));
+    pi.set_throttled(0);
+    thread::sleep(Duration::from_millis(500));
+    pi.set_temperature(40);
+    let full = wait_json(&daemon, "/api/v1/history?range=10m", |h| {
+        let t = triples(h, "temp");
+        (t.len() >= 30 && t.last()?.1[2] == 40.0).then(|| h.clone())
+    });
+    let merged = get_json(&daemon, "/api/v1/history?range=10m&points=5").1;
+    let (full_t, merged_t) = (triples(&full, "temp"), triples(&merged, "temp"));
+    assert!(
+        (2..=5).contains(&merged_t.len()),
+        "at most 5 points: {merged}"
+    );
+    let step = full["resolution_ms"].as_u64().unwrap();
+    let merged_step = merged["resolution_ms"].as_u64().unwrap();
+    assert_eq!(step, 250, "raw points at the interval");
+    assert!(
+        merged_step > step && merged_step % step == 0,
+        "{merged_step}"
+    );
+    // The merged answer came later: it holds every tick the full one has (10 minutes have not
+    // passed), so its extremes are exactly the full one's.
+    let extremes = |t: &[(u64, [f64; 3])]| {
+        t.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| {
+            (lo.min(v[0]), hi.max(v[2]))
+        })
+    };
+    assert_eq!(extremes(&merged_t), (40.0, 85.0), "{merged}");
+    assert_eq!(extremes(&full_t), (40.0, 85.0), "{full}");
+    for (_, [lo, mean, hi]) in &merged_t {
+        assert!(lo <= mean && mean <= hi, "{merged}");
+    }
+    // The spike's point says so, and its throttle bits hold the under-voltage.
+    let any_flags = |h: &Value| {
+        h["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["throttled"].as_u64())
+            .fold(0, |a, b| a | b)
+    };
+    assert_eq!(any_flags(&merged) & 1, 1, "{merged}");
+    assert_eq!(any_flags(&full) & 1, 1, "{full}");
+    assert!(merged_t.iter().any(|(_, v)| v[1] > 40.0 && v[1] < 85.0));
+    // Newest last, as without points=; the same keys in every point.
+    assert!(merged_t.windows(2).all(|w| w[0].0 < w[1].0));
+    let keys = |h: &Value| {
+        let mut k: Vec<String> = h["points"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&merged), keys(&full));
+    assert_eq!(merged["range"], "10m");
+}
+
 #[test]
 fn bad_history_and_events_queries_are_refused() {
     let pi = Pi::new();
@@ -416,6 +503,11 @@ fn bad_history_and_events_queries_are_refused() {
     for path in [
         "/api/v1/history?range=2h&token=s3cret",
         "/api/v1/history?range=1h&seconds=60&token=s3cret",
+        "/api/v1/history?range=1h&points=0&token=s3cret",
+        "/api/v1/history?range=1h&points=1501&token=s3cret",
+        "/api/v1/history?range=1h&points=many&token=s3cret",
+        "/api/v1/history?range=1h&points=-5&token=s3cret",
+        "/api/v1/history?seconds=60&points=10&token=s3cret",
         "/api/v1/events?since=yesterday&token=s3cret",
         "/api/v1/events?limit=0&token=s3cret",
         "/api/v1/events?limit=2001&token=s3cret",

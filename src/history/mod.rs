@@ -480,6 +480,10 @@ impl History {
     /// Points of the last `range`, at most `max_points` (neighbours are merged to fit, keeping the
     /// min of mins and max of maxes). The finest tier that keeps `range` answers; the part of the
     /// window it does not cover yet (raw points are not persisted) comes from coarser tiers.
+    ///
+    /// Merged points cover equal, aligned stretches of the timeline (a multiple of the tier's
+    /// resolution), so a refresh a minute later merges the same rows into the same points and
+    /// the chart does not shimmer; the merged mean weighs each row by the time it covers.
     pub fn query(&self, range: Range, max_points: usize) -> HistoryView {
         let span_ms = range.span().as_millis() as u64;
         let keeps = [
@@ -496,10 +500,13 @@ impl History {
             },
             width: self.tiers[0].width(),
             cores: self.cores,
+            interval_ms: self.config.interval.as_millis() as u32,
+            row_ms: 0,
             now_wall: 0,
             now_timeline: 0,
             timeline: Vec::new(),
             flags: Vec::new(),
+            weights: Vec::new(),
             values: Vec::new(),
         };
         let Some(last) = self.last else {
@@ -522,6 +529,11 @@ impl History {
             }
         }
         for (i, from, until) in parts.into_iter().rev() {
+            // What one row of this tier stands for, to weigh it when rows are merged.
+            view.row_ms = match i {
+                0 => view.interval_ms,
+                _ => self.tiers[i].bucket_ms() as u32,
+            };
             self.tiers[i].collect(from, until, &mut view);
         }
         view.merge_to(max_points.max(1));
@@ -565,10 +577,17 @@ pub struct HistoryView {
     resolution_ms: u64,
     width: usize,
     cores: usize,
+    /// The collection interval, ms.
+    interval_ms: u32,
+    /// The time a row pushed by [`push_point`](Self::push_point) covers, ms: the interval for
+    /// raw rows, the bucket for aggregate ones (set per tier by [`History::query`]).
+    row_ms: u32,
     now_wall: u64,
     now_timeline: u64,
     timeline: Vec<u64>,
     flags: Vec<u8>,
+    /// The time each point covers, ms: how much its mean counts when points are merged.
+    weights: Vec<u32>,
     /// `width` × 3 codes-decoded values per point; NaN = unknown.
     values: Vec<f32>,
 }
@@ -618,43 +637,118 @@ impl HistoryView {
         flags: u8,
         triples: impl Iterator<Item = f32>,
     ) {
+        self.push_weighted(timeline, flags, self.row_ms, triples);
+    }
+
+    /// The open bucket of an aggregate tier: it covers only the `samples` ticks seen so far.
+    pub(crate) fn push_open_point(
+        &mut self,
+        timeline: u64,
+        flags: u8,
+        samples: u32,
+        triples: impl Iterator<Item = f32>,
+    ) {
+        let weight = samples.saturating_mul(self.interval_ms).min(self.row_ms);
+        self.push_weighted(timeline, flags, weight.max(1), triples);
+    }
+
+    fn push_weighted(
+        &mut self,
+        timeline: u64,
+        flags: u8,
+        weight: u32,
+        triples: impl Iterator<Item = f32>,
+    ) {
         self.timeline.push(timeline);
         self.flags.push(flags);
+        self.weights.push(weight);
         self.values.extend(triples);
     }
 
-    /// Merges runs of neighbours so that at most `max` points remain.
+    /// The length of the merged points' stretch of timeline: a multiple of the resolution whose
+    /// aligned stretches hold every point in at most `max` (≥ 2) groups, the smallest of the
+    /// first few tried. The points span less than `covered`; with `(max - 1)` stretches per
+    /// `covered` they touch at most `max` of them, so the last candidate always fits.
+    fn group_ms(&self, max: usize) -> u64 {
+        let (first, last) = (self.timeline[0], self.timeline[self.len() - 1]);
+        let step = self.resolution_ms.max(1);
+        let covered = last.saturating_sub(first) + step;
+        let k = |per: usize| covered.div_ceil(step * per as u64).max(1);
+        let (fewest, sure) = (k(max), k(max - 1));
+        for k in [fewest, fewest + 1] {
+            let w = step * k;
+            if k >= sure || self.groups(w) <= max {
+                return w;
+            }
+        }
+        step * sure
+    }
+
+    /// How many aligned stretches of `w` the points fall in (they are in timeline order).
+    fn groups(&self, w: u64) -> usize {
+        let mut groups = 0;
+        let mut current = None;
+        for &t in &self.timeline {
+            if current != Some(t / w) {
+                current = Some(t / w);
+                groups += 1;
+            }
+        }
+        groups
+    }
+
+    /// Merges neighbours so that at most `max` points remain: each merged point covers one
+    /// aligned stretch of [`group_ms`](Self::group_ms), with the min of the mins, the max of
+    /// the maxes, the mean of the means weighted by the time each covers (rows of different
+    /// tiers, or an open bucket, cover different times), and the OR of the throttle flags.
     fn merge_to(&mut self, max: usize) {
         let n = self.len();
         if n <= max {
             return;
         }
-        let group = n.div_ceil(max);
+        // One point: everything, wherever the stretches' edges would fall.
+        let (w, stretch) = if max == 1 {
+            let step = self.resolution_ms.max(1);
+            let covered = self.timeline[n - 1].saturating_sub(self.timeline[0]) + step;
+            (covered.div_ceil(step) * step, u64::MAX)
+        } else {
+            let w = self.group_ms(max);
+            (w, w)
+        };
         let stride = self.width * 3;
         let mut out = 0;
-        for start in (0..n).step_by(group) {
-            let end = (start + group).min(n);
+        let mut start = 0;
+        while start < n {
+            let group = self.timeline[start] / stretch;
+            let mut end = start + 1;
+            while end < n && self.timeline[end] / stretch == group {
+                end += 1;
+            }
             let mut flags = self.flags[start];
-            for j in start + 1..end {
+            let mut weight = 0u32;
+            for j in start..end {
                 flags = series::merge_flags(flags, self.flags[j]);
+                weight = weight.saturating_add(self.weights[j]);
             }
             for s in 0..self.width {
-                let (mut lo, mut sum, mut hi, mut count) = (f32::NAN, 0.0f64, f32::NAN, 0u32);
+                let (mut lo, mut sum, mut hi, mut total) = (f32::NAN, 0.0f64, f32::NAN, 0.0f64);
                 for j in start..end {
                     let at = j * stride + s * 3;
                     let mean = self.values[at + 1];
                     if mean.is_nan() {
                         continue;
                     }
+                    let w = f64::from(self.weights[j]);
                     lo = lo.min(self.values[at]);
                     hi = hi.max(self.values[at + 2]);
-                    sum += f64::from(mean);
-                    count += 1;
+                    sum += f64::from(mean) * w;
+                    total += w;
                 }
-                let mean = if count == 0 {
-                    f32::NAN
+                let mean = if total > 0.0 {
+                    // Rounding must not put the mean outside [min, max] (NaN-safe, unlike clamp).
+                    ((sum / total) as f32).max(lo).min(hi)
                 } else {
-                    (sum / f64::from(count)) as f32
+                    f32::NAN
                 };
                 let at = out * stride + s * 3;
                 self.values[at] = lo;
@@ -664,12 +758,15 @@ impl HistoryView {
             // The merged point sits where its newest member does: the chart's right edge stays.
             self.timeline[out] = self.timeline[end - 1];
             self.flags[out] = flags;
+            self.weights[out] = weight;
             out += 1;
+            start = end;
         }
         self.timeline.truncate(out);
         self.flags.truncate(out);
+        self.weights.truncate(out);
         self.values.truncate(out * stride);
-        self.resolution_ms *= group as u64;
+        self.resolution_ms = w;
     }
 }
 

@@ -226,6 +226,220 @@ fn many_points_are_merged_keeping_extremes() {
     );
 }
 
+/// Checks `merged` against the unmerged `full` answer of the same query: every merged point is
+/// the aligned stretch of `resolution_ms` it claims, with the exact min of the mins and max of
+/// the maxes, the mean weighted by the time each row covers, and the OR of the flags.
+fn assert_merged_from(full: &HistoryView, merged: &HistoryView, max: usize) {
+    let w = merged.resolution_ms;
+    assert!(merged.len() <= max, "{} > {max}", merged.len());
+    assert_eq!(w % full.resolution_ms, 0, "a multiple of the resolution");
+    // One point holds everything; more are aligned stretches of `w`.
+    let stretch = if max == 1 { u64::MAX } else { w };
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for j in 0..full.len() {
+        match groups.last_mut() {
+            Some(g) if full.timeline[g.0] / stretch == full.timeline[j] / stretch => g.1 = j + 1,
+            _ => groups.push((j, j + 1)),
+        }
+    }
+    assert_eq!(merged.len(), groups.len());
+    for (i, &(a, b)) in groups.iter().enumerate() {
+        assert_eq!(merged.t(i), full.t(b - 1), "sits at its newest row");
+        let flags = (a..b).fold(0, |f, j| f | full.flags[j]);
+        assert_eq!(merged.flags[i], flags);
+        for s in 0..full.width {
+            let known: Vec<usize> = (a..b).filter(|&j| full.triple(j, s).is_some()).collect();
+            let Some(got) = merged.triple(i, s) else {
+                assert!(known.is_empty(), "point {i} series {s} lost its values");
+                continue;
+            };
+            let lo = known
+                .iter()
+                .map(|&j| full.triple(j, s).unwrap()[0])
+                .fold(f32::INFINITY, f32::min);
+            let hi = known
+                .iter()
+                .map(|&j| full.triple(j, s).unwrap()[2])
+                .fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(
+                (got[0], got[2]),
+                (lo, hi),
+                "point {i} series {s}: exact extremes"
+            );
+            let total: f64 = known.iter().map(|&j| f64::from(full.weights[j])).sum();
+            let mean = known
+                .iter()
+                .map(|&j| f64::from(full.triple(j, s).unwrap()[1]) * f64::from(full.weights[j]))
+                .sum::<f64>()
+                / total;
+            assert!(
+                (f64::from(got[1]) - mean).abs() <= 1e-4 * mean.abs().max(1.0),
+                "point {i} series {s}: mean {} ≠ {mean}",
+                got[1]
+            );
+        }
+    }
+}
+
+#[test]
+fn merged_points_keep_exact_extremes_weighted_means_and_any_flag() {
+    let mut h = History::new(small(), 2).unwrap();
+    let mut seed = 7u64;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // Two days at 2 s with gaps in series, spikes and throttling now and then.
+    for i in 0..86_400 {
+        let mut s = at(2 * i, T0 + 2 * i);
+        s.cpu = Some(if i % 9_973 == 0 {
+            100.0
+        } else {
+            30.0 * noise()
+        });
+        s.cores = vec![100.0 * noise(), 5.0];
+        s.temperature = (i % 3_000 > 700).then(|| 40.0 + 20.0 * noise());
+        s.net_recv = Some(1e7 * noise() * noise());
+        s.throttled = Some(if i % 4_001 == 0 { 0x50004 } else { 0x50000 });
+        h.push(&s);
+    }
+    for range in Range::ALL {
+        let full = h.query(range, usize::MAX);
+        for max in [1, 2, 7, 100, 412, 1500] {
+            let merged = h.query(range, max);
+            if full.len() <= max {
+                assert_eq!(
+                    merged.len(),
+                    full.len(),
+                    "{range} ≤ {max}: nothing to merge"
+                );
+                continue;
+            }
+            assert!(
+                merged.len() * 2 > max.min(full.len()),
+                "{range} ≤ {max}: {} points",
+                merged.len()
+            );
+            assert_merged_from(&full, &merged, max);
+        }
+    }
+}
+
+#[test]
+fn rows_of_different_lengths_count_by_the_time_they_cover() {
+    // After a restart the hour is one-minute buckets (restored) and then raw seconds: 59
+    // minutes at 10 % and one minute of seconds at 70 % are 11 % on average, not 40 % (the
+    // mean of 119 rows).
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    for i in 0..3540 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(10.0);
+        h.push(&s);
+    }
+    let mut events = crate::events::EventLog::new(10);
+    let saved = store::encode(
+        &h,
+        &events,
+        None,
+        UNIX_EPOCH + Duration::from_secs(T0 + 3540),
+    );
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    store::decode(&saved, &mut h, &mut events).unwrap();
+    for i in 3540..3600 {
+        let mut s = at(i - 3540, T0 + i);
+        s.cpu = Some(70.0);
+        h.push(&s);
+    }
+    let full = h.query(Range::Hour, usize::MAX);
+    assert_eq!(full.len(), 59 + 60, "restored minutes, then raw seconds");
+    let one = h.query(Range::Hour, 1);
+    let [lo, mean, hi] = one.get(0, Series::Cpu).unwrap();
+    assert_eq!((lo, hi), (10.0, 70.0));
+    assert!((mean - 11.0).abs() < 1e-3, "{mean}");
+    for max in [1, 31, 100] {
+        assert_merged_from(&full, &h.query(Range::Hour, max), max);
+    }
+}
+
+#[test]
+fn few_points_fit_however_the_stretches_fall() {
+    // Points that start and end off any stretch's edge: one or two points are still one or two,
+    // and the answer comes at once (no search for an edge that fits).
+    for offset in [0, 1, 7, 37, 59] {
+        let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+        for i in 0..7_000 {
+            let mut s = at(i, T0 + offset + i);
+            s.cpu = Some((i % 100) as f64);
+            h.push(&s);
+        }
+        for range in [Range::TenMinutes, Range::Hour, Range::Day] {
+            let full = h.query(range, usize::MAX);
+            for max in [1, 2, 3, 5] {
+                let merged = h.query(range, max);
+                assert_merged_from(&full, &merged, max);
+                assert!(!merged.is_empty(), "{range} ≤ {max}");
+            }
+            let one = h.query(range, 1);
+            assert_eq!(
+                one.get(0, Series::Cpu).map(|v| (v[0], v[2])),
+                Some((0.0, 99.0))
+            );
+        }
+    }
+}
+
+#[test]
+fn an_open_bucket_counts_for_the_ticks_it_holds() {
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    // A full minute at 0 %, then three seconds of the next at 100 %.
+    for i in 0..63 {
+        let mut s = at(i, T0 + i);
+        s.cpu = Some(if i < 60 { 0.0 } else { 100.0 });
+        h.push(&s);
+    }
+    let merged = h.query(Range::Day, 1);
+    assert_eq!(merged.len(), 1);
+    let [lo, mean, hi] = merged.get(0, Series::Cpu).unwrap();
+    assert_eq!((lo, hi), (0.0, 100.0));
+    assert!((mean - 100.0 * 3.0 / 63.0).abs() < 1e-3, "{mean}");
+}
+
+#[test]
+fn merged_points_stay_put_as_time_goes_on() {
+    // A refresh a few minutes later merges the same minutes into the same points: only the
+    // newest changes, and the chart does not shimmer.
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    let mut seed = 11u64;
+    let mut push = |h: &mut History, i: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut s = at(i, T0 + i);
+        s.cpu = Some((seed >> 40) as f64 / (1u64 << 24) as f64 * 100.0);
+        h.push(&s);
+    };
+    for i in 0..86_400 {
+        push(&mut h, i);
+    }
+    let before = serde_json::to_value(h.query(Range::Day, 300)).unwrap();
+    for i in 86_400..86_400 + 7 * 60 {
+        push(&mut h, i);
+    }
+    let after = serde_json::to_value(h.query(Range::Day, 300)).unwrap();
+    assert_eq!(before["resolution_ms"], 300_000);
+    let (b, a) = (
+        before["points"].as_array().unwrap(),
+        after["points"].as_array().unwrap(),
+    );
+    // Seven minutes later the window moved by one or two stretches of five minutes.
+    let shift = a
+        .iter()
+        .position(|p| p == &b[b.len() - 2])
+        .expect("an old point kept");
+    assert!(b.len() - 2 - shift <= 2, "moved by {}", b.len() - 2 - shift);
+    // The window's first stretch is cut by its start: compare from the second one.
+    let moved = b.len() - 2 - shift;
+    assert_eq!(&a[1..shift + 1], &b[moved + 1..b.len() - 1]);
+}
+
 #[test]
 fn json_has_t_and_min_mean_max_per_series() {
     let mut h = History::new(HistoryConfig::default(), 2).unwrap();

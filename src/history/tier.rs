@@ -311,7 +311,13 @@ impl Tier {
         if let Some(bucket) = self.open {
             let t = bucket * self.bucket_ms;
             if t + span > from && t.saturating_add(span) <= until {
-                view.push_point(t, self.open_flags, self.acc.iter().flat_map(Acc::triple));
+                let samples = self.acc.iter().map(|a| a.count).max().unwrap_or(0);
+                view.push_open_point(
+                    t,
+                    self.open_flags,
+                    samples,
+                    self.acc.iter().flat_map(Acc::triple),
+                );
             }
         }
     }

@@ -58,7 +58,8 @@ use crate::metrics::{self, OwnMetrics};
 
 /// Longest history a single request may ask for.
 const MAX_HISTORY_WINDOW: Duration = Duration::from_secs(24 * 3600);
-/// Most points a `range=` answer holds (neighbours are merged to fit): a chart's width.
+/// Most points a `range=` answer holds (neighbours are merged to fit): a chart's width. Also
+/// the default and the most that `points=` may ask for.
 const MAX_RANGE_POINTS: usize = 1500;
 /// `limit=` of `/api/v1/events`: default and most (the log keeps 2,000).
 const DEFAULT_EVENTS_LIMIT: usize = 100;
@@ -188,7 +189,15 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .map(|state: Arc<AppState>, query: HashMap<String, String>| {
             if let Some(range) = query.get("range") {
-                return history_range(&state, range, query.contains_key("seconds"));
+                return history_range(
+                    &state,
+                    range,
+                    query.get("points").map(String::as_str),
+                    query.contains_key("seconds"),
+                );
+            }
+            if query.contains_key("points") {
+                return error_response(StatusCode::BAD_REQUEST, "points needs range");
             }
             let window = match query.get("seconds").map(|s| s.parse::<u64>()) {
                 None => state.config.history,
@@ -351,8 +360,26 @@ pub fn routes(
         ))
 }
 
-/// `GET /api/v1/history?range=…`: the tier that keeps the range, min/mean/max per point.
-fn history_range(state: &AppState, range: &str, with_seconds: bool) -> Response<Bytes> {
+/// `points=` of `GET /api/v1/history?range=…`: a whole number from 1 to [`MAX_RANGE_POINTS`].
+fn parse_range_points(points: Option<&str>) -> Option<usize> {
+    match points {
+        None => Some(MAX_RANGE_POINTS),
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_RANGE_POINTS).contains(n)),
+    }
+}
+
+/// `GET /api/v1/history?range=…[&points=N]`: the tier that keeps the range, min/mean/max per
+/// point, neighbours merged to at most N points (a chart asks for about its width in pixels:
+/// a smaller reply to send, parse and draw).
+fn history_range(
+    state: &AppState,
+    range: &str,
+    points: Option<&str>,
+    with_seconds: bool,
+) -> Response<Bytes> {
     if with_seconds {
         return error_response(StatusCode::BAD_REQUEST, "give range or seconds, not both");
     }
@@ -360,7 +387,13 @@ fn history_range(state: &AppState, range: &str, with_seconds: bool) -> Response<
         Ok(range) => range,
         Err(err) => return error_response(StatusCode::BAD_REQUEST, &err.to_string()),
     };
-    match state.hub.history_range(range, MAX_RANGE_POINTS) {
+    let Some(max_points) = parse_range_points(points) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("points must be a whole number from 1 to {MAX_RANGE_POINTS}"),
+        );
+    };
+    match state.hub.history_range(range, max_points) {
         Some(view) => match serde_json::to_vec(&view) {
             Ok(body) => json_response(StatusCode::OK, Bytes::from(body)),
             Err(err) => {
@@ -619,5 +652,25 @@ mod tests {
         assert_eq!(bearer_token("BEARER  abc ").as_deref(), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn range_points_are_bounded() {
+        assert_eq!(parse_range_points(None), Some(MAX_RANGE_POINTS));
+        assert_eq!(parse_range_points(Some("1")), Some(1));
+        assert_eq!(parse_range_points(Some("412")), Some(412));
+        assert_eq!(parse_range_points(Some("1500")), Some(1500));
+        for bad in [
+            "0",
+            "1501",
+            "-3",
+            "",
+            "12.5",
+            "4e2",
+            "lots",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_range_points(Some(bad)), None, "{bad:?}");
+        }
     }
 }

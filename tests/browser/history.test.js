@@ -68,13 +68,19 @@ test('range selector and events panel', async (t) => {
 
   // Each range asks the server for its tier and every chart shows it.
   for (const [range, words] of [['1h', 'the last hour'], ['7d', 'the last 7 days'], ['1y', 'the last year']]) {
-    const reply = page.waitForResponse((r) => r.url().endsWith(`/api/v1/history?range=${range}`));
+    const reply = page.waitForResponse((r) => r.url().includes(`/api/v1/history?range=${range}&points=`));
     await page.click(`#ranges button[data-range="${range}"]`);
     const r = await reply;
     assert.equal(r.status(), 200);
     const body = await r.json();
     assert.equal(body.range, range);
     assert.ok(body.points.length >= 1, `${range}: ${body.points.length} points`);
+    // It asks for about as many points as the widest chart has CSS pixels, bounded.
+    const points = Number(new URL(r.url()).searchParams.get('points'));
+    const widest = await page.evaluate(async () => Math.max(...(await import('./charts.js')).charts.map((c) => c.canvas.clientWidth)));
+    assert.ok(widest > 100, `charts ${widest} px wide`);
+    assert.equal(points, Math.min(1000, Math.max(120, Math.round(widest))), r.url());
+    assert.ok(body.points.length <= points, `${body.points.length} > ${points}`);
     assert.equal(await page.locator(`#ranges button[data-range="${range}"]`).getAttribute('aria-pressed'), 'true');
     for (const id of ['chart-cpu', 'chart-mem', 'chart-temp', 'chart-net', 'chart-disk']) {
       await page.waitForFunction(([id, words]) => document.querySelector('#' + id).getAttribute('aria-label').includes(words), [id, words]);
@@ -109,7 +115,7 @@ test('Wi-Fi signal chart, live and from the history', async (t) => {
   await page.waitForSelector('#wifi-chart', { state: 'visible' });
   await page.waitForFunction(() => document.querySelector('#chart-wifi').getAttribute('aria-label').includes('Signal now -52 dBm'));
   // The hour comes from the long-term history's raw tier: its points carry the signal.
-  const reply = page.waitForResponse((r) => r.url().endsWith('/api/v1/history?range=1h'));
+  const reply = page.waitForResponse((r) => r.url().includes('/api/v1/history?range=1h&points='));
   await page.click('#ranges button[data-range="1h"]');
   const body = await (await reply).json();
   const known = body.points.filter((p) => Array.isArray(p.wifi_signal));

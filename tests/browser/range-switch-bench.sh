@@ -8,6 +8,11 @@
 #
 #   tests/browser/range-switch-bench.sh [ROUNDS]        (default 5)
 #   PISTATS_BIN=/path/to/pistats tests/browser/range-switch-bench.sh
+#   COMPARE_ASSETS=/path/to/other/assets tests/browser/range-switch-bench.sh
+#
+# With COMPARE_ASSETS a second daemon (same binary, a copy of the same history) serves those
+# dashboard files, and the rounds alternate between the two pages: a before/after comparison
+# measured under the same load.
 #
 # Without PISTATS_BIN the release build is used (built first): a debug daemon takes ten times
 # longer to answer, which would be measured as the page's time.
@@ -26,21 +31,33 @@ build=(--example year_of_history)
 bin="${PISTATS_BIN:-$target/release/pistats}"
 
 tmp="$(mktemp -d)"
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 "$target/release/examples/year_of_history" "$tmp/state"
-log="$tmp/pistats.log"
-"$bin" --config /dev/null --host 127.0.0.1 --port 0 --assets-dir "$repo/assets" --state-dir "$tmp/state" 2>"$log" &
-pid=$!
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.2
-done
-[ -n "$addr" ] || { echo "range-switch-bench.sh: pistats did not start" >&2; cat "$log" >&2; exit 1; }
+
+# Starts pistats on a copy of the history with the dashboard files in $1; sets $url.
+start() {
+  local assets="$1" n="${#pids[@]}"
+  cp -a "$tmp/state" "$tmp/state$n"
+  local log="$tmp/pistats$n.log" addr=""
+  "$bin" --config /dev/null --host 127.0.0.1 --port 0 --assets-dir "$assets" --state-dir "$tmp/state$n" >/dev/null 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
+    [ -n "$addr" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  [ -n "$addr" ] || { echo "range-switch-bench.sh: pistats did not start" >&2; cat "$log" >&2; exit 1; }
+  url="http://$addr/"
+}
+start "$repo/assets"
+urls=("this=$url")
+if [ -n "${COMPARE_ASSETS:-}" ]; then
+  start "$COMPARE_ASSETS"
+  urls+=("compare=$url")
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; $(/usr/bin/chromium --version 2>/dev/null || true)"
 cd "$here"
-node range-switch.bench.js "http://$addr/" "${1:-5}"
+node range-switch.bench.js "${1:-5}" "${urls[@]}"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

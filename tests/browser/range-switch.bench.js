@@ -4,13 +4,20 @@
 // fails on a slow run. Run through range-switch-bench.sh, which prepares the daemon and its
 // year of history:
 //
-//   node range-switch.bench.js URL [ROUNDS]
+//   node range-switch.bench.js ROUNDS NAME=URL [NAME=URL…]
+//
+// With more than one page (say the dashboard before and after a change, each served by its
+// own daemon on the same history), the rounds alternate between them, in a different order
+// each round, so that both are measured under the same load.
 'use strict';
 
 const { chromium } = require('playwright-core');
 
-const url = process.argv[2];
-const rounds = Number(process.argv[3] || 5);
+const rounds = Number(process.argv[2] || 5);
+const targets = process.argv.slice(3).map((a) => {
+  const i = a.indexOf('=');
+  return { name: a.slice(0, i), url: a.slice(i + 1) };
+});
 const RANGES = ['10m', '1h', '24h', '7d', '30d', '1y'];
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -61,7 +68,7 @@ const quantile = (xs, q) => {
     await context.addInitScript(instrument);
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
-    const load = async () => {
+    const load = async (url) => {
       await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
       await page.goto(url, { waitUntil: 'load' });
       await page.evaluate(async () => { window.__bench.hist = await import('./history.js'); });
@@ -75,44 +82,47 @@ const quantile = (xs, q) => {
       const m = await page.evaluate(() => {
         const b = window.__bench;
         const res = performance.getEntriesByType('resource').filter((e) => e.name.includes('api/v1/history?range='));
-        return { ms: b.doneAt - b.clickAt, fetch: res.length ? res[res.length - 1].duration : 0, parse: b.parseMs, draw: b.drawMs };
+        const last = res[res.length - 1];
+        return {
+          ms: b.doneAt - b.clickAt, fetch: last ? last.duration : 0, parse: b.parseMs, draw: b.drawMs,
+          points: b.hist.chartPoints().length, bytes: last ? last.decodedBodySize : 0,
+        };
       });
       await page.waitForTimeout(300);
       return m;
     };
 
-    // Each round opens the page afresh, switches 10m → 1h → … → 1y (each range fetched for
+    // Each round opens each page afresh, switches 10m → 1h → … → 1y (each range fetched for
     // the first time on that page), then the same again (each range's reply kept and fresh).
-    // Round 0 warms the daemon and the browser's caches up and is not counted.
-    const first = Object.fromEntries(RANGES.map((r) => [r, []]));
-    const again = Object.fromEntries(RANGES.map((r) => [r, []]));
+    // Round 0 warms the daemons and the browser's caches up and is not counted.
+    const blank = () => Object.fromEntries(RANGES.map((r) => [r, []]));
+    for (const t of targets) Object.assign(t, { first: blank(), again: blank() });
     for (let round = 0; round <= rounds; round++) {
-      await load();
-      for (const pass of [first, again]) {
-        for (const r of RANGES) {
-          const m = await sw(r);
-          if (round > 0) pass[r].push(m);
+      const order = round % 2 ? [...targets].reverse() : targets;
+      for (const t of order) {
+        await load(t.url);
+        for (const pass of [t.first, t.again]) {
+          for (const r of RANGES) {
+            const m = await sw(r);
+            if (round > 0) pass[r].push(m);
+          }
         }
       }
     }
-    const sizes = await page.evaluate(async (ranges) => {
-      const out = {};
-      for (const r of ranges.slice(1)) {
-        const h = await (await fetch(`api/v1/history?range=${r}`)).json();
-        out[r] = h.points.length;
-      }
-      return out;
-    }, RANGES);
 
-    console.log(`click to charts drawn, CPU throttled 4×, 412×823 mobile viewport, ${rounds} rounds (ms)`);
     const f = (v) => v.toFixed(1).padStart(7);
-    for (const [name, pass] of [['first switch to the range on the page', first], ['switching back (kept reply)', again]]) {
-      console.log(`\n${name}:`);
-      console.log('range  points  median     p95     max  | medians: fetch  JSON.parse  draw frame  page (total − fetch)');
-      for (const r of RANGES) {
-        const xs = pass[r].map((m) => m.ms);
-        const med = (k) => f(quantile(pass[r].map((m) => m[k]), 0.5));
-        console.log(`${r.padEnd(5)} ${String(sizes[r] ?? '-').padStart(7)} ${f(quantile(xs, 0.5))} ${f(quantile(xs, 0.95))} ${f(Math.max(...xs))}  | ${med('fetch')} ${med('parse')}    ${med('draw')}     ${f(quantile(pass[r].map((m) => m.ms - m.fetch), 0.5))}`);
+    for (const t of targets) {
+      console.log(`\n== ${t.name} (${t.url}): click to charts drawn, CPU throttled 4×, 412×823 mobile viewport, ${rounds} rounds (ms)`);
+      for (const [name, pass] of [['first switch to the range on the page', t.first], ['switching back (kept reply)', t.again]]) {
+        console.log(`\n${name}:`);
+        console.log('range  points    KB  median     p95     max  | medians: fetch  JSON.parse  draw frame  page (total − fetch)');
+        for (const r of RANGES) {
+          const ms = pass[r];
+          const xs = ms.map((m) => m.ms);
+          const med = (k) => f(quantile(ms.map((m) => m[k]), 0.5));
+          const kb = r === '10m' ? '-' : (quantile(t.first[r].map((m) => m.bytes), 0.5) / 1000).toFixed(0);
+          console.log(`${r.padEnd(5)} ${String(quantile(ms.map((m) => m.points), 0.5)).padStart(7)} ${kb.padStart(5)} ${f(quantile(xs, 0.5))} ${f(quantile(xs, 0.95))} ${f(Math.max(...xs))}  | ${med('fetch')} ${med('parse')}    ${med('draw')}     ${f(quantile(ms.map((m) => m.ms - m.fetch), 0.5))}`);
+        }
       }
     }
   } finally {
