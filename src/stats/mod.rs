@@ -92,7 +92,7 @@ struct ProcFiles {
     stat: procfs::KeptFile,
     net_dev: procfs::KeptFile,
     diskstats: procfs::KeptFile,
-    mounts: procfs::KeptFile,
+    mounts: procfs::MountTable,
 }
 
 impl ProcFiles {
@@ -105,7 +105,7 @@ impl ProcFiles {
             stat: kept("stat"),
             net_dev: kept("net/dev"),
             diskstats: kept("diskstats"),
-            mounts: kept("self/mounts"),
+            mounts: procfs::MountTable::new(proc_root.join("self/mounts")),
         }
     }
 }
@@ -405,7 +405,7 @@ impl Collector {
             _ => None,
         };
         DiskInfo {
-            partitions: self.files.mounts.read_bytes().map(procfs::measure_mounts),
+            partitions: self.files.mounts.measure(),
             io_counters: io,
             io_rates,
             devices: disks

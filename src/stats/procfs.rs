@@ -63,6 +63,11 @@ impl KeptFile {
         Some(&self.buf)
     }
 
+    /// The open file, if it is open.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
     /// The whole file as text (see [`read_text`]).
     pub fn read_text(&mut self) -> Option<std::borrow::Cow<'_, str>> {
         self.read_bytes().map(String::from_utf8_lossy)
@@ -506,23 +511,97 @@ pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
 /// The block-device mounts of a mount table, measured with `statvfs`.
 pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
     let mut seen = std::collections::HashSet::new();
-    {
-        parse_mounts(table)
-            .into_iter()
-            .filter(|m| seen.insert(m.mountpoint.clone()))
-            .filter_map(|m| {
-                let (total, used, free) = statvfs(&m.mountpoint)?;
-                Some(Partition {
-                    device: String::from_utf8_lossy(&m.device).into_owned(),
-                    mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
-                    fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
-                    total,
-                    used,
-                    free,
-                })
-            })
-            .collect()
+    let mounts: Vec<MountEntry> = parse_mounts(table)
+        .into_iter()
+        .filter(|m| seen.insert(m.mountpoint.clone()))
+        .collect();
+    measure_entries(&mounts)
+}
+
+/// The mount table (`PROC/self/mounts`), read and parsed again only when it changed: the
+/// kernel renders every mount (cgroups, tmpfs, their options) on each read, which was the
+/// largest part of an unwatched tick's system time, while mounts change rarely. procfs tells
+/// of a change by `poll` (`POLLPRI`, see proc(5)); a file elsewhere (a fixture tree) is read
+/// every time. The space of each mount is measured (`statvfs`) every time.
+#[derive(Debug)]
+pub struct MountTable {
+    file: KeptFile,
+    /// The block-device mounts of the last read, one per mount point.
+    mounts: Option<Vec<MountEntry>>,
+    /// Whether the open file is procfs's.
+    watched: bool,
+}
+
+impl MountTable {
+    pub fn new(path: PathBuf) -> MountTable {
+        MountTable {
+            file: KeptFile::new(path),
+            mounts: None,
+            watched: false,
+        }
     }
+
+    /// The block-device mounts with their space; `None` when the table cannot be read.
+    pub fn measure(&mut self) -> Option<Vec<Partition>> {
+        if self.mounts.is_none() || !self.unchanged() {
+            self.mounts = None;
+            let mut seen = std::collections::HashSet::new();
+            let mounts = parse_mounts(self.file.read_bytes()?)
+                .into_iter()
+                .filter(|m| seen.insert(m.mountpoint.clone()))
+                .collect();
+            self.watched = self.file.file().is_some_and(is_procfs);
+            self.mounts = Some(mounts);
+        }
+        Some(measure_entries(self.mounts.as_deref().unwrap_or_default()))
+    }
+
+    /// The kernel says the table is as it was when the file was opened or last polled.
+    fn unchanged(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(file) = self.file.file().filter(|_| self.watched) else {
+            return false;
+        };
+        let mut fd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, the file is open for the call's duration; timeout 0.
+        unsafe { libc::poll(&mut fd, 1, 0) == 0 }
+    }
+}
+
+fn is_procfs(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: a valid open descriptor and a writable statfs struct that fstatfs fills.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs returned 0, so it filled the struct.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = unsafe { st.assume_init() }.f_type as i64;
+    kind == PROC_SUPER_MAGIC
+}
+
+/// The space of each mount, by `statvfs` (those it cannot measure are left out).
+fn measure_entries(mounts: &[MountEntry]) -> Vec<Partition> {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let (total, used, free) = statvfs(&m.mountpoint)?;
+            Some(Partition {
+                device: String::from_utf8_lossy(&m.device).into_owned(),
+                mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
+                fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
+                total,
+                used,
+                free,
+            })
+        })
+        .collect()
 }
 
 /// One line of the mount table, fields as bytes with the octal escapes decoded.
@@ -847,6 +926,70 @@ mod tests {
         assert!(expected.len() > 4096, "{} bytes", expected.len());
         assert_eq!(crypto.read_bytes(), Some(&expected[..]));
         assert_eq!(crypto.read_bytes(), Some(&expected[..]));
+    }
+
+    /// The real mount table is parsed once and measured on every call, with the same result
+    /// as reading it afresh; a plain file (a fixture) is read again on every call.
+    #[test]
+    fn mount_table_is_reread_only_when_it_changes() {
+        let mut table = MountTable::new(PathBuf::from("/proc/self/mounts"));
+        let fresh = || measure_mounts(&fs::read("/proc/self/mounts").unwrap());
+        let names =
+            |p: Vec<Partition>| -> Vec<String> { p.into_iter().map(|p| p.mountpoint).collect() };
+        assert_eq!(names(table.measure().unwrap()), names(fresh()));
+        assert!(table.watched, "/proc/self/mounts is procfs's");
+        assert!(table.unchanged());
+        assert_eq!(names(table.measure().unwrap()), names(fresh()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mounts");
+        fs::write(&path, "proc /proc proc rw 0 0\n").unwrap();
+        let mut fixture = MountTable::new(path.clone());
+        assert_eq!(fixture.measure(), Some(Vec::new()));
+        assert!(!fixture.watched);
+        let root = fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("/") && l.starts_with("/dev/"))
+            .map(str::to_owned);
+        if let Some(root) = root {
+            fs::write(&path, format!("{root}\n")).unwrap();
+            assert_eq!(names(fixture.measure().unwrap()), ["/"]);
+        }
+        fs::remove_file(&path).unwrap();
+        drop(fixture.file.file.take());
+        assert_eq!(fixture.measure(), None, "unreadable: unknown, not empty");
+    }
+
+    /// A mount made after the table was read is noticed by the poll.
+    #[test]
+    #[ignore = "needs root: mounts a tmpfs"]
+    fn mount_table_sees_a_new_mount() {
+        let mut table = MountTable::new(PathBuf::from("/proc/self/mounts"));
+        table.measure().unwrap();
+        assert!(table.unchanged());
+        let dir = tempfile::tempdir().unwrap();
+        let mount = |args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status();
+            assert!(status.unwrap().success(), "{args:?}");
+        };
+        let target = dir.path().as_os_str();
+        mount(&[
+            "mount".as_ref(),
+            "-t".as_ref(),
+            "tmpfs".as_ref(),
+            "none".as_ref(),
+            target,
+        ]);
+        let changed = !table.unchanged();
+        mount(&["umount".as_ref(), target]);
+        assert!(changed, "the poll did not report the new mount");
+        table.measure().unwrap();
+        // The unmount is a change too; after it was read, quiet again.
+        table.measure().unwrap();
+        assert!(table.unchanged());
     }
 
     /// On the real /proc: a kept-open seq file re-reads fresh content after seeking back.
