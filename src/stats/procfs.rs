@@ -992,6 +992,22 @@ mod tests {
         assert!(table.unchanged());
     }
 
+    /// On the real /sys: a kept-open attribute (as the SoC zone's `temp` is kept) shows the
+    /// kernel's current value on each read, here loopback's received bytes around a datagram.
+    #[test]
+    fn kept_sysfs_attribute_tracks_the_kernel() {
+        let mut rx = KeptFile::new(PathBuf::from("/sys/class/net/lo/statistics/rx_bytes"));
+        let mut bytes = || -> u64 { rx.read_text().unwrap().trim().parse().unwrap() };
+        let before = bytes();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .send_to(&[0u8; 1000], socket.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 1000];
+        socket.recv(&mut buf).unwrap();
+        assert!(bytes() >= before + 1000);
+    }
+
     /// On the real /proc: a kept-open seq file re-reads fresh content after seeking back.
     #[test]
     fn kept_proc_file_tracks_the_kernel() {
