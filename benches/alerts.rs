@@ -42,7 +42,7 @@ fn main() {
     let doc = Collector::new(&config).collect(Context {
         connected_clients: 0,
         connectivity: None,
-        scan_processes: true,
+        full: true,
     });
     let mut engine = Engine::new(rules);
     let t0 = Instant::now();

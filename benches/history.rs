@@ -34,6 +34,25 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
+/// The allocator's view (glibc): bytes in use, free bytes it keeps in its heap, bytes in
+/// mmapped chunks. Where added RSS goes that the tiers do not hold.
+#[cfg(target_env = "gnu")]
+fn heap() -> String {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    format!(
+        "heap in use {:.2} MiB, free in the heap {:.2} MiB, mmapped {:.2} MiB",
+        m.uordblks as f64 / 1048576.0,
+        m.fordblks as f64 / 1048576.0,
+        m.hblkhd as f64 / 1048576.0
+    )
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn heap() -> String {
+    "heap figures: glibc only".to_owned()
+}
+
 /// A small deterministic generator, so that runs compare.
 struct Lcg(u64);
 
@@ -86,6 +105,7 @@ fn main() {
     }];
 
     let rss0 = rss_kib();
+    println!("before: {}", heap());
     let mut history = History::new(config, cores).unwrap();
     let mut events = EventLog::new(EVENT_CAPACITY);
     let mut detector = Detector::new(DetectorConfig::default());
@@ -98,6 +118,7 @@ fn main() {
         }
     }
     let rss_year = rss_kib();
+    println!("after the year: {}", heap());
     // A full timeline: 2,000 events with typical messages and values.
     let mut i = year;
     while events.len() < EVENT_CAPACITY {

@@ -368,7 +368,7 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
     let document = collector.collect(Context {
         connected_clients: 0,
         connectivity: Some(connectivity),
-        scan_processes: true,
+        full: true,
     });
     let json = if pretty {
         serde_json::to_string_pretty(&document)

@@ -20,7 +20,7 @@
 //! let json = serde_json::to_vec(&log.query(None, 100)).unwrap();
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,6 +124,67 @@ pub enum EventValue {
     Text(String),
 }
 
+/// An event's named values, in name order. A `BTreeMap` allocates a node with room for 11
+/// entries (about 600 bytes here) for the first one, and an event has one to three: with the
+/// timeline's 2,000 events kept, that node was most of the timeline's memory. A sorted vector
+/// of exactly the entries costs a tenth of it; serialized, it is the same JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventValues(Vec<(Box<str>, EventValue)>);
+
+impl EventValues {
+    pub fn new() -> EventValues {
+        EventValues(Vec::new())
+    }
+
+    /// Sets `key` (replacing a value it had).
+    pub fn insert(&mut self, key: String, value: EventValue) {
+        match self.0.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => {
+                self.0.insert(i, (key.into_boxed_str(), value));
+                // Events live long and gain their values at birth: no spare room.
+                self.0.shrink_to_fit();
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&EventValue> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// In name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &EventValue)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+}
+
+impl std::ops::Index<&str> for EventValues {
+    type Output = EventValue;
+
+    /// Panics when `key` is not set, like a map's index.
+    fn index(&self, key: &str) -> &EventValue {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no event value {key:?}"))
+    }
+}
+
+impl Serialize for EventValues {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 /// One entry of the timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -135,7 +196,7 @@ pub struct Event {
     pub kind: EventKind,
     pub severity: Severity,
     pub message: String,
-    pub values: BTreeMap<String, EventValue>,
+    pub values: EventValues,
 }
 
 impl Event {
@@ -146,7 +207,7 @@ impl Event {
             kind,
             severity,
             message,
-            values: BTreeMap::new(),
+            values: EventValues::new(),
         }
     }
 

@@ -18,7 +18,8 @@
 //! Scanning every process (`/proc/PID/stat` of each) is most of a tick's cost and only a
 //! viewer needs it. The collector scans while a WebSocket client is connected, and on the tick
 //! after a REST or `/metrics` request asked for the document ([`Hub::want_processes`]); other
-//! ticks carry the last scan's figures (see [`crate::stats::Context::scan_processes`]).
+//! ticks collect only what history, events and alerts read and carry the last full
+//! collection's other figures (see [`crate::stats::Context::full`]).
 //!
 //! Nor is the document serialized on a tick nobody watches: history, events, alerts and the
 //! network watch read its typed values, and a REST or `/metrics` reader that comes along
@@ -470,7 +471,7 @@ fn collect(
         let ctx = Context {
             connected_clients: hub.clients(),
             connectivity: Some(connectivity.borrow().clone()),
-            scan_processes: hub.scan_processes(),
+            full: hub.scan_processes(),
         };
         let mut document = collector.collect(ctx);
         hub.fill_disk_days(&mut document, stamp.wall);
@@ -526,7 +527,7 @@ mod tests {
         let ctx = Context {
             connected_clients: 0,
             connectivity: None,
-            scan_processes: true,
+            full: true,
         };
         Collector::new(&Config::default()).collect(ctx)
     }

@@ -118,7 +118,7 @@ mod tests {
         let ctx = Context {
             connected_clients: 0,
             connectivity: None,
-            scan_processes: true,
+            full: true,
         };
         let document = Collector::new(&Config::default()).collect(ctx);
         let stamp = Stamp {

@@ -487,7 +487,7 @@ fn grafana_dashboard_queries_are_valid() {
                 }),
                 ..Connectivity::default()
             }),
-            scan_processes: false,
+            full: false,
         });
         pistats::metrics::render(&doc, &Default::default())
     };

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::alerting::{Condition, Rule};
 use crate::config::{show_duration, Config};
-use crate::events::{Event, EventKind, EventLog, EventValue, Severity};
+use crate::events::{Event, EventKind, EventLog, EventValue, EventValues, Severity};
 use crate::hub::Hub;
 use rules::{Change, Engine, Facts};
 
@@ -323,7 +323,7 @@ impl Board {
                 alert.rule,
                 alert.state.as_str()
             ),
-            values: BTreeMap::new(),
+            values: EventValues::new(),
         };
         event
             .values
@@ -357,7 +357,7 @@ fn event_of(alert: &Alert) -> Event {
         AlertState::Cleared => Severity::Info,
         _ => alert.severity,
     };
-    let mut values = BTreeMap::new();
+    let mut values = EventValues::new();
     values.insert("alert".into(), EventValue::Text(alert.rule.clone()));
     values.insert("metric".into(), EventValue::Text(alert.metric.clone()));
     if let Some(v) = alert.value {

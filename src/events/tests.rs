@@ -368,3 +368,30 @@ fn kind_names_are_unique_and_round_trip() {
     names.dedup();
     assert_eq!(names.len(), EventKind::ALL.len());
 }
+
+/// The compact values serialize exactly as the map they replace did: one JSON object, keys in
+/// order, a key set twice keeping its last value.
+#[test]
+fn event_values_serialize_like_a_sorted_map() {
+    let mut values = EventValues::new();
+    let mut map = std::collections::BTreeMap::new();
+    for (key, value) in [
+        ("threshold", EventValue::Number(80.0)),
+        ("alert", EventValue::Text("hot".into())),
+        ("value", EventValue::Number(81.5)),
+        ("metric", EventValue::Text("temperature".into())),
+        ("value", EventValue::Number(82.0)),
+    ] {
+        values.insert(key.to_owned(), value.clone());
+        map.insert(key.to_owned(), value);
+    }
+    assert_eq!(
+        serde_json::to_string(&values).unwrap(),
+        serde_json::to_string(&map).unwrap()
+    );
+    assert_eq!(values.len(), 4);
+    assert_eq!(values["value"], EventValue::Number(82.0));
+    assert_eq!(values.get("missing"), None);
+    let keys: Vec<&str> = values.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["alert", "metric", "threshold", "value"]);
+}

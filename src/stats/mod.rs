@@ -58,10 +58,30 @@ struct Previous {
 pub struct Context {
     pub connected_clients: u64,
     pub connectivity: Option<Connectivity>,
-    /// Scan the process table this tick; otherwise the document repeats the last scan's
-    /// figures with its `scanned_at` (the first collection always scans). Nobody watching
-    /// means nobody reads them, and the scan is most of a tick's cost.
-    pub scan_processes: bool,
+    /// Collect the whole document this tick. Otherwise only what history, events and alerts
+    /// read is collected (CPU and memory use, I/O counters and rates, mounts, the SoC
+    /// temperature, throttle flags, Wi-Fi signal) and the rest repeats the last full
+    /// collection's figures ([`Details`]; the processes with their `scanned_at`). The first
+    /// collection is always full. Nobody watching means nobody reads the rest, and the process
+    /// scan alone is most of a tick's cost.
+    pub full: bool,
+}
+
+/// The parts of a document only a reader needs, kept from the last full collection for the
+/// ticks that do not collect them (see [`Context::full`]): slow-moving or static figures whose
+/// reading costs several files or a netlink dump each.
+#[derive(Debug, Clone)]
+struct Details {
+    frequency: Frequency,
+    boot_time: Option<SystemTime>,
+    /// Link facts and addresses per interface (counters and rates are always fresh).
+    interfaces: BTreeMap<String, Interface>,
+    sensors: BTreeMap<String, Vec<SensorReading>>,
+    fans: Vec<Fan>,
+    battery: Option<BatteryInfo>,
+    /// The firmware's figures other than the throttle flags (see [`pi::PiReader::read_throttle`]).
+    pi: Option<PiHealth>,
+    processes: ProcessInfo,
 }
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
@@ -72,7 +92,7 @@ struct ProcFiles {
     stat: procfs::KeptFile,
     net_dev: procfs::KeptFile,
     diskstats: procfs::KeptFile,
-    mounts: procfs::KeptFile,
+    mounts: procfs::MountTable,
 }
 
 impl ProcFiles {
@@ -85,7 +105,7 @@ impl ProcFiles {
             stat: kept("stat"),
             net_dev: kept("net/dev"),
             diskstats: kept("diskstats"),
-            mounts: kept("self/mounts"),
+            mounts: procfs::MountTable::new(proc_root.join("self/mounts")),
         }
     }
 }
@@ -104,8 +124,13 @@ pub struct Collector {
     cpuinfo_frequency: Option<(Instant, u64)>,
     /// PIDs with the most resident memory at the last ranking, and when it was made.
     memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
-    /// The last process scan, repeated on ticks that do not scan.
-    last_processes: Option<ProcessInfo>,
+    /// The last full collection's details, repeated on ticks that are not full.
+    details: Option<Details>,
+    /// The SoC's thermal zone's `temp`, found on full ticks and read alone on the others.
+    cpu_zone: Option<procfs::KeptFile>,
+    /// Whether a `/proc/diskstats` name is a whole disk (`SYS/block/NAME` exists): a `stat`
+    /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
+    whole_disk: BTreeMap<String, bool>,
     cards: storage::CardCache,
 }
 
@@ -135,33 +160,47 @@ impl Collector {
             previous: None,
             cpuinfo_frequency: None,
             memory_rank: None,
-            last_processes: None,
+            details: None,
+            cpu_zone: None,
+            whole_disk: BTreeMap::new(),
             cards: storage::CardCache::default(),
         }
     }
 
-    /// Collects one complete snapshot.
+    /// Collects one snapshot: complete when `ctx.full` or on the first call, else with the
+    /// last full collection's [`Details`].
     pub fn collect(&mut self, ctx: Context) -> StatsDocument {
         let now = Instant::now();
         let wall = SystemTime::now();
+        let full = ctx.full || self.details.is_none();
+        if full {
+            self.whole_disk.clear();
+        }
         let mut degraded = Vec::new();
         let mut check = |source: Source, read: bool| {
             if !read {
                 degraded.push(source);
             }
         };
-        let cpu = self.cpu();
+        let cpu = self.cpu(full);
         let memory = self
             .files
             .meminfo
             .read_text()
             .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let disks = self
-            .files
-            .diskstats
-            .read_text()
-            .map(|t| procfs::whole_disks(&t, &self.sys_root));
+        let block = self.sys_root.join("block");
+        let whole_disk = &mut self.whole_disk;
+        let disks = self.files.diskstats.read_text().map(|t| {
+            procfs::parse_diskstats_per_disk(&t, |name| {
+                if let Some(&whole) = whole_disk.get(name) {
+                    return whole;
+                }
+                let whole = !name.contains('/') && block.join(name).exists();
+                whole_disk.insert(name.to_owned(), whole);
+                whole
+            })
+        });
         let disk_io = disks.as_deref().map(procfs::sum_disks);
         check(Source::DiskIo, disk_io.is_some());
         let net_io: Option<BTreeMap<String, NetIo>> = self
@@ -177,33 +216,27 @@ impl Collector {
             .filter(|s| *s > 0.0);
         let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
-        let network = self.network(net_io.as_ref(), elapsed);
-        let processes = match &self.last_processes {
-            Some(last) if !ctx.scan_processes => last.clone(),
-            _ => {
-                let scanned = self.processes(memory.map(|m| m.total), wall);
-                self.last_processes = Some(scanned.clone());
-                scanned
-            }
+        let network = self.network(net_io.as_ref(), elapsed, full);
+        let processes = match &self.details {
+            Some(last) if !full => last.processes.clone(),
+            _ => self.processes(memory.map(|m| m.total), wall),
         };
         check(Source::Processes, processes.total_count.is_some());
-        let zones = procfs::read_thermal_zones(&self.sys_root);
-        let temperature = TemperatureInfo {
-            pi_cpu_celsius: procfs::pi_cpu_celsius(&zones),
-            sensors: procfs::read_sensors(&self.sys_root, &zones),
-            fans: fans::read_fans(&self.sys_root),
-        };
+        let temperature = self.temperature(full);
         self.previous = Some(Previous {
             at: now,
             disk: disk_io,
             net: net_io.unwrap_or_default(),
         });
 
-        let boot_time = self
-            .files
-            .stat
-            .read_text()
-            .and_then(|t| procfs::parse_btime(&t));
+        let boot_time = match &self.details {
+            Some(last) if !full => last.boot_time,
+            _ => self
+                .files
+                .stat
+                .read_text()
+                .and_then(|t| procfs::parse_btime(&t)),
+        };
         check(Source::BootTime, boot_time.is_some());
         let load_average = self
             .files
@@ -218,6 +251,28 @@ impl Collector {
             .read_text()
             .and_then(|t| procfs::parse_uptime(&t))
             .unwrap_or_else(boot_clock);
+        let (battery, pi) = match &self.details {
+            Some(last) if !full => (
+                last.battery.clone(),
+                match &last.pi {
+                    Some(pi) => self.pi.read_throttle(pi),
+                    None => self.pi.read(),
+                },
+            ),
+            _ => (procfs::read_battery(&self.sys_root), self.pi.read()),
+        };
+        if full {
+            self.details = Some(Details {
+                frequency: cpu.frequency_mhz,
+                boot_time,
+                interfaces: network.interfaces.clone(),
+                sensors: temperature.sensors.clone(),
+                fans: temperature.fans.clone(),
+                battery: battery.clone(),
+                pi: pi.clone(),
+                processes: processes.clone(),
+            });
+        }
         StatsDocument {
             collected_at: wall,
             system: SystemInfo {
@@ -237,10 +292,37 @@ impl Collector {
             network,
             processes,
             temperature,
-            battery: procfs::read_battery(&self.sys_root),
-            pi: self.pi.read(),
+            battery,
+            pi,
             connectivity: ctx.connectivity.map(|c| self.live_wifi(c)),
             degraded,
+        }
+    }
+
+    /// The SoC temperature on every tick; the other sensors and the fans on full ticks. A full
+    /// tick lists the thermal zones again and keeps the SoC zone's `temp` open for the others.
+    fn temperature(&mut self, full: bool) -> TemperatureInfo {
+        if let (false, Some(last)) = (full, &self.details) {
+            let celsius = self
+                .cpu_zone
+                .as_mut()
+                .and_then(|zone| zone.read_text()?.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .map(|milli| milli / 1000.0);
+            return TemperatureInfo {
+                pi_cpu_celsius: celsius,
+                sensors: last.sensors.clone(),
+                fans: last.fans.clone(),
+            };
+        }
+        let zones = procfs::thermal_zones(&self.sys_root);
+        let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
+        self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
+        let zones: Vec<(String, f64)> = zones.into_iter().map(|(k, c, _)| (k, c)).collect();
+        TemperatureInfo {
+            pi_cpu_celsius: cpu_zone.map(|z| zones[z].1),
+            sensors: procfs::read_sensors(&self.sys_root, &zones),
+            fans: fans::read_fans(&self.sys_root),
         }
     }
 
@@ -263,9 +345,28 @@ impl Collector {
         connectivity
     }
 
-    fn cpu(&mut self) -> CpuInfo {
+    fn cpu(&mut self, full: bool) -> CpuInfo {
         self.system
             .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+        let frequency_mhz = match &self.details {
+            Some(last) if !full => last.frequency,
+            _ => self.frequency(),
+        };
+        CpuInfo {
+            usage_percent: f64::from(self.system.global_cpu_usage()),
+            count_physical: self.facts.count_physical,
+            count_logical: self.system.cpus().len(),
+            frequency_mhz,
+            per_core_usage: self
+                .system
+                .cpus()
+                .iter()
+                .map(|c| f64::from(c.cpu_usage()))
+                .collect(),
+        }
+    }
+
+    fn frequency(&mut self) -> Frequency {
         let cpus = self.system.cpus();
         let (current, min, max) = procfs::read_cpufreq(&self.sys_root, cpus.len());
         // Without cpufreq (VMs, some boards) /proc/cpuinfo's figure is the best there is. The
@@ -286,18 +387,7 @@ impl Collector {
             };
             (mhz > 0).then_some(mhz as f64)
         });
-        CpuInfo {
-            usage_percent: f64::from(self.system.global_cpu_usage()),
-            count_physical: self.facts.count_physical,
-            count_logical: self.system.cpus().len(),
-            frequency_mhz: Frequency { current, min, max },
-            per_core_usage: self
-                .system
-                .cpus()
-                .iter()
-                .map(|c| f64::from(c.cpu_usage()))
-                .collect(),
-        }
+        Frequency { current, min, max }
     }
 
     fn disk(
@@ -315,11 +405,7 @@ impl Collector {
             _ => None,
         };
         DiskInfo {
-            partitions: self
-                .files
-                .mounts
-                .read_bytes()
-                .map(|table| procfs::measure_mounts(&table)),
+            partitions: self.files.mounts.measure(),
             io_counters: io,
             io_rates,
             devices: disks
@@ -339,15 +425,22 @@ impl Collector {
         }
     }
 
+    /// Counters and rates on every tick; link facts and addresses (a `/sys` file each and a
+    /// netlink dump) on full ticks, and for an interface that appeared since.
     fn network(
         &mut self,
         io: Option<&BTreeMap<String, NetIo>>,
         elapsed: Option<f64>,
+        full: bool,
     ) -> NetworkInfo {
         let Some(io) = io else {
             return NetworkInfo::default();
         };
-        let mut addresses_by_interface = ifaddrs::interface_addresses();
+        let last = self.details.as_ref().filter(|_| !full);
+        let mut addresses_by_interface = match last {
+            Some(_) => Default::default(),
+            None => ifaddrs::interface_addresses(),
+        };
         let previous = self.previous.as_ref().map(|p| &p.net);
         let net_rates = |name: &str, now: &NetIo| -> Option<NetRates> {
             let before = previous?.get(name)?;
@@ -369,6 +462,17 @@ impl Collector {
                     t.recv_bytes_per_sec += r.recv_bytes_per_sec;
                     t.sent_bytes_per_sec += r.sent_bytes_per_sec;
                 }
+            }
+            if let Some(known) = last.and_then(|l| l.interfaces.get(name)) {
+                interfaces.insert(
+                    name.clone(),
+                    Interface {
+                        io_counters: *counters,
+                        rates,
+                        ..known.clone()
+                    },
+                );
+                continue;
             }
             let (is_up, mtu, speed_mbps, mac) = procfs::read_link(&self.sys_root, name);
             let mut addresses: Vec<Address> = addresses_by_interface
@@ -837,7 +941,7 @@ pub(crate) mod wire_golden {
     fn unscanned_ticks_repeat_the_last_scan_with_its_time() {
         let mut collector = Collector::new(&Config::default());
         let ctx = |scan| Context {
-            scan_processes: scan,
+            full: scan,
             ..Context::default()
         };
         // The first collection scans even when not asked: no made-up figures, ever.
@@ -948,6 +1052,62 @@ pub(crate) mod wire_golden {
             .unwrap()
             .wifi
             .is_none());
+    }
+
+    /// Ticks that are not full read again what history, events and alerts use (here the SoC
+    /// zone and the throttle flags) and repeat the rest from the last full tick (here an hwmon
+    /// sensor and a link's MTU), which a full tick then reads again. On a copy of the Pi 4
+    /// fixture tree.
+    #[test]
+    fn unwatched_ticks_read_only_what_history_needs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pi4");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixture)
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let root = tmp.path().join("pi4");
+        let config = Config {
+            proc_root: root.join("proc"),
+            sys_root: root.join("sys"),
+            vcgencmd: tmp.path().join("no-vcgencmd"),
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        let ctx = |full| Context {
+            full,
+            ..Context::default()
+        };
+        let sys =
+            |path: &str, text: &str| std::fs::write(root.join("sys").join(path), text).unwrap();
+        let read = |doc: &StatsDocument| {
+            (
+                doc.temperature.pi_cpu_celsius,
+                doc.pi.as_ref().unwrap().throttled_raw.clone().unwrap(),
+                doc.temperature.sensors["cpu_thermal"][0].current,
+                doc.network.interfaces["eth0"].mtu,
+            )
+        };
+        let first = collector.collect(ctx(false));
+        assert_eq!(
+            read(&first),
+            (Some(48.312), "0x50005".into(), 48.312, Some(1500))
+        );
+        sys("class/thermal/thermal_zone0/temp", "61500\n");
+        sys("devices/platform/soc/soc:firmware/get_throttled", "0\n");
+        sys("class/hwmon/hwmon0/temp1_input", "61500\n");
+        sys("class/net/eth0/mtu", "9000\n");
+        let unwatched = collector.collect(ctx(false));
+        assert_eq!(
+            read(&unwatched),
+            (Some(61.5), "0x0".into(), 48.312, Some(1500))
+        );
+        assert_eq!(unwatched.processes.scanned_at, first.processes.scanned_at);
+        let watched = collector.collect(ctx(true));
+        assert_eq!(read(&watched), (Some(61.5), "0x0".into(), 61.5, Some(9000)));
     }
 
     /// A fd-starved collector (every file open fails) publishes nulls and says which sources

@@ -138,11 +138,31 @@ impl PiReader {
     /// Current health, or `None` when this is not a Raspberry Pi. Never blocks for long: only
     /// the very first call may wait (at most [`FIRST_REFRESH_WAIT`]) for `vcgencmd`.
     pub fn read(&mut self) -> Option<PiHealth> {
+        self.read_with(None)
+    }
+
+    /// What history, events and alerts need, for a tick nobody watches: the throttle flags,
+    /// read as [`read`](PiReader::read) reads them; the firmware's other figures (core volts
+    /// and clock, PMIC rails: a `vcgencmd` run each, every [`FIRMWARE_REFRESH`]) and the ARM
+    /// clock are `last`'s. `vcgencmd` still runs for the flags when sysfs does not have them.
+    pub fn read_throttle(&mut self, last: &PiHealth) -> Option<PiHealth> {
+        self.read_with(Some(last))
+    }
+
+    fn read_with(&mut self, last: Option<&PiHealth>) -> Option<PiHealth> {
         if !self.is_pi {
             return None;
         }
         let sysfs_bits = read_trimmed(&self.throttled_path).and_then(|s| parse_hex(&s));
-        let firmware = self.firmware.values(sysfs_bits.is_none());
+        let firmware = match last {
+            Some(last) if sysfs_bits.is_some() => FirmwareValues {
+                throttled: None,
+                core_volts: last.core_volts,
+                core_clock_mhz: last.core_clock_mhz,
+                pmic: last.pmic.clone(),
+            },
+            _ => self.firmware.values(sysfs_bits.is_none()),
+        };
         let (bits, source) = match sysfs_bits {
             Some(bits) => (Some(bits), "sysfs"),
             None => (firmware.throttled, "vcgencmd"),
@@ -174,7 +194,10 @@ impl PiReader {
                 flags.under_voltage_occurred = None;
             }
         }
-        let arm_clock_mhz = read_f64(&self.arm_freq_path).map(|khz| khz / 1000.0);
+        let arm_clock_mhz = match last {
+            Some(last) => last.arm_clock_mhz,
+            None => read_f64(&self.arm_freq_path).map(|khz| khz / 1000.0),
+        };
         Some(PiHealth {
             throttled_raw: bits.map(format_throttled),
             throttled,
@@ -742,6 +765,44 @@ mod tests {
             calls(&calls_file),
             ["measure_volts core", "measure_clock core", "get_throttled"]
         );
+    }
+
+    /// Unwatched ticks read the throttle flags only: with the firmware's figures always due,
+    /// `read_throttle` runs no `vcgencmd` where sysfs has the flags (Pi 4) and only what the
+    /// flags need where it has not (Pi 3); the other figures are the last full read's.
+    #[test]
+    fn throttle_reads_run_vcgencmd_only_for_the_flags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi4");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        let full = reader.read().unwrap();
+        reader.firmware.refresh = Duration::ZERO;
+        for _ in 0..5 {
+            assert_eq!(reader.read_throttle(&full).unwrap(), full);
+        }
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            calls(&calls_file),
+            ["measure_volts core", "measure_clock core"]
+        );
+        // A full read after them refreshes as before.
+        reader.read().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls(&calls_file).len() < 4 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(calls(&calls_file).len(), 4);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi3");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        let full = reader.read().unwrap();
+        let light = reader.read_throttle(&full).unwrap();
+        assert_eq!(light.source, "vcgencmd");
+        assert_eq!(light.throttled, full.throttled);
+        assert!(calls(&calls_file).contains(&"get_throttled".to_owned()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,60 +13,95 @@ use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading}
 
 /// Reads a file as text; bytes that are not UTF-8 become U+FFFD instead of failing the whole
 /// read. `None` if absent or unreadable (e.g. out of file descriptors).
+///
+/// `/proc` and `/sys` files report a size of 0, so `fs::read`'s `statx` for a size hint buys
+/// nothing: the file is read into a buffer sized for the small files read here (open, one
+/// read, the read that sees the end, close).
 pub fn read_text(path: &Path) -> Option<String> {
-    fs::read(path).ok().map(lossy)
+    let mut file = File::open(path).ok()?;
+    let mut bytes = Vec::with_capacity(512);
+    file.read_to_end(&mut bytes).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
 }
 
-/// A file read on every tick, kept open and re-read from its start. Under file descriptor
-/// exhaustion opening fails, not reading an open file, so the collector's main sources stay
-/// readable. After a read error the file is opened again once.
+/// Room for a sysfs attribute (at most a page) or a small `/proc` file in one read.
+const SMALL_FILE: usize = 4096;
+
+/// A file read on every tick, kept open and re-read from its start with `pread`. Under file
+/// descriptor exhaustion opening fails, not reading an open file, so the collector's main
+/// sources stay readable. After a read error the file is opened again once.
+///
+/// The buffer is kept between reads and grows to the file's size, so a tick's read is one
+/// `pread` for the content and one that sees the end: no `lseek`, no `statx`, no allocation
+/// (std's `read_to_end` on a fresh `Vec` spends ten system calls on a 2 KiB `/proc` file,
+/// doubling its buffer from 32 bytes).
 #[derive(Debug)]
 pub struct KeptFile {
     path: PathBuf,
     file: Option<File>,
+    buf: Vec<u8>,
 }
 
 impl KeptFile {
     pub fn new(path: PathBuf) -> KeptFile {
-        KeptFile { path, file: None }
+        KeptFile {
+            path,
+            file: None,
+            buf: Vec::new(),
+        }
     }
 
     /// The whole file; `None` when it can be neither read nor opened.
-    pub fn read_bytes(&mut self) -> Option<Vec<u8>> {
-        self.read_open().or_else(|| {
+    pub fn read_bytes(&mut self) -> Option<&[u8]> {
+        if self.read_open().is_none() {
             self.file = None;
-            self.read_open()
-        })
+            self.read_open()?;
+        }
+        Some(&self.buf)
+    }
+
+    /// The open file, if it is open.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
     }
 
     /// The whole file as text (see [`read_text`]).
-    pub fn read_text(&mut self) -> Option<String> {
-        self.read_bytes().map(lossy)
+    pub fn read_text(&mut self) -> Option<std::borrow::Cow<'_, str>> {
+        self.read_bytes().map(String::from_utf8_lossy)
     }
 
-    fn read_open(&mut self) -> Option<Vec<u8>> {
+    fn read_open(&mut self) -> Option<()> {
+        use std::os::unix::fs::FileExt;
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
         }
-        let file = self.file.as_mut()?;
-        let mut bytes = Vec::new();
-        match file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_end(&mut bytes))
-        {
-            Ok(_) => Some(bytes),
-            Err(_) => {
-                self.file = None;
-                None
+        let file = self.file.as_ref()?;
+        self.buf.clear();
+        // A seq_file hands out at most its own buffer's worth per read, so a short read is not
+        // the end: read on until a read returns nothing.
+        loop {
+            if self.buf.capacity() - self.buf.len() < SMALL_FILE / 4 {
+                self.buf.reserve(self.buf.capacity().max(SMALL_FILE));
+            }
+            let len = self.buf.len();
+            let spare = self.buf.spare_capacity_mut();
+            // SAFETY: `spare` is the Vec's allocated, unused tail; it is handed to `read_at` as
+            // a byte slice that read_at only writes into, and only the `n` bytes it reports
+            // written are then counted as initialized.
+            let spare = unsafe {
+                std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len())
+            };
+            match file.read_at(spare, len as u64) {
+                Ok(0) => return Some(()),
+                // SAFETY: read_at initialized `n` bytes after `len`.
+                Ok(n) => unsafe { self.buf.set_len(len + n) },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
             }
         }
-    }
-}
-
-fn lossy(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
 }
 
@@ -177,7 +212,7 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
 /// for which lines count). Field numbers follow `Documentation/admin-guide/iostats.rst`.
 pub fn parse_diskstats_per_disk(
     text: &str,
-    is_whole_disk: impl Fn(&str) -> bool,
+    mut is_whole_disk: impl FnMut(&str) -> bool,
 ) -> Vec<(String, DiskIo)> {
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
@@ -328,6 +363,14 @@ pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Thermal zones as (type, °C). On a Pi the SoC's zone is `cpu-thermal`.
 pub fn read_thermal_zones(sys_root: &Path) -> Vec<(String, f64)> {
+    thermal_zones(sys_root)
+        .into_iter()
+        .map(|(kind, celsius, _)| (kind, celsius))
+        .collect()
+}
+
+/// Thermal zones as (type, °C, path of its `temp`).
+pub fn thermal_zones(sys_root: &Path) -> Vec<(String, f64, PathBuf)> {
     sorted_entries(&sys_root.join("class/thermal"))
         .into_iter()
         .filter(|p| {
@@ -337,24 +380,31 @@ pub fn read_thermal_zones(sys_root: &Path) -> Vec<(String, f64)> {
         })
         .filter_map(|zone| {
             let kind = read_trimmed(&zone.join("type"))?;
-            let milli = read_f64(&zone.join("temp"))?;
-            Some((kind, milli / 1000.0))
+            let temp = zone.join("temp");
+            let milli = read_f64(&temp)?;
+            Some((kind, milli / 1000.0, temp))
         })
         .collect()
 }
 
 /// The SoC temperature: the zone named like the CPU, else the first zone.
 pub fn pi_cpu_celsius(zones: &[(String, f64)]) -> Option<f64> {
-    zones
-        .iter()
-        .find(|(kind, _)| {
-            matches!(
-                kind.as_str(),
-                "cpu-thermal" | "cpu_thermal" | "soc_thermal" | "x86_pkg_temp"
-            )
-        })
-        .or_else(|| zones.first())
-        .map(|(_, c)| *c)
+    pi_cpu_zone(zones.iter().map(|(kind, _)| kind.as_str())).map(|z| zones[z].1)
+}
+
+/// Which of the zones of these types [`pi_cpu_celsius`] reads.
+pub fn pi_cpu_zone<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Option<usize> {
+    let mut any = false;
+    for (i, kind) in kinds.into_iter().enumerate() {
+        if matches!(
+            kind,
+            "cpu-thermal" | "cpu_thermal" | "soc_thermal" | "x86_pkg_temp"
+        ) {
+            return Some(i);
+        }
+        any = true;
+    }
+    any.then_some(0)
 }
 
 /// Every hwmon temperature input plus every thermal zone, grouped by chip name like psutil's
@@ -461,23 +511,97 @@ pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
 /// The block-device mounts of a mount table, measured with `statvfs`.
 pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
     let mut seen = std::collections::HashSet::new();
-    {
-        parse_mounts(table)
-            .into_iter()
-            .filter(|m| seen.insert(m.mountpoint.clone()))
-            .filter_map(|m| {
-                let (total, used, free) = statvfs(&m.mountpoint)?;
-                Some(Partition {
-                    device: String::from_utf8_lossy(&m.device).into_owned(),
-                    mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
-                    fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
-                    total,
-                    used,
-                    free,
-                })
-            })
-            .collect()
+    let mounts: Vec<MountEntry> = parse_mounts(table)
+        .into_iter()
+        .filter(|m| seen.insert(m.mountpoint.clone()))
+        .collect();
+    measure_entries(&mounts)
+}
+
+/// The mount table (`PROC/self/mounts`), read and parsed again only when it changed: the
+/// kernel renders every mount (cgroups, tmpfs, their options) on each read, which was the
+/// largest part of an unwatched tick's system time, while mounts change rarely. procfs tells
+/// of a change by `poll` (`POLLPRI`, see proc(5)); a file elsewhere (a fixture tree) is read
+/// every time. The space of each mount is measured (`statvfs`) every time.
+#[derive(Debug)]
+pub struct MountTable {
+    file: KeptFile,
+    /// The block-device mounts of the last read, one per mount point.
+    mounts: Option<Vec<MountEntry>>,
+    /// Whether the open file is procfs's.
+    watched: bool,
+}
+
+impl MountTable {
+    pub fn new(path: PathBuf) -> MountTable {
+        MountTable {
+            file: KeptFile::new(path),
+            mounts: None,
+            watched: false,
+        }
     }
+
+    /// The block-device mounts with their space; `None` when the table cannot be read.
+    pub fn measure(&mut self) -> Option<Vec<Partition>> {
+        if self.mounts.is_none() || !self.unchanged() {
+            self.mounts = None;
+            let mut seen = std::collections::HashSet::new();
+            let mounts = parse_mounts(self.file.read_bytes()?)
+                .into_iter()
+                .filter(|m| seen.insert(m.mountpoint.clone()))
+                .collect();
+            self.watched = self.file.file().is_some_and(is_procfs);
+            self.mounts = Some(mounts);
+        }
+        Some(measure_entries(self.mounts.as_deref().unwrap_or_default()))
+    }
+
+    /// The kernel says the table is as it was when the file was opened or last polled.
+    fn unchanged(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Some(file) = self.file.file().filter(|_| self.watched) else {
+            return false;
+        };
+        let mut fd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, the file is open for the call's duration; timeout 0.
+        unsafe { libc::poll(&mut fd, 1, 0) == 0 }
+    }
+}
+
+fn is_procfs(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: a valid open descriptor and a writable statfs struct that fstatfs fills.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs returned 0, so it filled the struct.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = unsafe { st.assume_init() }.f_type as i64;
+    kind == PROC_SUPER_MAGIC
+}
+
+/// The space of each mount, by `statvfs` (those it cannot measure are left out).
+fn measure_entries(mounts: &[MountEntry]) -> Vec<Partition> {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let (total, used, free) = statvfs(&m.mountpoint)?;
+            Some(Partition {
+                device: String::from_utf8_lossy(&m.device).into_owned(),
+                mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
+                fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
+                total,
+                used,
+                free,
+            })
+        })
+        .collect()
 }
 
 /// One line of the mount table, fields as bytes with the octal escapes decoded.
@@ -781,12 +905,115 @@ mod tests {
         );
     }
 
+    /// The kept buffer grows past the first read's size and shrinks back to what the file
+    /// holds now; a file larger than a seq_file's page comes whole.
+    #[test]
+    fn kept_files_read_to_the_end_whatever_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &big).unwrap();
+        let mut kept = KeptFile::new(path.clone());
+        assert_eq!(kept.read_bytes(), Some(&big[..]));
+        fs::write(&path, b"short").unwrap();
+        assert_eq!(kept.read_bytes(), Some(&b"short"[..]));
+        fs::write(&path, &big[..9000]).unwrap();
+        assert_eq!(kept.read_bytes(), Some(&big[..9000]));
+        // The kernel's crypto algorithms, one seq_file record each: about 11 KB here, more than
+        // one seq_file round hands out.
+        let mut crypto = KeptFile::new(PathBuf::from("/proc/crypto"));
+        let expected = fs::read("/proc/crypto").unwrap();
+        assert!(expected.len() > 4096, "{} bytes", expected.len());
+        assert_eq!(crypto.read_bytes(), Some(&expected[..]));
+        assert_eq!(crypto.read_bytes(), Some(&expected[..]));
+    }
+
+    /// The real mount table is parsed once and measured on every call, with the same result
+    /// as reading it afresh; a plain file (a fixture) is read again on every call.
+    #[test]
+    fn mount_table_is_reread_only_when_it_changes() {
+        let mut table = MountTable::new(PathBuf::from("/proc/self/mounts"));
+        let fresh = || measure_mounts(&fs::read("/proc/self/mounts").unwrap());
+        let names =
+            |p: Vec<Partition>| -> Vec<String> { p.into_iter().map(|p| p.mountpoint).collect() };
+        assert_eq!(names(table.measure().unwrap()), names(fresh()));
+        assert!(table.watched, "/proc/self/mounts is procfs's");
+        assert!(table.unchanged());
+        assert_eq!(names(table.measure().unwrap()), names(fresh()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mounts");
+        fs::write(&path, "proc /proc proc rw 0 0\n").unwrap();
+        let mut fixture = MountTable::new(path.clone());
+        assert_eq!(fixture.measure(), Some(Vec::new()));
+        assert!(!fixture.watched);
+        let root = fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("/") && l.starts_with("/dev/"))
+            .map(str::to_owned);
+        if let Some(root) = root {
+            fs::write(&path, format!("{root}\n")).unwrap();
+            assert_eq!(names(fixture.measure().unwrap()), ["/"]);
+        }
+        fs::remove_file(&path).unwrap();
+        drop(fixture.file.file.take());
+        assert_eq!(fixture.measure(), None, "unreadable: unknown, not empty");
+    }
+
+    /// A mount made after the table was read is noticed by the poll.
+    #[test]
+    #[ignore = "needs root: mounts a tmpfs"]
+    fn mount_table_sees_a_new_mount() {
+        let mut table = MountTable::new(PathBuf::from("/proc/self/mounts"));
+        table.measure().unwrap();
+        assert!(table.unchanged());
+        let dir = tempfile::tempdir().unwrap();
+        let mount = |args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status();
+            assert!(status.unwrap().success(), "{args:?}");
+        };
+        let target = dir.path().as_os_str();
+        mount(&[
+            "mount".as_ref(),
+            "-t".as_ref(),
+            "tmpfs".as_ref(),
+            "none".as_ref(),
+            target,
+        ]);
+        let changed = !table.unchanged();
+        mount(&["umount".as_ref(), target]);
+        assert!(changed, "the poll did not report the new mount");
+        table.measure().unwrap();
+        // The unmount is a change too; after it was read, quiet again.
+        table.measure().unwrap();
+        assert!(table.unchanged());
+    }
+
+    /// On the real /sys: a kept-open attribute (as the SoC zone's `temp` is kept) shows the
+    /// kernel's current value on each read, here loopback's received bytes around a datagram.
+    #[test]
+    fn kept_sysfs_attribute_tracks_the_kernel() {
+        let mut rx = KeptFile::new(PathBuf::from("/sys/class/net/lo/statistics/rx_bytes"));
+        let mut bytes = || -> u64 { rx.read_text().unwrap().trim().parse().unwrap() };
+        let before = bytes();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .send_to(&[0u8; 1000], socket.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 1000];
+        socket.recv(&mut buf).unwrap();
+        assert!(bytes() >= before + 1000);
+    }
+
     /// On the real /proc: a kept-open seq file re-reads fresh content after seeking back.
     #[test]
     fn kept_proc_file_tracks_the_kernel() {
         let mut stat = KeptFile::new(PathBuf::from("/proc/self/stat"));
-        let first = stat.read_text().unwrap();
-        let second = stat.read_text().unwrap();
+        let first = stat.read_text().unwrap().into_owned();
+        let second = stat.read_text().unwrap().into_owned();
         assert!(
             first.starts_with(&format!("{} ", std::process::id())),
             "{first}"

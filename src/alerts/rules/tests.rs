@@ -231,7 +231,7 @@ fn undervoltage_from_the_pi_fixture_tree_fires_and_clears() {
         let doc = collector.collect(crate::stats::Context {
             connected_clients: 0,
             connectivity: None,
-            scan_processes: true,
+            full: true,
         });
         let changes = engine.observe(t0 + Duration::from_secs(n), &doc, &Facts::default());
         changes.first().map(|c| c.change)
@@ -284,7 +284,7 @@ impl Link {
         self.collector.collect(crate::stats::Context {
             connected_clients: 0,
             connectivity: Some(connectivity),
-            scan_processes: false,
+            full: false,
         })
     }
 }
