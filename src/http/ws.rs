@@ -41,10 +41,11 @@ use super::{peer, refusal_response, token_accepted, AppState, Refusal};
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bytes read from a client socket at a time. Clients only send pongs and close frames, and
-/// tungstenite's default (128 KiB, allocated and zeroed per connection) would cost 125 MiB
-/// at 1000 clients.
-const READ_BUFFER: usize = 2048;
+/// Bytes read from a client socket at a time, allocated per connection. Clients only send
+/// pongs (6 bytes) and close frames (at most 131); a longer message is still read whole, in
+/// more reads. tungstenite's default (128 KiB) would cost 125 MiB at 1000 clients, 2 KiB
+/// cost 2 MiB.
+const READ_BUFFER: usize = 256;
 
 /// What tungstenite may hold for writing: a close frame (at most 125 bytes of payload) or a
 /// pong reply, never a document. Past this a write fails instead of growing the buffer.
@@ -192,11 +193,16 @@ pub(super) async fn upgrade(
                 // rustls by its session.
                 match upgraded.downcast::<TokioIo<PlainStream>>() {
                     Ok(parts) => {
+                        // What the client sent after its request (usually nothing). Copied
+                        // and let go: the bytes are a view of hyper's 8 KiB read buffer,
+                        // which a session would otherwise keep for its whole life.
+                        let early = parts.read_buf.to_vec();
+                        drop(parts.read_buf);
                         let io = parts.io.into_inner();
                         let registration = fanout.join(Some(io.as_raw_fd()), window_bits);
                         let socket = WebSocketStream::from_partially_read(
                             Gate::new(io, registration.member.clone()),
-                            parts.read_buf.to_vec(),
+                            early,
                             Role::Server,
                             Some(config),
                         )
