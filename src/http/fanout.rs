@@ -353,3 +353,83 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn ms(n: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(n)
+    }
+
+    fn shared(member: &Member) -> MutexGuard<'_, Shared> {
+        lock(&member.shared)
+    }
+
+    /// The broadcaster writes a whole frame once per snapshot, stands back while the session
+    /// is mid-frame (the document is then the session's to send), and leaves the end of a
+    /// frame the socket could not take to the session.
+    #[test]
+    fn the_broadcaster_writes_whole_frames_or_hands_them_over() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let fanout = Arc::new(Fanout::default());
+        let registration = fanout.join(Some(ours.as_raw_fd()), None);
+        let member = &registration.member;
+        shared(member).missed = false;
+        let t1 = Instant::now();
+        let (t2, t3, t4) = (t1 + ms(1), t1 + ms(2), t1 + ms(3));
+
+        member.offer(&Bytes::from_static(b"first"), t1);
+        member.offer(&Bytes::from_static(b"first again"), t1);
+        let mut got = [0u8; 16];
+        let n = theirs.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"first", "once per snapshot");
+
+        shared(member).writing = true;
+        member.offer(&Bytes::from_static(b"second"), t2);
+        assert!(shared(member).missed);
+        assert_eq!(shared(member).last, Some(t1), "not written while mid-frame");
+        {
+            let mut s = shared(member);
+            s.writing = false;
+            s.missed = false;
+        }
+
+        // More than a socket buffer takes at once: the rest is the session's.
+        let big = Bytes::from(vec![b'x'; 4 << 20]);
+        member.offer(&big, t3);
+        let remainder = shared(member).remainder.clone().expect("a remainder");
+        assert!(!remainder.is_empty() && remainder.len() < big.len());
+        member.offer(&Bytes::from_static(b"next"), t4);
+        assert!(shared(member).missed, "nothing written after half a frame");
+    }
+
+    /// The session's own bytes (a ping) go after the remainder of a document, and the
+    /// broadcaster is held off until the session has flushed them.
+    #[tokio::test]
+    async fn a_remainder_goes_before_the_sessions_own_bytes() {
+        let fanout = Arc::new(Fanout::default());
+        let registration = fanout.join(None, None);
+        let member = registration.member.clone();
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut gate = Gate::new(server, member.clone());
+        {
+            let mut s = shared(&member);
+            s.missed = false;
+            s.remainder = Some(Bytes::from_static(b"end of a document|"));
+        }
+        gate.write_all(b"ping").await.unwrap();
+        assert!(shared(&member).writing, "mid-frame until flushed");
+        gate.flush().await.unwrap();
+        assert!(!shared(&member).writing);
+        assert!(shared(&member).remainder.is_none());
+        drop(gate);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"end of a document|ping");
+    }
+}
