@@ -1,7 +1,8 @@
 //! The broadcast hub: collects once per tick on a dedicated thread, serializes once, and
-//! publishes the result through a `tokio::sync::watch` channel that every WebSocket client,
-//! REST handler and the metrics endpoint read from. A watch channel keeps only the latest
-//! value, so a slow reader can never make the hub queue documents or wait.
+//! publishes the result through a `tokio::sync::watch` channel that the WebSocket broadcaster
+//! (which writes it to every client, see `http::fanout`), REST handlers and the metrics
+//! endpoint read from. A watch channel keeps only the latest value, so a slow reader can
+//! never make the hub queue documents or wait.
 //!
 //! Each tick is stamped once ([`Stamp`]): wall time for what clients see (`t` in history
 //! points), monotonic time for everything that orders or measures. A Pi has no RTC, and

@@ -452,6 +452,73 @@ async fn stuck_clients_do_not_delay_live_ones() {
     daemon.wait_for_log("not reading");
 }
 
+/// A client whose socket buffer fills (it stops reading for a while, as a phone app in the
+/// background does) reads whole frames again once it resumes: the end of a document that did
+/// not fit is finished before any ping or newer document, the client is not dropped within
+/// the write deadline, and another client gets every document meanwhile.
+#[tokio::test]
+async fn a_client_that_pauses_reading_resumes_with_whole_frames() {
+    let daemon = Daemon::start(&[
+        "--interval",
+        "250ms",
+        "--send-timeout",
+        "20s",
+        "--ping-interval",
+        "1s",
+    ]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(daemon.addr).await.unwrap();
+    let (mut paused, _) = tokio_tungstenite::client_async(daemon.ws_url("/ws"), stream)
+        .await
+        .expect("WebSocket handshake");
+    let mut live = connect(&daemon.ws_url("/ws")).await;
+    let mut paused_last = num(&next_doc(&mut paused).await, "/system/uptime_seconds");
+
+    // `paused` is not read for 12 s: 48 documents of about 4.7 KB, more than its 4 KiB
+    // receive buffer and the daemon's 64 KiB send buffer hold.
+    let mut last = num(&next_doc(&mut live).await, "/system/uptime_seconds");
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        let uptime = num(&next_doc(&mut live).await, "/system/uptime_seconds");
+        assert!(
+            uptime - last < 0.45 || daemon.log().iter().any(|l| l.contains("skipping")),
+            "live client missed ticks while another was paused: {last} → {uptime}"
+        );
+        last = uptime;
+    }
+
+    // Every frame `paused` now reads is a complete JSON document (`next_doc` fails on
+    // anything else), in order, until it has caught up with `live`; documents the full
+    // socket could not take were skipped.
+    let mut skipped = false;
+    for _ in 0..100 {
+        if paused_last >= last {
+            break;
+        }
+        let uptime = num(&next_doc(&mut paused).await, "/system/uptime_seconds");
+        assert!(
+            uptime > paused_last,
+            "out of order: {paused_last} → {uptime}"
+        );
+        skipped |= uptime - paused_last > 0.45;
+        paused_last = uptime;
+    }
+    assert!(paused_last >= last, "the paused client never caught up");
+    assert!(
+        skipped,
+        "the pause never filled the socket: nothing was skipped"
+    );
+    let metrics = daemon.get("/metrics").body;
+    let dropped = metrics
+        .lines()
+        .find(|l| l.starts_with("pistats_dropped_slow_clients_total"))
+        .expect("dropped counter exported");
+    assert!(dropped.ends_with(" 0"), "{dropped}");
+    let clients = daemon.get("/api/v1/stats").json()["connected_clients"].as_u64();
+    assert_eq!(clients, Some(2));
+}
+
 #[tokio::test]
 async fn garbage_frames_close_only_that_client() {
     let daemon = Daemon::start(&["--interval", "250ms"]);

@@ -34,11 +34,10 @@ pub(super) struct Accepted {
     pub response: HeaderValue,
 }
 
-impl Accepted {
-    /// Whether a message of `len` bytes may go compressed to this client.
-    pub fn fits(&self, len: usize) -> bool {
-        len <= 1usize << self.window_bits
-    }
+/// Whether a message of `len` bytes may go compressed to a client that allows the server a
+/// window of 2^`window_bits` bytes.
+pub(super) fn fits(window_bits: u8, len: usize) -> bool {
+    len <= 1usize << window_bits
 }
 
 /// The first acceptable `permessage-deflate` offer among the request's
@@ -183,8 +182,8 @@ mod tests {
             format!("{PLAIN}; server_max_window_bits=10")
         );
         assert_eq!(accepted.window_bits, 10);
-        assert!(accepted.fits(1024));
-        assert!(!accepted.fits(1025));
+        assert!(fits(accepted.window_bits, 1024));
+        assert!(!fits(accepted.window_bits, 1025));
         let quoted = offer(&["permessage-deflate; server_max_window_bits=\"9\""]).unwrap();
         assert_eq!(quoted.window_bits, 9);
     }

@@ -3,7 +3,8 @@
 //!
 //! `server` accepts connections and bounds each one (caps, deadlines); `admission` holds the
 //! caps; `hosts` answers only requests for this machine's names; `static_files` resolves
-//! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients;
+//! dashboard paths to regular files inside the directory; `ws` runs WebSocket clients and
+//! `fanout` writes each document to all of them in one pass;
 //! `deflate` negotiates `permessage-deflate` and compresses a document once for all of them;
 //! `client_log` keeps per-client log lines within a budget; `tls` is the optional rustls layer;
 //! `encoding` negotiates gzip, entity tags and ranges for the static files and the API.
@@ -28,6 +29,7 @@ mod admission;
 mod client_log;
 mod deflate;
 mod encoding;
+mod fanout;
 mod hosts;
 mod server;
 mod static_files;
@@ -87,6 +89,8 @@ pub struct AppState {
     pub allowed_hosts: AllowedHosts,
     /// Budget for per-client log lines.
     pub client_log: client_log::ClientLog,
+    /// The WebSocket sessions the broadcaster writes each document to.
+    fanout: Arc<fanout::Fanout>,
 }
 
 impl AppState {
@@ -117,6 +121,7 @@ impl AppState {
             connections: Connections::new(max_connections, config.max_clients_per_ip),
             allowed_hosts: AllowedHosts::of_this_machine(&[]),
             client_log: Default::default(),
+            fanout: Arc::default(),
             hub,
             config,
             listener_closed,

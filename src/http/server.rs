@@ -13,6 +13,7 @@
 use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::Full;
-use super::{routes, AppState};
+use super::{fanout, routes, AppState};
 
 /// A client must send its complete request head within this time. It also bounds how long
 /// a kept-alive connection may sit idle between requests.
@@ -75,6 +76,11 @@ impl PendingUpgrade {
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     let closed = state.listener_closed.clone();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let broadcaster = tokio::spawn(fanout::run(
+        state.fanout.clone(),
+        state.hub.clone(),
+        closed.clone(),
+    ));
     let tls = state.tls.clone();
     let write_timeout = state.config.send_timeout;
     let service = TowerToHyperService::new(warp::service(routes(state.clone())));
@@ -174,6 +180,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     connections.close();
     connections.wait().await;
     let _ = housekeeping.await;
+    let _ = broadcaster.await;
 }
 
 /// Answers a connection over its limit without reading from it, and closes it. Over TLS no
@@ -252,10 +259,13 @@ impl Activity {
     }
 }
 
+/// A plain connection as hyper is given it, and as a WebSocket session takes it back.
+pub(super) type PlainStream = Guarded<TcpStream>;
+
 /// A socket with a write deadline: a write (or flush) that makes no progress for
 /// `write_timeout` fails with `TimedOut`, which ends the connection. It stays on the
 /// socket after a WebSocket upgrade. Every byte moved is recorded in `activity`.
-struct Guarded<I> {
+pub(super) struct Guarded<I> {
     io: I,
     write_timeout: Duration,
     /// Created the first time a write stalls: most connections never need it.
@@ -302,6 +312,13 @@ impl<I> Guarded<I> {
                 ready
             }
         }
+    }
+}
+
+/// For the WebSocket broadcaster's writes, which go around the deadline: they never wait.
+impl AsRawFd for Guarded<TcpStream> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
     }
 }
 

@@ -1,19 +1,19 @@
 //! One WebSocket client: the latest snapshot at once, then every new one; pings for
 //! liveness; bounded sends so a client that stops reading is dropped instead of holding
-//! anything up (each client has its own task and reads the hub's watch channel, so there is
-//! no queue to fill and nobody to wait for).
+//! anything up.
+//!
+//! Documents bypass tungstenite: each snapshot holds its frames complete (header and payload;
+//! a server's frames are unmasked), and the broadcaster in [`super::fanout`] writes those
+//! shared bytes straight to every client's socket, once per snapshot for all of them. The
+//! session task only reads (pongs, close, garbage), sends pings, and finishes a document the
+//! broadcaster could not write whole; tungstenite writes pings, pong replies and close
+//! frames through the fan-out's [`Gate`], so they never land inside a document.
 //!
 //! A client that offers `permessage-deflate` gets every document as the one compressed frame
 //! the snapshot holds (see [`super::deflate`]); pings and close frames are never compressed.
-//!
-//! Documents bypass tungstenite: each snapshot holds its frames complete (header and payload;
-//! a server's frames are unmasked), and a session writes those shared bytes straight to the
-//! socket, so sending a document copies and allocates nothing per client. tungstenite still
-//! writes pings, pong replies and close frames; the session task is the only writer, and it
-//! flushes tungstenite before each document and writes a document whole (or drops the
-//! client), so the two never interleave within a frame.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{interval_at, sleep, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -35,22 +35,23 @@ use warp::{Filter, Rejection};
 
 use super::admission::{Full, Slot};
 use super::deflate::{self, Accepted};
-use super::server::{PendingUpgrade, WasHead};
+use super::fanout::{Gate, Member, Registration, Step};
+use super::server::{PendingUpgrade, PlainStream, WasHead};
 use super::{peer, refusal_response, token_accepted, AppState, Refusal};
-use crate::hub::Snapshot;
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bytes read from a client socket at a time. Clients only send pongs and close frames, and
-/// tungstenite's default (128 KiB, allocated and zeroed per connection) would cost 125 MiB
-/// at 1000 clients.
-const READ_BUFFER: usize = 2048;
+/// Bytes read from a client socket at a time, allocated per connection. Clients only send
+/// pongs (6 bytes) and close frames (at most 131); a longer message is still read whole, in
+/// more reads. tungstenite's default (128 KiB) would cost 125 MiB at 1000 clients, 2 KiB
+/// cost 2 MiB.
+const READ_BUFFER: usize = 256;
 
 /// What tungstenite may hold for writing: a close frame (at most 125 bytes of payload) or a
 /// pong reply, never a document. Past this a write fails instead of growing the buffer.
 const MAX_WRITE_BUFFER: usize = 4096;
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket<S> = WebSocketStream<Gate<S>>;
 
 /// `payload` as one complete, final, unmasked text frame (RFC 6455 §5.2), with RSV1 set if
 /// it is compressed (RFC 7692 §6). Built once per document and written as is to every client.
@@ -177,19 +178,47 @@ pub(super) async fn upgrade(
                 .max_frame_size(Some(state.config.max_message_size));
             let compression = deflate::negotiate(&headers);
             let extensions = compression.as_ref().map(|c| c.response.clone());
+            let window_bits = compression.as_ref().map(|c| c.window_bits);
             let sessions = state.sessions.clone();
             sessions.spawn(async move {
-                match on_upgrade.await {
-                    Ok(upgraded) => {
-                        let socket = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
+                let upgraded = match on_upgrade.await {
+                    Ok(upgraded) => upgraded,
+                    Err(err) => {
+                        tracing::debug!("upgrade of {} failed: {err}", peer(remote));
+                        return;
+                    }
+                };
+                let fanout = state.fanout.clone();
+                // A plain socket is handed to the broadcaster; a TLS one is written through
+                // rustls by its session.
+                match upgraded.downcast::<TokioIo<PlainStream>>() {
+                    Ok(parts) => {
+                        // What the client sent after its request (usually nothing). Copied
+                        // and let go: the bytes are a view of hyper's 8 KiB read buffer,
+                        // which a session would otherwise keep for its whole life.
+                        let early = parts.read_buf.to_vec();
+                        drop(parts.read_buf);
+                        let io = parts.io.into_inner();
+                        let registration = fanout.join(Some(io.as_raw_fd()), window_bits);
+                        let socket = WebSocketStream::from_partially_read(
+                            Gate::new(io, registration.member.clone()),
+                            early,
                             Role::Server,
                             Some(config),
                         )
                         .await;
-                        session(socket, state, remote, slot, compression).await;
+                        session(socket, registration, state, remote, slot, compression).await;
                     }
-                    Err(err) => tracing::debug!("upgrade of {} failed: {err}", peer(remote)),
+                    Err(upgraded) => {
+                        let registration = fanout.join(None, window_bits);
+                        let socket = WebSocketStream::from_raw_socket(
+                            Gate::new(TokioIo::new(upgraded), registration.member.clone()),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        session(socket, registration, state, remote, slot, compression).await;
+                    }
                 }
             });
             let mut response = Response::builder()
@@ -254,8 +283,9 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         || (origin_host.is_some() && origin_host == host)
 }
 
-async fn session(
-    socket: Socket,
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: Socket<S>,
+    registration: Registration,
     state: Arc<AppState>,
     remote: Option<SocketAddr>,
     slot: Slot,
@@ -270,7 +300,8 @@ async fn session(
             state.hub.clients()
         );
     }
-    let reason = serve_client(socket, &state, compression).await;
+    let reason = serve_client(socket, &registration.member, &state, compression).await;
+    drop(registration);
     drop(slot);
     if state.client_log.allow() {
         client_event!(
@@ -283,25 +314,17 @@ async fn session(
 }
 
 /// Runs the client until it leaves or must go; returns why it ended, for the log.
-async fn serve_client(
-    mut socket: Socket,
+async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: Socket<S>,
+    member: &Member,
     state: &AppState,
     compression: Option<Accepted>,
 ) -> &'static str {
     let config = &state.config;
-    let mut snapshots = state.hub.subscribe();
-    // The compressed frame if this client negotiated it and the document fits its window.
-    let frame_of = |snapshot: &Snapshot| match &compression {
-        Some(c) if c.fits(snapshot.json().len()) => snapshot.deflated(),
-        _ => snapshot.frame(),
-    };
 
-    // A new client gets the latest snapshot at once.
-    let first = snapshots.borrow_and_update().as_deref().map(frame_of);
-    if let Some(frame) = first {
-        if let Err(why) = send_document(&mut socket, &frame, state).await {
-            return why;
-        }
+    // A new client gets the latest snapshot at once (the member starts with it missed).
+    if let Err(why) = catch_up(&mut socket, member, state).await {
+        return why;
     }
 
     let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -310,22 +333,18 @@ async fn serve_client(
     let mut awaiting_pong = false;
 
     // Made once: a new one per loop turn would join and leave the token's waiter list on
-    // every document.
+    // every wake-up.
     let closed = state.listener_closed.cancelled();
     tokio::pin!(closed);
 
     // The branches' futures are dropped before a handler runs, so a handler has the socket
-    // to itself: a document is never written while tungstenite is mid-frame.
+    // to itself.
     let (code, reason) = loop {
         tokio::select! {
             _ = &mut closed => break (CloseCode::Away, "server going away"),
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break (CloseCode::Away, "server going away");
-                }
-                let frame = snapshots.borrow_and_update().as_deref().map(frame_of);
-                let Some(frame) = frame else { continue };
-                if let Err(why) = send_document(&mut socket, &frame, state).await {
+            // The broadcaster left a document to finish or to send, or its write failed.
+            _ = member.woken() => {
+                if let Err(why) = catch_up(&mut socket, member, state).await {
                     return why;
                 }
             }
@@ -388,25 +407,26 @@ async fn serve_client(
     reason
 }
 
-/// Writes one prebuilt document frame to the client's socket, after whatever tungstenite
-/// still holds (a pong reply it queued while reading), so frames never interleave. The
-/// socket's write deadline bounds both, and a write that fails part-way ends the session:
-/// nothing more may be written after half a frame.
-async fn send_document(
-    socket: &mut Socket,
-    frame: &Bytes,
+/// Does what the broadcaster left for the session: finishes a document it wrote in part,
+/// sends the latest snapshot if one was missed while the session was writing, until
+/// nothing is pending. Flushing writes the remainder first (see [`Gate`]); the socket's
+/// write deadline bounds it, so a client that stopped reading is dropped here.
+async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut Socket<S>,
+    member: &Member,
     state: &AppState,
 ) -> Result<(), &'static str> {
-    socket
-        .flush()
-        .await
-        .map_err(|err| send_failed(state, &err))?;
-    let io = socket.get_mut();
-    let written = match io.write_all(frame).await {
-        Ok(()) => io.flush().await,
-        Err(err) => Err(err),
-    };
-    written.map_err(|err| io_failed(state, &err))
+    loop {
+        let latest = state.hub.latest();
+        match member.next_step(latest.as_deref()) {
+            Step::Idle => return Ok(()),
+            Step::Failed => return Err("send failed"),
+            Step::Flush => socket
+                .flush()
+                .await
+                .map_err(|err| send_failed(state, &err))?,
+        }
+    }
 }
 
 /// Why a send failed: the socket's write deadline (`send_timeout`, see `server`) means the
