@@ -307,8 +307,9 @@ impl Hub {
     }
 
     /// Runs `observer` on every snapshot published from now on, on the publishing (collector)
-    /// thread, until [`Hub::stop_observing`]. It must not block: it delays the next tick. One
-    /// that panics is logged and removed; the collector carries on.
+    /// thread, until [`Hub::stop_observing`]. It must not block: it delays the next tick. Where
+    /// panics unwind, one that panics is logged and removed and the collector carries on (the
+    /// release profile aborts on any panic, and systemd restarts the service).
     pub fn on_tick(&self, observer: TickObserver) -> ObserverId {
         let mut observers = self.observers.lock().unwrap_or_else(|e| e.into_inner());
         let id = ObserverId(observers.next);
@@ -556,6 +557,23 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_observers_run_in_order_and_one_that_panics_is_removed() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (seen.clone(), seen.clone());
+        hub.on_tick(Box::new(move |_, _| a.lock().unwrap().push("a")));
+        hub.on_tick(Box::new(|_, _| panic!("observer fails")));
+        let last = hub.on_tick(Box::new(move |_, _| b.lock().unwrap().push("b")));
+        let doc = document();
+        hub.publish(doc.clone(), Stamp::now(), Duration::ZERO);
+        hub.publish(doc.clone(), Stamp::now(), Duration::ZERO);
+        hub.stop_observing(last);
+        hub.publish(doc, Stamp::now(), Duration::ZERO);
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "a", "b", "a"]);
+        assert!(hub.latest().is_some(), "the publish itself went through");
+    }
 
     /// Hands out one stamp per tick: monotonic time advances by the interval, wall time by the
     /// interval plus whatever step is injected.

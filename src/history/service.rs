@@ -456,8 +456,60 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Stamp;
     use crate::stats::model::{Connectivity, Wifi};
     use crate::stats::wire_golden::document;
+
+    #[test]
+    fn a_tick_during_a_save_is_held_and_pushed_in_order_on_the_next() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let doc = document();
+        let cores = doc.cpu.per_core_usage.len();
+        *hub.records.history.write().unwrap() =
+            Some(History::new(HistoryConfig::default(), cores).unwrap());
+        let recorder = Arc::new(Mutex::new(Recorder {
+            detector: Detector::new(DetectorConfig::default()),
+            sample: Sample::new(Duration::ZERO, SystemTime::now()),
+            origin: Instant::now(),
+            pending: Vec::new(),
+        }));
+        let shared = recorder.clone();
+        let id = hub.on_tick(Box::new(move |hub, snapshot| {
+            lock(&shared).record(hub, snapshot);
+        }));
+        let raw = |hub: &Hub| {
+            hub.records
+                .history
+                .read()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .tiers()[0]
+                .len()
+        };
+        let start = Instant::now();
+        let publish = |n: u64| {
+            let stamp = Stamp {
+                wall: SystemTime::now(),
+                mono: start + Duration::from_secs(n),
+            };
+            hub.publish(doc.clone(), stamp, Duration::ZERO);
+        };
+        publish(1);
+        assert_eq!(raw(&hub), 1);
+        {
+            // A save reads the history: the tick neither waits nor is lost.
+            let _saving = hub.records.history.read().unwrap();
+            publish(2);
+            assert_eq!(lock(&recorder).pending.len(), 1);
+        }
+        publish(3);
+        assert_eq!(raw(&hub), 3);
+        assert!(lock(&recorder).pending.is_empty());
+        hub.stop_observing(id);
+        publish(4);
+        assert_eq!(raw(&hub), 3, "nothing recorded once stopped");
+    }
 
     #[test]
     fn the_wifi_signal_series_follows_the_documents_signal_dbm() {
