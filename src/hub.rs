@@ -26,6 +26,11 @@
 //! network watch read its typed values, and a REST or `/metrics` reader that comes along
 //! serializes it then, once ([`Snapshot::json`]). While a WebSocket client is connected the
 //! collector serializes it as before, so that clients never wait for it.
+//!
+//! What must see every tick (the history's push and events detector, the alert rules) runs on
+//! the collector thread right after the publish ([`Hub::on_tick`]), a few microseconds of
+//! work under their own locks, instead of in tasks woken by the watch channel: an unwatched
+//! tick then wakes no runtime thread at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -180,6 +185,9 @@ impl HistoryPoint {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub clients: AtomicU64,
+    /// Signalled whenever `clients` changes, for those that show the count without polling it
+    /// (the systemd status line).
+    pub clients_changed: tokio::sync::Notify,
     pub collections: AtomicU64,
     pub dropped_slow_clients: AtomicU64,
     pub refused_clients: AtomicU64,
@@ -222,8 +230,23 @@ impl Records {
     }
 }
 
+/// Per-tick work run on the collector thread after each publish (see [`Hub::on_tick`]).
+pub type TickObserver = Box<dyn FnMut(&Hub, &Snapshot) + Send>;
+
+/// Names an observer registered with [`Hub::on_tick`], to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObserverId(u64);
+
+#[derive(Default)]
+struct Observers {
+    next: u64,
+    list: Vec<(ObserverId, TickObserver)>,
+}
+
 pub struct Hub {
     latest: watch::Sender<Option<Arc<Snapshot>>>,
+    /// Run in registration order after each publish, under this lock.
+    observers: Mutex<Observers>,
     pub records: Records,
     /// A REST or metrics reader asked for a document: the next tick scans processes.
     processes_wanted: AtomicBool,
@@ -241,6 +264,7 @@ impl Hub {
     pub fn new(interval: Duration, history_len: usize) -> Arc<Hub> {
         Arc::new(Hub {
             latest: watch::Sender::new(None),
+            observers: Mutex::default(),
             records: Records::new(),
             processes_wanted: AtomicBool::new(false),
             history: Mutex::new(VecDeque::with_capacity(history_len)),
@@ -281,6 +305,41 @@ impl Hub {
     pub fn is_fresh(&self) -> bool {
         self.snapshot_age()
             .is_some_and(|age| age <= self.interval * 3 + Duration::from_secs(1))
+    }
+
+    /// Runs `observer` on every snapshot published from now on, on the publishing (collector)
+    /// thread, until [`Hub::stop_observing`]. It must not block: it delays the next tick. Where
+    /// panics unwind, one that panics is logged and removed and the collector carries on (the
+    /// release profile aborts on any panic, and systemd restarts the service).
+    pub fn on_tick(&self, observer: TickObserver) -> ObserverId {
+        let mut observers = self.observers.lock().unwrap_or_else(|e| e.into_inner());
+        let id = ObserverId(observers.next);
+        observers.next += 1;
+        observers.list.push((id, observer));
+        id
+    }
+
+    /// Removes an observer; once this returns it is not running and never runs again.
+    pub fn stop_observing(&self, id: ObserverId) {
+        let removed = {
+            let mut observers = self.observers.lock().unwrap_or_else(|e| e.into_inner());
+            let index = observers.list.iter().position(|(i, _)| *i == id);
+            index.map(|index| observers.list.remove(index))
+        };
+        // Dropped outside the lock: what it owns may take a while to drop.
+        drop(removed);
+    }
+
+    fn observe(&self, snapshot: &Snapshot) {
+        let mut observers = self.observers.lock().unwrap_or_else(|e| e.into_inner());
+        observers.list.retain_mut(|(_, observer)| {
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer(self, snapshot)));
+            if run.is_err() {
+                tracing::error!("a per-tick observer panicked; it is removed");
+            }
+            run.is_ok()
+        });
     }
 
     /// A reader that is not a WebSocket client (REST, `/metrics`) wants the document: the next
@@ -389,7 +448,8 @@ impl Hub {
         }
     }
 
-    /// Serializes `document`, collected at `stamp`, once and makes it the latest snapshot.
+    /// Makes `document`, collected at `stamp`, the latest snapshot (serialized here while a
+    /// client watches), then runs the per-tick observers on it.
     pub fn publish(&self, document: StatsDocument, stamp: Stamp, took: Duration) {
         if self.history_len > 0 {
             let point = HistoryPoint::from_document(&document, unix_millis(stamp.wall));
@@ -408,7 +468,9 @@ impl Hub {
             // Watched: serialize here, off the clients' tasks.
             snapshot.encoded();
         }
-        self.latest.send_replace(Some(Arc::new(snapshot)));
+        let snapshot = Arc::new(snapshot);
+        self.latest.send_replace(Some(snapshot.clone()));
+        self.observe(&snapshot);
     }
 }
 
@@ -496,6 +558,23 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_observers_run_in_order_and_one_that_panics_is_removed() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (seen.clone(), seen.clone());
+        hub.on_tick(Box::new(move |_, _| a.lock().unwrap().push("a")));
+        hub.on_tick(Box::new(|_, _| panic!("observer fails")));
+        let last = hub.on_tick(Box::new(move |_, _| b.lock().unwrap().push("b")));
+        let doc = document();
+        hub.publish(doc.clone(), Stamp::now(), Duration::ZERO);
+        hub.publish(doc.clone(), Stamp::now(), Duration::ZERO);
+        hub.stop_observing(last);
+        hub.publish(doc, Stamp::now(), Duration::ZERO);
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "a", "b", "a"]);
+        assert!(hub.latest().is_some(), "the publish itself went through");
+    }
 
     /// Hands out one stamp per tick: monotonic time advances by the interval, wall time by the
     /// interval plus whatever step is injected.

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 
-/// How often the STATUS= line is refreshed (only sent when it changed).
+/// Least time between two STATUS= lines sent for a client count change, so a burst of
+/// connections is one line, not thousands.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 fn notify(states: &[NotifyState]) {
@@ -43,21 +45,38 @@ pub fn spawn(
 
 /// If the collector stalls, the pings stop and systemd restarts the service
 /// (`WatchdogSec=` in the unit).
+///
+/// Nothing here runs on a timer but the watchdog ping (every `WatchdogSec=`/2, as sd_notify(3)
+/// advises): the status line is sent when the daemon's status changes, and when the client
+/// count changes (at most every [`STATUS_REFRESH`]), so an idle daemon without a watchdog is
+/// never woken for it.
 async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: CancellationToken) {
     let watchdog = sd_notify::watchdog_enabled();
-    let period = watchdog.map_or(STATUS_REFRESH, |w| (w / 2).min(STATUS_REFRESH));
-    let mut ticker = tokio::time::interval(period);
+    let mut pings = watchdog.map(|w| tokio::time::interval(w / 2));
     let mut health = Health::Starting;
     let mut last_status = String::new();
+    let mut last_sent: Option<Instant> = None;
+    // When the status line is to be looked at again for a client count change; the first
+    // line (with the count) goes out at once.
+    let mut due = Some(Instant::now());
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
+            _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() => {
+                if health.check(&hub) {
+                    notify(&[NotifyState::Watchdog]);
+                }
+                continue;
+            }
             changed = status.changed() => if changed.is_err() { return },
+            () = hub.counters.clients_changed.notified(), if due.is_none() => {
+                let at = last_sent.map_or_else(Instant::now, |t| t + STATUS_REFRESH);
+                due = Some(at.max(Instant::now()));
+                continue;
+            }
+            () = sleep_until(due), if due.is_some() => {}
         }
-        if watchdog.is_some() && health.check(&hub) {
-            notify(&[NotifyState::Watchdog]);
-        }
+        due = None;
         let line = format!(
             "{}; {} client(s)",
             *status.borrow_and_update(),
@@ -66,7 +85,14 @@ async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Cancell
         if line != last_status {
             notify(&[NotifyState::Status(&line)]);
             last_status = line;
+            last_sent = Some(Instant::now());
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
     }
 }
 

@@ -56,6 +56,41 @@ fn ready_then_watchdog_pings_without_a_start_up_warning() {
     }
     assert!(pings >= 3, "{pings} watchdog pings in {:?}", WATCHDOG * 4);
 
+    // The status line follows the client count without polling for it: a client connecting
+    // shows within the refresh spacing (5 s) and leaving shows too.
+    let status_with = |clients: &str| {
+        let needle = format!("; {clients} client(s)");
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if let Some(msg) = next(&socket, Duration::from_millis(200)) {
+                if msg
+                    .lines()
+                    .any(|l| l.starts_with("STATUS=") && l.ends_with(&needle))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut ws = runtime.block_on(common::ws::connect(&daemon.ws_url("/ws")));
+    runtime.block_on(common::ws::next_doc(&mut ws));
+    assert!(
+        status_with("1"),
+        "no status line with the client; log: {:#?}",
+        daemon.log()
+    );
+    drop(ws);
+    assert!(
+        status_with("0"),
+        "no status line after it left; log: {:#?}",
+        daemon.log()
+    );
+
     // SIGTERM: STOPPING=1, then a clean exit.
     daemon.signal("TERM");
     let mut stopping = false;

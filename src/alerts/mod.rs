@@ -2,8 +2,8 @@
 //! clearing recorded as events, shown at `/api/v1/alerts` and `/metrics`, and sent to ntfy,
 //! webhooks ([`notify`]) and MQTT with Home Assistant discovery ([`mqtt`]).
 //!
-//! The subsystem only reads snapshots from the hub's watch channel and hands alerts to
-//! bounded queues without waiting, so nothing it does (an endpoint down or hanging, a broker
+//! The rules run on the collector thread after each publish, for microseconds, and hand alerts
+//! to bounded queues without waiting, so nothing it does (an endpoint down or hanging, a broker
 //! away) can slow the collector or the WebSocket feed.
 //!
 //! Without `[[alert]]` tables there are no rules: the built-in defaults alert on nothing, so a
@@ -410,7 +410,6 @@ pub fn spawn(
         mqtt::spawn(mqtt.clone(), hub.clone(), names, cancel.clone(), tracker);
     }
     let mut engine = Engine::new(alerting.rules.clone());
-    let mut snapshots = hub.subscribe();
     tracing::info!(
         "alerts: {} rule(s), {} notifier(s){}",
         alerting.rules.len(),
@@ -421,60 +420,60 @@ pub fn spawn(
             ""
         }
     );
-    let hub = hub.clone();
     let mut timeline = hub.subscribe_events();
-    tracker.spawn(async move {
-        let mut facts = facts;
-        // The newest timeline event already looked at: the history subsystem records
-        // `unclean_stop` when it restores the state of a run that did not stop cleanly.
-        let mut seen = 0;
-        loop {
-            tokio::select! {
-                changed = snapshots.changed() => if changed.is_err() { break },
-                () = cancel.cancelled() => break,
-            }
-            let Some(snapshot) = snapshots.borrow_and_update().clone() else {
-                continue;
-            };
-            if timeline.has_changed().unwrap_or(false) {
-                timeline.borrow_and_update();
-                for event in hub.events_after(seen) {
-                    seen = event.seq;
-                    // Restored events of earlier runs are older than this process.
-                    if event.kind == EventKind::UncleanStop && event.t >= hub.started {
-                        facts.unclean_restart = true;
-                    }
+    let mut facts = facts;
+    // The newest timeline event already looked at: the history subsystem records
+    // `unclean_stop` when it restores the state of a run that did not stop cleanly.
+    let mut seen = 0;
+    // Checked on the collector thread right after each publish (see `Hub::on_tick`): the
+    // rules' `for` and `repeat` durations count from the tick's own time, and firing and
+    // clearing are recorded at the tick that decides them, without waking a task per tick.
+    let observer = hub.on_tick(Box::new(move |hub, snapshot| {
+        if timeline.has_changed().unwrap_or(false) {
+            timeline.borrow_and_update();
+            for event in hub.events_after(seen) {
+                seen = event.seq;
+                // Restored events of earlier runs are older than this process.
+                if event.kind == EventKind::UncleanStop && event.t >= hub.started {
+                    facts.unclean_restart = true;
                 }
             }
-            let doc = &snapshot.document;
-            let changes = engine.observe(snapshot.collected_at, doc, &facts);
-            // A restart is a moment, not a condition: it shows on the first tick only.
-            facts.unclean_restart = false;
-            board.show(&engine, doc.collected_at, snapshot.collected_at);
-            if changes.is_empty() {
-                continue;
-            }
-            let host = doc.system.hostname.as_deref().unwrap_or("pistats");
-            for change in changes {
-                let rule = &engine.rules()[change.rule];
-                let alert = Alert::new(rule, change.change, change.value, host, doc.collected_at);
-                tracing::info!(alert = alert.rule.as_str(), "alert {}", alert.message);
-                if change.change != Change::Reminder {
-                    let event = event_of(&alert);
-                    hub.record_events([event.clone()]);
-                    board.record(event);
-                }
-                // An unclean restart has nothing to clear: say it once.
-                let quiet = change.change == Change::Cleared
-                    && rule.metric == crate::config::alerting::Metric::UncleanRestart;
-                if !quiet {
-                    for sender in &senders {
-                        sender.offer(alert.clone(), &hub);
-                    }
-                }
-            }
-            board.changed.send_modify(|n| *n += 1);
         }
+        let doc = &snapshot.document;
+        let changes = engine.observe(snapshot.collected_at, doc, &facts);
+        // A restart is a moment, not a condition: it shows on the first tick only.
+        facts.unclean_restart = false;
+        board.show(&engine, doc.collected_at, snapshot.collected_at);
+        if changes.is_empty() {
+            return;
+        }
+        let host = doc.system.hostname.as_deref().unwrap_or("pistats");
+        for change in changes {
+            let rule = &engine.rules()[change.rule];
+            let alert = Alert::new(rule, change.change, change.value, host, doc.collected_at);
+            tracing::info!(alert = alert.rule.as_str(), "alert {}", alert.message);
+            if change.change != Change::Reminder {
+                let event = event_of(&alert);
+                hub.record_events([event.clone()]);
+                board.record(event);
+            }
+            // An unclean restart has nothing to clear: say it once.
+            let quiet = change.change == Change::Cleared
+                && rule.metric == crate::config::alerting::Metric::UncleanRestart;
+            if !quiet {
+                for sender in &senders {
+                    sender.offer(alert.clone(), hub);
+                }
+            }
+        }
+        board.changed.send_modify(|n| *n += 1);
+    }));
+    // The rules stop with the daemon; the senders go with the observer, which closes the
+    // notifiers' queues.
+    let hub = hub.clone();
+    tracker.spawn(async move {
+        cancel.cancelled().await;
+        hub.stop_observing(observer);
     });
 }
 

@@ -2,8 +2,10 @@
 //! snapshot the hub publishes into both, and saves them every `persist_interval` and at a
 //! clean stop.
 //!
-//! It follows the hub's snapshots (a `watch`, so it can never hold the collector back) and
-//! builds one [`Sample`] per snapshot from its typed values. The [`History`] and the
+//! It records every snapshot the hub publishes on the collector thread ([`Hub::on_tick`]),
+//! building one [`Sample`] from its typed values: a few microseconds a tick, and no task to
+//! wake. A push never waits for a save: a sample taken while a save reads the history is
+//! held and pushed on the next tick (an event, rare, does wait for the save's read lock). The [`History`] and the
 //! [`EventLog`] live in the hub's [`Records`](crate::hub::Records), where HTTP handlers read
 //! them and event followers are told about new events.
 //!
@@ -12,7 +14,7 @@
 //! serving, only the restart loses history.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -102,7 +104,7 @@ async fn run(
         // The disk counters restarted with the system: the next reading counts in full.
         history.disk_days_mut().counters_restarted();
     }
-    let mut detector = Detector::new(settings.detector);
+    let detector = Detector::new(settings.detector);
     let facts = StartupFacts {
         wall: SystemTime::now(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -132,9 +134,29 @@ async fn run(
     };
     hub.records.announce(newest);
 
-    let origin = Instant::now();
-    let mut sample = Sample::new(Duration::ZERO, SystemTime::now());
-    record(&hub, &mut detector, &mut sample, &first, origin);
+    let recorder = Arc::new(Mutex::new(Recorder {
+        detector,
+        sample: Sample::new(Duration::ZERO, SystemTime::now()),
+        origin: Instant::now(),
+        pending: Vec::new(),
+    }));
+    drop(snapshots);
+    {
+        let mut first_ticks = lock(&recorder);
+        first_ticks.record(&hub, &first);
+        // A tick published while the state was read, if any, is the one before the next.
+        if let Some(latest) = hub.latest().filter(|l| !Arc::ptr_eq(l, &first)) {
+            first_ticks.record(&hub, &latest);
+        }
+    }
+    // Registered without the recorder's lock held: the collector takes the hub's observer
+    // lock, then this one.
+    let observer = {
+        let shared = recorder.clone();
+        hub.on_tick(Box::new(move |hub, snapshot| {
+            lock(&shared).record(hub, snapshot);
+        }))
+    };
     let mut persist = tokio::time::interval_at(
         tokio::time::Instant::now() + settings.persist_interval,
         settings.persist_interval,
@@ -143,15 +165,6 @@ async fn run(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                if let Some(snapshot) = snapshot {
-                    record(&hub, &mut detector, &mut sample, &snapshot, origin);
-                }
-            }
             _ = persist.tick() => {
                 if let Some(s) = store.take() {
                     store = save(&hub, s, &settings, false).await;
@@ -159,10 +172,92 @@ async fn run(
             }
         }
     }
-    let stopped = detector.stopping(SystemTime::now());
+    hub.stop_observing(observer);
+    let stopped = {
+        let mut recorder = lock(&recorder);
+        recorder.flush(&hub);
+        recorder.detector.stopping(SystemTime::now())
+    };
     push_events(&hub, [stopped]);
     if let Some(s) = store.take() {
         save(&hub, s, &settings, true).await;
+    }
+}
+
+/// Most samples held back while a save reads the history (a save takes milliseconds to a
+/// few seconds on a slow card); past this, samples are dropped, with a warning.
+const PENDING_MAX: usize = 120;
+
+/// What records each tick, on the collector thread ([`Hub::on_tick`]).
+struct Recorder {
+    detector: Detector,
+    /// Reused for every tick.
+    sample: Sample,
+    origin: Instant,
+    /// Samples taken while a save held the history, pushed in order once it is free: the
+    /// collector never waits for a save's disk writes.
+    pending: Vec<Sample>,
+}
+
+fn lock(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Recorder {
+    /// Feeds one snapshot to the history and the detector; events are recorded at once.
+    fn record(&mut self, hub: &Hub, snapshot: &Snapshot) {
+        fill_sample(
+            &mut self.sample,
+            &snapshot.document,
+            snapshot.collected_at.saturating_duration_since(self.origin),
+        );
+        let history = match hub.records.history.try_write() {
+            Ok(history) => Some(history),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        match history {
+            Some(mut history) => {
+                if let Some(history) = history.as_mut() {
+                    for held in self.pending.drain(..) {
+                        history.push(&held);
+                    }
+                    history.push(&self.sample);
+                }
+            }
+            None if self.pending.len() < PENDING_MAX => self.pending.push(self.sample.clone()),
+            None => {
+                if self.pending.len() == PENDING_MAX {
+                    tracing::warn!(
+                        "history: a save has held the history for {PENDING_MAX} ticks; \
+                         dropping samples until it ends"
+                    );
+                    // Counted once: the warning is not repeated every tick.
+                    self.pending.push(self.sample.clone());
+                }
+            }
+        }
+        let events = self.detector.observe(&self.sample);
+        if !events.is_empty() {
+            push_events(hub, events);
+        }
+    }
+
+    /// Pushes the samples held back by a save (waiting for the lock).
+    fn flush(&mut self, hub: &Hub) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut history = hub
+            .records
+            .history
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(history) = history.as_mut() {
+            for held in self.pending.drain(..) {
+                history.push(&held);
+            }
+        }
     }
 }
 
@@ -221,34 +316,6 @@ fn restore(settings: &Settings, cores: usize) -> (Option<Store>, Restored) {
         ),
     }
     (Some(store), restored)
-}
-
-/// Feeds one snapshot to the history and the detector.
-fn record(
-    hub: &Hub,
-    detector: &mut Detector,
-    sample: &mut Sample,
-    snapshot: &Snapshot,
-    origin: Instant,
-) {
-    fill_sample(
-        sample,
-        &snapshot.document,
-        snapshot.collected_at.saturating_duration_since(origin),
-    );
-    if let Some(history) = hub
-        .records
-        .history
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-    {
-        history.push(sample);
-    }
-    let events = detector.observe(sample);
-    if !events.is_empty() {
-        push_events(hub, events);
-    }
 }
 
 fn push_events(hub: &Hub, events: impl IntoIterator<Item = Event>) {
@@ -389,8 +456,60 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Stamp;
     use crate::stats::model::{Connectivity, Wifi};
     use crate::stats::wire_golden::document;
+
+    #[test]
+    fn a_tick_during_a_save_is_held_and_pushed_in_order_on_the_next() {
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let doc = document();
+        let cores = doc.cpu.per_core_usage.len();
+        *hub.records.history.write().unwrap() =
+            Some(History::new(HistoryConfig::default(), cores).unwrap());
+        let recorder = Arc::new(Mutex::new(Recorder {
+            detector: Detector::new(DetectorConfig::default()),
+            sample: Sample::new(Duration::ZERO, SystemTime::now()),
+            origin: Instant::now(),
+            pending: Vec::new(),
+        }));
+        let shared = recorder.clone();
+        let id = hub.on_tick(Box::new(move |hub, snapshot| {
+            lock(&shared).record(hub, snapshot);
+        }));
+        let raw = |hub: &Hub| {
+            hub.records
+                .history
+                .read()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .tiers()[0]
+                .len()
+        };
+        let start = Instant::now();
+        let publish = |n: u64| {
+            let stamp = Stamp {
+                wall: SystemTime::now(),
+                mono: start + Duration::from_secs(n),
+            };
+            hub.publish(doc.clone(), stamp, Duration::ZERO);
+        };
+        publish(1);
+        assert_eq!(raw(&hub), 1);
+        {
+            // A save reads the history: the tick neither waits nor is lost.
+            let _saving = hub.records.history.read().unwrap();
+            publish(2);
+            assert_eq!(lock(&recorder).pending.len(), 1);
+        }
+        publish(3);
+        assert_eq!(raw(&hub), 3);
+        assert!(lock(&recorder).pending.is_empty());
+        hub.stop_observing(id);
+        publish(4);
+        assert_eq!(raw(&hub), 3, "nothing recorded once stopped");
+    }
 
     #[test]
     fn the_wifi_signal_series_follows_the_documents_signal_dbm() {

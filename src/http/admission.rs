@@ -105,6 +105,7 @@ impl Admission {
             }
         }
         clients.fetch_add(1, Ordering::Relaxed);
+        self.hub.counters.clients_changed.notify_one();
         Ok(Slot {
             admission: self.clone(),
             address,
@@ -136,6 +137,7 @@ impl Drop for Slot {
             .counters
             .clients
             .fetch_sub(1, Ordering::Relaxed);
+        self.admission.hub.counters.clients_changed.notify_one();
     }
 }
 

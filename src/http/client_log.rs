@@ -49,6 +49,16 @@ impl ClientLog {
         }
     }
 
+    /// Whether lines were suppressed whose summary is not written yet (a [`ClientLog::flush`]
+    /// after the window ends writes it).
+    pub fn pending(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .suppressed
+            > 0
+    }
+
     /// Writes the summary of a window that has ended with lines suppressed.
     pub fn flush(&self) {
         let mut window = self.state.lock().unwrap_or_else(|e| e.into_inner());

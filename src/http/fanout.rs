@@ -44,6 +44,8 @@ use crate::hub::{Hub, Snapshot};
 #[derive(Default)]
 pub(super) struct Fanout {
     members: Mutex<Members>,
+    /// Wakes a broadcaster that sleeps because nobody is connected.
+    joined: Notify,
 }
 
 #[derive(Default)]
@@ -117,11 +119,17 @@ impl Fanout {
                 members.slots.len() - 1
             }
         };
+        drop(members);
+        self.joined.notify_one();
         Registration {
             fanout: self.clone(),
             index,
             member,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        lock(&self.members).slots.is_empty()
     }
 
     /// Offers `snapshot` to every member: one `send(2)` each, or a wake-up of its session.
@@ -255,10 +263,23 @@ fn send(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// The broadcaster: offers every new snapshot to every member until `closed` fires.
+/// The broadcaster: offers every new snapshot to every member until `closed` fires. While
+/// nobody is connected it waits for a session to join instead, so an unwatched daemon's
+/// runtime is not woken every tick (a new session sends the latest snapshot itself).
 pub(super) async fn run(fanout: Arc<Fanout>, hub: Arc<Hub>, closed: CancellationToken) {
     let mut snapshots = hub.subscribe();
     loop {
+        // Registered before the check, so a join between the two is not missed.
+        let joined = fanout.joined.notified();
+        if fanout.is_empty() {
+            tokio::select! {
+                _ = closed.cancelled() => break,
+                () = joined => {}
+            }
+            // What was published while nobody was here is not news to anyone.
+            snapshots.borrow_and_update();
+            continue;
+        }
         tokio::select! {
             _ = closed.cancelled() => break,
             changed = snapshots.changed() => if changed.is_err() { break },

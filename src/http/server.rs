@@ -29,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,7 +48,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How often the housekeeping task looks at the connection counts and the log budget.
+/// How often the housekeeping task looks at the connection counts and the log budget while
+/// there is something to look at (see [`housekeeping`]).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
 /// Connections closed since the last trim after which freed heap is returned to the OS.
 const TRIM_AFTER_RELEASED: usize = 256;
@@ -75,7 +77,8 @@ impl PendingUpgrade {
 /// (WebSocket sessions are tracked separately, in `state.sessions`).
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     let closed = state.listener_closed.clone();
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let accepted_one = Arc::new(Notify::new());
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), accepted_one.clone()));
     let broadcaster = tokio::spawn(fanout::run(
         state.fanout.clone(),
         state.hub.clone(),
@@ -106,7 +109,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             .connections
             .open(peer.ip(), state.hub.clients() as usize)
         {
-            Ok(slot) => slot,
+            Ok(slot) => {
+                // After the slot is taken, so housekeeping sees the connection open.
+                accepted_one.notify_one();
+                slot
+            }
             Err(full) => {
                 refuse(stream, full, tls.is_some());
                 if state.client_log.allow() {
@@ -120,6 +127,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
                         }
                     );
                 }
+                accepted_one.notify_one();
                 continue;
             }
         };
@@ -202,22 +210,39 @@ fn refuse(stream: TcpStream, full: Full, tls: bool) {
     }
 }
 
-/// Work done every few seconds while the listener is open: freed memory goes back to the
+/// Work done every few seconds while the listener has clients: freed memory goes back to the
 /// OS after a burst of connections, and suppressed client log lines are summarized.
-async fn housekeeping(state: Arc<AppState>) {
+///
+/// With no connection open and no summary pending there is nothing to do until the next
+/// accept (`accepted_one`), so an unwatched daemon's runtime is not woken for it; the first
+/// round after an accept runs at once, as the periodic one would have within its period.
+async fn housekeeping(state: Arc<AppState>, accepted_one: Arc<Notify>) {
     let mut ticks = tokio::time::interval(HOUSEKEEPING_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
     let mut released = 0;
     loop {
-        tokio::select! {
-            _ = state.listener_closed.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
+        // Looked at before the counts are taken: a connection that closes after this is
+        // either taken below or still open here, so no release waits for the next accept.
+        let quiet = state.connections.count() == 0
+            && state.hub.clients() == 0
+            && !state.client_log.pending();
         state.client_log.flush();
         released += state.connections.take_released() + state.admission.take_released();
         if released >= TRIM_AFTER_RELEASED {
             released = 0;
             let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        }
+        if quiet {
+            tokio::select! {
+                _ = state.listener_closed.cancelled() => break,
+                () = accepted_one.notified() => ticks.reset(),
+            }
+        } else {
+            tokio::select! {
+                _ = state.listener_closed.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
         }
     }
     state.client_log.flush();
