@@ -1,5 +1,6 @@
-# Shared by run.sh and lighthouse.sh: install what the dashboard tests need from Debian and
-# npm, idempotently, on Debian 12's own Node 18 as well as on newer ones.
+# Shared by run.sh, lighthouse.sh and range-switch-bench.sh: install what the dashboard tests
+# need from Debian and npm, idempotently, on Debian 12's own Node 18 as well as on newer ones;
+# find the pistats to test and where it listens.
 
 apt_install() {
   export DEBIAN_FRONTEND=noninteractive
@@ -64,4 +65,19 @@ pistats_bin() {
     (cd "$repo" && cargo build --bin pistats >&2)
   fi
   echo "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+}
+
+# The address a pistats started in the background (PID $1, log $2) listens on, from its log
+# line "listening on ADDR"; the log is shown and the script exits if it dies or takes 20 s.
+listening_addr() {
+  local pid="$1" log="$2" addr=""
+  for _ in $(seq 100); do
+    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "$(basename "$0"): pistats did not start" >&2
+  cat "$log" >&2
+  exit 1
 }

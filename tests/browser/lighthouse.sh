@@ -35,14 +35,7 @@ log="$out/pistats.log"
 "$bin" --host 127.0.0.1 --port 0 --assets-dir "$repo/assets" 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
-  [ -n "$addr" ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.2
-done
-[ -n "$addr" ] || { echo "lighthouse.sh: pistats did not start" >&2; cat "$log" >&2; exit 1; }
+addr="$(listening_addr "$pid" "$log")" || exit 1
 sleep 3 # a few seconds of history for the charts
 
 export CHROME_PATH=/usr/bin/chromium

@@ -42,13 +42,7 @@ start() {
   local log="$tmp/pistats$n.log" addr=""
   "$bin" --config /dev/null --host 127.0.0.1 --port 0 --assets-dir "$assets" --state-dir "$tmp/state$n" >/dev/null 2>"$log" &
   pids+=($!)
-  for _ in $(seq 100); do
-    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on [0-9.:]*' | head -n1 | cut -d' ' -f3 || true)"
-    [ -n "$addr" ] && break
-    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.2
-  done
-  [ -n "$addr" ] || { echo "range-switch-bench.sh: pistats did not start" >&2; cat "$log" >&2; exit 1; }
+  addr="$(listening_addr "${pids[-1]}" "$log")" || exit 1
   url="http://$addr/"
 }
 start "$repo/assets"
