@@ -224,7 +224,7 @@ fn rebinding_host_headers_are_refused() {
         let answer = raw_request(addr, &request("GET", "/api/v1/stats", &host, ""));
         assert_eq!(answer.status, 200, "{host}");
     }
-    assert!(daemon.log().iter().any(|l| l.contains("evil.example")));
+    daemon.wait_for_log("evil.example");
 }
 
 #[test]
