@@ -321,7 +321,7 @@ async fn a_clean_stop_says_offline_itself() {
         .expect("pistats stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     sub.wait_for_availability("offline").await;
-    assert!(daemon.log().iter().any(|l| l.contains("pistats stopped")));
+    daemon.wait_for_log("pistats stopped");
 }
 
 /// `pistats notify-test` publishes a test message to the broker and waits for its

@@ -412,7 +412,7 @@ async fn sigterm_sends_close_frames_and_exits_zero() {
         .wait_exit(Duration::from_secs(5))
         .expect("exits after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    assert!(daemon.log().iter().any(|l| l.contains("SIGTERM received")));
+    daemon.wait_for_log("SIGTERM received");
 }
 
 /// A client that connects and never reads must not delay anyone else, and is dropped once
