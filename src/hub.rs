@@ -427,10 +427,10 @@ impl Hub {
     }
 
     /// Adds each disk's bytes written today and per day from the history's ledger, as they
-    /// will be once the history records this document (it records a tick after it is
-    /// published). Reads a few entries under the history's read lock; nothing while the history
-    /// is being restored.
-    pub fn fill_disk_days(&self, document: &mut StatsDocument, wall: SystemTime) {
+    /// will be once the history records this document (right after it is published, by the
+    /// same document's `collected_at`, so both agree on the day at midnight). Reads a few
+    /// entries under the history's read lock; nothing while the history is being restored.
+    pub fn fill_disk_days(&self, document: &mut StatsDocument) {
         if document.disk.devices.is_empty() {
             return;
         }
@@ -442,7 +442,7 @@ impl Hub {
         let Some(ledger) = history.as_ref().map(History::disk_days) else {
             return;
         };
-        let day = Day::local(wall);
+        let day = Day::local(document.collected_at);
         for (name, device) in &mut document.disk.devices {
             device.written = ledger.preview(name, device.io.write_bytes, day);
         }
@@ -537,7 +537,7 @@ fn collect(
             full: hub.scan_processes(),
         };
         let mut document = collector.collect(ctx);
-        hub.fill_disk_days(&mut document, stamp.wall);
+        hub.fill_disk_days(&mut document);
         hub.publish(document, stamp, stamp.mono.elapsed());
 
         deadline += interval;

@@ -16,6 +16,11 @@ use crate::hub::Hub;
 /// connections is one line, not thousands.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
+/// How soon a withheld watchdog ping is tried again. The next regular ping (`WatchdogSec=`/2
+/// later) would land on systemd's deadline, so a collector that recovers from a stall of a
+/// few seconds would still get the service killed.
+const PING_RETRY: Duration = Duration::from_secs(1);
+
 fn notify(states: &[NotifyState]) {
     if let Err(err) = sd_notify::notify(states) {
         tracing::debug!("sd_notify failed: {err}");
@@ -47,12 +52,13 @@ pub fn spawn(
 /// (`WatchdogSec=` in the unit).
 ///
 /// Nothing here runs on a timer but the watchdog ping (every `WatchdogSec=`/2, as sd_notify(3)
-/// advises): the status line is sent when the daemon's status changes, and when the client
+/// advises, and every [`PING_RETRY`] while withheld): the status line is sent when the daemon's status changes, and when the client
 /// count changes (at most every [`STATUS_REFRESH`]), so an idle daemon without a watchdog is
 /// never woken for it.
 async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: CancellationToken) {
     let watchdog = sd_notify::watchdog_enabled();
     let mut pings = watchdog.map(|w| tokio::time::interval(w / 2));
+    let retry = watchdog.map_or(PING_RETRY, retry_after);
     let mut health = Health::Starting;
     let mut last_status = String::new();
     let mut last_sent: Option<Instant> = None;
@@ -65,6 +71,8 @@ async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Cancell
             _ = async { pings.as_mut().expect("guarded").tick().await }, if pings.is_some() => {
                 if health.check(&hub) {
                     notify(&[NotifyState::Watchdog]);
+                } else if let Some(pings) = pings.as_mut() {
+                    pings.reset_after(retry);
                 }
                 continue;
             }
@@ -88,6 +96,12 @@ async fn run(hub: Arc<Hub>, mut status: watch::Receiver<String>, cancel: Cancell
             last_sent = Some(Instant::now());
         }
     }
+}
+
+/// When to look again after withholding a ping, for a watchdog of `watchdog_sec`: soon, but
+/// never later than the regular period.
+fn retry_after(watchdog_sec: Duration) -> Duration {
+    PING_RETRY.min(watchdog_sec / 2)
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -154,6 +168,16 @@ mod tests {
                 .expect("uptime longer than the age"),
         };
         hub.publish(document, stamp, Duration::ZERO);
+    }
+
+    /// A withheld ping is retried well before systemd's deadline, whatever `WatchdogSec=`.
+    #[test]
+    fn withheld_pings_are_retried_before_the_deadline() {
+        let packaged = Duration::from_secs(30);
+        assert_eq!(retry_after(packaged), PING_RETRY);
+        assert!(retry_after(packaged) * 4 < packaged / 2);
+        let short = Duration::from_millis(500);
+        assert_eq!(retry_after(short), short / 2);
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! A day is the local calendar date of the sample's wall time (`localtime_r`, so the system's
 //! time zone and its daylight saving rules). A Pi without an RTC has its wall clock stepped by
 //! NTP: a step forward closes the current day (and every device's total for it); a step
-//! backwards never reopens or rewrites a closed day, the writes keep going to the current day
-//! until the clock reaches a later date. Days the daemon did not run are not listed; writes
+//! backwards by less than a day never reopens or rewrites a closed day, the writes keep going
+//! to the current day until the clock reaches a later date. A step back by more than a day
+//! means the clock had been set to a future date: those future days are undone and their
+//! bytes counted today, once the clock has stayed back for over a day (see `Turn`). Days the daemon did not run are not listed; writes
 //! made while it was stopped (same boot) are counted on the first reading after the restart.
 //!
 //! # Persistence and bounds
@@ -26,35 +28,63 @@
 //! version 2). That reuses the store's atomic snapshot, append-only journal and checksums
 //! instead of a second file with its own fsync and rename every save; the section is
 //! length-prefixed and decoded on its own, so a bad section empties the ledger without
-//! costing the history. At most [`MAX_DEVICES`] devices are kept (the one not seen for the
-//! longest makes room), so hot-plugging cannot grow memory: 16 × 31 days × 12 bytes.
+//! costing the history. At most [`MAX_DEVICES`] devices are kept (one no longer seen, or one
+//! that never wrote, makes room), so hot-plugging cannot grow memory: 16 × 31 days × 12 bytes.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Closed days kept per device.
 pub const KEEP_DAYS: usize = 30;
-/// Devices kept; a new one beyond this replaces the one not seen for the longest.
+/// Devices kept; beyond this a new one replaces one no longer seen or one that never wrote
+/// anything, or is not kept ([`DiskDays::observe`]).
 pub const MAX_DEVICES: usize = 16;
 /// Longest device name kept (kernel disk names are at most 32 bytes).
 const MAX_NAME: usize = 64;
+
+/// How often the time zone is looked up again (wall-clock seconds between lookups).
+const ZONE_RECHECK_SECS: i64 = 60;
+
+/// `localtime_r` reads the time zone once per process (POSIX leaves it to `tzset`), so
+/// `timedatectl set-timezone` would not apply until a restart. At most once a minute this
+/// asks the C library to look again (glibc re-reads `/etc/localtime` if it changed; musl
+/// follows `TZ` only).
+fn reread_zone(now: i64) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let last = LAST.load(Ordering::Relaxed);
+    if last != i64::MIN && now.abs_diff(last) < ZONE_RECHECK_SECS as u64 {
+        return;
+    }
+    LAST.store(now, Ordering::Relaxed);
+    extern "C" {
+        fn tzset();
+    }
+    // SAFETY: tzset takes no arguments; glibc and musl serialize it with localtime_r.
+    unsafe { tzset() };
+}
 
 /// A local calendar date as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Day(pub i32);
 
 impl Day {
-    /// The local calendar date of `wall` (UTC if the time zone cannot be applied).
+    /// The local calendar date of `wall` (UTC if the time zone cannot be applied, or if
+    /// `wall` does not fit the C library's `time_t`: 32 bits on armhf's musl, past 2038).
     pub fn local(wall: SystemTime) -> Day {
         let secs = match wall.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         };
-        let t = secs as libc::time_t;
+        let utc = Day(secs.div_euclid(86_400) as i32);
+        let Some(t) = libc::time_t::try_from(secs).ok() else {
+            return utc;
+        };
+        reread_zone(secs);
         // SAFETY: `tm` is a plain C struct that localtime_r fills; both pointers are valid.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-            return Day(secs.div_euclid(86_400) as i32);
+            return utc;
         }
         Day::from_ymd(
             i64::from(tm.tm_year) + 1900,
@@ -151,21 +181,67 @@ impl Device {
         }
     }
 
-    fn close(&mut self, day: Day, now: Day) {
-        self.closed.push_back((day, self.today));
-        self.today = 0;
-        self.trim(now);
+    /// Applies a change of the open day to `now`.
+    fn turn(&mut self, turn: Turn, now: Day) {
+        match turn {
+            Turn::Same => {}
+            Turn::Close(day) => {
+                self.closed.push_back((day, self.today));
+                self.today = 0;
+                if self.closed.len() > KEEP_DAYS {
+                    self.closed.pop_front();
+                }
+            }
+            Turn::UndoFuture => {
+                let past = self.closed.iter().take_while(|(d, _)| *d < now).count();
+                for (_, bytes) in self.closed.drain(past..) {
+                    self.today = self.today.saturating_add(bytes);
+                }
+            }
+        }
     }
 
-    /// Drops days that are more than [`KEEP_DAYS`] before `now`, and any beyond the count.
-    fn trim(&mut self, now: Day) {
-        while self
-            .closed
-            .front()
-            .is_some_and(|(d, _)| d.0 < now.0 - KEEP_DAYS as i32)
-            || self.closed.len() > KEEP_DAYS
-        {
-            self.closed.pop_front();
+    /// The closed days shown while `open` is the open day: those of the [`KEEP_DAYS`] before
+    /// it. Older ones are kept (up to the count) rather than dropped, so that undoing a
+    /// future date ([`Turn::UndoFuture`]) brings back the days it hid.
+    fn shown(&self, open: Option<Day>) -> Vec<(Day, u64)> {
+        let from = open.map_or(i32::MIN, |d| d.0.saturating_sub(KEEP_DAYS as i32));
+        self.closed
+            .iter()
+            .copied()
+            .filter(|(d, _)| d.0 >= from)
+            .collect()
+    }
+}
+
+/// What a reading on a given day does to the open day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The same day or a step back by less than a day: the writes keep going to the open
+    /// day (or, at the first reading, the reading's day opens).
+    Same,
+    /// A later day: the open day (this one) is closed.
+    Close(Day),
+    /// The clock has said a date more than a day before the open day for over a day (two
+    /// of its midnights passed): the open day was a future date (a mistyped `date -s`, a bad
+    /// RTC or NTP answer) and the clock is right again. Without this the ledger would count
+    /// on that date until it came. The reading's day becomes the open one, and what was
+    /// counted on the future days (written lately, under the wrong date) is added to today's
+    /// total rather than lost. A Pi without an RTC that boots with a stale clock has it
+    /// corrected by NTP long before, so its days stay as they are.
+    UndoFuture,
+}
+
+impl Turn {
+    /// For a reading on `day`, with `open` the open day and `behind_since` the first day of
+    /// the readings, in a row, more than a day before it.
+    fn between(open: Option<Day>, behind_since: Option<Day>, day: Day) -> Turn {
+        match open {
+            Some(open) if day > open => Turn::Close(open),
+            Some(open) if day.0 < open.0 - 1 && behind_since.is_some_and(|b| day.0 >= b.0 + 2) => {
+                Turn::UndoFuture
+            }
+            _ => Turn::Same,
         }
     }
 }
@@ -175,6 +251,9 @@ impl Device {
 pub struct DiskDays {
     /// The current day: `None` before the first reading.
     day: Option<Day>,
+    /// The day of the first of the latest readings, in a row, that were more than a day
+    /// before `day` (see [`Turn::UndoFuture`]); not saved.
+    behind_since: Option<Day>,
     devices: Vec<Device>,
     readings: u64,
 }
@@ -195,34 +274,27 @@ impl DiskDays {
 
     /// One sample's cumulative write counters, read on `day`.
     pub fn observe<'a>(&mut self, day: Day, counters: impl IntoIterator<Item = (&'a str, u64)>) {
-        match self.day {
-            Some(current) if day > current => {
+        let turn = Turn::between(self.day, self.behind_since, day);
+        match turn {
+            Turn::Same if self.day.is_some() => {}
+            turn => {
                 for device in &mut self.devices {
-                    device.close(current, day);
+                    device.turn(turn, day);
                 }
                 self.day = Some(day);
             }
-            // A step backwards keeps counting on the current day.
-            Some(_) => {}
-            None => self.day = Some(day),
         }
+        self.behind_since = match self.day {
+            Some(open) if day.0 < open.0 - 1 => Some(self.behind_since.unwrap_or(day)),
+            _ => None,
+        };
         self.readings += 1;
         for (name, counter) in counters {
             let device = match self.devices.iter().position(|d| d.name == name) {
                 Some(i) => &mut self.devices[i],
                 None => {
-                    if name.is_empty() || name.len() > MAX_NAME {
+                    if name.is_empty() || name.len() > MAX_NAME || !self.make_room(counter) {
                         continue;
-                    }
-                    if self.devices.len() >= MAX_DEVICES {
-                        let stalest = self
-                            .devices
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, d)| d.seen)
-                            .map(|(i, _)| i)
-                            .expect("MAX_DEVICES > 0");
-                        self.devices.swap_remove(stalest);
                     }
                     self.devices.push(Device::new(name));
                     self.devices.last_mut().expect("just pushed")
@@ -234,27 +306,62 @@ impl DiskDays {
         }
     }
 
+    /// Makes room for a device first seen with `counter`, if it should have one: the ledger
+    /// is bounded by [`MAX_DEVICES`]. A device missing from this reading and the last one
+    /// (unplugged, or a name no longer listed) makes room first, the longest unseen first.
+    /// Otherwise, a new device that has written something takes the place of one that never
+    /// has; else the new one is not kept. So 16 idle `nbd` devices neither push out the SD
+    /// card nor take turns pushing out each other on every tick.
+    fn make_room(&mut self, counter: u64) -> bool {
+        if self.devices.len() < MAX_DEVICES {
+            return true;
+        }
+        let recent = self.readings.saturating_sub(1);
+        let gone = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.seen < recent)
+            .min_by_key(|(_, d)| d.seen)
+            .map(|(i, _)| i);
+        let idle = || {
+            self.devices
+                .iter()
+                .position(|d| d.counter.unwrap_or(0) == 0 && d.today == 0 && d.closed.is_empty())
+                .filter(|_| counter > 0)
+        };
+        match gone.or_else(idle) {
+            Some(i) => {
+                self.devices.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The figures of `name` as they would be after a reading of `counter` on `day`, without
-    /// recording it: the collector shows the current tick's writes while the history records
-    /// the tick after it is published. `None` for a device the ledger does not know yet.
+    /// recording it: the collector shows the current tick's writes before the history
+    /// records them (right after the tick is published). `None` for a device the ledger does not know yet.
     pub fn preview(&self, name: &str, counter: u64, day: Day) -> Option<Written> {
         let device = self.devices.iter().find(|d| d.name == name)?;
         let delta = device.delta(counter);
-        let mut per_day: Vec<(Day, u64)> = device.closed.iter().copied().collect();
-        let today = match self.day {
-            Some(current) if day > current => {
-                per_day.push((current, device.today));
-                let skip = per_day
-                    .iter()
-                    .take_while(|(d, _)| d.0 < day.0 - KEEP_DAYS as i32)
-                    .count()
-                    .max(per_day.len().saturating_sub(KEEP_DAYS));
-                per_day.drain(..skip);
-                delta
-            }
-            _ => device.today.saturating_add(delta),
+        let mut after = Device {
+            name: String::new(),
+            counter: device.counter,
+            today: device.today,
+            closed: device.closed.clone(),
+            seen: device.seen,
         };
-        Some(Written { today, per_day })
+        let turn = Turn::between(self.day, self.behind_since, day);
+        after.turn(turn, day);
+        let open = match turn {
+            Turn::Same => self.day.or(Some(day)),
+            _ => Some(day),
+        };
+        Some(Written {
+            today: after.today.saturating_add(delta),
+            per_day: after.shown(open),
+        })
     }
 
     /// The recorded figures of `name`.
@@ -262,11 +369,11 @@ impl DiskDays {
         let device = self.devices.iter().find(|d| d.name == name)?;
         Some(Written {
             today: device.today,
-            per_day: device.closed.iter().copied().collect(),
+            per_day: device.shown(self.day),
         })
     }
 
-    /// Device names, in the order they were first seen.
+    /// Device names (in no particular order: a device that made room moved another).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.devices.iter().map(|d| d.name.as_str())
     }
@@ -383,6 +490,7 @@ impl DiskDays {
         }
         Ok(DiskDays {
             day,
+            behind_since: None,
             devices,
             readings: 0,
         })
@@ -520,6 +628,9 @@ mod tests {
         let mut l = DiskDays::new();
         l.observe(d(0), [("mmcblk0", 0)]);
         l.observe(d(0), [("mmcblk0", 100)]);
+        let mut ahead = l.clone();
+        ahead.observe(d(500), [("mmcblk0", 120)]);
+        ahead.observe(d(2), [("mmcblk0", 130)]);
         for (day, counter) in [(d(0), 150), (d(1), 180), (d(-1), 5)] {
             let mut next = l.clone();
             next.observe(day, [("mmcblk0", counter)]);
@@ -530,6 +641,15 @@ mod tests {
             );
         }
         assert_eq!(l.preview("sda", 1, d(0)), None);
+        for (day, counter) in [(d(3), 140), (d(4), 150), (d(600), 150)] {
+            let mut next = ahead.clone();
+            next.observe(day, [("mmcblk0", counter)]);
+            assert_eq!(
+                ahead.preview("mmcblk0", counter, day),
+                next.written("mmcblk0"),
+                "{day} {counter}"
+            );
+        }
     }
 
     #[test]
@@ -545,6 +665,87 @@ mod tests {
         assert!(l.written("sd0").is_none());
         l.observe(d(0), [("", 1), (&"x".repeat(65), 1)]);
         assert_eq!(l.names().count(), MAX_DEVICES);
+    }
+
+    /// 16 idle `nbd` devices (what `modprobe nbd` lists) and the SD card: the card is
+    /// counted on every reading, and the idle devices do not push each other out.
+    #[test]
+    fn idle_devices_make_room_for_one_that_writes() {
+        let nbd: Vec<String> = (0..16).map(|i| format!("nbd{i}")).collect();
+        let mut l = DiskDays::new();
+        let reading = |card: u64| {
+            let mut r: Vec<(&str, u64)> = nbd.iter().map(|n| (n.as_str(), 0)).collect();
+            r.push(("mmcblk0", card));
+            r
+        };
+        for tick in 0..10u64 {
+            l.observe(d(0), reading(1_000 + tick * 100));
+            assert!(l.written("mmcblk0").is_some(), "tick {tick}");
+            assert_eq!(l.names().count(), MAX_DEVICES);
+        }
+        assert_eq!(l.written("mmcblk0").unwrap().today, 900);
+        let kept: Vec<String> = l.names().map(str::to_owned).collect();
+        l.observe(d(0), reading(2_000));
+        assert_eq!(l.names().collect::<Vec<_>>(), kept, "no turns taken");
+        // Sixteen devices that all write: a newcomer is not kept until one of them goes.
+        let mut full = DiskDays::new();
+        let busy: Vec<(&str, u64)> = nbd.iter().map(|n| (n.as_str(), 7)).collect();
+        full.observe(d(0), busy.iter().copied().chain([("sda", 9)]));
+        full.observe(d(0), busy.iter().copied().chain([("sda", 9)]));
+        assert_eq!(full.written("sda"), None);
+        full.observe(d(0), busy[1..].iter().copied());
+        full.observe(d(0), busy[1..].iter().copied().chain([("sda", 9)]));
+        assert!(full.written("sda").is_some());
+        assert_eq!(full.written("nbd0"), None, "gone for two readings");
+    }
+
+    /// The clock set to a future date for a while, then right again: after a day back the
+    /// ledger leaves the future date, and nothing counted meanwhile is lost.
+    #[test]
+    fn a_future_date_is_undone_once_the_clock_stays_back_for_a_day() {
+        let mut l = DiskDays::new();
+        l.observe(d(0), [("mmcblk0", 0)]);
+        l.observe(d(0), [("mmcblk0", 100)]);
+        // `date -s` with a wrong year: day 0 closes.
+        l.observe(d(15_000), [("mmcblk0", 130)]);
+        l.observe(d(15_000), [("mmcblk0", 150)]);
+        // Back to the right date (day 1) on the same day: still counted on the future one.
+        l.observe(d(1), [("mmcblk0", 170)]);
+        assert_eq!(l.day(), Some(d(15_000)));
+        l.observe(d(2), [("mmcblk0", 200)]);
+        assert_eq!(l.day(), Some(d(15_000)), "one midnight is not enough");
+        l.observe(d(3), [("mmcblk0", 260)]);
+        assert_eq!(l.day(), Some(d(3)));
+        assert_eq!(per_day(&l, "mmcblk0"), [(0, 100)]);
+        assert_eq!(l.written("mmcblk0").unwrap().today, 160);
+        l.observe(d(4), [("mmcblk0", 300)]);
+        assert_eq!(per_day(&l, "mmcblk0"), [(0, 100), (3, 160)]);
+        // A future day that had closed (the wrong date crossed a midnight) is folded in too.
+        let mut l = DiskDays::new();
+        l.observe(d(0), [("sda", 0)]);
+        l.observe(d(9_000), [("sda", 10)]);
+        l.observe(d(9_001), [("sda", 30)]);
+        for (day, counter) in [(d(1), 31), (d(2), 32), (d(3), 40)] {
+            l.observe(day, [("sda", counter)]);
+        }
+        assert_eq!(per_day(&l, "sda"), [(0, 0)]);
+        assert_eq!(
+            l.written("sda").unwrap().today,
+            40,
+            "all written since day 0"
+        );
+        assert_eq!(l.day(), Some(d(3)));
+    }
+
+    /// A wall time past what a 32-bit `time_t` holds still has a date (UTC at worst).
+    #[test]
+    fn dates_past_2038_do_not_wrap() {
+        let secs = 5_000_000_000u64; // 2128
+        let day = Day::local(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert!(
+            (i64::from(day.0) - (secs / 86_400) as i64).abs() <= 1,
+            "{day}"
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
     }
     let mut today = e.gauge(
         "pistats_disk_written_today_bytes",
-        "Bytes written, per disk, since local midnight (kept across restarts with the history).",
+        "Bytes written, per disk, since local midnight, or since first seen that day (kept across restarts with the history).",
     );
     for (device, dev) in &d.devices {
         if let Some(written) = &dev.written {
