@@ -144,7 +144,8 @@ impl PiReader {
     /// What history, events and alerts need, for a tick nobody watches: the throttle flags,
     /// read as [`read`](PiReader::read) reads them; the firmware's other figures (core volts
     /// and clock, PMIC rails: a `vcgencmd` run each, every [`FIRMWARE_REFRESH`]) and the ARM
-    /// clock are `last`'s. `vcgencmd` still runs for the flags when sysfs does not have them.
+    /// clock are `last`'s. Where sysfs lacks the flags (Pi 3), `vcgencmd` runs for them, and
+    /// the firmware's other figures come fresh from the same round.
     pub fn read_throttle(&mut self, last: &PiHealth) -> Option<PiHealth> {
         self.read_with(Some(last))
     }
@@ -401,9 +402,13 @@ impl Firmware {
                 }
             }
         }
-        if state.refreshes == 0 {
+        // The first read waits a little for the first round, and so does the first after a
+        // quiet spell: ticks nobody watches do not ask (they repeat the last full tick's
+        // figures), so a scrape every minute finds the cache a minute old.
+        if state.updated.is_none_or(|t| t.elapsed() > FIRMWARE_MAX_AGE) {
+            let before = state.refreshes;
             let deadline = Instant::now() + FIRST_REFRESH_WAIT;
-            while state.refreshes == 0 && state.running_since.is_some() {
+            while state.refreshes == before && state.running_since.is_some() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -416,9 +421,13 @@ impl Firmware {
                     .0;
             }
         }
-        match state.updated {
-            Some(t) if t.elapsed() <= FIRMWARE_MAX_AGE => state.values.clone(),
-            _ => FirmwareValues::default(),
+        // Old values are the latest there are, unless a round has been stuck for long.
+        match (state.updated, state.running_since) {
+            (Some(_), Some(since)) if since.elapsed() > FIRMWARE_MAX_AGE => {
+                FirmwareValues::default()
+            }
+            (Some(_), _) => state.values.clone(),
+            (None, _) => FirmwareValues::default(),
         }
     }
 }
@@ -744,6 +753,27 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(calls(&calls_file).len(), 4);
+    }
+
+    /// A full read after a quiet spell (nobody watched, so nothing asked the firmware for
+    /// minutes) still has the firmware's figures, freshly read.
+    #[test]
+    fn a_read_after_a_quiet_spell_has_the_firmware_figures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vcgencmd, calls_file) = counting_vcgencmd(tmp.path(), "vcgencmd");
+        let (proc_root, sys_root) = board("pi4");
+        let mut reader = PiReader::new(&proc_root, &sys_root, &vcgencmd);
+        let full = reader.read().unwrap();
+        assert_eq!(full.core_volts, Some(0.85));
+        let quiet = Instant::now()
+            .checked_sub(FIRMWARE_MAX_AGE * 2)
+            .expect("uptime longer than a minute");
+        reader.firmware.lock().updated = Some(quiet);
+        let later = reader.read().unwrap();
+        assert_eq!(later.core_volts, Some(0.85));
+        assert_eq!(later.core_clock_mhz, full.core_clock_mhz);
+        assert_eq!(calls(&calls_file).len(), 4, "a second round ran for it");
+        assert!(reader.firmware.lock().updated > Some(quiet));
     }
 
     #[test]
