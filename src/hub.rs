@@ -18,9 +18,9 @@
 //!
 //! Scanning every process (`/proc/PID/stat` of each) is most of a tick's cost and only a
 //! viewer needs it. The collector scans while a WebSocket client is connected, and on the tick
-//! after a REST or `/metrics` request asked for the document ([`Hub::want_processes`]); other
-//! ticks collect only what history, events and alerts read and carry the last full
-//! collection's other figures (see [`crate::stats::Context::full`]).
+//! after a REST or `/metrics` request asked for the document ([`Hub::latest_full`], which
+//! waits for that tick); other ticks collect only what history, events and alerts read and
+//! carry the last full collection's other figures (see [`crate::stats::Context::full`]).
 //!
 //! Nor is the document serialized on a tick nobody watches: history, events, alerts and the
 //! network watch read its typed values, and a REST or `/metrics` reader that comes along
@@ -101,6 +101,11 @@ impl Snapshot {
             encoded: OnceLock::new(),
             collection_time: took,
         }
+    }
+
+    /// Whether this is a full collection (processes scanned, details read on this tick).
+    pub fn is_full(&self) -> bool {
+        self.document.processes.scanned_at == Some(self.document.collected_at)
     }
 
     /// The document as JSON (serialized on first use).
@@ -347,6 +352,34 @@ impl Hub {
     /// 15 s costs one scan per scrape, not a scan on every tick from then on.
     pub fn want_processes(&self) {
         self.processes_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The latest snapshot with the whole document, for a reader that is not a WebSocket
+    /// client (REST, `/metrics`): the latest if it is full (someone watches), else the next
+    /// tick's, which this asks to be full ([`Hub::want_processes`]), waiting for it at most
+    /// `max_wait`; then the latest as it is (its `processes.scanned_at` says how old the
+    /// repeated figures are). `None` before the first snapshot.
+    pub async fn latest_full(&self, max_wait: Duration) -> Option<Arc<Snapshot>> {
+        // Subscribed before asking, so the full tick cannot slip by unseen.
+        let mut snapshots = self.subscribe();
+        let latest = snapshots.borrow_and_update().clone()?;
+        if latest.is_full() {
+            return Some(latest);
+        }
+        self.want_processes();
+        let next_full = async {
+            while snapshots.changed().await.is_ok() {
+                let next = snapshots.borrow_and_update().clone();
+                if let Some(full) = next.filter(|s| s.is_full()) {
+                    return Some(full);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(max_wait, next_full).await {
+            Ok(Some(full)) => Some(full),
+            _ => self.latest(),
+        }
     }
 
     /// Whether this tick scans processes: a client watches, or a reader asked since the last
@@ -685,6 +718,47 @@ mod tests {
         hub.counters.clients.store(1, Ordering::Relaxed);
         assert!(hub.scan_processes());
         assert!(hub.scan_processes());
+    }
+
+    /// A REST reader of an unwatched daemon gets the next tick's full document, which it
+    /// asked for, not the latest one's repeated figures; and the latest as it is if that
+    /// tick does not come in time.
+    #[tokio::test]
+    async fn readers_wait_for_the_full_tick_they_asked_for() {
+        let hub = Arc::new(Hub::new(Duration::from_secs(1), 0));
+        let repeated = |mut doc: StatsDocument| {
+            doc.processes.scanned_at = Some(doc.collected_at - Duration::from_secs(60));
+            doc
+        };
+        assert!(hub.latest_full(Duration::from_millis(10)).await.is_none());
+        hub.publish(repeated(document()), Stamp::now(), Duration::ZERO);
+        assert!(!hub.latest().unwrap().is_full());
+
+        let reader = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.latest_full(Duration::from_secs(30)).await }
+        });
+        // The collector's side: the next tick is full because the reader asked.
+        while !hub.processes_wanted.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+        }
+        assert!(hub.scan_processes());
+        hub.publish(repeated(document()), Stamp::now(), Duration::ZERO);
+        let full = document();
+        let collected = full.collected_at;
+        hub.publish(full, Stamp::now(), Duration::ZERO);
+        let got = reader.await.unwrap().expect("a snapshot");
+        assert!(got.is_full());
+        assert_eq!(got.document.collected_at, collected);
+        // Full and latest: no wait, no request.
+        let again = hub.latest_full(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again.document.collected_at, collected);
+        assert!(!hub.scan_processes());
+
+        hub.publish(repeated(document()), Stamp::now(), Duration::ZERO);
+        let late = hub.latest_full(Duration::from_millis(20)).await.unwrap();
+        assert!(!late.is_full(), "no full tick in time: the latest");
+        assert!(hub.scan_processes(), "still asked for");
     }
 
     #[test]

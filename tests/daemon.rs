@@ -304,6 +304,27 @@ async fn history_and_health_endpoints() {
     assert_document_shape(&stats.json());
 }
 
+/// Nobody watches, so ticks repeat the last full collection's processes; a REST or
+/// `/metrics` reader still gets a document whose processes were scanned on its own tick.
+#[test]
+fn rest_readers_of_an_unwatched_daemon_get_fresh_processes() {
+    let daemon = Daemon::start(&["--interval", "250ms"]);
+    for round in 0..3 {
+        // Several unwatched ticks since the last full one.
+        std::thread::sleep(Duration::from_millis(1200));
+        let doc = daemon.get("/api/v1/stats").json();
+        assert_eq!(
+            doc["processes"]["scanned_at"], doc["timestamp"],
+            "round {round}: processes scanned on the document's own tick"
+        );
+        assert!(doc["processes"]["total_count"].as_u64().unwrap() > 0);
+    }
+    let metrics = daemon.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let after = daemon.get("/api/v1/stats").json();
+    assert_eq!(after["processes"]["scanned_at"], after["timestamp"]);
+}
+
 #[tokio::test]
 async fn static_files_and_path_traversal() {
     let daemon = Daemon::start(&[]);

@@ -179,9 +179,8 @@ pub fn routes(
         .and(warp::get())
         .and(authorized.clone())
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| {
-            state.hub.want_processes();
-            match state.hub.latest() {
+        .then(|state: Arc<AppState>| async move {
+            match state.hub.latest_full(full_wait(&state)).await {
                 Some(snapshot) => json_response(StatusCode::OK, snapshot.json()),
                 None => not_ready(),
             }
@@ -284,9 +283,8 @@ pub fn routes(
         .and(warp::get())
         .and(authorized.clone())
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| {
-            state.hub.want_processes();
-            let Some(snapshot) = state.hub.latest() else {
+        .then(|state: Arc<AppState>| async move {
+            let Some(snapshot) = state.hub.latest_full(full_wait(&state)).await else {
                 return not_ready();
             };
             let mut body = metrics::render(&snapshot.document, &own_metrics(&state, &snapshot));
@@ -577,6 +575,17 @@ fn error_response(status: StatusCode, message: &str) -> Response<Bytes> {
         status,
         Bytes::from(serde_json::json!({ "error": message }).to_string()),
     )
+}
+
+/// Longest a REST or `/metrics` reader waits for the full tick it asked for. At the default
+/// 1 s interval the next tick comes first; with long intervals the reader gets the latest
+/// snapshot rather than waiting minutes (well inside Prometheus's 10 s scrape timeout).
+const MAX_FULL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a reader waits for the next (full) tick: one interval and a margin for the
+/// collection itself, at most [`MAX_FULL_WAIT`].
+fn full_wait(state: &AppState) -> Duration {
+    (state.hub.interval() + Duration::from_millis(500)).min(MAX_FULL_WAIT)
 }
 
 fn not_ready() -> Response<Bytes> {
