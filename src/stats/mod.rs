@@ -1,13 +1,14 @@
-//! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (CPU, processes),
-//! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters,
-//! mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards: [`storage`]; Pi
-//! firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
+//! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (processes),
+//! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (CPU usage: [`cpu`];
+//! memory, I/O counters, mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards:
+//! [`storage`]; Pi firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
 //! primes one. Nothing read here may panic, whatever the files contain; a source that cannot
 //! be read is `None` and listed in [`StatsDocument::degraded`].
 
+pub mod cpu;
 pub mod fans;
 #[cfg(test)]
 mod fuzz;
@@ -86,6 +87,10 @@ struct Details {
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
 struct ProcFiles {
+    /// The running kernel's `/proc/stat`, whatever `proc_root` is: CPU figures come from the
+    /// same kernel as the process scan (sysinfo reads `/proc` itself), as they did when
+    /// sysinfo computed them too.
+    cpu_stat: procfs::KeptFile,
     meminfo: procfs::KeptFile,
     loadavg: procfs::KeptFile,
     uptime: procfs::KeptFile,
@@ -99,6 +104,7 @@ impl ProcFiles {
     fn new(proc_root: &std::path::Path) -> ProcFiles {
         let kept = |name: &str| procfs::KeptFile::new(proc_root.join(name));
         ProcFiles {
+            cpu_stat: procfs::KeptFile::new(PathBuf::from("/proc/stat")),
             meminfo: kept("meminfo"),
             loadavg: kept("loadavg"),
             uptime: kept("uptime"),
@@ -112,6 +118,9 @@ impl ProcFiles {
 
 pub struct Collector {
     system: System,
+    /// CPU usage, aggregate and per core. sysinfo's own CPU sample is refreshed only with a
+    /// process scan (it needs one taken with the scan for the processes' shares).
+    cpu: cpu::CpuMeter,
     files: ProcFiles,
     proc_root: PathBuf,
     sys_root: PathBuf,
@@ -148,9 +157,13 @@ impl Collector {
             os: System::long_os_version(),
             count_physical: System::physical_core_count(),
         };
+        let mut files = ProcFiles::new(&config.proc_root);
+        let mut cpu = cpu::CpuMeter::default();
+        cpu.sample(files.cpu_stat.read_bytes(), Instant::now());
         Collector {
             system,
-            files: ProcFiles::new(&config.proc_root),
+            cpu,
+            files,
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
@@ -182,7 +195,7 @@ impl Collector {
                 degraded.push(source);
             }
         };
-        let cpu = self.cpu(full);
+        let cpu = self.cpu(full, now);
         let memory = self
             .files
             .meminfo
@@ -345,24 +358,18 @@ impl Collector {
         connectivity
     }
 
-    fn cpu(&mut self, full: bool) -> CpuInfo {
-        self.system
-            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+    fn cpu(&mut self, full: bool, now: Instant) -> CpuInfo {
+        self.cpu.sample(self.files.cpu_stat.read_bytes(), now);
         let frequency_mhz = match &self.details {
             Some(last) if !full => last.frequency,
             _ => self.frequency(),
         };
         CpuInfo {
-            usage_percent: f64::from(self.system.global_cpu_usage()),
+            usage_percent: f64::from(self.cpu.usage_percent()),
             count_physical: self.facts.count_physical,
             count_logical: self.system.cpus().len(),
             frequency_mhz,
-            per_core_usage: self
-                .system
-                .cpus()
-                .iter()
-                .map(|c| f64::from(c.cpu_usage()))
-                .collect(),
+            per_core_usage: self.cpu.per_core().map(f64::from).collect(),
         }
     }
 
@@ -378,8 +385,11 @@ impl Collector {
             let mhz = match fresh {
                 Some((_, mhz)) => mhz,
                 None => {
-                    self.system
-                        .refresh_cpu_specifics(CpuRefreshKind::nothing().with_frequency());
+                    // With the usage: a refresh marks sysinfo's CPU sample as fresh, and the
+                    // process scan that follows must find it taken now, not at the last scan.
+                    self.system.refresh_cpu_specifics(
+                        CpuRefreshKind::nothing().with_cpu_usage().with_frequency(),
+                    );
                     let mhz = self.system.cpus().first().map_or(0, |c| c.frequency());
                     self.cpuinfo_frequency = Some((Instant::now(), mhz));
                     mhz
