@@ -146,6 +146,11 @@ impl CpuUsage {
     pub fn percent(&self) -> f32 {
         self.percent
     }
+
+    /// The last sample's ticks, busy and idle.
+    pub fn total_ticks(&self) -> Option<u64> {
+        self.last.map(|c| c.total_time())
+    }
 }
 
 /// The aggregate and per-core usage, fed from `/proc/stat`. The number of cores is fixed at
@@ -190,6 +195,12 @@ impl CpuMeter {
     /// The aggregate's percent busy.
     pub fn usage_percent(&self) -> f32 {
         self.total.percent()
+    }
+
+    /// All cores' ticks, busy and idle, at the last sample: the span the per-process shares
+    /// are taken over.
+    pub fn total_ticks(&self) -> Option<u64> {
+        self.total.total_ticks()
     }
 
     /// Each core's percent busy, in `/proc/stat` order.

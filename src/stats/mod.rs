@@ -1,5 +1,5 @@
-//! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (processes),
-//! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (CPU usage: [`cpu`];
+//! The collector: builds one typed [`StatsDocument`] per tick from `getifaddrs` (interface
+//! addresses) and direct `/proc`/`/sys` reads (CPU usage: [`cpu`]; processes: [`processes`];
 //! memory, I/O counters, mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards:
 //! [`storage`]; Pi firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
 //!
@@ -15,6 +15,7 @@ mod fuzz;
 pub(crate) mod ifaddrs;
 pub mod model;
 pub mod pi;
+pub mod processes;
 pub mod procfs;
 pub mod storage;
 pub mod wire;
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use sysinfo::{CpuRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{CpuRefreshKind, System};
 
 use crate::config::Config;
 use model::*;
@@ -132,7 +133,9 @@ pub struct Collector {
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
     /// PIDs with the most resident memory at the last ranking, and when it was made.
-    memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
+    memory_rank: Option<(Instant, Vec<u32>)>,
+    /// Every process's CPU time, scanned on full ticks.
+    process_table: processes::ProcessTable,
     /// The last full collection's details, repeated on ticks that are not full.
     details: Option<Details>,
     /// The SoC's thermal zone's `temp`, found on full ticks and read alone on the others.
@@ -148,7 +151,6 @@ impl Collector {
     pub fn new(config: &Config) -> Collector {
         let mut system = System::new();
         system.refresh_cpu_list(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
-        system.refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
         let pi = pi::PiReader::new(&config.proc_root, &config.sys_root, &config.vcgencmd);
         let facts = HostFacts {
             hostname: System::host_name(),
@@ -160,6 +162,9 @@ impl Collector {
         let mut files = ProcFiles::new(&config.proc_root);
         let mut cpu = cpu::CpuMeter::default();
         cpu.sample(files.cpu_stat.read_bytes(), Instant::now());
+        // The processes run from the running kernel's `/proc`, whatever `proc_root` is.
+        let mut process_table = processes::ProcessTable::new(std::path::Path::new("/proc"));
+        process_table.scan(cpu.total_ticks(), system.cpus().len());
         Collector {
             system,
             cpu,
@@ -173,6 +178,7 @@ impl Collector {
             previous: None,
             cpuinfo_frequency: None,
             memory_rank: None,
+            process_table,
             details: None,
             cpu_zone: None,
             whole_disk: BTreeMap::new(),
@@ -385,11 +391,8 @@ impl Collector {
             let mhz = match fresh {
                 Some((_, mhz)) => mhz,
                 None => {
-                    // With the usage: a refresh marks sysinfo's CPU sample as fresh, and the
-                    // process scan that follows must find it taken now, not at the last scan.
-                    self.system.refresh_cpu_specifics(
-                        CpuRefreshKind::nothing().with_cpu_usage().with_frequency(),
-                    );
+                    self.system
+                        .refresh_cpu_specifics(CpuRefreshKind::nothing().with_frequency());
                     let mhz = self.system.cpus().first().map_or(0, |c| c.frequency());
                     self.cpuinfo_frequency = Some((Instant::now(), mhz));
                     mhz
@@ -521,35 +524,29 @@ impl Collector {
             .memory_rank
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= MEMORY_RANK_MAX_AGE);
-        let refresh = if rank_memory {
-            process_refresh().with_memory()
-        } else {
-            process_refresh()
-        };
-        self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh);
+        self.process_table
+            .scan(self.cpu.total_ticks(), self.system.cpus().len());
+        let table = &self.process_table;
         if rank_memory {
-            let mut by_memory: Vec<_> = self.system.processes().values().collect();
-            by_memory.sort_by(|a, b| b.memory().cmp(&a.memory()).then(a.pid().cmp(&b.pid())));
+            let mut by_memory: Vec<_> = table.processes().collect();
+            by_memory.sort_by(|a, b| b.rss_pages.cmp(&a.rss_pages).then(a.pid.cmp(&b.pid)));
             let pids = by_memory
                 .iter()
                 .take(self.top_processes)
-                .map(|p| p.pid())
+                .map(|p| p.pid)
                 .collect();
             self.memory_rank = Some((Instant::now(), pids));
         }
-        let processes = self.system.processes();
-        // `None` when the process ended since the scan (its `statm` is gone) or total memory
-        // is unknown: no figure rather than a made-up one.
-        let rss_percent = |pid: u32| {
-            procfs::read_rss(&self.proc_root, pid)
-                .zip(total_memory)
-                .map(|(rss, total)| ratio_percent(rss, total))
+        // From the scan's `stat` line (its `rss` is `statm`'s resident figure): no file per
+        // listed process. `None` when total memory is unknown.
+        let page_size = procfs::page_size();
+        let rss_percent = |p: &processes::Process| {
+            total_memory.map(|total| ratio_percent(p.rss_pages.saturating_mul(page_size), total))
         };
-        let item = |p: &sysinfo::Process, memory_percent: Option<f64>| TopProcess {
-            pid: p.pid().as_u32(),
-            name: (!self.hide_process_names).then(|| p.name().to_string_lossy().into_owned()),
-            cpu_percent: f64::from(p.cpu_usage()),
+        let item = |p: &processes::Process, memory_percent: Option<f64>| TopProcess {
+            pid: p.pid,
+            name: (!self.hide_process_names).then(|| p.name.clone()),
+            cpu_percent: f64::from(p.cpu_usage),
             memory_percent,
         };
         // The ranked processes that still run, with their current size, largest first.
@@ -559,8 +556,8 @@ impl Collector {
             .map(|(_, pids)| pids.as_slice())
             .unwrap_or_default()
             .iter()
-            .filter_map(|pid| processes.get(pid))
-            .map(|p| item(p, rss_percent(p.pid().as_u32())))
+            .filter_map(|&pid| table.get(pid))
+            .map(|p| item(p, rss_percent(p)))
             .collect();
         top_memory_usage.sort_by(|a, b| {
             b.memory_percent
@@ -568,32 +565,19 @@ impl Collector {
                 .total_cmp(&a.memory_percent.unwrap_or(-1.0))
                 .then(a.pid.cmp(&b.pid))
         });
-        // Threads are not listed (`without_tasks`); kernel threads count, as in psutil. At
-        // least this process exists: an empty table means /proc could not be listed.
-        let mut top: Vec<_> = processes.values().collect();
+        // Threads are not listed; kernel threads count, as in psutil. At least this process
+        // exists: an empty table means /proc could not be listed.
+        let mut top: Vec<_> = table.processes().collect();
         let total_count = (!top.is_empty()).then_some(top.len());
-        top.sort_by(|a, b| {
-            b.cpu_usage()
-                .total_cmp(&a.cpu_usage())
-                .then(a.pid().cmp(&b.pid()))
-        });
+        top.sort_by(|a, b| b.cpu_usage.total_cmp(&a.cpu_usage).then(a.pid.cmp(&b.pid)));
         top.truncate(self.top_processes);
         ProcessInfo {
             total_count,
-            top_cpu_usage: top
-                .into_iter()
-                .map(|p| item(p, rss_percent(p.pid().as_u32())))
-                .collect(),
+            top_cpu_usage: top.into_iter().map(|p| item(p, rss_percent(p))).collect(),
             top_memory_usage,
             scanned_at: Some(wall),
         }
     }
-}
-
-/// CPU times only: memory is read for the few listed processes, not for every process on
-/// every tick (one file open per process and tick is most of the collector's cost).
-fn process_refresh() -> ProcessRefreshKind {
-    ProcessRefreshKind::nothing().with_cpu().without_tasks()
 }
 
 /// Time since boot from `CLOCK_BOOTTIME` (counts suspend, like `/proc/uptime`).

@@ -315,7 +315,8 @@ pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
     pages.checked_mul(page_size())
 }
 
-fn page_size() -> u64 {
+/// The kernel's page size in bytes (`statm` and `stat` count pages).
+pub(crate) fn page_size() -> u64 {
     static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *PAGE_SIZE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
