@@ -89,8 +89,8 @@ struct Details {
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
 struct ProcFiles {
     /// The running kernel's `/proc/stat`, whatever `proc_root` is: CPU figures come from the
-    /// same kernel as the process scan (sysinfo reads `/proc` itself), as they did when
-    /// sysinfo computed them too.
+    /// same kernel as the process scan (which lists the machine's own `/proc`), as they did
+    /// when sysinfo computed them.
     cpu_stat: procfs::KeptFile,
     meminfo: procfs::KeptFile,
     loadavg: procfs::KeptFile,
@@ -119,8 +119,8 @@ impl ProcFiles {
 
 pub struct Collector {
     system: System,
-    /// CPU usage, aggregate and per core. sysinfo's own CPU sample is refreshed only with a
-    /// process scan (it needs one taken with the scan for the processes' shares).
+    /// CPU usage, aggregate and per core; its last sample also spans the processes' shares.
+    /// sysinfo keeps only the CPU list (and the frequency where cpufreq is missing).
     cpu: cpu::CpuMeter,
     files: ProcFiles,
     proc_root: PathBuf,
@@ -1121,7 +1121,7 @@ pub(crate) mod wire_golden {
         assert!(doc.system.boot_time.is_none());
         assert!(doc.disk.partitions.is_none());
         assert!(doc.network.io_counters.is_none());
-        // Every source but the process table, which sysinfo lists from the machine's own /proc.
+        // Every source but the process table, which is listed from the machine's own /proc.
         for source in Source::ALL.into_iter().filter(|&s| s != Source::Processes) {
             assert!(
                 doc.degraded.contains(&source),
