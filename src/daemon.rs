@@ -148,10 +148,9 @@ pub fn limit_malloc_arenas() {
 }
 
 /// Each client is a file descriptor; systemd's default soft limit (1024) would refuse
-/// connections before `max_clients` does. sysinfo raises the soft limit to the hard one on
-/// its first use anyway, and then keeps up to half of it for open `/proc` files; so the soft
-/// limit is raised here, sysinfo is held to its share of [`FdBudget`], and the connection
-/// caps (`AppState::new`) are derived from what remains.
+/// connections before `max_clients` does. So the soft limit is raised here, the process scan's
+/// kept-open `/proc/PID/stat` files are held to their share of [`FdBudget`], and the
+/// connection caps (`AppState::new`) are derived from what remains.
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -169,5 +168,8 @@ fn raise_fd_limit() {
             }
         }
     }
-    sysinfo::set_open_files_limit(FdBudget::current().sysinfo);
+    let budget = FdBudget::current();
+    // sysinfo keeps no process files any more, but its first use would take half the limit.
+    sysinfo::set_open_files_limit(0);
+    crate::stats::processes::set_kept_files_limit(budget.sysinfo);
 }

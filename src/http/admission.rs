@@ -208,8 +208,8 @@ impl Drop for ConnectionSlot {
 /// File descriptors kept for everything but client connections: the listener, the
 /// collector's transient files, netlink and D-Bus sockets, logging.
 pub const FD_RESERVE: usize = 64;
-/// Most `/proc` files sysinfo may keep open (one per process, so each tick reads without
-/// opening). sysinfo would otherwise claim half the file limit for them.
+/// Most `/proc/PID/stat` files the process scan may keep open (one per process, so each scan
+/// reads without opening; see `stats::processes`).
 pub const SYSINFO_FILES: usize = 512;
 /// Connections hyper owns (requests, keep-alive) allowed beside `max_clients` WebSockets.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
@@ -217,7 +217,7 @@ pub const MAX_HTTP_CONNECTIONS: usize = 256;
 /// How the process's file descriptors are shared out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdBudget {
-    /// For sysinfo's open `/proc` files.
+    /// For the process scan's open `/proc/PID/stat` files.
     pub sysinfo: usize,
     /// For client connections of every kind.
     pub connections: usize,

@@ -1,19 +1,21 @@
-//! The collector: builds one typed [`StatsDocument`] per tick from sysinfo (CPU, processes),
-//! `getifaddrs` (interface addresses) and direct `/proc`/`/sys` reads (memory, I/O counters,
-//! mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards: [`storage`]; Pi
-//! firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
+//! The collector: builds one typed [`StatsDocument`] per tick from `getifaddrs` (interface
+//! addresses) and direct `/proc`/`/sys` reads (CPU usage: [`cpu`]; processes: [`processes`];
+//! memory, I/O counters, mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards:
+//! [`storage`]; Pi firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
 //! primes one. Nothing read here may panic, whatever the files contain; a source that cannot
 //! be read is `None` and listed in [`StatsDocument::degraded`].
 
+pub mod cpu;
 pub mod fans;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod ifaddrs;
 pub mod model;
 pub mod pi;
+pub mod processes;
 pub mod procfs;
 pub mod storage;
 pub mod wire;
@@ -22,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use sysinfo::{CpuRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{CpuRefreshKind, System};
 
 use crate::config::Config;
 use model::*;
@@ -86,6 +88,10 @@ struct Details {
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
 struct ProcFiles {
+    /// The running kernel's `/proc/stat`, whatever `proc_root` is: CPU figures come from the
+    /// same kernel as the process scan (which lists the machine's own `/proc`), as they did
+    /// when sysinfo computed them.
+    cpu_stat: procfs::KeptFile,
     meminfo: procfs::KeptFile,
     loadavg: procfs::KeptFile,
     uptime: procfs::KeptFile,
@@ -99,6 +105,7 @@ impl ProcFiles {
     fn new(proc_root: &std::path::Path) -> ProcFiles {
         let kept = |name: &str| procfs::KeptFile::new(proc_root.join(name));
         ProcFiles {
+            cpu_stat: procfs::KeptFile::new(PathBuf::from("/proc/stat")),
             meminfo: kept("meminfo"),
             loadavg: kept("loadavg"),
             uptime: kept("uptime"),
@@ -112,6 +119,9 @@ impl ProcFiles {
 
 pub struct Collector {
     system: System,
+    /// CPU usage, aggregate and per core; its last sample also spans the processes' shares.
+    /// sysinfo keeps only the CPU list (and the frequency where cpufreq is missing).
+    cpu: cpu::CpuMeter,
     files: ProcFiles,
     proc_root: PathBuf,
     sys_root: PathBuf,
@@ -123,7 +133,9 @@ pub struct Collector {
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
     /// PIDs with the most resident memory at the last ranking, and when it was made.
-    memory_rank: Option<(Instant, Vec<sysinfo::Pid>)>,
+    memory_rank: Option<(Instant, Vec<u32>)>,
+    /// Every process's CPU time, scanned on full ticks.
+    process_table: processes::ProcessTable,
     /// The last full collection's details, repeated on ticks that are not full.
     details: Option<Details>,
     /// The SoC's thermal zone's `temp`, found on full ticks and read alone on the others.
@@ -139,7 +151,6 @@ impl Collector {
     pub fn new(config: &Config) -> Collector {
         let mut system = System::new();
         system.refresh_cpu_list(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
-        system.refresh_processes_specifics(ProcessesToUpdate::All, true, process_refresh());
         let pi = pi::PiReader::new(&config.proc_root, &config.sys_root, &config.vcgencmd);
         let facts = HostFacts {
             hostname: System::host_name(),
@@ -148,9 +159,16 @@ impl Collector {
             os: System::long_os_version(),
             count_physical: System::physical_core_count(),
         };
+        let mut files = ProcFiles::new(&config.proc_root);
+        let mut cpu = cpu::CpuMeter::default();
+        cpu.sample(files.cpu_stat.read_bytes(), Instant::now());
+        // The processes run from the running kernel's `/proc`, whatever `proc_root` is.
+        let mut process_table = processes::ProcessTable::new(std::path::Path::new("/proc"));
+        process_table.scan(cpu.total_ticks(), system.cpus().len());
         Collector {
             system,
-            files: ProcFiles::new(&config.proc_root),
+            cpu,
+            files,
             proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
@@ -160,6 +178,7 @@ impl Collector {
             previous: None,
             cpuinfo_frequency: None,
             memory_rank: None,
+            process_table,
             details: None,
             cpu_zone: None,
             whole_disk: BTreeMap::new(),
@@ -182,7 +201,7 @@ impl Collector {
                 degraded.push(source);
             }
         };
-        let cpu = self.cpu(full);
+        let cpu = self.cpu(full, now);
         let memory = self
             .files
             .meminfo
@@ -345,24 +364,18 @@ impl Collector {
         connectivity
     }
 
-    fn cpu(&mut self, full: bool) -> CpuInfo {
-        self.system
-            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+    fn cpu(&mut self, full: bool, now: Instant) -> CpuInfo {
+        self.cpu.sample(self.files.cpu_stat.read_bytes(), now);
         let frequency_mhz = match &self.details {
             Some(last) if !full => last.frequency,
             _ => self.frequency(),
         };
         CpuInfo {
-            usage_percent: f64::from(self.system.global_cpu_usage()),
+            usage_percent: f64::from(self.cpu.usage_percent()),
             count_physical: self.facts.count_physical,
             count_logical: self.system.cpus().len(),
             frequency_mhz,
-            per_core_usage: self
-                .system
-                .cpus()
-                .iter()
-                .map(|c| f64::from(c.cpu_usage()))
-                .collect(),
+            per_core_usage: self.cpu.per_core().map(f64::from).collect(),
         }
     }
 
@@ -511,35 +524,29 @@ impl Collector {
             .memory_rank
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= MEMORY_RANK_MAX_AGE);
-        let refresh = if rank_memory {
-            process_refresh().with_memory()
-        } else {
-            process_refresh()
-        };
-        self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh);
+        self.process_table
+            .scan(self.cpu.total_ticks(), self.system.cpus().len());
+        let table = &self.process_table;
         if rank_memory {
-            let mut by_memory: Vec<_> = self.system.processes().values().collect();
-            by_memory.sort_by(|a, b| b.memory().cmp(&a.memory()).then(a.pid().cmp(&b.pid())));
+            let mut by_memory: Vec<_> = table.processes().collect();
+            by_memory.sort_by(|a, b| b.rss_pages.cmp(&a.rss_pages).then(a.pid.cmp(&b.pid)));
             let pids = by_memory
                 .iter()
                 .take(self.top_processes)
-                .map(|p| p.pid())
+                .map(|p| p.pid)
                 .collect();
             self.memory_rank = Some((Instant::now(), pids));
         }
-        let processes = self.system.processes();
-        // `None` when the process ended since the scan (its `statm` is gone) or total memory
-        // is unknown: no figure rather than a made-up one.
-        let rss_percent = |pid: u32| {
-            procfs::read_rss(&self.proc_root, pid)
-                .zip(total_memory)
-                .map(|(rss, total)| ratio_percent(rss, total))
+        // From the scan's `stat` line (its `rss` is `statm`'s resident figure): no file per
+        // listed process. `None` when total memory is unknown.
+        let page_size = procfs::page_size();
+        let rss_percent = |p: &processes::Process| {
+            total_memory.map(|total| ratio_percent(p.rss_pages.saturating_mul(page_size), total))
         };
-        let item = |p: &sysinfo::Process, memory_percent: Option<f64>| TopProcess {
-            pid: p.pid().as_u32(),
-            name: (!self.hide_process_names).then(|| p.name().to_string_lossy().into_owned()),
-            cpu_percent: f64::from(p.cpu_usage()),
+        let item = |p: &processes::Process, memory_percent: Option<f64>| TopProcess {
+            pid: p.pid,
+            name: (!self.hide_process_names).then(|| p.name.clone()),
+            cpu_percent: f64::from(p.cpu_usage),
             memory_percent,
         };
         // The ranked processes that still run, with their current size, largest first.
@@ -549,8 +556,8 @@ impl Collector {
             .map(|(_, pids)| pids.as_slice())
             .unwrap_or_default()
             .iter()
-            .filter_map(|pid| processes.get(pid))
-            .map(|p| item(p, rss_percent(p.pid().as_u32())))
+            .filter_map(|&pid| table.get(pid))
+            .map(|p| item(p, rss_percent(p)))
             .collect();
         top_memory_usage.sort_by(|a, b| {
             b.memory_percent
@@ -558,32 +565,19 @@ impl Collector {
                 .total_cmp(&a.memory_percent.unwrap_or(-1.0))
                 .then(a.pid.cmp(&b.pid))
         });
-        // Threads are not listed (`without_tasks`); kernel threads count, as in psutil. At
-        // least this process exists: an empty table means /proc could not be listed.
-        let mut top: Vec<_> = processes.values().collect();
+        // Threads are not listed; kernel threads count, as in psutil. At least this process
+        // exists: an empty table means /proc could not be listed.
+        let mut top: Vec<_> = table.processes().collect();
         let total_count = (!top.is_empty()).then_some(top.len());
-        top.sort_by(|a, b| {
-            b.cpu_usage()
-                .total_cmp(&a.cpu_usage())
-                .then(a.pid().cmp(&b.pid()))
-        });
+        top.sort_by(|a, b| b.cpu_usage.total_cmp(&a.cpu_usage).then(a.pid.cmp(&b.pid)));
         top.truncate(self.top_processes);
         ProcessInfo {
             total_count,
-            top_cpu_usage: top
-                .into_iter()
-                .map(|p| item(p, rss_percent(p.pid().as_u32())))
-                .collect(),
+            top_cpu_usage: top.into_iter().map(|p| item(p, rss_percent(p))).collect(),
             top_memory_usage,
             scanned_at: Some(wall),
         }
     }
-}
-
-/// CPU times only: memory is read for the few listed processes, not for every process on
-/// every tick (one file open per process and tick is most of the collector's cost).
-fn process_refresh() -> ProcessRefreshKind {
-    ProcessRefreshKind::nothing().with_cpu().without_tasks()
 }
 
 /// Time since boot from `CLOCK_BOOTTIME` (counts suspend, like `/proc/uptime`).
@@ -1127,7 +1121,7 @@ pub(crate) mod wire_golden {
         assert!(doc.system.boot_time.is_none());
         assert!(doc.disk.partitions.is_none());
         assert!(doc.network.io_counters.is_none());
-        // Every source but the process table, which sysinfo lists from the machine's own /proc.
+        // Every source but the process table, which is listed from the machine's own /proc.
         for source in Source::ALL.into_iter().filter(|&s| s != Source::Processes) {
             assert!(
                 doc.degraded.contains(&source),

@@ -20,7 +20,17 @@ use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading}
 pub fn read_text(path: &Path) -> Option<String> {
     let mut file = File::open(path).ok()?;
     let mut bytes = Vec::with_capacity(512);
-    file.read_to_end(&mut bytes).ok()?;
+    // Not `read_to_end`: on a `File` it asks for the size and position first (`statx`,
+    // `lseek`), two system calls per file that tell nothing here.
+    let mut chunk = [0u8; 512];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
     Some(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
@@ -131,13 +141,30 @@ fn finite(v: f64) -> Option<f64> {
 /// `/proc/meminfo` in bytes; `None` without a positive `MemTotal` (a truncated or garbled
 /// file is not a machine with no memory).
 pub fn parse_meminfo(text: &str) -> Option<Memory> {
+    /// The keys read; the file has some 55 lines and these are among its first 25.
+    const KEYS: usize = 8;
     let mut m = Memory::default();
     let mut available = None;
+    let mut found = 0u32;
     for line in text.lines() {
         let mut parts = line.split_whitespace();
         let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
             continue;
         };
+        // Only the keys read are parsed; the file is read on every tick.
+        if !matches!(
+            key,
+            "MemTotal:"
+                | "MemFree:"
+                | "MemAvailable:"
+                | "Buffers:"
+                | "Cached:"
+                | "SReclaimable:"
+                | "SwapTotal:"
+                | "SwapFree:"
+        ) {
+            continue;
+        }
         let Some(bytes) = value
             .parse::<u64>()
             .ok()
@@ -145,15 +172,43 @@ pub fn parse_meminfo(text: &str) -> Option<Memory> {
         else {
             continue;
         };
-        match key {
-            "MemTotal:" => m.total = bytes,
-            "MemFree:" => m.free = bytes,
-            "MemAvailable:" => available = Some(bytes),
-            "Buffers:" => m.buffers = bytes,
-            "Cached:" | "SReclaimable:" => m.cached = m.cached.saturating_add(bytes),
-            "SwapTotal:" => m.swap_total = bytes,
-            "SwapFree:" => m.swap_free = bytes,
-            _ => {}
+        let bit = match key {
+            "MemTotal:" => {
+                m.total = bytes;
+                1
+            }
+            "MemFree:" => {
+                m.free = bytes;
+                2
+            }
+            "MemAvailable:" => {
+                available = Some(bytes);
+                4
+            }
+            "Buffers:" => {
+                m.buffers = bytes;
+                8
+            }
+            "Cached:" => {
+                m.cached = m.cached.saturating_add(bytes);
+                16
+            }
+            "SReclaimable:" => {
+                m.cached = m.cached.saturating_add(bytes);
+                32
+            }
+            "SwapTotal:" => {
+                m.swap_total = bytes;
+                64
+            }
+            _ => {
+                m.swap_free = bytes;
+                128
+            }
+        };
+        found |= bit;
+        if found == (1 << KEYS) - 1 {
+            break;
         }
     }
     // Kernels before 3.14 lack MemAvailable; estimate it the way psutil does.
@@ -172,11 +227,17 @@ pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
         .skip(2)
         .filter_map(|line| {
             let (name, rest) = line.split_once(':')?;
-            let v: Vec<u64> = rest
-                .split_whitespace()
-                .map(|f| f.parse().ok())
-                .collect::<Option<_>>()?;
-            if v.len() < 16 {
+            // Every field must be a counter; the first 16 are the ones defined.
+            let mut v = [0u64; 16];
+            let mut count = 0;
+            for field in rest.split_whitespace() {
+                let n = field.parse().ok()?;
+                if let Some(slot) = v.get_mut(count) {
+                    *slot = n;
+                }
+                count += 1;
+            }
+            if count < 16 {
                 return None;
             }
             Some((
@@ -217,8 +278,13 @@ pub fn parse_diskstats_per_disk(
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
     for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
+        // The first ten fields, without a Vec per line (the file is read on every tick).
+        let mut f = [""; 10];
+        let mut fields = line.split_whitespace();
+        if !f
+            .iter_mut()
+            .all(|slot| fields.next().map(|v| *slot = v).is_some())
+        {
             continue;
         }
         let name = f[2];
@@ -315,7 +381,8 @@ pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
     pages.checked_mul(page_size())
 }
 
-fn page_size() -> u64 {
+/// The kernel's page size in bytes (`statm` and `stat` count pages).
+pub(crate) fn page_size() -> u64 {
     static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *PAGE_SIZE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -754,6 +821,40 @@ mod tests {
         assert_eq!(io.read_bytes, 800 * 512);
         assert_eq!(io.write_count, 50);
         assert_eq!(io.write_bytes, 400 * 512);
+    }
+
+    #[test]
+    fn net_dev_lines_short_or_with_a_late_non_counter_are_left_out() {
+        let text = "h1\nh2\n eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n\
+            short0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n\
+            late0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 x\n";
+        let v = parse_net_dev(text);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(
+            (v[0].1.bytes_recv, v[0].1.bytes_sent, v[0].1.dropout),
+            (1, 9, 12)
+        );
+    }
+
+    #[test]
+    fn diskstats_lines_under_ten_fields_are_skipped() {
+        let text = " 8 0 sda 1 0 2 0 3 0\n 8 16 sdb 1 0 2 0 3 0 4\n";
+        let disks = parse_diskstats_per_disk(text, |_| true);
+        assert_eq!(disks.len(), 1, "{disks:?}");
+        assert_eq!(disks[0].0, "sdb");
+        assert_eq!(disks[0].1.write_bytes, 4 * 512);
+    }
+
+    #[test]
+    fn meminfo_stops_at_the_keys_it_reads_and_ignores_the_rest() {
+        let text = "MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 600 kB\nBuffers: 50 kB\n\
+            Cached: 300 kB\nSwapCached: 7 kB\nSwapTotal: 200 kB\nSwapFree: 150 kB\n\
+            SReclaimable: 20 kB\nHugePages_Total: x\nMemTotal: 1 kB\n";
+        let m = parse_meminfo(text).unwrap();
+        assert_eq!(m.total, 1000 * 1024);
+        assert_eq!(m.cached, 320 * 1024);
+        assert_eq!((m.swap_total, m.swap_free), (200 * 1024, 150 * 1024));
+        assert_eq!(m.available, 600 * 1024);
     }
 
     #[test]
