@@ -4,8 +4,8 @@
 //! `BufReader` and allocates a `Vec` per line it splits; on an unwatched tick that was the
 //! collector's only file not kept open. The figures here are computed exactly as sysinfo 0.37
 //! computes them (same fields, same `f32` arithmetic, same 200 ms minimum between samples), so
-//! the aggregate and per-core percentages do not change; sysinfo still reads the file itself
-//! for the per-process scan, which needs its own global sample taken with the scan.
+//! the aggregate and per-core percentages do not change. The process scan
+//! ([`super::processes`]) takes its span of system time from the same aggregate line.
 
 use std::time::{Duration, Instant};
 

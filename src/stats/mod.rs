@@ -117,6 +117,9 @@ impl ProcFiles {
     }
 }
 
+/// How often a tick that is not full looks for the SoC's thermal zone while it has none.
+const ZONE_RELIST: Duration = Duration::from_secs(60);
+
 pub struct Collector {
     system: System,
     /// CPU usage, aggregate and per core; its last sample also spans the processes' shares.
@@ -140,6 +143,8 @@ pub struct Collector {
     details: Option<Details>,
     /// The SoC's thermal zone's `temp`, found on full ticks and read alone on the others.
     cpu_zone: Option<procfs::KeptFile>,
+    /// When the thermal zones were last listed (to find `cpu_zone`).
+    zones_listed: Instant,
     /// Whether a `/proc/diskstats` name is a whole disk (`SYS/block/NAME` exists): a `stat`
     /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
     whole_disk: BTreeMap<String, bool>,
@@ -181,6 +186,7 @@ impl Collector {
             process_table,
             details: None,
             cpu_zone: None,
+            zones_listed: Instant::now(),
             whole_disk: BTreeMap::new(),
             cards: storage::CardCache::default(),
         }
@@ -321,19 +327,26 @@ impl Collector {
     /// The SoC temperature on every tick; the other sensors and the fans on full ticks. A full
     /// tick lists the thermal zones again and keeps the SoC zone's `temp` open for the others.
     fn temperature(&mut self, full: bool) -> TemperatureInfo {
-        if let (false, Some(last)) = (full, &self.details) {
-            let celsius = self
-                .cpu_zone
-                .as_mut()
-                .and_then(|zone| zone.read_text()?.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-                .map(|milli| milli / 1000.0);
+        if !full && self.details.is_some() {
+            let mut celsius = self.read_cpu_zone();
+            // The zone was not there at the last full tick (a thermal driver loaded late) or
+            // went away (renumbered): look again, at most every ZONE_RELIST, so that history,
+            // events and alerts get the temperature without anyone watching.
+            if celsius.is_none() && self.zones_listed.elapsed() >= ZONE_RELIST {
+                self.zones_listed = Instant::now();
+                let zones = procfs::thermal_zones(&self.sys_root);
+                let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
+                self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
+                celsius = self.read_cpu_zone();
+            }
+            let last = self.details.as_ref().expect("checked");
             return TemperatureInfo {
                 pi_cpu_celsius: celsius,
                 sensors: last.sensors.clone(),
                 fans: last.fans.clone(),
             };
         }
+        self.zones_listed = Instant::now();
         let zones = procfs::thermal_zones(&self.sys_root);
         let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
         self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
@@ -343,6 +356,15 @@ impl Collector {
             sensors: procfs::read_sensors(&self.sys_root, &zones),
             fans: fans::read_fans(&self.sys_root),
         }
+    }
+
+    /// The SoC temperature from the kept zone file, in °C.
+    fn read_cpu_zone(&mut self) -> Option<f64> {
+        self.cpu_zone
+            .as_mut()
+            .and_then(|zone| zone.read_text()?.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .map(|milli| milli / 1000.0)
     }
 
     /// The Wi-Fi signal moves every second, but neither network source follows it in dBm:
@@ -687,6 +709,44 @@ mod tests {
         std::fs::write(dir.path().join("uptime"), "93784.51 362118.60\n").unwrap();
         let doc = collector.collect(Context::default());
         assert_eq!(doc.system.uptime, Duration::from_secs_f64(93784.51));
+    }
+
+    /// A thermal zone that appears after the last full tick (a driver loaded late) is found
+    /// by the ticks nobody watches, within a minute, so history and alerts get the
+    /// temperature. The tree is the Pi 4's `thermal_zone0` layout (`type` "cpu-thermal",
+    /// `temp` in millidegrees).
+    #[test]
+    fn unwatched_ticks_find_a_thermal_zone_that_appears_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            sys_root: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        let full = Context {
+            full: true,
+            ..Context::default()
+        };
+        assert_eq!(collector.collect(full).temperature.pi_cpu_celsius, None);
+        let zone = dir.path().join("class/thermal/thermal_zone0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("type"), "cpu-thermal\n").unwrap();
+        std::fs::write(zone.join("temp"), "51234\n").unwrap();
+        let doc = collector.collect(Context::default());
+        assert_eq!(
+            doc.temperature.pi_cpu_celsius, None,
+            "not listed every tick"
+        );
+        collector.zones_listed -= ZONE_RELIST;
+        let doc = collector.collect(Context::default());
+        assert_eq!(doc.temperature.pi_cpu_celsius, Some(51.234));
+        std::fs::write(zone.join("temp"), "52000\n").unwrap();
+        let doc = collector.collect(Context::default());
+        assert_eq!(
+            doc.temperature.pi_cpu_celsius,
+            Some(52.0),
+            "then read alone"
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -267,34 +266,11 @@ impl ProcessTable {
     }
 }
 
-/// Reads a whole small `/proc` file from its start into `buf`. A `stat` file is rendered in
-/// one piece, so a read that does not fill the buffer has it all; a full one is read on.
+/// Reads a `stat` file from its start into `buf`; `false` if it reads nothing (the process
+/// ended) or fails. The kernel renders it in one piece, so a read that does not fill its room
+/// has it all.
 fn read_at_start(file: &File, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    loop {
-        if buf.capacity() - buf.len() < 256 {
-            buf.reserve(buf.capacity().max(1024));
-        }
-        let len = buf.len();
-        let spare = buf.spare_capacity_mut();
-        let room = spare.len();
-        // SAFETY: `spare` is the Vec's allocated, unused tail, handed to `read_at` as a byte
-        // slice that it only writes into; only the `n` bytes it reports are then counted.
-        let spare =
-            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), room) };
-        match file.read_at(spare, len as u64) {
-            Ok(0) => return len > 0,
-            Ok(n) => {
-                // SAFETY: read_at initialized `n` bytes after `len`.
-                unsafe { buf.set_len(len + n) };
-                if n < room {
-                    return true;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
+    super::procfs::pread_from_start(file, buf, 1024, true).is_ok() && !buf.is_empty()
 }
 
 #[cfg(test)]

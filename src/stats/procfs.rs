@@ -84,32 +84,45 @@ impl KeptFile {
     }
 
     fn read_open(&mut self) -> Option<()> {
-        use std::os::unix::fs::FileExt;
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
         }
         let file = self.file.as_ref()?;
-        self.buf.clear();
         // A seq_file hands out at most its own buffer's worth per read, so a short read is not
         // the end: read on until a read returns nothing.
-        loop {
-            if self.buf.capacity() - self.buf.len() < SMALL_FILE / 4 {
-                self.buf.reserve(self.buf.capacity().max(SMALL_FILE));
+        pread_from_start(file, &mut self.buf, SMALL_FILE / 4, false).ok()
+    }
+}
+
+/// Reads `file` from offset 0 into `buf` (cleared first) with `pread`, in reads of at least
+/// `chunk` bytes, until one returns nothing or, if `short_read_ends`, one that does not fill
+/// its room (for files the kernel renders in one piece, such as `/proc/PID/stat`). The buffer
+/// is kept by the caller and grows to the file's size, so a read allocates nothing once warm;
+/// its room is zeroed before each read (a few KiB of memset, against a system call), which
+/// keeps this free of `unsafe`.
+pub fn pread_from_start(
+    file: &File,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+    short_read_ends: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    buf.clear();
+    loop {
+        let len = buf.len();
+        let room = chunk.max(buf.capacity() - len);
+        buf.resize(len + room, 0);
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                if n == 0 || (short_read_ends && n < room) {
+                    return Ok(());
+                }
             }
-            let len = self.buf.len();
-            let spare = self.buf.spare_capacity_mut();
-            // SAFETY: `spare` is the Vec's allocated, unused tail; it is handed to `read_at` as
-            // a byte slice that read_at only writes into, and only the `n` bytes it reports
-            // written are then counted as initialized.
-            let spare = unsafe {
-                std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len())
-            };
-            match file.read_at(spare, len as u64) {
-                Ok(0) => return Some(()),
-                // SAFETY: read_at initialized `n` bytes after `len`.
-                Ok(n) => unsafe { self.buf.set_len(len + n) },
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
             }
         }
     }
