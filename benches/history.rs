@@ -1,7 +1,8 @@
 //! Cost of the long-term history and the events detector: RAM with a year loaded, CPU per tick,
 //! the state file's size and write time, and query times.
 //!
-//! Run: `cargo bench --bench history` (`-- CORES` to change the core count, default 4).
+//! Run: `cargo bench --bench history` (`-- CORES` to change the core count, default 4; `-- pi`
+//! for the idle-Pi profile instead of white noise, see [`fill_pi`]).
 
 mod common;
 
@@ -66,10 +67,49 @@ impl Lcg {
     }
 }
 
-/// Fills `sample` with plausible values for second `i`.
-fn fill(sample: &mut Sample, i: u64, rng: &mut Lcg, start: SystemTime) {
+/// What the synthetic samples look like.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Profile {
+    /// Every series uniform white noise every second, each core independent: the worst case
+    /// for the tiers' coding, and the default.
+    Noise,
+    /// A mostly idle Pi 4 as its kernel reports it ([`fill_pi`]).
+    Pi,
+}
+
+/// The generator and what the Pi profile carries from one second to the next.
+struct Gen {
+    rng: Lcg,
+    profile: Profile,
+    load: f64,
+    used_kib: f64,
+    temperature: f64,
+}
+
+impl Gen {
+    fn new(profile: Profile) -> Gen {
+        Gen {
+            rng: Lcg(42),
+            profile,
+            load: 0.1,
+            used_kib: 350.0 * 1024.0,
+            temperature: 45.0,
+        }
+    }
+}
+
+/// Fills `sample` with the profile's values for second `i`.
+fn fill(sample: &mut Sample, i: u64, gen: &mut Gen, start: SystemTime) {
     sample.mono = Duration::from_secs(i);
     sample.wall = start + Duration::from_secs(i);
+    match gen.profile {
+        Profile::Noise => fill_noise(sample, &mut gen.rng),
+        Profile::Pi => fill_pi(sample, i, gen),
+    }
+    sample.throttled = Some(if i % 86_400 == 3600 { 0x50005 } else { 0x50000 });
+}
+
+fn fill_noise(sample: &mut Sample, rng: &mut Lcg) {
     sample.cpu = Some(5.0 + 30.0 * rng.next());
     for core in sample.cores.iter_mut() {
         *core = 100.0 * rng.next();
@@ -85,7 +125,83 @@ fn fill(sample: &mut Sample, i: u64, rng: &mut Lcg, start: SystemTime) {
     sample.root_disk = Some(37.5);
     sample.clients = Some(0.0);
     sample.wifi_signal = Some(-60.0 + 5.0 * rng.next());
-    sample.throttled = Some(if i % 86_400 == 3600 { 0x50005 } else { 0x50000 });
+}
+
+/// A mostly idle Pi 4 (4 GB, Wi-Fi, SD card), with the resolution its kernel reports:
+///
+/// - per core: whole percents (`/proc/stat` counts 100 jiffies a second per core), mostly 0–1 %
+///   with a 10–30 % spike in 2 % of the seconds; the first minute of every hour is busy (a
+///   timer job: 40–100 % on every core). `cpu` is the cores' mean, as the aggregate line is;
+/// - memory: used KiB of 3,884,000 as a mean-reverting walk around 350 MiB (±128 KiB a second),
+///   200 MiB more during the busy minute; swap at 0 %;
+/// - temperature: follows 45 °C + 3 °C over the day (+8 °C while busy) with thermal lag,
+///   in steps of 0.487 °C as the BCM2711 sensor reports;
+/// - load1: the kernel's exponential average, updated every 5 s from 0–1 runnable tasks (3
+///   while busy), printed with two decimals as `/proc/loadavg` does;
+/// - network: 0–5 packets of 60–300 bytes a second received (mDNS, ARP, beacons' traffic),
+///   half that sent; 200 kB/s down while busy;
+/// - disk: no reads; 1–4 pages of 4 KiB written every 5 s (ext4's commit interval, journald),
+///   1–2 MB/s while busy; root file system 37.5 % growing by half a percent over the year;
+/// - one dashboard client from 19:00 to 19:30 every day; Wi-Fi signal −58 ± 1 dBm.
+///
+/// The throttle flags and so the events are the same as the noise profile's.
+fn fill_pi(sample: &mut Sample, i: u64, gen: &mut Gen) {
+    let rng = &mut gen.rng;
+    let busy = i % 3600 < 60;
+    let day = (i % 86_400) as f64 / 86_400.0;
+    let mut sum = 0.0;
+    for core in sample.cores.iter_mut() {
+        let jiffies = if busy {
+            40.0 + (60.0 * rng.next()).floor()
+        } else if rng.next() < 0.02 {
+            10.0 + (20.0 * rng.next()).floor()
+        } else {
+            (2.0 * rng.next() * rng.next()).floor()
+        };
+        *core = jiffies;
+        sum += jiffies;
+    }
+    let cores = sample.cores.len().max(1) as f64;
+    sample.cpu = Some(sum / cores);
+    let target = if busy { 550.0 } else { 350.0 } * 1024.0;
+    gen.used_kib += (target - gen.used_kib) * 0.05 + 256.0 * (rng.next() - 0.5);
+    sample.memory = Some((gen.used_kib.round() / 3_884_000.0 * 100.0).clamp(0.0, 100.0));
+    sample.swap = Some(0.0);
+    let warm = 45.0 + 3.0 * (std::f64::consts::TAU * day).sin() + if busy { 8.0 } else { 0.0 };
+    gen.temperature += (warm - gen.temperature) * 0.01;
+    sample.temperature = Some((gen.temperature / 0.487 + rng.next() - 0.5).round() * 0.487);
+    if i % 5 == 0 {
+        let running = if busy {
+            3.0
+        } else if rng.next() < 0.15 {
+            1.0
+        } else {
+            0.0
+        };
+        let decay = (-5.0f64 / 60.0).exp();
+        gen.load = gen.load * decay + running * (1.0 - decay);
+    }
+    sample.load1 = Some((gen.load * 100.0).round() / 100.0);
+    let packets = |rng: &mut Lcg, n: f64| {
+        let count = (n * rng.next()).floor() as u32;
+        (0..count)
+            .map(|_| 60.0 + (240.0 * rng.next()).floor())
+            .sum::<f64>()
+    };
+    sample.net_recv = Some(packets(rng, 6.0) + if busy { 200_000.0 } else { 0.0 });
+    sample.net_sent = Some(packets(rng, 3.0));
+    sample.disk_read = Some(0.0);
+    sample.disk_write = Some(if busy {
+        4096.0 * (250.0 + (250.0 * rng.next()).floor())
+    } else if i % 5 == 0 {
+        4096.0 * (1.0 + (4.0 * rng.next()).floor())
+    } else {
+        0.0
+    });
+    sample.root_disk = Some(37.5 + 0.5 * i as f64 / (365.0 * 86_400.0));
+    let evening = (19 * 3600..19 * 3600 + 1800).contains(&(i % 86_400));
+    sample.clients = Some(if evening { 1.0 } else { 0.0 });
+    sample.wifi_signal = Some(-58.0 + (3.0 * rng.next()).floor() - 1.0);
 }
 
 fn main() {
@@ -93,10 +209,15 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(4);
+    let profile = if std::env::args().any(|a| a == "pi") {
+        Profile::Pi
+    } else {
+        Profile::Noise
+    };
     let config = HistoryConfig::default();
     let year = 365 * 86_400u64;
     let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let mut rng = Lcg(42);
+    let mut rng = Gen::new(profile);
     let mut sample = Sample::new(Duration::ZERO, start);
     sample.cores = vec![0.0; cores];
     sample.mounts = vec![MountFill {
@@ -132,7 +253,7 @@ fn main() {
     }
     let filled = t_fill.elapsed();
     let rss1 = rss_kib();
-    println!("cores: {cores}; a year of 1 Hz samples folded in {filled:.1?}");
+    println!("cores: {cores}, profile {profile:?}; a year of 1 Hz samples folded in {filled:.1?}");
     println!(
         "history RAM: {:.2} MiB held by the tiers; RSS {:.2} → {:.2} MiB after the year \
          (+{:.2} MiB), {:.2} MiB with 2,000 events (+{:.2} MiB)",

@@ -126,31 +126,84 @@ pub enum EventValue {
 
 /// An event's named values, in name order. A `BTreeMap` allocates a node with room for 11
 /// entries (about 600 bytes here) for the first one, and an event has one to three: with the
-/// timeline's 2,000 events kept, that node was most of the timeline's memory. A sorted vector
-/// of exactly the entries costs a tenth of it; serialized, it is the same JSON object.
+/// timeline's 2,000 events kept, that node was most of the timeline's memory. A sorted boxed
+/// slice of exactly the entries costs a tenth of it; serialized, it is the same JSON object.
+/// The names the detector and the alerts use are not allocated per event ([`Key`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventValues(Vec<(Box<str>, EventValue)>);
+pub struct EventValues(Box<[(Key, EventValue)]>);
+
+/// The value names pistats itself gives, so that an event's keys point at these instead of
+/// each holding a small allocation (32 bytes with glibc's smallest chunk, for a 9-byte name).
+const KNOWN_KEYS: &[&str] = &[
+    "alert",
+    "boot_id",
+    "interface",
+    "last_saved",
+    "level",
+    "metric",
+    "mountpoint",
+    "notifier",
+    "previous_boot_id",
+    "reason",
+    "step_seconds",
+    "temperature",
+    "threshold",
+    "throttled",
+    "used_percent",
+    "value",
+    "version",
+    "warning",
+];
+
+/// A value's name: one of [`KNOWN_KEYS`] (no allocation) or any other (a state file written
+/// by a newer version, a caller's own).
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Known(u8),
+    Other(Box<str>),
+}
+
+impl Key {
+    fn new(name: String) -> Key {
+        match KNOWN_KEYS.iter().position(|k| *k == name) {
+            Some(i) => Key::Known(i as u8),
+            None => Key::Other(name.into_boxed_str()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Known(i) => KNOWN_KEYS[usize::from(*i)],
+            Key::Other(name) => name,
+        }
+    }
+}
 
 impl EventValues {
     pub fn new() -> EventValues {
-        EventValues(Vec::new())
+        EventValues(Box::default())
     }
 
     /// Sets `key` (replacing a value it had).
     pub fn insert(&mut self, key: String, value: EventValue) {
-        match self.0.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
+        match self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key.as_str()))
+        {
             Ok(i) => self.0[i].1 = value,
             Err(i) => {
-                self.0.insert(i, (key.into_boxed_str(), value));
-                // Events live long and gain their values at birth: no spare room.
-                self.0.shrink_to_fit();
+                // Events live long and gain their values at birth: exactly the entries, no
+                // spare room.
+                let mut entries = std::mem::take(&mut self.0).into_vec();
+                entries.insert(i, (Key::new(key), value));
+                self.0 = entries.into_boxed_slice();
             }
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&EventValue> {
         self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()
             .map(|i| &self.0[i].1)
     }
@@ -165,7 +218,7 @@ impl EventValues {
 
     /// In name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &EventValue)> {
-        self.0.iter().map(|(k, v)| (&**k, v))
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 

@@ -395,3 +395,18 @@ fn event_values_serialize_like_a_sorted_map() {
     let keys: Vec<&str> = values.iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["alert", "metric", "threshold", "value"]);
 }
+
+#[test]
+fn known_value_names_are_not_allocated_and_an_entry_stays_small() {
+    let mut values = EventValues::new();
+    values.insert("throttled".into(), "0x50005".into());
+    values.insert("a_name_of_its_own".into(), EventValue::Number(1.0));
+    assert!(matches!(values.0[1].0, Key::Known(_)), "{values:?}");
+    assert_eq!(values.0[0].0, Key::Other("a_name_of_its_own".into()));
+    assert_eq!(
+        values.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        ["a_name_of_its_own", "throttled"]
+    );
+    // A known name costs no more than the boxed name it replaces.
+    assert_eq!(std::mem::size_of::<Key>(), std::mem::size_of::<Box<str>>());
+}

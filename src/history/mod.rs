@@ -1,4 +1,4 @@
-//! Long-term history: a year of downsampled statistics in about 1.3 MiB of RAM.
+//! Long-term history: a year of downsampled statistics in about 1.25 MiB of RAM.
 //!
 //! Three tiers, each bounded by its retention:
 //!
@@ -14,9 +14,9 @@
 //! percents, °C, load and Wi-Fi signal, a 16-bit float (the top half of an `f32`, ~0.4 %
 //! relative precision) for byte rates, whose range is too wide for fixed point.
 //!
-//! The raw tier is a plain ring. The aggregate tiers keep their newest 256 rows as plain codes
-//! and compress older rows in blocks of 256 (per-column differences + Rice codes, see `block`):
-//! with the defaults that is 1.3 MiB instead of 4.7 MiB for a year of even white noise, and
+//! Each tier keeps its newest 256 rows as plain codes and compresses older rows in blocks of
+//! 256 (per-column differences + Rice codes, see `block`): with the defaults that is 1.24 MiB
+//! instead of 4.66 MiB for a year of even white noise, and
 //! queries decode only the blocks their window touches (a year: 137 blocks; the 1y query with
 //! its JSON takes ~18 ms instead of ~16 ms, see docs/benchmarks.md).
 //!
@@ -188,9 +188,9 @@ pub struct LinkState {
 /// Bounds (checked by [`HistoryConfig::validate`]): `interval` 100 ms ..= 1 h; `raw_keep`
 /// 0 ..= 24 h and at most 100,000 points; each aggregate tier a bucket of 1 s ..= 1 day that is
 /// at least the interval, kept 1 bucket ..= 10 years and at most 1,000,000 buckets; the coarse
-/// bucket no finer than the fine one. The raw tier's RAM is its point count × (8 + 1 + 2 ×
-/// series) bytes, allocated at start; an aggregate tier holds 256 rows of 8 + 1 + 6 × series
-/// bytes plus the compressed rest (about a quarter of that size, at most 17/16 of it).
+/// bucket no finer than the fine one. A tier holds 256 rows of 8 + 1 + 2 × series (raw) or
+/// 6 × series (aggregates) bytes plus the compressed rest (about a quarter of that size on
+/// white noise, at most 17/16 of it); a raw tier of at most 512 points is a plain ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryConfig {
     /// The collection interval: the raw tier's resolution.
@@ -401,6 +401,7 @@ impl History {
     pub(crate) fn uncompressed(config: HistoryConfig, cores: usize) -> History {
         let mut h = History::new(config, cores).unwrap();
         let width = h.tiers[0].width();
+        h.tiers[0] = Tier::plain(0, config.raw_points(), width);
         for (tier, t) in h.tiers[1..].iter_mut().zip([config.fine, config.coarse]) {
             let bucket = t.bucket.as_millis() as u64;
             *tier = Tier::plain(bucket, (t.keep.as_millis() as u64 / bucket) as usize, width);

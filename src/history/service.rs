@@ -4,8 +4,10 @@
 //!
 //! It records every snapshot the hub publishes on the collector thread ([`Hub::on_tick`]),
 //! building one [`Sample`] from its typed values: a few microseconds a tick, and no task to
-//! wake. A push never waits for a save: a sample taken while a save reads the history is
-//! held and pushed on the next tick (an event, rare, does wait for the save's read lock). The [`History`] and the
+//! wake. A save holds the history's and the events' read locks only while it encodes what is
+//! new into a buffer, and writes and syncs it after releasing them ([`Store::encode_save`],
+//! [`Store::write`]): an event never waits for the disk, and a sample taken during an encode
+//! is held and pushed on the next tick. The [`History`] and the
 //! [`EventLog`] live in the hub's [`Records`](crate::hub::Records), where HTTP handlers read
 //! them and event followers are told about new events.
 //!
@@ -21,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::store::{Restored, Store};
+use super::store::{Restored, Store, StoreError};
 use super::{History, HistoryConfig, LinkState, MountFill, Sample};
 use crate::config::Config;
 use crate::events::{Detector, DetectorConfig, Event, EventLog, StartupFacts, EVENT_CAPACITY};
@@ -184,8 +186,8 @@ async fn run(
     }
 }
 
-/// Most samples held back while a save reads the history (a save takes milliseconds to a
-/// few seconds on a slow card); past this, samples are dropped, with a warning.
+/// Most samples held back while a save encodes the history (milliseconds; the write that
+/// follows holds no lock); past this, samples are dropped, with a warning.
 const PENDING_MAX: usize = 120;
 
 /// What records each tick, on the collector thread ([`Hub::on_tick`]).
@@ -194,8 +196,8 @@ struct Recorder {
     /// Reused for every tick.
     sample: Sample,
     origin: Instant,
-    /// Samples taken while a save held the history, pushed in order once it is free: the
-    /// collector never waits for a save's disk writes.
+    /// Samples taken while a save encoded the history, pushed in order once it is free: the
+    /// collector never waits for a save.
     pending: Vec<Sample>,
 }
 
@@ -329,33 +331,11 @@ fn log_event(event: &Event) {
 }
 
 /// Saves on a blocking thread; hands the store back unless a final save.
-async fn save(hub: &Arc<Hub>, mut store: Store, settings: &Settings, last: bool) -> Option<Store> {
+async fn save(hub: &Arc<Hub>, store: Store, settings: &Settings, last: bool) -> Option<Store> {
     let hub = hub.clone();
     let boot_id = settings.boot_id.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let result = {
-            let history = hub
-                .records
-                .history
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            let events = hub.records.events.read().unwrap_or_else(|e| e.into_inner());
-            match history.as_ref() {
-                Some(history) => store
-                    .save(history, &events, boot_id.as_deref(), SystemTime::now())
-                    .map(Some),
-                None => Ok(None),
-            }
-        };
-        let result = result.and_then(|written| {
-            if last {
-                store.mark_stopped()?;
-            }
-            Ok(written)
-        });
-        (store, result)
-    })
-    .await;
+    let result =
+        tokio::task::spawn_blocking(move || save_now(&hub, store, boot_id.as_deref(), last)).await;
     match result {
         Ok((store, Ok(written))) => {
             tracing::debug!(
@@ -366,7 +346,8 @@ async fn save(hub: &Arc<Hub>, mut store: Store, settings: &Settings, last: bool)
             Some(store)
         }
         Ok((store, Err(err))) => {
-            // Logged each time: a save fails at most once per persist_interval.
+            // Logged each time: a save fails at most once per persist_interval. The store then
+            // knows nothing on disk, so the next save is a whole snapshot.
             tracing::warn!("history: cannot save: {err}; will retry");
             Some(store)
         }
@@ -375,6 +356,36 @@ async fn save(hub: &Arc<Hub>, mut store: Store, settings: &Settings, last: bool)
             None
         }
     }
+}
+
+/// One save, blocking: encodes under the history's and the events' read locks, then writes
+/// and syncs with both released, so neither a tick's push nor an event waits for the disk.
+/// `None` written: no history yet.
+fn save_now(
+    hub: &Hub,
+    mut store: Store,
+    boot_id: Option<&str>,
+    last: bool,
+) -> (Store, Result<Option<usize>, StoreError>) {
+    let encoded = {
+        let history = hub
+            .records
+            .history
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let events = hub.records.events.read().unwrap_or_else(|e| e.into_inner());
+        history
+            .as_ref()
+            .map(|history| store.encode_save(history, &events, boot_id, SystemTime::now()))
+    };
+    let result = encoded.map(|e| store.write(e)).transpose();
+    let result = result.and_then(|written| {
+        if last {
+            store.mark_stopped()?;
+        }
+        Ok(written)
+    });
+    (store, result)
 }
 
 /// One snapshot's typed values as a history sample (reusing the sample's allocations).
@@ -509,6 +520,125 @@ mod tests {
         hub.stop_observing(id);
         publish(4);
         assert_eq!(raw(&hub), 3, "nothing recorded once stopped");
+    }
+
+    /// How long a step that must not wait for the blocked write may take before the test
+    /// calls it stuck: far beyond any scheduling delay, and only reached on failure.
+    const STUCK: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn events_and_ticks_do_not_wait_for_a_saves_write_and_land_in_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::new(Duration::from_secs(1), 0);
+        let doc = document();
+        let cores = doc.cpu.per_core_usage.len();
+        *hub.records.history.write().unwrap() =
+            Some(History::new(HistoryConfig::default(), cores).unwrap());
+        *hub.records.events.write().unwrap() = EventLog::new(EVENT_CAPACITY);
+        let recorder = Arc::new(Mutex::new(Recorder {
+            detector: Detector::new(DetectorConfig::default()),
+            sample: Sample::new(Duration::ZERO, SystemTime::now()),
+            origin: Instant::now(),
+            pending: Vec::new(),
+        }));
+        let shared = recorder.clone();
+        hub.on_tick(Box::new(move |hub, snapshot| {
+            lock(&shared).record(hub, snapshot);
+        }));
+        let start = Instant::now();
+        let publish = move |hub: &Hub, n: u64| {
+            let stamp = Stamp {
+                wall: SystemTime::now(),
+                mono: start + Duration::from_secs(n),
+            };
+            hub.publish(document(), stamp, Duration::ZERO);
+        };
+        let fine_rows = |hub: &Hub| {
+            hub.records
+                .history
+                .read()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .tiers()[1]
+                .len()
+        };
+        for n in 1..=3 {
+            publish(&hub, n);
+        }
+        let mut store = Store::new(dir.path());
+        store
+            .load(HistoryConfig::default(), cores, EVENT_CAPACITY)
+            .unwrap();
+        let (store, first) = save_now(&hub, store, None, false);
+        assert!(first.unwrap().unwrap() > 0, "the first save is a snapshot");
+
+        // The next save stops inside its write until released.
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
+        let mut store = store;
+        store.before_write(move || {
+            entered_tx.lock().unwrap().send(()).unwrap();
+            // Bounded: a test that fails elsewhere does not leave this thread behind for good.
+            let _ = released.lock().unwrap().recv_timeout(STUCK);
+        });
+        let saving = {
+            let hub = hub.clone();
+            std::thread::spawn(move || save_now(&hub, store, None, false))
+        };
+        entered
+            .recv_timeout(STUCK)
+            .expect("the save reached its write");
+
+        // While it writes: an event is recorded, and a tick in the next minute is pushed at
+        // once (it seals the first minute's row), not held back.
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let during = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                let event = Detector::new(DetectorConfig::default()).stopping(SystemTime::now());
+                let seq = hub.record_events([event])[0].seq;
+                done_tx.send("event").unwrap();
+                publish(&hub, 61);
+                done_tx.send("tick").unwrap();
+                seq
+            })
+        };
+        for step in ["event", "tick"] {
+            assert_eq!(
+                done.recv_timeout(STUCK),
+                Ok(step),
+                "the {step} waited for the save's write"
+            );
+        }
+        let seq = during.join().unwrap();
+        assert!(lock(&recorder).pending.is_empty(), "the tick was not held");
+        assert_eq!(fine_rows(&hub), 1, "the tick sealed the first minute");
+
+        release.send(()).unwrap();
+        let (mut store, blocked) = saving.join().unwrap();
+        assert!(blocked.unwrap().is_some());
+        let restore = || {
+            Store::new(dir.path())
+                .load(HistoryConfig::default(), cores, EVENT_CAPACITY)
+                .unwrap()
+        };
+        let before = restore();
+        assert!(before.events.iter().all(|e| e.seq != seq));
+        assert_eq!(before.history.tiers()[1].len(), 0);
+
+        // What was recorded during the blocked write is in the next save.
+        store.before_write(|| {});
+        let (_, next) = save_now(&hub, store, None, false);
+        assert!(next.unwrap().unwrap() > 0);
+        let after = restore();
+        assert!(after.events.iter().any(|e| e.seq == seq), "the event");
+        assert_eq!(after.history.tiers()[1].len(), 1, "the sealed minute");
+        let open = |h: &History| h.tiers()[1].open_bucket().map(|(b, _, _)| b);
+        let live = open(hub.records.history.read().unwrap().as_ref().unwrap());
+        assert_eq!(open(&after.history), live, "the tick's minute");
+        assert_eq!(open(&before.history).map(|b| b + 1), live);
     }
 
     #[test]

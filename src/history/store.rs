@@ -15,6 +15,10 @@
 //!   failure fails its checksum and ends the replay; the next save then writes a snapshot.
 //!   Records carry the snapshot's generation, so a journal left over from an older snapshot is
 //!   never replayed onto a newer one.
+//! - A save is two steps: [`Store::encode_save`] copies what is new into a buffer while the
+//!   caller holds the history's and the events' locks, [`Store::write`] writes and syncs it
+//!   after they are released. Only a write that succeeded advances what the store knows to be
+//!   on disk; after a failed one the next save is a whole snapshot, so nothing is lost.
 //! - `running`: created at start (holding the boot id), removed after the final save of a clean
 //!   stop. Found at start, it means the last run did not stop cleanly.
 //!
@@ -87,6 +91,10 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Config(#[from] HistoryConfigError),
+    /// A journal record encoded against files that changed before it was written (two saves
+    /// interleaved): it is not written, and the next save writes a snapshot.
+    #[error("the encoded save no longer matches the state files; a snapshot follows")]
+    Stale,
 }
 
 /// Why a state file was not accepted.
@@ -143,6 +151,48 @@ pub struct Store {
     dir: PathBuf,
     /// `None` until a snapshot is known good: the next save writes one.
     on_disk: Option<OnDisk>,
+    #[cfg(test)]
+    write_hook: Option<WriteHook>,
+}
+
+/// A save encoded by [`Store::encode_save`], to be written by [`Store::write`] once the
+/// history's and the events' locks are released.
+#[derive(Debug)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    kind: Kind,
+    /// What the files hold once this is written.
+    after: OnDisk,
+}
+
+impl Encoded {
+    /// Bytes the write will put on disk.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A whole snapshot; the journal is emptied after it.
+    Snapshot,
+    /// A record of what is new since `base`, which must still be what is on disk.
+    Journal { base: OnDisk },
+}
+
+#[cfg(test)]
+#[derive(Clone)]
+struct WriteHook(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+#[cfg(test)]
+impl std::fmt::Debug for WriteHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHook")
+    }
 }
 
 impl Store {
@@ -151,6 +201,8 @@ impl Store {
         Store {
             dir: dir.into(),
             on_disk: None,
+            #[cfg(test)]
+            write_hook: None,
         }
     }
 
@@ -331,7 +383,8 @@ impl Store {
 
     /// Persists the aggregate tiers and events; returns the bytes written. Appends to the
     /// journal what is new since the last save (a few KiB); writes a whole snapshot on the first
-    /// save of a run without a good one, and when the journal reaches 1 MiB.
+    /// save of a run without a good one, and when the journal reaches 1 MiB. The same as
+    /// [`Store::encode_save`] then [`Store::write`], for callers that hold nothing locked.
     pub fn save(
         &mut self,
         history: &History,
@@ -339,27 +392,8 @@ impl Store {
         boot_id: Option<&str>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
-        match self.on_disk {
-            Some(on_disk) if on_disk.journal_len < COMPACT_AT => {
-                let bytes = encode_frame(
-                    history,
-                    events,
-                    boot_id,
-                    now,
-                    on_disk.generation,
-                    Some(&on_disk),
-                );
-                self.append_journal(&bytes, on_disk.journal_len == 0)?;
-                self.on_disk = Some(OnDisk::of(
-                    on_disk.generation,
-                    history,
-                    events,
-                    on_disk.journal_len + bytes.len() as u64,
-                ));
-                Ok(bytes.len())
-            }
-            _ => self.snapshot(history, events, boot_id, now),
-        }
+        let encoded = self.encode_save(history, events, boot_id, now);
+        self.write(encoded)
     }
 
     /// Writes a whole snapshot of a new generation and empties the journal.
@@ -370,12 +404,97 @@ impl Store {
         boot_id: Option<&str>,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
+        let encoded = self.encode_snapshot(history, events, boot_id, now);
+        self.write(encoded)
+    }
+
+    /// The first half of a save, in memory only: encodes what the next [`Store::write`] puts on
+    /// disk (a journal record of what is new, or a whole snapshot). This is the only part that
+    /// needs the history and the events, so their locks are held for an encode (microseconds
+    /// for a record, milliseconds for a snapshot), never for a disk write or an `fsync`.
+    pub fn encode_save(
+        &self,
+        history: &History,
+        events: &EventLog,
+        boot_id: Option<&str>,
+        now: SystemTime,
+    ) -> Encoded {
+        match self.on_disk {
+            Some(base) if base.journal_len < COMPACT_AT => {
+                let bytes =
+                    encode_frame(history, events, boot_id, now, base.generation, Some(&base));
+                let after = OnDisk::of(
+                    base.generation,
+                    history,
+                    events,
+                    base.journal_len + bytes.len() as u64,
+                );
+                Encoded {
+                    bytes,
+                    kind: Kind::Journal { base },
+                    after,
+                }
+            }
+            _ => self.encode_snapshot(history, events, boot_id, now),
+        }
+    }
+
+    /// Encodes a whole snapshot of a new generation, for [`Store::write`].
+    pub fn encode_snapshot(
+        &self,
+        history: &History,
+        events: &EventLog,
+        boot_id: Option<&str>,
+        now: SystemTime,
+    ) -> Encoded {
         // Distinct from any earlier snapshot's, so that an old journal can never be replayed on it.
         let generation =
             (unix_ms(now) << 16).max(self.on_disk.map_or(0, |d| d.generation.wrapping_add(1))) | 1;
         let bytes = encode_frame(history, events, boot_id, now, generation, None);
-        self.on_disk = None;
-        self.write_atomically(STATE_FILE, &bytes)?;
+        Encoded {
+            bytes,
+            kind: Kind::Snapshot,
+            after: OnDisk::of(generation, history, events, 0),
+        }
+    }
+
+    /// The second half of a save: writes and syncs what [`Store::encode_save`] encoded, with
+    /// no lock held; returns the bytes written. Only a write that fully succeeded advances what
+    /// the store knows to be on disk. After any failure the store knows nothing, so the next
+    /// save is a whole snapshot: everything this one failed to write, and what came since, is
+    /// in it.
+    pub fn write(&mut self, encoded: Encoded) -> Result<usize, StoreError> {
+        #[cfg(test)]
+        if let Some(hook) = &self.write_hook {
+            (hook.0)();
+        }
+        let Encoded { bytes, kind, after } = encoded;
+        // Whatever happens below, a half-done write must not be built on.
+        let known = self.on_disk.take();
+        match kind {
+            Kind::Snapshot => {
+                self.write_atomically(STATE_FILE, &bytes)?;
+                self.empty_journal()?;
+            }
+            Kind::Journal { base } => {
+                if known != Some(base) {
+                    return Err(StoreError::Stale);
+                }
+                self.append_journal(&bytes, base.journal_len == 0)?;
+            }
+        }
+        self.on_disk = Some(after);
+        Ok(bytes.len())
+    }
+
+    /// Sets a hook that runs at the start of every [`Store::write`], with no lock held (tests
+    /// hold a write there to check that nothing else waits for it).
+    #[cfg(test)]
+    pub(crate) fn before_write(&mut self, hook: impl Fn() + Send + Sync + 'static) {
+        self.write_hook = Some(WriteHook(std::sync::Arc::new(hook)));
+    }
+
+    fn empty_journal(&self) -> Result<(), StoreError> {
         let journal = self.dir.join(JOURNAL_FILE);
         match OpenOptions::new().write(true).open(&journal) {
             Ok(file) => file
@@ -385,21 +504,20 @@ impl Store {
                     action: "truncate",
                     path: journal,
                     source,
-                })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Io {
-                    action: "open",
-                    path: journal,
-                    source,
-                })
-            }
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                action: "open",
+                path: journal,
+                source,
+            }),
         }
-        self.on_disk = Some(OnDisk::of(generation, history, events, 0));
-        Ok(bytes.len())
     }
 
-    fn append_journal(&mut self, bytes: &[u8], first: bool) -> Result<(), StoreError> {
+    /// Appends one record and syncs it (and, for the journal's first record, the directory).
+    /// On failure, whether a part reached the disk is unknown: the caller starts over with a
+    /// snapshot.
+    fn append_journal(&self, bytes: &[u8], first: bool) -> Result<(), StoreError> {
         let path = self.dir.join(JOURNAL_FILE);
         let result = OpenOptions::new()
             .append(true)
@@ -410,8 +528,6 @@ impl Store {
                 file.sync_data()
             });
         if let Err(source) = result {
-            // Whether a part reached the disk is unknown: start over with a snapshot.
-            self.on_disk = None;
             return Err(StoreError::Io {
                 action: "append to",
                 path,

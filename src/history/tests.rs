@@ -552,7 +552,12 @@ fn ranges_parse_from_the_query_string() {
 
 #[test]
 fn memory_is_allocated_once() {
-    let mut h = History::new(small(), 4).unwrap();
+    // Tiers of at most two blocks (512 rows) are plain rings, allocated at start.
+    let config = HistoryConfig {
+        raw_keep: Duration::from_secs(500),
+        ..small()
+    };
+    let mut h = History::new(config, 4).unwrap();
     let before = h.heap_bytes();
     for i in 0..3 * 86_400 {
         let mut s = at(i, T0 + i);
@@ -560,8 +565,8 @@ fn memory_is_allocated_once() {
         h.push(&s);
     }
     assert_eq!(h.heap_bytes(), before, "rings never grow");
-    // 12 scalar series + 4 cores: raw 601 × (8 + 1 + 32), fine 180 and coarse 192 × (8 + 1 + 96).
-    let expected = 601 * 41 + (180 + 192) * 105 + 2 * 16 * std::mem::size_of::<tier::Acc>();
+    // 12 scalar series + 4 cores: raw 501 × (8 + 1 + 32), fine 180 and coarse 192 × (8 + 1 + 96).
+    let expected = 501 * 41 + (180 + 192) * 105 + 2 * 16 * std::mem::size_of::<tier::Acc>();
     assert_eq!(before, expected);
 }
 
@@ -608,6 +613,10 @@ fn compressed_tiers_answer_exactly_as_plain_ones() {
     assert!(
         packed.tiers()[2].len() > 2 * block::BLOCK_ROWS,
         "the coarse tier compressed"
+    );
+    assert!(
+        packed.tiers()[0].len() > 2 * block::BLOCK_ROWS,
+        "the raw tier compressed"
     );
     for range in Range::ALL {
         for max in [100, 100_000] {

@@ -1,9 +1,13 @@
 //! One tier: the recent rows in a ring of plain codes, older rows (aggregate tiers) in
 //! compressed blocks, plus (aggregate tiers) the open bucket.
 //!
-//! The raw tier is a ring allocated once. An aggregate tier's ring holds one block's worth of
-//! rows ([`BLOCK_ROWS`]); when it is full its rows are compressed into a [`Block`] (see
-//! [`block`](super::block) for the coding and why) and the ring starts over. The oldest block
+//! A tier longer than two blocks keeps a ring of one block's worth of rows ([`BLOCK_ROWS`]);
+//! when it is full its rows are compressed into a [`Block`] (see [`block`](super::block) for
+//! the coding and why) and the ring starts over. That holds for the raw tier too: an hour of
+//! 1-second rows is 3,600 × (8 + 1 + 2 × series) bytes plain (148 KiB with 4 cores), and a
+//! Pi's per-second values (whole-percent core loads, a temperature in sensor steps, rates
+//! that are mostly 0) code in a few bits each; its timeline steps by the interval, which
+//! codes in about nothing. The oldest block
 //! is dropped as soon as the rest still covers the retention; rows beyond the newest `keep`
 //! (up to `BLOCK_ROWS - 1` of them, in the oldest block) are skipped, so that a compressed tier
 //! shows and saves exactly the rows an uncompressed one would.
@@ -77,12 +81,14 @@ pub(crate) struct Tier {
     block_rows: usize,
     /// Scratch for compressing.
     scratch: Scratch,
+    /// The raw tier's last dropped block's buffer, for the next block ([`Block::encode`]).
+    spare: Option<Vec<u8>>,
 }
 
 impl Tier {
-    /// A tier keeping `keep` rows. Aggregate tiers longer than two blocks compress.
+    /// A tier keeping `keep` rows. Tiers longer than two blocks compress.
     pub fn new(bucket_ms: u64, keep: usize, width: usize) -> Tier {
-        let cap = if bucket_ms == 0 || keep <= 2 * BLOCK_ROWS {
+        let cap = if keep <= 2 * BLOCK_ROWS {
             keep
         } else {
             BLOCK_ROWS
@@ -103,6 +109,7 @@ impl Tier {
             blocks: VecDeque::new(),
             block_rows: 0,
             scratch: Scratch::default(),
+            spare: None,
             bucket_ms,
             cap,
             width,
@@ -138,6 +145,7 @@ impl Tier {
             + self.blocks.capacity() * std::mem::size_of::<Block>()
             + self.blocks.iter().map(Block::heap_bytes).sum::<usize>()
             + self.scratch.heap_bytes()
+            + self.spare.as_ref().map_or(0, Vec::capacity)
     }
 
     pub fn push(&mut self, timeline: u64, values: &[Option<f64>], flags: Option<u8>) {
@@ -206,6 +214,9 @@ impl Tier {
             n,
             self.bucket_ms,
             &mut self.scratch,
+            // The raw tier drops and makes a block every 256 ticks; the aggregate tiers a few
+            // times a day at most, and keep exact-size blocks.
+            (self.bucket_ms == 0).then_some(&mut self.spare),
         );
         self.block_rows += block.rows;
         self.blocks.push_back(block);
@@ -221,7 +232,10 @@ impl Tier {
                 break;
             }
             self.block_rows -= front.rows;
-            self.blocks.pop_front();
+            let dropped = self.blocks.pop_front().expect("front exists");
+            if self.bucket_ms == 0 {
+                self.spare = Some(dropped.into_buffer());
+            }
         }
     }
 

@@ -619,3 +619,76 @@ fn a_corrupt_disk_days_section_empties_the_ledger_only() {
     assert!(fresh.disk_days().is_empty());
     assert_eq!(json(&fresh, Range::Week), json(&h, Range::Week));
 }
+
+/// Pushes 15 minutes of samples from `from` seconds and records an event.
+fn a_quarter_hour(h: &mut History, events: &mut EventLog, from: u64) {
+    for i in from..from + 900 {
+        let mut s = Sample::new(Duration::from_secs(i), wall(T0 + i));
+        s.cpu = Some((i % 61) as f64);
+        h.push(&s);
+    }
+    events.push(Detector::new(DetectorConfig::default()).stopping(wall(T0 + from)));
+}
+
+#[test]
+fn a_failed_write_loses_nothing_the_next_save_writes_it() {
+    for broken in [JOURNAL_FILE, "history.bin.tmp"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::new(dir.path());
+        let mut h = History::new(HistoryConfig::default(), 2).unwrap();
+        let mut events = EventLog::new(EVENT_CAPACITY);
+        a_quarter_hour(&mut h, &mut events, 0);
+        store.save(&h, &events, None, wall(T0)).unwrap();
+        a_quarter_hour(&mut h, &mut events, 900);
+        // The file a save needs cannot be written (a directory in its place; root-proof): a
+        // journal record when `broken` is the journal, a snapshot when it is the temp file.
+        if broken != JOURNAL_FILE {
+            store.on_disk = None;
+        }
+        fs::create_dir(dir.path().join(broken)).unwrap();
+        let err = store.save(&h, &events, None, wall(T0 + 900)).unwrap_err();
+        assert!(err.to_string().contains(broken), "{err}");
+        a_quarter_hour(&mut h, &mut events, 1800);
+        fs::remove_dir(dir.path().join(broken)).unwrap();
+        let written = store.save(&h, &events, None, wall(T0 + 1800)).unwrap();
+        assert_eq!(
+            written as u64,
+            fs::metadata(store.state_path()).unwrap().len(),
+            "after a failure the next save is a whole snapshot"
+        );
+        let restored = Store::new(dir.path())
+            .load(HistoryConfig::default(), 2, EVENT_CAPACITY)
+            .unwrap();
+        for range in [Range::Day, Range::Year] {
+            assert_eq!(json(&restored.history, range), json(&h, range), "{broken}");
+        }
+        let seqs: Vec<u64> = restored.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "{broken}");
+    }
+}
+
+#[test]
+fn a_record_encoded_against_older_files_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path());
+    let mut h = History::new(HistoryConfig::default(), 0).unwrap();
+    let mut events = EventLog::new(EVENT_CAPACITY);
+    a_quarter_hour(&mut h, &mut events, 0);
+    store.save(&h, &events, None, wall(T0)).unwrap();
+    a_quarter_hour(&mut h, &mut events, 900);
+    let first = store.encode_save(&h, &events, None, wall(T0 + 900));
+    let second = store.encode_save(&h, &events, None, wall(T0 + 900));
+    store.write(first).unwrap();
+    let journal = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
+    assert!(matches!(store.write(second), Err(StoreError::Stale)));
+    assert_eq!(
+        fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len(),
+        journal,
+        "the duplicate record would end a replay"
+    );
+    let written = store.save(&h, &events, None, wall(T0 + 901)).unwrap();
+    assert_eq!(
+        written as u64,
+        fs::metadata(store.state_path()).unwrap().len()
+    );
+}
