@@ -91,7 +91,7 @@ fn with_config(cli: &Cli, run: impl FnOnce(Config, Option<PathBuf>) -> ExitCode)
 ///
 /// `Targets` rather than `EnvFilter`: the same directives for what anyone sets here, without
 /// the span and field filters that pull a regular-expression engine into the binary (about
-/// 0.5 MB of code; docs/benchmarks.md, "Idle memory and binary size").
+/// 0.35 MB of code; docs/benchmarks.md, "Idle memory and binary size").
 fn log_filter(level: LogLevel, rust_log: Option<&str>) -> (Targets, Option<String>) {
     let configured = || {
         Targets::new()
