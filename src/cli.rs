@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Loaded, Overrides, EX_CONFIG, SETTINGS};
+use crate::config::{Config, Loaded, LogLevel, Overrides, EX_CONFIG, SETTINGS};
 use crate::stats::{Collector, Context};
 
 #[derive(Debug, Parser)]
@@ -84,16 +84,47 @@ fn with_config(cli: &Cli, run: impl FnOnce(Config, Option<PathBuf>) -> ExitCode)
     }
 }
 
+/// The log filter: `RUST_LOG`'s directives when it is set and not empty (`pistats=debug`,
+/// `debug`, `pistats=debug,hyper=info`: a default level and `target=level` pairs), else the
+/// configured level with hyper's and warp's chatter held at warn. When `RUST_LOG` does not
+/// parse, the configured level and the reason to log once logging is up.
+///
+/// `Targets` rather than `EnvFilter`: the same directives for what anyone sets here, without
+/// the span and field filters that pull a regular-expression engine into the binary (about
+/// 0.35 MB of code; docs/benchmarks.md, "Idle memory and binary size").
+fn log_filter(level: LogLevel, rust_log: Option<&str>) -> (Targets, Option<String>) {
+    let configured = || {
+        Targets::new()
+            .with_default(match level {
+                LogLevel::Error => tracing::Level::ERROR,
+                LogLevel::Warn => tracing::Level::WARN,
+                LogLevel::Info => tracing::Level::INFO,
+                LogLevel::Debug => tracing::Level::DEBUG,
+                LogLevel::Trace => tracing::Level::TRACE,
+            })
+            .with_target("hyper", tracing::Level::WARN)
+            .with_target("warp", tracing::Level::WARN)
+    };
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (configured(), None),
+        Some(directives) => match directives.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(err) => (
+                configured(),
+                Some(format!(
+                    "RUST_LOG={directives:?} ignored ({err}): it takes a level and \
+                     target=level pairs, e.g. RUST_LOG=pistats=debug; logging at {}",
+                    level.as_str()
+                )),
+            ),
+        },
+    }
+}
+
 fn init_logging(config: &Config) {
     // RUST_LOG, when set, refines the configured level (e.g. `RUST_LOG=pistats=debug`).
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new(format!(
-                "{},hyper=warn,warp=warn",
-                config.log_level.as_str()
-            ))
-        })
-    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, ignored) = log_filter(config.log_level, rust_log.as_deref());
     // Under systemd, stderr is the journal's stream: log through the journal's native
     // protocol instead, so each line keeps its priority *and* its fields (INTERFACE,
     // CLIENT_ADDR, ...) as journal fields that `journalctl FIELD=value` finds. Without the
@@ -104,9 +135,12 @@ fn init_logging(config: &Config) {
         match journal::native() {
             Ok(layer) => {
                 tracing_subscriber::registry()
-                    .with(filter())
+                    .with(filter)
                     .with(layer)
                     .init();
+                if let Some(ignored) = ignored {
+                    tracing::warn!("{ignored}");
+                }
                 return;
             }
             Err(err) => no_socket = Some(err),
@@ -115,11 +149,11 @@ fn init_logging(config: &Config) {
     // Colour codes only make sense on a terminal: in a file, a pipe or the journal they are
     // noise (and NO_COLOR turns them off anywhere, https://no-color.org: when set and not empty).
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && !no_color);
+    let registry = tracing_subscriber::registry().with(filter);
     if let Some(err) = no_socket {
         // Each line starts with its syslog priority (`<4>` for a warning, sd-daemon(3)),
         // which journald takes as the entry's PRIORITY and strips from the message; journald
@@ -127,13 +161,18 @@ fn init_logging(config: &Config) {
         let format = tracing_subscriber::fmt::format()
             .without_time()
             .with_target(false);
-        builder.event_format(journal::PriorityPrefix(format)).init();
+        registry
+            .with(layer.event_format(journal::PriorityPrefix(format)))
+            .init();
         tracing::debug!(
             "journal socket {} unavailable ({err}): logging to stderr with priority prefixes",
             journal::SOCKET
         );
     } else {
-        builder.init();
+        registry.with(layer).init();
+    }
+    if let Some(ignored) = ignored {
+        tracing::warn!("{ignored}");
     }
 }
 
@@ -460,4 +499,57 @@ fn print_wifi(w: &crate::stats::model::Wifi) {
         or_dash(w.bitrate_mbps().map(|m| format!("{m} Mbit/s")))
     );
     println!("security:   {}", or_dash(w.security.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn configured_level_holds_hyper_and_warp_at_warn() {
+        let (filter, ignored) = log_filter(LogLevel::Info, None);
+        assert!(ignored.is_none());
+        assert!(filter.would_enable("pistats::server", &Level::INFO));
+        assert!(!filter.would_enable("pistats::server", &Level::DEBUG));
+        assert!(!filter.would_enable("hyper::proto::h1", &Level::INFO));
+        assert!(filter.would_enable("hyper::proto::h1", &Level::WARN));
+        assert!(!filter.would_enable("warp::filters", &Level::INFO));
+        let (filter, _) = log_filter(LogLevel::Error, Some("  "));
+        assert!(filter.would_enable("pistats", &Level::ERROR));
+        assert!(!filter.would_enable("pistats", &Level::WARN));
+    }
+
+    #[test]
+    fn rust_log_replaces_the_configured_level() {
+        let (filter, ignored) = log_filter(LogLevel::Warn, Some("pistats=debug"));
+        assert!(ignored.is_none());
+        assert!(filter.would_enable("pistats::network", &Level::DEBUG));
+        assert!(!filter.would_enable("pistats::network", &Level::TRACE));
+        // As with EnvFilter before: targets the directives do not name stay off.
+        assert!(!filter.would_enable("hyper", &Level::ERROR));
+        let (filter, _) = log_filter(LogLevel::Warn, Some("debug,hyper=info"));
+        assert!(filter.would_enable("zbus::conn", &Level::DEBUG));
+        assert!(filter.would_enable("hyper::server", &Level::INFO));
+        assert!(!filter.would_enable("hyper::server", &Level::DEBUG));
+    }
+
+    #[test]
+    fn unparsable_rust_log_keeps_the_configured_level_and_says_why() {
+        for bad in [
+            "pistats=loud",
+            "pistats=debug,hyper=loud",
+            "[span{field=1}]=debug",
+        ] {
+            let (filter, ignored) = log_filter(LogLevel::Info, Some(bad));
+            let ignored = ignored.unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(
+                ignored.contains("ignored") && ignored.contains(bad),
+                "{ignored}"
+            );
+            assert!(filter.would_enable("pistats", &Level::INFO), "{bad:?}");
+            assert!(!filter.would_enable("pistats", &Level::DEBUG), "{bad:?}");
+        }
+    }
 }

@@ -7,6 +7,9 @@ use pistats::netwatch;
 use pistats::stats::model::Connectivity;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use super::WAIT;
 
@@ -26,9 +29,14 @@ impl Watcher {
     /// other watcher of this test binary runs.
     pub async fn start(address: &str, interface: &str) -> Watcher {
         let env = ENV_LOCK.lock().await;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
+        // RUST_LOG's `target=level` directives, as the daemon reads them; errors otherwise.
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|s| s.parse::<Targets>().ok())
+            .unwrap_or_else(|| Targets::new().with_default(tracing::Level::ERROR));
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
             .try_init();
         std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", address);
         let (tx, rx) = watch::channel(Connectivity {
