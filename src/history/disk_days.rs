@@ -214,6 +214,11 @@ impl Device {
     }
 }
 
+/// No clock that reads before this date is taken for right (2025-01-01, before pistats had a
+/// disk ledger): a Pi without an RTC that boots offline starts at 1970 or at systemd's build
+/// date, and must not undo the real days it has recorded ([`Turn::UndoFuture`]).
+const EARLIEST_PLAUSIBLE: Day = Day(20_089);
+
 /// What a reading on a given day does to the open day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
@@ -228,7 +233,8 @@ enum Turn {
     /// on that date until it came. The reading's day becomes the open one, and what was
     /// counted on the future days (written lately, under the wrong date) is added to today's
     /// total rather than lost. A Pi without an RTC that boots with a stale clock has it
-    /// corrected by NTP long before, so its days stay as they are.
+    /// corrected by NTP long before, so its days stay as they are; one that stays offline
+    /// with a clock before [`EARLIEST_PLAUSIBLE`] never undoes them.
     UndoFuture,
 }
 
@@ -238,7 +244,11 @@ impl Turn {
     fn between(open: Option<Day>, behind_since: Option<Day>, day: Day) -> Turn {
         match open {
             Some(open) if day > open => Turn::Close(open),
-            Some(open) if day.0 < open.0 - 1 && behind_since.is_some_and(|b| day.0 >= b.0 + 2) => {
+            Some(open)
+                if day >= EARLIEST_PLAUSIBLE
+                    && day.0 < open.0.saturating_sub(1)
+                    && behind_since.is_some_and(|b| day.0 >= b.0.saturating_add(2)) =>
+            {
                 Turn::UndoFuture
             }
             _ => Turn::Same,
@@ -285,7 +295,9 @@ impl DiskDays {
             }
         }
         self.behind_since = match self.day {
-            Some(open) if day.0 < open.0 - 1 => Some(self.behind_since.unwrap_or(day)),
+            Some(open) if day.0 < open.0.saturating_sub(1) => {
+                Some(self.behind_since.unwrap_or(day))
+            }
             _ => None,
         };
         self.readings += 1;
@@ -503,8 +515,11 @@ mod tests {
 
     const GB: u64 = 1 << 30;
 
+    /// Day `n` of the tests: from 2027-07-01 on.
+    const BASE: i32 = 21_000;
+
     fn d(n: i32) -> Day {
-        Day(20_000 + n)
+        Day(BASE + n)
     }
 
     fn per_day(l: &DiskDays, name: &str) -> Vec<(i32, u64)> {
@@ -512,7 +527,7 @@ mod tests {
             .unwrap()
             .per_day
             .into_iter()
-            .map(|(day, b)| (day.0 - 20_000, b))
+            .map(|(day, b)| (day.0 - BASE, b))
             .collect()
     }
 
@@ -735,6 +750,18 @@ mod tests {
             "all written since day 0"
         );
         assert_eq!(l.day(), Some(d(3)));
+
+        // A Pi without an RTC that boots offline at 1970 (or systemd's build date) and stays
+        // so for days: its clock is not taken for right, the real days stay.
+        let mut l = DiskDays::new();
+        l.observe(d(0), [("mmcblk0", 0)]);
+        l.observe(d(1), [("mmcblk0", 500)]);
+        for n in 0..5 {
+            l.observe(Day(n), [("mmcblk0", 600 + n as u64)]);
+        }
+        assert_eq!(l.day(), Some(d(1)));
+        assert_eq!(per_day(&l, "mmcblk0"), [(0, 0)]);
+        assert_eq!(l.written("mmcblk0").unwrap().today, 604);
     }
 
     /// A wall time past what a 32-bit `time_t` holds still has a date (UTC at worst).

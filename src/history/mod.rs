@@ -190,7 +190,8 @@ pub struct LinkState {
 /// at least the interval, kept 1 bucket ..= 10 years and at most 1,000,000 buckets; the coarse
 /// bucket no finer than the fine one. A tier holds 256 rows of 8 + 1 + 2 × series (raw) or
 /// 6 × series (aggregates) bytes plus the compressed rest (about a quarter of that size on
-/// white noise, at most 17/16 of it); a raw tier of at most 512 points is a plain ring.
+/// white noise, at most 17/16 of it, and the raw tier's reused block buffers up to 1/16
+/// more); a raw tier of at most 512 points is a plain ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryConfig {
     /// The collection interval: the raw tier's resolution.

@@ -135,8 +135,8 @@ impl CpuUsage {
         let nice = new.nice.saturating_sub(old.nice) as f32 / total;
         let user = new.user.saturating_sub(old.user) as f32 / total;
         let system = new.system_time().saturating_sub(old.system_time()) as f32 / total;
-        let steal_guest = (new.steal.saturating_sub(old.steal)
-            + new.virtual_time().saturating_sub(old.virtual_time()))
+        let steal_guest = (new.steal.saturating_sub(old.steal))
+            .saturating_add(new.virtual_time().saturating_sub(old.virtual_time()))
             as f32
             / total;
         self.percent = ((nice + user + system + steal_guest) * 100.0).min(100.0);
@@ -154,8 +154,10 @@ impl CpuUsage {
 }
 
 /// The aggregate and per-core usage, fed from `/proc/stat`. The number of cores is fixed at
-/// the first sample (as sysinfo's list is): cores that appear later are ignored, and a core
-/// that goes offline keeps its last figure.
+/// the first sample (as sysinfo's list is): cores that appear later are ignored. As in
+/// sysinfo, lines are matched to cores by position, so while a core is offline (the kernel
+/// leaves its line out) the cores after it show their neighbour's figures and the last one
+/// keeps its last figure; Raspberry Pi OS does not take cores offline.
 #[derive(Debug, Default)]
 pub struct CpuMeter {
     total: CpuUsage,

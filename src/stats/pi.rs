@@ -4,7 +4,8 @@
 //! `get_throttled` node, the `rpi_volt` hwmon alarm, cpufreq. Only the core voltage and core
 //! clock (and the throttle bits on kernels without the sysfs node) need `vcgencmd`; it is run
 //! at most once per [`FIRMWARE_REFRESH`], on a short-lived thread of its own with a
-//! [`VCGENCMD_TIMEOUT`] per call, so a wedged firmware mailbox can never hold up a tick.
+//! [`VCGENCMD_TIMEOUT`] per call, so a wedged firmware mailbox holds up no tick for longer
+//! than [`FIRST_REFRESH_WAIT`], and only while its round is new.
 //!
 //! The Pi 5's PMIC rail voltages and currents are known to the firmware only: no kernel
 //! driver exposes them (the Pi 5's hwmon devices are `cpu_thermal`, `rp1_adc`, `rpi_volt`,
@@ -35,8 +36,10 @@ pub const VCGENCMD_TIMEOUT: Duration = Duration::from_secs(1);
 /// Cached `vcgencmd` values older than this are dropped (reported as null) rather than shown
 /// as current, e.g. when a refresh thread is stuck in an unkillable firmware call.
 const FIRMWARE_MAX_AGE: Duration = Duration::from_secs(3 * FIRMWARE_REFRESH.as_secs());
-/// The first read waits this long for the first `vcgencmd` round, so a one-shot
-/// `pistats snapshot` shows firmware values; later reads never wait.
+/// A read whose cached values are missing or too old waits this long for the round it starts
+/// (or that started at most this long ago): so a one-shot `pistats snapshot` shows firmware
+/// values, and so does a scrape after minutes nobody watched. Other reads never wait, and a
+/// round stuck for longer holds up nobody.
 const FIRST_REFRESH_WAIT: Duration = Duration::from_millis(1500);
 const POLL_STEP: Duration = Duration::from_millis(5);
 
@@ -135,8 +138,9 @@ impl PiReader {
         self.is_pi
     }
 
-    /// Current health, or `None` when this is not a Raspberry Pi. Never blocks for long: only
-    /// the very first call may wait (at most [`FIRST_REFRESH_WAIT`]) for `vcgencmd`.
+    /// Current health, or `None` when this is not a Raspberry Pi. Never blocks for long: a call
+    /// that finds the firmware's figures missing or too old may wait (at most
+    /// [`FIRST_REFRESH_WAIT`]) for a fresh `vcgencmd` round.
     pub fn read(&mut self) -> Option<PiHealth> {
         self.read_with(None)
     }
@@ -354,6 +358,18 @@ struct FirmwareState {
     warnings: u64,
 }
 
+impl FirmwareState {
+    /// Whether a read should wait for the running round: the values are missing or too old,
+    /// and the round is new (one stuck in the firmware is not waited for again and again).
+    fn worth_waiting_for(&self) -> bool {
+        let stale = self.updated.is_none_or(|t| t.elapsed() > FIRMWARE_MAX_AGE);
+        let new_round = self
+            .running_since
+            .is_some_and(|since| since.elapsed() < FIRST_REFRESH_WAIT);
+        stale && new_round
+    }
+}
+
 /// The cached `vcgencmd` fallback. Refreshes run on a thread spawned per refresh; reads only
 /// look at the cache.
 struct Firmware {
@@ -404,8 +420,9 @@ impl Firmware {
         }
         // The first read waits a little for the first round, and so does the first after a
         // quiet spell: ticks nobody watches do not ask (they repeat the last full tick's
-        // figures), so a scrape every minute finds the cache a minute old.
-        if state.updated.is_none_or(|t| t.elapsed() > FIRMWARE_MAX_AGE) {
+        // figures), so a scrape every minute finds the cache a minute old. Only for a round
+        // that is new: one stuck in the firmware must not slow every tick.
+        if state.worth_waiting_for() {
             let before = state.refreshes;
             let deadline = Instant::now() + FIRST_REFRESH_WAIT;
             while state.refreshes == before && state.running_since.is_some() {
@@ -421,13 +438,9 @@ impl Firmware {
                     .0;
             }
         }
-        // Old values are the latest there are, unless a round has been stuck for long.
-        match (state.updated, state.running_since) {
-            (Some(_), Some(since)) if since.elapsed() > FIRMWARE_MAX_AGE => {
-                FirmwareValues::default()
-            }
-            (Some(_), _) => state.values.clone(),
-            (None, _) => FirmwareValues::default(),
+        match state.updated {
+            Some(t) if t.elapsed() <= FIRMWARE_MAX_AGE => state.values.clone(),
+            _ => FirmwareValues::default(),
         }
     }
 }
@@ -774,6 +787,28 @@ mod tests {
         assert_eq!(later.core_clock_mhz, full.core_clock_mhz);
         assert_eq!(calls(&calls_file).len(), 4, "a second round ran for it");
         assert!(reader.firmware.lock().updated > Some(quiet));
+    }
+
+    /// Reads wait only for a new round over missing or old values: not when the values are
+    /// fresh, and not for a round stuck in the firmware, which would slow every tick.
+    #[test]
+    fn reads_wait_only_for_a_new_round_over_old_values() {
+        let ago = |d: Duration| Instant::now().checked_sub(d).expect("uptime");
+        let state = |updated: Option<Instant>, running_since: Option<Instant>| FirmwareState {
+            values: FirmwareValues::default(),
+            updated,
+            running_since,
+            refreshes: 1,
+            warnings: 0,
+        };
+        let old = Some(ago(FIRMWARE_MAX_AGE * 2));
+        let new_round = Some(Instant::now());
+        let stuck = Some(ago(FIRMWARE_MAX_AGE));
+        assert!(state(None, new_round).worth_waiting_for());
+        assert!(state(old, new_round).worth_waiting_for());
+        assert!(!state(old, stuck).worth_waiting_for());
+        assert!(!state(old, None).worth_waiting_for());
+        assert!(!state(Some(Instant::now()), new_round).worth_waiting_for());
     }
 
     #[test]

@@ -148,13 +148,19 @@ impl ProcessTable {
             alive
         });
         // Ticks per core since the last scan: the span each process's share is taken over.
+        // Without one (the first scan, or the CPU meter kept its last sample because this scan
+        // came less than 200 ms after it) the shares stay as they were: a process's ticks
+        // over a made-up span would show it at up to every core's 100 %.
         let span = match (total_ticks, self.last_total) {
-            (Some(now), Some(before)) if now > before => (now - before) as f32,
-            _ => 1.0,
-        } / cores.max(1) as f32;
-        if total_ticks.is_some() {
-            self.last_total = total_ticks;
-        }
+            (Some(now), Some(before)) if now > before => {
+                (now - before) as f32 / cores.max(1) as f32
+            }
+            _ => {
+                self.last_total = total_ticks.or(self.last_total);
+                return true;
+            }
+        };
+        self.last_total = total_ticks;
         let max = cores as f32 * 100.0;
         for p in self.processes.values_mut() {
             if p.old_utime == 0 && p.old_stime == 0 {
@@ -349,6 +355,12 @@ mod tests {
         assert_eq!(table.get(11).unwrap().cpu_usage, 0.0);
         assert_eq!(table.get(10).unwrap().name, "p10");
         assert_eq!(table.get(10).unwrap().rss_pages, 100);
+
+        // The CPU meter kept its last sample (this scan came under 200 ms after it): no span,
+        // so the shares stay as they were instead of one tick reading as 400 %.
+        write(root, 10, 141, 70, 7);
+        assert!(table.scan(Some(1_400), 4));
+        assert!((table.get(10).unwrap().cpu_usage - 60.0).abs() < 1e-4);
 
         // Capped at cores × 100.
         write(root, 10, 100_000, 70, 7);
