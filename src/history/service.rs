@@ -27,7 +27,7 @@ use super::store::{Restored, Store, StoreError};
 use super::{History, HistoryConfig, LinkState, MountFill, Sample};
 use crate::config::Config;
 use crate::events::{Detector, DetectorConfig, Event, EventLog, StartupFacts, EVENT_CAPACITY};
-use crate::hub::{Hub, Snapshot};
+use crate::hub::{Hub, ObserverId, Snapshot};
 use crate::stats::model::StatsDocument;
 
 /// Starts the history subsystem; the tracker waits for its final save.
@@ -136,29 +136,16 @@ async fn run(
     };
     hub.records.announce(newest);
 
-    let recorder = Arc::new(Mutex::new(Recorder {
-        detector,
-        sample: Sample::new(Duration::ZERO, SystemTime::now()),
-        origin: Instant::now(),
-        pending: Vec::new(),
-    }));
+    // The history's timeline starts at the first snapshot.
+    let recorder = Recorder::new(detector, first.collected_at);
     drop(snapshots);
-    {
-        let mut first_ticks = lock(&recorder);
-        first_ticks.record(&hub, &first);
-        // A tick published while the state was read, if any, is the one before the next.
-        if let Some(latest) = hub.latest().filter(|l| !Arc::ptr_eq(l, &first)) {
-            first_ticks.record(&hub, &latest);
-        }
+    lock(&recorder).record(&hub, &first);
+    let observer = Recorder::observe(&recorder, &hub);
+    // A tick published while the state was read, if the observer has not recorded a newer
+    // one since it was registered (each snapshot is recorded once, in order).
+    if let Some(latest) = hub.latest() {
+        lock(&recorder).record(&hub, &latest);
     }
-    // Registered without the recorder's lock held: the collector takes the hub's observer
-    // lock, then this one.
-    let observer = {
-        let shared = recorder.clone();
-        hub.on_tick(Box::new(move |hub, snapshot| {
-            lock(&shared).record(hub, snapshot);
-        }))
-    };
     let mut persist = tokio::time::interval_at(
         tokio::time::Instant::now() + settings.persist_interval,
         settings.persist_interval,
@@ -199,6 +186,9 @@ struct Recorder {
     /// Samples taken while a save encoded the history, pushed in order once it is free: the
     /// collector never waits for a save.
     pending: Vec<Sample>,
+    /// When the last recorded snapshot was collected: one that is not newer is not recorded
+    /// again (the start-up ticks and the observer's may overlap).
+    last: Option<Instant>,
 }
 
 fn lock(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
@@ -206,8 +196,33 @@ fn lock(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
 }
 
 impl Recorder {
+    /// A recorder whose timeline starts at `origin` (the first snapshot's collection).
+    fn new(detector: Detector, origin: Instant) -> Arc<Mutex<Recorder>> {
+        Arc::new(Mutex::new(Recorder {
+            detector,
+            sample: Sample::new(Duration::ZERO, SystemTime::now()),
+            origin,
+            pending: Vec::new(),
+            last: None,
+        }))
+    }
+
+    /// Records every snapshot the hub publishes from now on, on the collector thread.
+    /// Registered without the recorder's lock held: the collector takes the hub's observer
+    /// lock, then this one.
+    fn observe(recorder: &Arc<Mutex<Recorder>>, hub: &Hub) -> ObserverId {
+        let shared = recorder.clone();
+        hub.on_tick(Box::new(move |hub, snapshot| {
+            lock(&shared).record(hub, snapshot);
+        }))
+    }
+
     /// Feeds one snapshot to the history and the detector; events are recorded at once.
     fn record(&mut self, hub: &Hub, snapshot: &Snapshot) {
+        if self.last.is_some_and(|last| snapshot.collected_at <= last) {
+            return;
+        }
+        self.last = Some(snapshot.collected_at);
         fill_sample(
             &mut self.sample,
             &snapshot.document,
@@ -478,16 +493,8 @@ mod tests {
         let cores = doc.cpu.per_core_usage.len();
         *hub.records.history.write().unwrap() =
             Some(History::new(HistoryConfig::default(), cores).unwrap());
-        let recorder = Arc::new(Mutex::new(Recorder {
-            detector: Detector::new(DetectorConfig::default()),
-            sample: Sample::new(Duration::ZERO, SystemTime::now()),
-            origin: Instant::now(),
-            pending: Vec::new(),
-        }));
-        let shared = recorder.clone();
-        let id = hub.on_tick(Box::new(move |hub, snapshot| {
-            lock(&shared).record(hub, snapshot);
-        }));
+        let recorder = Recorder::new(Detector::new(DetectorConfig::default()), Instant::now());
+        let id = Recorder::observe(&recorder, &hub);
         let raw = |hub: &Hub| {
             hub.records
                 .history
@@ -535,16 +542,8 @@ mod tests {
         *hub.records.history.write().unwrap() =
             Some(History::new(HistoryConfig::default(), cores).unwrap());
         *hub.records.events.write().unwrap() = EventLog::new(EVENT_CAPACITY);
-        let recorder = Arc::new(Mutex::new(Recorder {
-            detector: Detector::new(DetectorConfig::default()),
-            sample: Sample::new(Duration::ZERO, SystemTime::now()),
-            origin: Instant::now(),
-            pending: Vec::new(),
-        }));
-        let shared = recorder.clone();
-        hub.on_tick(Box::new(move |hub, snapshot| {
-            lock(&shared).record(hub, snapshot);
-        }));
+        let recorder = Recorder::new(Detector::new(DetectorConfig::default()), Instant::now());
+        Recorder::observe(&recorder, &hub);
         let start = Instant::now();
         let publish = move |hub: &Hub, n: u64| {
             let stamp = Stamp {
