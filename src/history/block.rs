@@ -46,6 +46,9 @@ const ESCAPE: u32 = 24;
 /// Column header meaning "every number is 0".
 const ZERO_COLUMN: u64 = 0x7f;
 
+/// Column header meaning "the numbers that are not 0, each with its row".
+const SPARSE_COLUMN: u64 = 0x7e;
+
 /// One block of sealed rows.
 #[derive(Debug)]
 pub(crate) struct Block {
@@ -139,12 +142,10 @@ impl Block {
             prev = t;
         }
         w.column(numbers, 64);
+        // The first row's flags whole, then changes: a column that never changes is all 0.
         numbers.clear();
-        let mut prev = 0u8;
-        for &f in flags {
-            numbers.push(u64::from(f ^ prev));
-            prev = f;
-        }
+        w.put(u64::from(flags[0]), 8);
+        numbers.extend(flags.windows(2).map(|f| u64::from(f[1] ^ f[0])));
         w.column(numbers, 8);
         for c in 0..n {
             // The cheapest of: the column itself or its distance to the row's previous code (a
@@ -220,8 +221,9 @@ impl Block {
             out.timeline.push(prev);
         });
         out.flags.clear();
-        let mut prev = 0u8;
-        r.column(rows, 8, |x| {
+        let mut prev = r.get(8) as u8;
+        out.flags.push(prev);
+        r.column(rows - 1, 8, |x| {
             prev ^= x as u8;
             out.flags.push(prev);
         });
@@ -439,8 +441,44 @@ fn cost(v: u64, k: u32, bits: u32) -> u64 {
 
 /// Bits [`BitWriter::column`] spends on `numbers`.
 fn column_cost(numbers: &[u64], bits: u32) -> u64 {
-    rice_parameter(numbers, bits).map_or(7, |(_, cost)| 7 + cost)
+    match column_coding(numbers, bits) {
+        Coding::Zero => 7,
+        Coding::Sparse(count) => 7 + sparse_cost(count, bits),
+        Coding::Rice(_, cost) => 7 + cost,
+    }
 }
+
+/// How a column of numbers is written.
+enum Coding {
+    /// All 0.
+    Zero,
+    /// This many are not 0: each as its row (8 bits) and its raw value.
+    Sparse(usize),
+    /// Rice parameter and the bits it costs.
+    Rice(u32, u64),
+}
+
+/// Bits of a sparse column with `count` numbers that are not 0.
+fn sparse_cost(count: usize, bits: u32) -> u64 {
+    9 + count as u64 * u64::from(8 + bits)
+}
+
+/// The cheaper of Rice and sparse: a column that is 0 but for a few rows (a series that
+/// steps once in a block, a flag set for a bucket) costs per change instead of a bit a row.
+fn column_coding(numbers: &[u64], bits: u32) -> Coding {
+    let Some((k, cost)) = rice_parameter(numbers, bits) else {
+        return Coding::Zero;
+    };
+    let count = numbers.iter().filter(|&&v| v != 0).count();
+    if sparse_cost(count, bits) < cost {
+        Coding::Sparse(count)
+    } else {
+        Coding::Rice(k, cost)
+    }
+}
+
+// Rows of a sparse column are written in 8 bits, their count in 9.
+const _: () = assert!(BLOCK_ROWS <= 256);
 
 /// The Rice parameter for `numbers` and the bits they cost with it; `None` when all are 0.
 ///
@@ -520,9 +558,21 @@ impl BitWriter<'_> {
 
     /// A header (7 bits: the Rice parameter, or [`ZERO_COLUMN`]) and the numbers.
     fn column(&mut self, numbers: &[u64], bits: u32) {
-        let Some((k, _)) = rice_parameter(numbers, bits) else {
-            self.put(ZERO_COLUMN, 7);
-            return;
+        let k = match column_coding(numbers, bits) {
+            Coding::Zero => {
+                self.put(ZERO_COLUMN, 7);
+                return;
+            }
+            Coding::Sparse(count) => {
+                self.put(SPARSE_COLUMN, 7);
+                self.put(count as u64, 9);
+                for (row, &v) in numbers.iter().enumerate().filter(|(_, &v)| v != 0) {
+                    self.put(row as u64, 8);
+                    self.put_wide(v, bits);
+                }
+                return;
+            }
+            Coding::Rice(k, _) => k,
         };
         self.put(u64::from(k), 7);
         for &v in numbers {
@@ -611,6 +661,17 @@ impl<'a> BitReader<'a> {
         let k = self.get(7);
         if k == ZERO_COLUMN {
             (0..rows).for_each(|_| each(0));
+            return;
+        }
+        if k == SPARSE_COLUMN {
+            let mut at = 0;
+            for _ in 0..self.get(9) {
+                let row = self.get(8) as usize;
+                (at..row).for_each(|_| each(0));
+                each(self.get(bits));
+                at = row + 1;
+            }
+            (at..rows).for_each(|_| each(0));
             return;
         }
         let k = k as u32;
@@ -719,7 +780,7 @@ mod tests {
     fn two_level_and_whole_percent_columns_cost_less_than_their_spread() {
         let rows = BLOCK_ROWS;
         let timeline: Vec<u64> = (0..rows as u64).map(|i| i * 1000).collect();
-        let flags = vec![0; rows];
+        let flags = vec![0x80; rows];
         let mut seed = 5u64;
         let mut next = move || {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -741,6 +802,31 @@ mod tests {
         let percents: Vec<u16> = (0..rows).map(|_| (next() % 30) as u16 * 100).collect();
         let size = roundtrip(&timeline, &flags, &percents, 1, 1000);
         assert!(size * 8 < rows * 7, "{size} bytes for whole percents");
+    }
+
+    #[test]
+    fn a_column_that_steps_once_costs_its_step_not_a_bit_a_row() {
+        let rows = BLOCK_ROWS;
+        let timeline: Vec<u64> = (0..rows as u64).map(|i| i * 900_000).collect();
+        // Flags set for one bucket; a series that steps up once and a wide jump back.
+        let flags: Vec<u8> = (0..rows)
+            .map(|i| if i == 40 { 0x85 } else { 0x80 })
+            .collect();
+        let codes: Vec<u16> = (0..rows)
+            .flat_map(|i| {
+                [
+                    if i < 100 { 3750 } else { 3751 },
+                    if (10..20).contains(&i) { 60_000 } else { 0 },
+                ]
+            })
+            .collect();
+        let size = roundtrip(&timeline, &flags, &codes, 2, 900_000);
+        assert!(size < 40, "{size} bytes for two steps and a flag");
+        // Every row a multiple of 255 apart from the first and the last: sparse at both ends.
+        let mut ends = vec![0u16; rows];
+        ends[0] = u16::MAX;
+        ends[rows - 1] = 1;
+        roundtrip(&timeline, &flags, &ends, 1, 900_000);
     }
 
     #[test]
