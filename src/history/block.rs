@@ -6,7 +6,7 @@
 //!
 //! - timelines: the change of the step between rows (aggregate rows are one bucket apart, so
 //!   almost always 0);
-//! - flags: XOR with the previous row (0 while nothing changes);
+//! - flags: the first row's whole, then XOR with the previous row (0 while nothing changes);
 //! - codes: each column is first, when cheaper (a bit says so), replaced by its distance to
 //!   the row's previous code: of an aggregate's min / mean / max, the mean's distance to the
 //!   minimum and the maximum's to the mean, which follow each other and cancel much of a
@@ -24,7 +24,8 @@
 //!   100 codes) are divided by it (a bit, and 16 bits when it is not 1).
 //!
 //! A column whose numbers are all 0 costs only its 7-bit Rice header (plus its column header,
-//! about 20 bits); a number too large for its Rice parameter is escaped (a run of [`ESCAPE`]
+//! about 20 bits); one that is 0 but for a few rows is written as those rows (8 bits each)
+//! and their values when that is cheaper than a bit a row; a number too large for its Rice parameter is escaped (a run of [`ESCAPE`]
 //! ones and the raw value); since the parameter can be as large as 15, a column of pure noise
 //! costs at most 17 bits per 16-bit code. Decoding is the exact inverse: the codes that come
 //! out are the codes that went in. The coding lives only in memory: the state file stores the
