@@ -6,17 +6,30 @@
 //!
 //! - timelines: the change of the step between rows (aggregate rows are one bucket apart, so
 //!   almost always 0);
-//! - flags: XOR with the previous row (0 while nothing changes);
-//! - codes: the difference to the previous row as a wrapping 16-bit number, zigzag-mapped, so
-//!   that a series that barely moves costs a few bits and a constant one nothing; or, when it
-//!   is cheaper (a mode bit and a 16-bit level say so), the distance to the block's mean value,
-//!   since a difference carries the noise of two samples and a distance only one's. On the
-//!   benchmark the second mode saved 8 % (1.40 → 1.29 MiB).
+//! - flags: the first row's whole, then XOR with the previous row (0 while nothing changes);
+//! - codes: each column is first, when cheaper (a bit says so), replaced by its distance to
+//!   the row's previous code: of an aggregate's min / mean / max, the mean's distance to the
+//!   minimum and the maximum's to the mean, which follow each other and cancel much of a
+//!   level's movement. Then the cheapest of three kinds (two bits) turns it into numbers:
+//!   - delta: the difference to the previous row as a wrapping 16-bit number, zigzag-mapped,
+//!     so that a series that barely moves costs a few bits and a constant one nothing;
+//!   - around: the distance to a 16-bit level near the block's mean, since a difference
+//!     carries the noise of two samples and a distance only one's;
+//!   - two-level: one bit a row for "at the column's most frequent value", and the other rows'
+//!     distances to a level near their mean. A rate that flips between 0 and a few hundred
+//!     bytes a second, or a core's per-minute maximum that is either idle or a spike, costs
+//!     about a bit on the common level instead of an escape or a wide parameter.
 //!
-//! A column whose numbers are all 0 costs only its 7-bit header; a number too large for its
-//! Rice parameter is escaped (a run of [`ESCAPE`] ones and the raw value); since the parameter
-//! can be as large as 15, a column of pure noise costs at most 17 bits per 16-bit code. Decoding is the exact inverse: the codes
-//! that come out are the codes that went in.
+//!   In every kind, distances that share a divisor (whole-percent core loads are multiples of
+//!   100 codes) are divided by it (a bit, and 16 bits when it is not 1).
+//!
+//! A column whose numbers are all 0 costs only its 7-bit Rice header (plus its column header,
+//! about 20 bits); one that is 0 but for a few rows is written as those rows (8 bits each)
+//! and their values when that is cheaper than a bit a row; a number too large for its Rice parameter is escaped (a run of [`ESCAPE`]
+//! ones and the raw value); since the parameter can be as large as 15, a column of pure noise
+//! costs at most 17 bits per 16-bit code. Decoding is the exact inverse: the codes that come
+//! out are the codes that went in. The coding lives only in memory: the state file stores the
+//! rows' plain codes ([`store`](super::store)), so it can change without a format version.
 //!
 //! Why this and not XOR coding of floats (Gorilla): the values are already 16-bit codes on a
 //! fixed step (see [`Series`](super::Series)), so their differences are small integers; on the
@@ -34,6 +47,9 @@ const ESCAPE: u32 = 24;
 /// Column header meaning "every number is 0".
 const ZERO_COLUMN: u64 = 0x7f;
 
+/// Column header meaning "the numbers that are not 0, each with its row".
+const SPARSE_COLUMN: u64 = 0x7e;
+
 /// One block of sealed rows.
 #[derive(Debug)]
 pub(crate) struct Block {
@@ -49,13 +65,19 @@ pub(crate) struct Block {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     numbers: Vec<u64>,
-    around: Vec<u64>,
+    /// One column (after the relative step), a sorted copy, and which rows are at its level.
+    ys: Vec<u16>,
+    sorted: Vec<u16>,
+    level: Vec<bool>,
     bytes: Vec<u8>,
 }
 
 impl Scratch {
     pub fn heap_bytes(&self) -> usize {
-        (self.numbers.capacity() + self.around.capacity()) * 8 + self.bytes.capacity()
+        self.numbers.capacity() * 8
+            + (self.ys.capacity() + self.sorted.capacity()) * 2
+            + self.level.capacity()
+            + self.bytes.capacity()
     }
 }
 
@@ -65,6 +87,9 @@ pub(crate) struct Decoded {
     pub timeline: Vec<u64>,
     pub flags: Vec<u8>,
     pub codes: Vec<u16>,
+    /// One column while it is decoded, and which rows are at its level.
+    ys: Vec<u16>,
+    level: Vec<bool>,
 }
 
 impl Block {
@@ -97,7 +122,9 @@ impl Block {
         debug_assert!(rows > 0 && flags.len() == rows && codes.len() == rows * n);
         let Scratch {
             numbers,
-            around,
+            ys,
+            sorted,
+            level,
             bytes,
         } = scratch;
         bytes.clear();
@@ -116,40 +143,47 @@ impl Block {
             prev = t;
         }
         w.column(numbers, 64);
+        // The first row's flags whole, then changes: a column that never changes is all 0.
         numbers.clear();
-        let mut prev = 0u8;
-        for &f in flags {
-            numbers.push(u64::from(f ^ prev));
-            prev = f;
-        }
+        w.put(u64::from(flags[0]), 8);
+        numbers.extend(flags.windows(2).map(|f| u64::from(f[1] ^ f[0])));
         w.column(numbers, 8);
         for c in 0..n {
-            numbers.clear();
-            around.clear();
-            let mut prev = 0u16;
-            let mut sum = 0u64;
-            for row in codes.chunks_exact(n) {
-                let v = row[c];
-                numbers.push(u64::from(zigzag16(v.wrapping_sub(prev) as i16)));
-                prev = v;
-                sum += u64::from(v);
+            // The cheapest of: the column itself or its distance to the row's previous code (a
+            // mean's to its minimum, a maximum's to its mean), each in every kind.
+            let mut best = None;
+            for relative in [false, true] {
+                if relative && c == 0 {
+                    continue;
+                }
+                relative_column(codes, n, c, relative, ys);
+                for kind in [Kind::Delta, Kind::Around, Kind::TwoLevel] {
+                    let plan = prepare(ys, relative, kind, sorted, numbers, level);
+                    let bits = plan.header_bits(rows) + column_cost(numbers, 16);
+                    if best.is_none_or(|(_, b)| bits < b) {
+                        best = Some((plan, bits));
+                    }
+                }
             }
-            // Noise around a level costs less as distances to that level than as differences
-            // (which add two samples' noise): the cheaper of the two is written, with a mode bit.
-            let base = (sum / rows as u64) as u16;
-            around.extend(
-                codes
-                    .chunks_exact(n)
-                    .map(|row| u64::from(zigzag16(row[c].wrapping_sub(base) as i16))),
-            );
-            if column_cost(around, 16) + 16 < column_cost(numbers, 16) {
+            let (plan, _) = best.expect("at least one candidate");
+            relative_column(codes, n, c, plan.relative, ys);
+            prepare(ys, plan.relative, plan.kind, sorted, numbers, level);
+            w.put(u64::from(plan.relative), 1);
+            w.put(plan.kind as u64, 2);
+            if plan.g > 1 {
                 w.put(1, 1);
-                w.put(u64::from(base), 16);
-                w.column(around, 16);
+                w.put(u64::from(plan.g), 16);
             } else {
                 w.put(0, 1);
-                w.column(numbers, 16);
             }
+            w.put(u64::from(plan.anchor), 16);
+            if plan.kind == Kind::TwoLevel {
+                w.put(u64::from(plan.z), 16);
+                for &at_level in level.iter() {
+                    w.put(u64::from(at_level), 1);
+                }
+            }
+            w.column(numbers, 16);
         }
         w.finish();
         Block {
@@ -188,31 +222,196 @@ impl Block {
             out.timeline.push(prev);
         });
         out.flags.clear();
-        let mut prev = 0u8;
-        r.column(rows, 8, |x| {
+        let mut prev = r.get(8) as u8;
+        out.flags.push(prev);
+        r.column(rows - 1, 8, |x| {
             prev ^= x as u8;
             out.flags.push(prev);
         });
         out.codes.clear();
         out.codes.resize(rows * n, 0);
+        let Decoded {
+            codes, ys, level, ..
+        } = out;
         for c in 0..n {
+            let relative = r.get(1) == 1;
+            let kind = r.get(2);
+            let g = if r.get(1) == 1 { r.get(16) as u16 } else { 1 };
+            let anchor = r.get(16) as u16;
+            let step = |z: u64| g.wrapping_mul(unzigzag16(z as u16) as u16);
+            ys.clear();
+            match kind {
+                0 => {
+                    let mut prev = anchor;
+                    ys.push(prev);
+                    r.column(rows - 1, 16, |z| {
+                        prev = prev.wrapping_add(step(z));
+                        ys.push(prev);
+                    });
+                }
+                2 => {
+                    let z = r.get(16) as u16;
+                    level.clear();
+                    level.extend((0..rows).map(|_| r.get(1) == 1));
+                    let others = level.iter().filter(|&&l| !l).count();
+                    ys.resize(rows, z);
+                    let mut at = 0;
+                    r.column(others, 16, |q| {
+                        while level[at] {
+                            at += 1;
+                        }
+                        ys[at] = anchor.wrapping_add(step(q));
+                        at += 1;
+                    });
+                }
+                _ => r.column(rows, 16, |z| ys.push(anchor.wrapping_add(step(z)))),
+            }
             let mut at = c;
-            if r.get(1) == 1 {
-                let base = r.get(16) as u16;
-                r.column(rows, 16, |z| {
-                    out.codes[at] = base.wrapping_add(unzigzag16(z as u16) as u16);
-                    at += n;
-                });
-            } else {
-                let mut prev = 0u16;
-                r.column(rows, 16, |z| {
-                    prev = prev.wrapping_add(unzigzag16(z as u16) as u16);
-                    out.codes[at] = prev;
-                    at += n;
-                });
+            for &y in ys.iter() {
+                codes[at] = if relative {
+                    y.wrapping_add(codes[at - 1])
+                } else {
+                    y
+                };
+                at += n;
             }
         }
     }
+}
+
+/// How a code column is turned into numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The change from the previous row (after the first, written whole).
+    Delta = 0,
+    /// The distance to a level near the column's mean.
+    Around = 1,
+    /// One bit a row for "at the column's most frequent value", the other rows as distances
+    /// to a level near their mean: a rate that flips between 0 and a packet's worth.
+    TwoLevel = 2,
+}
+
+/// A code column's header: what [`prepare`] chose and the decoder needs.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    relative: bool,
+    kind: Kind,
+    /// Every distance is a multiple of this (whole percents are multiples of 100 codes).
+    g: u16,
+    /// The first row (delta) or the level distances are taken from.
+    anchor: u16,
+    /// The most frequent value (two-level).
+    z: u16,
+}
+
+impl Plan {
+    fn header_bits(&self, rows: usize) -> u64 {
+        let g = if self.g > 1 { 17 } else { 1 };
+        let two = if self.kind == Kind::TwoLevel {
+            16 + rows as u64
+        } else {
+            0
+        };
+        3 + g + 16 + two
+    }
+}
+
+/// Column `c` of row-major `codes`, or (`relative`) its distance to column `c - 1`, into `ys`.
+fn relative_column(codes: &[u16], n: usize, c: usize, relative: bool, ys: &mut Vec<u16>) {
+    ys.clear();
+    ys.extend(codes.chunks_exact(n).map(|row| {
+        if relative {
+            row[c].wrapping_sub(row[c - 1])
+        } else {
+            row[c]
+        }
+    }));
+}
+
+/// Greatest common divisor of the distances (1 when all are 0).
+fn divisor(distances: impl Iterator<Item = i32>) -> u16 {
+    let mut g = 0u32;
+    for d in distances {
+        let (mut a, mut b) = (g, d.unsigned_abs());
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        g = a;
+    }
+    // Distances are 16-bit, so g ≤ 32768.
+    g.max(1) as u16
+}
+
+/// The number for distance `d` (a multiple of `g`).
+fn scaled(d: i16, g: u16) -> u64 {
+    u64::from(zigzag16((i32::from(d) / i32::from(g)) as i16))
+}
+
+/// Numbers for `ys` coded as `kind` (into `numbers`; `level` for two-level) and the header.
+fn prepare(
+    ys: &[u16],
+    relative: bool,
+    kind: Kind,
+    sorted: &mut Vec<u16>,
+    numbers: &mut Vec<u64>,
+    level: &mut Vec<bool>,
+) -> Plan {
+    numbers.clear();
+    let mut plan = Plan {
+        relative,
+        kind,
+        g: 1,
+        anchor: 0,
+        z: 0,
+    };
+    match kind {
+        Kind::Delta => {
+            let distance = |w: &[u16]| w[1].wrapping_sub(w[0]) as i16;
+            plan.anchor = ys[0];
+            plan.g = divisor(ys.windows(2).map(|w| i32::from(distance(w))));
+            numbers.extend(ys.windows(2).map(|w| scaled(distance(w), plan.g)));
+        }
+        Kind::Around => (plan.anchor, plan.g) = around(ys, None, numbers),
+        Kind::TwoLevel => {
+            sorted.clear();
+            sorted.extend_from_slice(ys);
+            sorted.sort_unstable();
+            let (mut z, mut most, mut run) = (sorted[0], 0, 0);
+            for (i, &v) in sorted.iter().enumerate() {
+                run = if i > 0 && sorted[i - 1] == v {
+                    run + 1
+                } else {
+                    1
+                };
+                if run > most {
+                    (z, most) = (v, run);
+                }
+            }
+            plan.z = z;
+            level.clear();
+            level.extend(ys.iter().map(|&y| y == z));
+            (plan.anchor, plan.g) = around(ys, Some(z), numbers);
+        }
+    }
+    plan
+}
+
+/// Distances of `ys` (but `skip`) to a level near their mean, as numbers; the level and the
+/// distances' common divisor. The level is moved onto the values' grid (a multiple of the
+/// divisor away from them), so that the divisor survives.
+fn around(ys: &[u16], skip: Option<u16>, numbers: &mut Vec<u64>) -> (u16, u16) {
+    let values = || ys.iter().copied().filter(move |&y| Some(y) != skip);
+    let Some(first) = values().next() else {
+        return (0, 1);
+    };
+    let (count, sum) = values().fold((0u64, 0u64), |(n, s), y| (n + 1, s + u64::from(y)));
+    let grid = divisor(values().map(|y| i32::from(y.wrapping_sub(first) as i16)));
+    let mean = (sum / count) as u16;
+    let off = f64::from(mean.wrapping_sub(first) as i16) / f64::from(grid);
+    let base = first.wrapping_add((off.round() as i32 * i32::from(grid)) as u16);
+    let g = divisor(values().map(|y| i32::from(y.wrapping_sub(base) as i16)));
+    numbers.extend(values().map(|y| scaled(y.wrapping_sub(base) as i16, g)));
+    (base, g)
 }
 
 fn zigzag64(v: i64) -> u64 {
@@ -243,8 +442,44 @@ fn cost(v: u64, k: u32, bits: u32) -> u64 {
 
 /// Bits [`BitWriter::column`] spends on `numbers`.
 fn column_cost(numbers: &[u64], bits: u32) -> u64 {
-    rice_parameter(numbers, bits).map_or(7, |(_, cost)| 7 + cost)
+    match column_coding(numbers, bits) {
+        Coding::Zero => 7,
+        Coding::Sparse(count) => 7 + sparse_cost(count, bits),
+        Coding::Rice(_, cost) => 7 + cost,
+    }
 }
+
+/// How a column of numbers is written.
+enum Coding {
+    /// All 0.
+    Zero,
+    /// This many are not 0: each as its row (8 bits) and its raw value.
+    Sparse(usize),
+    /// Rice parameter and the bits it costs.
+    Rice(u32, u64),
+}
+
+/// Bits of a sparse column with `count` numbers that are not 0.
+fn sparse_cost(count: usize, bits: u32) -> u64 {
+    9 + count as u64 * u64::from(8 + bits)
+}
+
+/// The cheaper of Rice and sparse: a column that is 0 but for a few rows (a series that
+/// steps once in a block, a flag set for a bucket) costs per change instead of a bit a row.
+fn column_coding(numbers: &[u64], bits: u32) -> Coding {
+    let Some((k, cost)) = rice_parameter(numbers, bits) else {
+        return Coding::Zero;
+    };
+    let count = numbers.iter().filter(|&&v| v != 0).count();
+    if sparse_cost(count, bits) < cost {
+        Coding::Sparse(count)
+    } else {
+        Coding::Rice(k, cost)
+    }
+}
+
+// Rows of a sparse column are written in 8 bits, their count in 9.
+const _: () = assert!(BLOCK_ROWS <= 256);
 
 /// The Rice parameter for `numbers` and the bits they cost with it; `None` when all are 0.
 ///
@@ -324,9 +559,21 @@ impl BitWriter<'_> {
 
     /// A header (7 bits: the Rice parameter, or [`ZERO_COLUMN`]) and the numbers.
     fn column(&mut self, numbers: &[u64], bits: u32) {
-        let Some((k, _)) = rice_parameter(numbers, bits) else {
-            self.put(ZERO_COLUMN, 7);
-            return;
+        let k = match column_coding(numbers, bits) {
+            Coding::Zero => {
+                self.put(ZERO_COLUMN, 7);
+                return;
+            }
+            Coding::Sparse(count) => {
+                self.put(SPARSE_COLUMN, 7);
+                self.put(count as u64, 9);
+                for (row, &v) in numbers.iter().enumerate().filter(|(_, &v)| v != 0) {
+                    self.put(row as u64, 8);
+                    self.put_wide(v, bits);
+                }
+                return;
+            }
+            Coding::Rice(k, _) => k,
         };
         self.put(u64::from(k), 7);
         for &v in numbers {
@@ -417,6 +664,17 @@ impl<'a> BitReader<'a> {
             (0..rows).for_each(|_| each(0));
             return;
         }
+        if k == SPARSE_COLUMN {
+            let mut at = 0;
+            for _ in 0..self.get(9) {
+                let row = self.get(8) as usize;
+                (at..row).for_each(|_| each(0));
+                each(self.get(bits));
+                at = row + 1;
+            }
+            (at..rows).for_each(|_| each(0));
+            return;
+        }
         let k = k as u32;
         for _ in 0..rows {
             let q = self.unary();
@@ -477,6 +735,99 @@ mod tests {
             }
             roundtrip(&timeline, &flags, &codes, n, 60_000);
         }
+    }
+
+    #[test]
+    fn grids_levels_and_relative_columns_decode_exactly() {
+        let mut seed = 3u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            seed >> 33
+        };
+        for rows in [1, 2, 3, 100, BLOCK_ROWS] {
+            let n = 9;
+            let timeline: Vec<u64> = (0..rows as u64).map(|i| i * 60_000).collect();
+            let flags = vec![0x80; rows];
+            let mut codes = Vec::new();
+            for i in 0..rows {
+                // A min / mean / max triple of whole percents (multiples of 100 codes).
+                let min = (next() % 3) as u16 * 100;
+                let max = min + (next() % 30) as u16 * 100;
+                codes.extend([min, min + (next() % 700) as u16, max]);
+                // A rate flipping between 0 and a packet's worth (bfloat16-like codes).
+                codes.push(if next() % 3 == 0 {
+                    0
+                } else {
+                    17_000 + (next() % 500) as u16
+                });
+                // Extremes that wrap: 0, 65535 and 32768 apart.
+                codes.push([0, u16::MAX, 32_768, 32_767][(next() % 4) as usize]);
+                codes.push(if i % 2 == 0 { 0 } else { 32_768 });
+                // A grid of 7 with noise on it, and one on an odd grid around a far level.
+                codes.push(7 * (next() % 9000) as u16);
+                codes.push(65_000u16.wrapping_add(13 * (next() % 40) as u16));
+                // Missing, then present.
+                codes.push(if i < rows / 2 {
+                    crate::history::series::MISSING
+                } else {
+                    4242
+                });
+            }
+            roundtrip(&timeline, &flags, &codes, n, 60_000);
+        }
+    }
+
+    #[test]
+    fn two_level_and_whole_percent_columns_cost_less_than_their_spread() {
+        let rows = BLOCK_ROWS;
+        let timeline: Vec<u64> = (0..rows as u64).map(|i| i * 1000).collect();
+        let flags = vec![0x80; rows];
+        let mut seed = 5u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            seed >> 33
+        };
+        // 0 two times in three, else one of 512 codes: about 1 + 9 / 3 bits a row.
+        let flipping: Vec<u16> = (0..rows)
+            .map(|_| {
+                if next() % 3 != 0 {
+                    0
+                } else {
+                    17_000 + (next() % 512) as u16
+                }
+            })
+            .collect();
+        let size = roundtrip(&timeline, &flags, &flipping, 1, 1000);
+        assert!(size * 8 < rows * 5, "{size} bytes for a flipping rate");
+        // Whole percents 0–29: 5 bits a row, not the 12 of their spread in codes.
+        let percents: Vec<u16> = (0..rows).map(|_| (next() % 30) as u16 * 100).collect();
+        let size = roundtrip(&timeline, &flags, &percents, 1, 1000);
+        assert!(size * 8 < rows * 7, "{size} bytes for whole percents");
+    }
+
+    #[test]
+    fn a_column_that_steps_once_costs_its_step_not_a_bit_a_row() {
+        let rows = BLOCK_ROWS;
+        let timeline: Vec<u64> = (0..rows as u64).map(|i| i * 900_000).collect();
+        // Flags set for one bucket; a series that steps up once and a wide jump back.
+        let flags: Vec<u8> = (0..rows)
+            .map(|i| if i == 40 { 0x85 } else { 0x80 })
+            .collect();
+        let codes: Vec<u16> = (0..rows)
+            .flat_map(|i| {
+                [
+                    if i < 100 { 3750 } else { 3751 },
+                    if (10..20).contains(&i) { 60_000 } else { 0 },
+                ]
+            })
+            .collect();
+        let size = roundtrip(&timeline, &flags, &codes, 2, 900_000);
+        assert!(size < 40, "{size} bytes for two steps and a flag");
+        // Every row a multiple of 255 apart from the first and the last: sparse at both ends.
+        let mut ends = vec![0u16; rows];
+        ends[0] = u16::MAX;
+        ends[rows - 1] = 1;
+        roundtrip(&timeline, &flags, &ends, 1, 900_000);
     }
 
     #[test]
