@@ -226,9 +226,9 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
         let mut f = e.gauge(name, help);
         for p in d.partitions.iter().flatten() {
             let labels = [
-                ("device", p.device.as_str()),
-                ("mountpoint", p.mountpoint.as_str()),
-                ("fstype", p.fstype.as_str()),
+                ("device", &*p.device),
+                ("mountpoint", &*p.mountpoint),
+                ("fstype", &*p.fstype),
             ];
             f.sample(&labels, pick(p));
         }
@@ -775,9 +775,9 @@ mod tests {
             disk: DiskInfo {
                 partitions: Some(vec![
                     Partition {
-                        device: "/dev/mmcblk0p2".to_owned(),
-                        mountpoint: "/".to_owned(),
-                        fstype: "ext4".to_owned(),
+                        device: "/dev/mmcblk0p2".into(),
+                        mountpoint: "/".into(),
+                        fstype: "ext4".into(),
                         total: 1 << 30,
                         used: 1 << 29,
                         free: 1 << 29,

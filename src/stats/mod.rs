@@ -216,14 +216,14 @@ impl Collector {
             .read_text()
             .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let block = self.sys_root.join("block");
+        let sys_root = &self.sys_root;
         let whole_disk = &mut self.whole_disk;
         let disks = self.files.diskstats.read_text().map(|t| {
             procfs::parse_diskstats_per_disk(&t, |name| {
                 if let Some(&whole) = whole_disk.get(name) {
                     return whole;
                 }
-                let whole = !name.contains('/') && block.join(name).exists();
+                let whole = !name.contains('/') && sys_root.join("block").join(name).exists();
                 whole_disk.insert(name.to_owned(), whole);
                 whole
             })

@@ -252,18 +252,19 @@ impl DiskInfo {
         self.partitions
             .as_deref()?
             .iter()
-            .find(|p| p.mountpoint == "/")
+            .find(|p| &*p.mountpoint == "/")
             .map(Partition::used_percent)
     }
 }
 
 /// One mounted block-device file system, with its space in bytes as psutil reports it:
-/// `used` counts blocks in use, `free` what unprivileged users may still write.
+/// `used` counts blocks in use, `free` what unprivileged users may still write. The names
+/// are shared with the parsed mount table, which is kept until the mounts change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
-    pub device: String,
-    pub mountpoint: String,
-    pub fstype: String,
+    pub device: Arc<str>,
+    pub mountpoint: Arc<str>,
+    pub fstype: Arc<str>,
     pub total: u64,
     pub used: u64,
     pub free: u64,
