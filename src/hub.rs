@@ -727,7 +727,8 @@ mod tests {
     async fn readers_wait_for_the_full_tick_they_asked_for() {
         let hub = Arc::new(Hub::new(Duration::from_secs(1), 0));
         let repeated = |mut doc: StatsDocument| {
-            doc.processes.scanned_at = Some(doc.collected_at - Duration::from_secs(60));
+            Arc::make_mut(&mut doc.processes).scanned_at =
+                Some(doc.collected_at - Duration::from_secs(60));
             doc
         };
         assert!(hub.latest_full(Duration::from_millis(10)).await.is_none());

@@ -291,8 +291,9 @@ pub fn spawn(
             .document
             .system
             .hostname
-            .clone()
-            .unwrap_or_else(|| "pistats".to_owned());
+            .as_deref()
+            .unwrap_or("pistats")
+            .to_owned();
         let topics = Topics::new(&mqtt, &hostname);
         let (client, eventloop) = AsyncClient::new(options(&mqtt, &topics), QUEUE);
         tracing::info!(

@@ -43,7 +43,7 @@ pub fn read(metric: &Metric, doc: &StatsDocument, facts: &Facts) -> Option<f64> 
             .partitions
             .as_deref()?
             .iter()
-            .find(|p| p.mountpoint == *mount)
+            .find(|p| *p.mountpoint == **mount)
             .map(|p| p.used_percent()),
         Metric::InterfaceDown => doc.connectivity.as_ref().map(|c| flag(!c.connected)),
         // Unknown, not bad, while the interface is down or not wireless: a link that drops is

@@ -436,17 +436,25 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
         .as_ref()
         .and_then(|pi| pi.throttled_raw.as_deref())
         .and_then(|raw| u32::from_str_radix(raw.trim_start_matches("0x"), 16).ok());
-    sample.mounts.clear();
-    if let Some(partitions) = &doc.disk.partitions {
-        sample.mounts.extend(
-            partitions
-                .iter()
-                .filter(|p| p.total > 0)
-                .map(|p| MountFill {
-                    mountpoint: p.mountpoint.clone(),
-                    used_percent: p.used_percent(),
-                }),
-        );
+    // The same mounts tick after tick: update the figures without copying the names again.
+    let measured = doc.disk.partitions.as_deref().unwrap_or_default();
+    let measured = || measured.iter().filter(|p| p.total > 0);
+    let same = sample.mounts.len() == measured().count()
+        && sample
+            .mounts
+            .iter()
+            .zip(measured())
+            .all(|(a, b)| a.mountpoint == *b.mountpoint);
+    if same {
+        for (fill, p) in sample.mounts.iter_mut().zip(measured()) {
+            fill.used_percent = p.used_percent();
+        }
+    } else {
+        sample.mounts.clear();
+        sample.mounts.extend(measured().map(|p| MountFill {
+            mountpoint: p.mountpoint.to_string(),
+            used_percent: p.used_percent(),
+        }));
     }
     // The same disks tick after tick: update the counters without copying the names again.
     let devices = &doc.disk.devices;

@@ -83,7 +83,7 @@ fn system(e: &mut Exposition, doc: &StatsDocument) {
         ("os", &s.os),
     ] {
         if let Some(value) = value {
-            labels.push((name, value.as_str()));
+            labels.push((name, &**value));
         }
     }
     e.gauge(
@@ -226,9 +226,9 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
         let mut f = e.gauge(name, help);
         for p in d.partitions.iter().flatten() {
             let labels = [
-                ("device", p.device.as_str()),
-                ("mountpoint", p.mountpoint.as_str()),
-                ("fstype", p.fstype.as_str()),
+                ("device", &*p.device),
+                ("mountpoint", &*p.mountpoint),
+                ("fstype", &*p.fstype),
             ];
             f.sample(&labels, pick(p));
         }
@@ -419,7 +419,7 @@ fn network(e: &mut Exposition, doc: &StatsDocument) {
         "Addresses assigned to each interface; always 1.",
     );
     for (iface, i) in ifaces {
-        for a in &i.addresses {
+        for a in i.addresses.iter() {
             let address = format!("{}/{}", a.address, a.prefix_len);
             f.sample(
                 &[
@@ -442,7 +442,7 @@ fn sensors(e: &mut Exposition, doc: &StatsDocument) {
     .sample_opt(&[], t.pi_cpu_celsius);
     // Chips may report several unlabelled readings; number them so each series is unique.
     let mut readings = Vec::new();
-    for (sensor, list) in &t.sensors {
+    for (sensor, list) in t.sensors.iter() {
         let mut seen = HashSet::new();
         for (i, r) in list.iter().enumerate() {
             let mut label = if r.label.is_empty() {
@@ -504,7 +504,7 @@ fn sensors(e: &mut Exposition, doc: &StatsDocument) {
     ];
     for (name, help, pick) in families {
         let mut family = e.gauge(name, help);
-        for fan in &t.fans {
+        for fan in t.fans.iter() {
             family.sample_opt(
                 &[("fan", fan.name.as_str()), ("label", fan.label.as_str())],
                 pick(fan),
@@ -701,6 +701,7 @@ fn daemon(e: &mut Exposition, own: &OwnMetrics) {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::exposition::escape_label_value;
@@ -729,7 +730,8 @@ mod tests {
                     family: "ipv4",
                     address: "192.168.1.20".to_owned(),
                     prefix_len: 24,
-                }],
+                }]
+                .into(),
                 io_counters: io,
                 rates: None,
             },
@@ -741,7 +743,7 @@ mod tests {
                 mac: None,
                 mtu: None,
                 speed_mbps: None,
-                addresses: vec![],
+                addresses: Arc::from([]),
                 io_counters: NetIo::default(),
                 rates: None,
             },
@@ -752,8 +754,8 @@ mod tests {
                 boot_time: Some(UNIX_EPOCH + Duration::from_secs(1_752_480_000)),
                 uptime: Duration::from_millis(9_000_500),
                 load_average: Some([0.15, 0.25, 0.35]),
-                hostname: Some("pi\"kitchen\"\\\nnext".to_owned()),
-                model: Some("Raspberry Pi 4 Model B Rev 1.4".to_owned()),
+                hostname: Some("pi\"kitchen\"\\\nnext".into()),
+                model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
                 kernel: None,
                 os: None,
                 pistats_version: "0.1.0",
@@ -773,9 +775,9 @@ mod tests {
             disk: DiskInfo {
                 partitions: Some(vec![
                     Partition {
-                        device: "/dev/mmcblk0p2".to_owned(),
-                        mountpoint: "/".to_owned(),
-                        fstype: "ext4".to_owned(),
+                        device: "/dev/mmcblk0p2".into(),
+                        mountpoint: "/".into(),
+                        fstype: "ext4".into(),
                         total: 1 << 30,
                         used: 1 << 29,
                         free: 1 << 29,
@@ -818,16 +820,16 @@ mod tests {
                 rates: None,
                 interfaces,
             },
-            processes: ProcessInfo {
+            processes: Arc::new(ProcessInfo {
                 total_count: Some(156),
                 top_cpu_usage: vec![],
                 top_memory_usage: vec![],
                 scanned_at: None,
-            },
+            }),
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
-                sensors: cpu_thermal(),
-                fans: vec![
+                sensors: Arc::new(cpu_thermal()),
+                fans: Arc::from([
                     Fan {
                         name: "pwmfan".to_owned(),
                         label: "fan1".to_owned(),
@@ -843,7 +845,7 @@ mod tests {
                         cooling_max_state: Some(1),
                         ..Fan::default()
                     },
-                ],
+                ]),
             },
             battery: None,
             pi: Some(PiHealth {
@@ -1103,7 +1105,7 @@ mod tests {
             high: None,
             critical: None,
         };
-        doc.temperature.sensors.insert(
+        Arc::make_mut(&mut doc.temperature.sensors).insert(
             "coretemp".to_owned(),
             vec![
                 reading("", 40.0),

@@ -22,6 +22,7 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sysinfo::{CpuRefreshKind, System};
@@ -40,10 +41,10 @@ const CPUINFO_FREQUENCY_MAX_AGE: Duration = Duration::from_secs(5);
 /// Static facts read once at start.
 #[derive(Debug, Clone)]
 struct HostFacts {
-    hostname: Option<String>,
-    model: Option<String>,
-    kernel: Option<String>,
-    os: Option<String>,
+    hostname: Option<Arc<str>>,
+    model: Option<Arc<str>>,
+    kernel: Option<Arc<str>>,
+    os: Option<Arc<str>>,
     count_physical: Option<usize>,
 }
 
@@ -71,19 +72,20 @@ pub struct Context {
 
 /// The parts of a document only a reader needs, kept from the last full collection for the
 /// ticks that do not collect them (see [`Context::full`]): slow-moving or static figures whose
-/// reading costs several files or a netlink dump each.
+/// reading costs several files or a netlink dump each. What holds heap data is shared with the
+/// documents (an [`Arc`]), so repeating it copies no list.
 #[derive(Debug, Clone)]
 struct Details {
     frequency: Frequency,
     boot_time: Option<SystemTime>,
     /// Link facts and addresses per interface (counters and rates are always fresh).
     interfaces: BTreeMap<String, Interface>,
-    sensors: BTreeMap<String, Vec<SensorReading>>,
-    fans: Vec<Fan>,
+    sensors: Arc<BTreeMap<String, Vec<SensorReading>>>,
+    fans: Arc<[Fan]>,
     battery: Option<BatteryInfo>,
     /// The firmware's figures other than the throttle flags (see [`pi::PiReader::read_throttle`]).
     pi: Option<PiHealth>,
-    processes: ProcessInfo,
+    processes: Arc<ProcessInfo>,
 }
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
@@ -158,10 +160,10 @@ impl Collector {
         system.refresh_cpu_list(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
         let pi = pi::PiReader::new(&config.proc_root, &config.sys_root, &config.vcgencmd);
         let facts = HostFacts {
-            hostname: System::host_name(),
-            model: pi.model().map(str::to_owned),
-            kernel: System::kernel_version(),
-            os: System::long_os_version(),
+            hostname: System::host_name().map(Arc::from),
+            model: pi.model().map(Arc::from),
+            kernel: System::kernel_version().map(Arc::from),
+            os: System::long_os_version().map(Arc::from),
             count_physical: System::physical_core_count(),
         };
         let mut files = ProcFiles::new(&config.proc_root);
@@ -214,14 +216,14 @@ impl Collector {
             .read_text()
             .and_then(|t| procfs::parse_meminfo(&t));
         check(Source::Memory, memory.is_some());
-        let block = self.sys_root.join("block");
+        let sys_root = &self.sys_root;
         let whole_disk = &mut self.whole_disk;
         let disks = self.files.diskstats.read_text().map(|t| {
             procfs::parse_diskstats_per_disk(&t, |name| {
                 if let Some(&whole) = whole_disk.get(name) {
                     return whole;
                 }
-                let whole = !name.contains('/') && block.join(name).exists();
+                let whole = !name.contains('/') && sys_root.join("block").join(name).exists();
                 whole_disk.insert(name.to_owned(), whole);
                 whole
             })
@@ -244,7 +246,7 @@ impl Collector {
         let network = self.network(net_io.as_ref(), elapsed, full);
         let processes = match &self.details {
             Some(last) if !full => last.processes.clone(),
-            _ => self.processes(memory.map(|m| m.total), wall),
+            _ => Arc::new(self.processes(memory.map(|m| m.total), wall)),
         };
         check(Source::Processes, processes.total_count.is_some());
         let temperature = self.temperature(full);
@@ -342,8 +344,8 @@ impl Collector {
             let last = self.details.as_ref().expect("checked");
             return TemperatureInfo {
                 pi_cpu_celsius: celsius,
-                sensors: last.sensors.clone(),
-                fans: last.fans.clone(),
+                sensors: Arc::clone(&last.sensors),
+                fans: Arc::clone(&last.fans),
             };
         }
         self.zones_listed = Instant::now();
@@ -353,8 +355,8 @@ impl Collector {
         let zones: Vec<(String, f64)> = zones.into_iter().map(|(k, c, _)| (k, c)).collect();
         TemperatureInfo {
             pi_cpu_celsius: cpu_zone.map(|z| zones[z].1),
-            sensors: procfs::read_sensors(&self.sys_root, &zones),
-            fans: fans::read_fans(&self.sys_root),
+            sensors: Arc::new(procfs::read_sensors(&self.sys_root, &zones)),
+            fans: fans::read_fans(&self.sys_root).into(),
         }
     }
 
@@ -525,10 +527,10 @@ impl Collector {
                 name.clone(),
                 Interface {
                     is_up,
-                    mac,
+                    mac: mac.map(Arc::from),
                     mtu,
                     speed_mbps,
-                    addresses,
+                    addresses: addresses.into(),
                     io_counters: *counters,
                     rates,
                 },
@@ -839,7 +841,8 @@ pub(crate) mod wire_golden {
                         address: "fe80::1".into(),
                         prefix_len: 64,
                     },
-                ],
+                ]
+                .into(),
                 io_counters: eth0,
                 rates: Some(rates),
             },
@@ -890,7 +893,7 @@ pub(crate) mod wire_golden {
                 rates: Some(rates),
                 interfaces,
             },
-            processes: ProcessInfo {
+            processes: Arc::new(ProcessInfo {
                 total_count: Some(187),
                 top_cpu_usage: vec![
                     TopProcess {
@@ -913,11 +916,11 @@ pub(crate) mod wire_golden {
                     memory_percent: Some(ratio_percent(1_234_567_168, m.total)),
                 }],
                 scanned_at: None,
-            },
+            }),
             temperature: TemperatureInfo {
                 pi_cpu_celsius: Some(48.312),
-                sensors: cpu_thermal(),
-                fans: Vec::new(),
+                sensors: Arc::new(cpu_thermal()),
+                fans: Arc::from([]),
             },
             battery: Some(BatteryInfo {
                 percent: 87.0,
@@ -1014,7 +1017,8 @@ pub(crate) mod wire_golden {
     #[test]
     fn processes_say_when_they_were_scanned() {
         let mut doc = document();
-        doc.processes.scanned_at = Some(UNIX_EPOCH + Duration::from_millis(1_764_124_200_500));
+        Arc::make_mut(&mut doc.processes).scanned_at =
+            Some(UNIX_EPOCH + Duration::from_millis(1_764_124_200_500));
         let v: serde_json::Value = serde_json::to_value(&doc).unwrap();
         assert_eq!(
             v["processes"]["scanned_at"],
@@ -1028,7 +1032,7 @@ pub(crate) mod wire_golden {
         doc.memory = None;
         doc.system.load_average = None;
         doc.system.boot_time = None;
-        doc.processes.total_count = None;
+        Arc::make_mut(&mut doc.processes).total_count = None;
         doc.network = NetworkInfo::default();
         doc.disk.partitions = None;
         doc.degraded = vec![Source::Memory, Source::LoadAverage];

@@ -6,8 +6,13 @@
 //!
 //! A value that could not be read is `None` (and its source is listed in
 //! [`StatsDocument::degraded`]), never a zero standing in for it.
+//!
+//! What a tick that is not full repeats from the last full one (host facts, link facts and
+//! addresses, other sensors, fans, the process lists) is held in an [`Arc`]: every document
+//! shares it instead of copying it, so an unwatched tick allocates none of it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -24,7 +29,8 @@ pub struct StatsDocument {
     pub memory: Option<Memory>,
     pub disk: DiskInfo,
     pub network: NetworkInfo,
-    pub processes: ProcessInfo,
+    /// Shared with the documents that repeat the same scan (see [`ProcessInfo::scanned_at`]).
+    pub processes: Arc<ProcessInfo>,
     pub temperature: TemperatureInfo,
     pub battery: Option<BatteryInfo>,
     /// Raspberry Pi firmware health: throttling, voltages, clocks (`None` off a Pi).
@@ -87,11 +93,11 @@ pub struct SystemInfo {
     /// From `/proc/uptime`, else the kernel's boot-time clock.
     pub uptime: Duration,
     pub load_average: Option<[f64; 3]>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Arc<str>>,
     /// Board model from the device tree, e.g. `Raspberry Pi 4 Model B Rev 1.4`.
-    pub model: Option<String>,
-    pub kernel: Option<String>,
-    pub os: Option<String>,
+    pub model: Option<Arc<str>>,
+    pub kernel: Option<Arc<str>>,
+    pub os: Option<Arc<str>>,
     pub pistats_version: &'static str,
 }
 
@@ -246,18 +252,19 @@ impl DiskInfo {
         self.partitions
             .as_deref()?
             .iter()
-            .find(|p| p.mountpoint == "/")
+            .find(|p| &*p.mountpoint == "/")
             .map(Partition::used_percent)
     }
 }
 
 /// One mounted block-device file system, with its space in bytes as psutil reports it:
-/// `used` counts blocks in use, `free` what unprivileged users may still write.
+/// `used` counts blocks in use, `free` what unprivileged users may still write. The names
+/// are shared with the parsed mount table, which is kept until the mounts change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
-    pub device: String,
-    pub mountpoint: String,
-    pub fstype: String,
+    pub device: Arc<str>,
+    pub mountpoint: Arc<str>,
+    pub fstype: Arc<str>,
     pub total: u64,
     pub used: u64,
     pub free: u64,
@@ -330,10 +337,11 @@ pub struct NetRates {
 #[derive(Debug, Clone)]
 pub struct Interface {
     pub is_up: bool,
-    pub mac: Option<String>,
+    pub mac: Option<Arc<str>>,
     pub mtu: Option<u32>,
     pub speed_mbps: Option<u32>,
-    pub addresses: Vec<Address>,
+    /// Read on full ticks; shared by the documents until the next one.
+    pub addresses: Arc<[Address]>,
     pub io_counters: NetIo,
     pub rates: Option<NetRates>,
 }
@@ -374,10 +382,11 @@ pub struct TopProcess {
 pub struct TemperatureInfo {
     pub pi_cpu_celsius: Option<f64>,
     /// psutil layout: sensor chip name → readings.
-    pub sensors: BTreeMap<String, Vec<SensorReading>>,
+    /// Read on full ticks; shared by the documents until the next one.
+    pub sensors: Arc<BTreeMap<String, Vec<SensorReading>>>,
     /// Fans: hwmon tachometers (`fan*_input`, e.g. the Pi 5 fan) and fan cooling devices
     /// (`pwm-fan`, `gpio-fan`, e.g. Pi 4 fan shims and the PoE HAT); one entry per fan.
-    pub fans: Vec<Fan>,
+    pub fans: Arc<[Fan]>,
 }
 
 /// One fan. A fan driven by `pwm-fan` shows up both as an hwmon device (speed, PWM duty)

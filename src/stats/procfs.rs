@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading};
@@ -590,12 +591,35 @@ pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
 
 /// The block-device mounts of a mount table, measured with `statvfs`.
 pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
+    measure_entries(&kept_mounts(table))
+}
+
+/// A mount to measure on every tick, its names converted once: a tick copies `Arc`s and
+/// passes the kept path to `statvfs`, allocating nothing per mount.
+#[derive(Debug)]
+struct KeptMount {
+    path: std::ffi::CString,
+    device: Arc<str>,
+    mountpoint: Arc<str>,
+    fstype: Arc<str>,
+}
+
+/// The block-device mounts of a table, one per mount point (a mount point with a NUL byte
+/// cannot be passed to `statvfs` and is left out, as it was when measuring failed).
+fn kept_mounts(table: &[u8]) -> Vec<KeptMount> {
     let mut seen = std::collections::HashSet::new();
-    let mounts: Vec<MountEntry> = parse_mounts(table)
+    parse_mounts(table)
         .into_iter()
         .filter(|m| seen.insert(m.mountpoint.clone()))
-        .collect();
-    measure_entries(&mounts)
+        .filter_map(|m| {
+            Some(KeptMount {
+                path: std::ffi::CString::new(m.mountpoint.as_slice()).ok()?,
+                device: String::from_utf8_lossy(&m.device).into(),
+                mountpoint: String::from_utf8_lossy(&m.mountpoint).into(),
+                fstype: String::from_utf8_lossy(&m.fstype).into(),
+            })
+        })
+        .collect()
 }
 
 /// The mount table (`PROC/self/mounts`), read and parsed again only when it changed: the
@@ -607,7 +631,7 @@ pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
 pub struct MountTable {
     file: KeptFile,
     /// The block-device mounts of the last read, one per mount point.
-    mounts: Option<Vec<MountEntry>>,
+    mounts: Option<Vec<KeptMount>>,
     /// Whether the open file is procfs's.
     watched: bool,
 }
@@ -625,11 +649,7 @@ impl MountTable {
     pub fn measure(&mut self) -> Option<Vec<Partition>> {
         if self.mounts.is_none() || !self.unchanged() {
             self.mounts = None;
-            let mut seen = std::collections::HashSet::new();
-            let mounts = parse_mounts(self.file.read_bytes()?)
-                .into_iter()
-                .filter(|m| seen.insert(m.mountpoint.clone()))
-                .collect();
+            let mounts = kept_mounts(self.file.read_bytes()?);
             self.watched = self.file.file().is_some_and(is_procfs);
             self.mounts = Some(mounts);
         }
@@ -667,15 +687,15 @@ fn is_procfs(file: &File) -> bool {
 }
 
 /// The space of each mount, by `statvfs` (those it cannot measure are left out).
-fn measure_entries(mounts: &[MountEntry]) -> Vec<Partition> {
+fn measure_entries(mounts: &[KeptMount]) -> Vec<Partition> {
     mounts
         .iter()
         .filter_map(|m| {
-            let (total, used, free) = statvfs(&m.mountpoint)?;
+            let (total, used, free) = statvfs(&m.path)?;
             Some(Partition {
-                device: String::from_utf8_lossy(&m.device).into_owned(),
-                mountpoint: String::from_utf8_lossy(&m.mountpoint).into_owned(),
-                fstype: String::from_utf8_lossy(&m.fstype).into_owned(),
+                device: Arc::clone(&m.device),
+                mountpoint: Arc::clone(&m.mountpoint),
+                fstype: Arc::clone(&m.fstype),
                 total,
                 used,
                 free,
@@ -739,8 +759,7 @@ fn unescape_mount(field: &[u8]) -> Vec<u8> {
 /// (total, used, free-for-users) in bytes.
 // The block counts are 32-bit on armhf, so the casts are not redundant everywhere.
 #[allow(clippy::unnecessary_cast)]
-fn statvfs(path: &[u8]) -> Option<(u64, u64, u64)> {
-    let c_path = std::ffi::CString::new(path).ok()?;
+fn statvfs(c_path: &std::ffi::CStr) -> Option<(u64, u64, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
     // SAFETY: c_path is a valid NUL-terminated string and st points to writable memory of the
     // right type; statvfs only writes into it.
@@ -967,12 +986,12 @@ mod tests {
         );
 
         let mounts = read_mounts(&proc_root).expect("the table is readable");
-        let names: Vec<&str> = mounts.iter().map(|m| m.mountpoint.as_str()).collect();
+        let names: Vec<&str> = mounts.iter().map(|m| &*m.mountpoint).collect();
         // The non-UTF-8 mount point does not exist here, so statvfs leaves it out; it does
         // not hide the lines after it. The bind mount is listed once.
         assert_eq!(names, ["/", spaced.to_str().unwrap()]);
-        assert_eq!(mounts[1].device, "/dev/sdb1");
-        assert_eq!(mounts[1].fstype, "ext4");
+        assert_eq!(&*mounts[1].device, "/dev/sdb1");
+        assert_eq!(&*mounts[1].fstype, "ext4");
         for m in &mounts {
             assert!(
                 m.total > 0 && m.used <= m.total && m.free <= m.total,
@@ -980,7 +999,8 @@ mod tests {
             );
         }
         // The escaped directory is on the same file system as the temporary directory.
-        let tmp = statvfs(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        let tmp = statvfs(&path).unwrap();
         assert_eq!(mounts[1].total, tmp.0);
     }
 
@@ -1048,8 +1068,9 @@ mod tests {
     fn mount_table_is_reread_only_when_it_changes() {
         let mut table = MountTable::new(PathBuf::from("/proc/self/mounts"));
         let fresh = || measure_mounts(&fs::read("/proc/self/mounts").unwrap());
-        let names =
-            |p: Vec<Partition>| -> Vec<String> { p.into_iter().map(|p| p.mountpoint).collect() };
+        let names = |p: Vec<Partition>| -> Vec<String> {
+            p.iter().map(|p| p.mountpoint.to_string()).collect()
+        };
         assert_eq!(names(table.measure().unwrap()), names(fresh()));
         assert!(table.watched, "/proc/self/mounts is procfs's");
         assert!(table.unchanged());

@@ -65,7 +65,7 @@ impl<'a> From<&'a StatsDocument> for Document<'a> {
             memory,
             disk,
             network: Network::from(&doc.network),
-            processes: Processes::from(&doc.processes),
+            processes: Processes::from(&*doc.processes),
             temperature: Temperature {
                 pi_cpu_celsius: doc.temperature.pi_cpu_celsius.map(round1),
                 sensors: &doc.temperature.sensors,
@@ -87,10 +87,10 @@ struct System<'a> {
     uptime_human: String,
     load_average: Option<[f64; 3]>,
     connected_clients: u64,
-    hostname: &'a Option<String>,
-    model: &'a Option<String>,
-    kernel: &'a Option<String>,
-    os: &'a Option<String>,
+    hostname: Option<&'a str>,
+    model: Option<&'a str>,
+    kernel: Option<&'a str>,
+    os: Option<&'a str>,
     pistats_version: &'a str,
 }
 
@@ -102,10 +102,10 @@ impl<'a> System<'a> {
             uptime_human: uptime_human(s.uptime.as_secs()),
             load_average: s.load_average,
             connected_clients,
-            hostname: &s.hostname,
-            model: &s.model,
-            kernel: &s.kernel,
-            os: &s.os,
+            hostname: s.hostname.as_deref(),
+            model: s.model.as_deref(),
+            kernel: s.kernel.as_deref(),
+            os: s.os.as_deref(),
             pistats_version: s.pistats_version,
         }
     }
@@ -326,7 +326,7 @@ impl<'a> From<&'a model::NetworkInfo> for Network<'a> {
                 .map(|(name, i)| {
                     let interface = Interface {
                         is_up: i.is_up,
-                        mac: &i.mac,
+                        mac: i.mac.as_deref(),
                         mtu: i.mtu,
                         speed_mbps: i.speed_mbps,
                         addresses: &i.addresses,
@@ -358,7 +358,7 @@ impl From<model::NetRates> for NetRates {
 #[derive(Serialize)]
 struct Interface<'a> {
     is_up: bool,
-    mac: &'a Option<String>,
+    mac: Option<&'a str>,
     mtu: Option<u32>,
     speed_mbps: Option<u32>,
     addresses: &'a [model::Address],
