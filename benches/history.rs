@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::thread_cpu_time;
+use common::{invoked_by_cargo_bench, thread_cpu_time};
 
 use pistats::events::{Detector, DetectorConfig, EventLog, EVENT_CAPACITY};
 use pistats::history::store::{self, Store};
@@ -205,6 +205,11 @@ fn fill_pi(sample: &mut Sample, i: u64, gen: &mut Gen) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks too, without `--bench`: a year of samples in
+    // a debug build would take minutes of the test suite.
+    if !invoked_by_cargo_bench("history") {
+        return;
+    }
     let cores: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
