@@ -690,6 +690,73 @@ impl<'a> BitReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// One column's shape: the kinds of series the codings are chosen for, and their edges.
+    fn column(rows: usize) -> impl Strategy<Value = Vec<u16>> {
+        prop_oneof![
+            any::<u16>().prop_map(move |c| vec![c; rows]),
+            proptest::collection::vec(any::<u16>(), rows),
+            (
+                any::<u16>(),
+                any::<u16>(),
+                proptest::collection::vec(any::<bool>(), rows)
+            )
+                .prop_map(|(a, b, pick)| pick.iter().map(|&p| if p { a } else { b }).collect()),
+            proptest::collection::vec(prop_oneof![9 => Just(0u16), 1 => any::<u16>()], rows),
+            (1u16..2000, proptest::collection::vec(0u16..32, rows))
+                .prop_map(|(k, m)| m.iter().map(|&m| m.wrapping_mul(k)).collect()),
+            proptest::collection::vec(prop_oneof![Just(0u16), Just(u16::MAX), Just(0x8000)], rows),
+            (any::<u16>(), proptest::collection::vec(-3i32..=3, rows)).prop_map(
+                |(start, steps)| {
+                    let mut v = start;
+                    steps
+                        .iter()
+                        .map(|&d| {
+                            v = v.wrapping_add(d as u16);
+                            v
+                        })
+                        .collect()
+                }
+            ),
+        ]
+    }
+
+    fn block_input() -> impl Strategy<Value = (Vec<u64>, Vec<u8>, Vec<u16>, usize, u64)> {
+        (1..=BLOCK_ROWS, 1usize..=9, prop_oneof![Just(1_000u64), Just(60_000), Just(900_000)])
+            .prop_flat_map(|(rows, n, span)| {
+                (
+                    proptest::collection::vec(prop_oneof![8 => Just(1u64), 1 => 0u64..5, 1 => any::<u32>().prop_map(u64::from)], rows),
+                    proptest::collection::vec(prop_oneof![8 => Just(0u8), 2 => any::<u8>()], rows),
+                    proptest::collection::vec(column(rows), n),
+                    Just(n),
+                    Just(span),
+                )
+            })
+            .prop_map(|(gaps, flags, columns, n, span)| {
+                let mut t = 1_700_000_000_000u64;
+                let timeline = gaps
+                    .iter()
+                    .map(|&g| {
+                        t += g * span;
+                        t
+                    })
+                    .collect();
+                let rows = flags.len();
+                let codes = (0..rows)
+                    .flat_map(|r| columns.iter().map(move |c| c[r]))
+                    .collect();
+                (timeline, flags, codes, n, span)
+            })
+    }
+
+    proptest! {
+        /// Whatever the columns look like, a block decodes to exactly what went in.
+        #[test]
+        fn any_block_decodes_to_what_was_encoded((timeline, flags, codes, n, span) in block_input()) {
+            roundtrip(&timeline, &flags, &codes, n, span);
+        }
+    }
 
     fn roundtrip(timeline: &[u64], flags: &[u8], codes: &[u16], n: usize, span: u64) -> usize {
         let mut scratch = Scratch::default();
