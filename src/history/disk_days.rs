@@ -77,7 +77,10 @@ impl Day {
             Err(e) => -(e.duration().as_secs() as i64),
         };
         let utc = Day(secs.div_euclid(86_400) as i32);
-        let Some(t) = libc::time_t::try_from(secs).ok() else {
+        // `time_t`'s width comes from `localtime_r`'s signature (the alias is deprecated on
+        // 32-bit musl, where it is about to change); a conversion only where it is 32 bits.
+        #[allow(clippy::useless_conversion)]
+        let Some(t) = secs.try_into().ok() else {
             return utc;
         };
         reread_zone(secs);
