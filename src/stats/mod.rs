@@ -335,10 +335,7 @@ impl Collector {
             // went away (renumbered): look again, at most every ZONE_RELIST, so that history,
             // events and alerts get the temperature without anyone watching.
             if celsius.is_none() && self.zones_listed.elapsed() >= ZONE_RELIST {
-                self.zones_listed = Instant::now();
-                let zones = procfs::thermal_zones(&self.sys_root);
-                let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
-                self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
+                self.list_zones();
                 celsius = self.read_cpu_zone();
             }
             let last = self.details.as_ref().expect("checked");
@@ -348,16 +345,23 @@ impl Collector {
                 fans: Arc::clone(&last.fans),
             };
         }
-        self.zones_listed = Instant::now();
-        let zones = procfs::thermal_zones(&self.sys_root);
-        let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
-        self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
-        let zones: Vec<(String, f64)> = zones.into_iter().map(|(k, c, _)| (k, c)).collect();
+        let (zones, cpu_zone) = self.list_zones();
         TemperatureInfo {
             pi_cpu_celsius: cpu_zone.map(|z| zones[z].1),
             sensors: Arc::new(procfs::read_sensors(&self.sys_root, &zones)),
             fans: fans::read_fans(&self.sys_root).into(),
         }
+    }
+
+    /// Lists the thermal zones and keeps the SoC's `temp` open for the ticks that read it
+    /// alone; returns every zone's (type, °C) and which one is the SoC's.
+    fn list_zones(&mut self) -> (Vec<(String, f64)>, Option<usize>) {
+        self.zones_listed = Instant::now();
+        let zones = procfs::thermal_zones(&self.sys_root);
+        let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
+        self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
+        let zones = zones.into_iter().map(|(k, c, _)| (k, c)).collect();
+        (zones, cpu_zone)
     }
 
     /// The SoC temperature from the kept zone file, in °C.

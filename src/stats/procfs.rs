@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,19 +18,11 @@ use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading}
 /// nothing: the file is read into a buffer sized for the small files read here (open, one
 /// read, the read that sees the end, close).
 pub fn read_text(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    let file = File::open(path).ok()?;
     let mut bytes = Vec::with_capacity(512);
     // Not `read_to_end`: on a `File` it asks for the size and position first (`statx`,
     // `lseek`), two system calls per file that tell nothing here.
-    let mut chunk = [0u8; 512];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
+    pread_from_start(&file, &mut bytes, 512, false).ok()?;
     Some(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
@@ -155,8 +146,18 @@ fn finite(v: f64) -> Option<f64> {
 /// `/proc/meminfo` in bytes; `None` without a positive `MemTotal` (a truncated or garbled
 /// file is not a machine with no memory).
 pub fn parse_meminfo(text: &str) -> Option<Memory> {
-    /// The keys read; the file has some 55 lines and these are among its first 25.
-    const KEYS: usize = 8;
+    /// The keys read, each a bit of `found`; the file has some 55 lines and these are among its
+    /// first 25, so reading stops once all were seen (the file is read on every tick).
+    const KEYS: [&str; 8] = [
+        "MemTotal:",
+        "MemFree:",
+        "MemAvailable:",
+        "Buffers:",
+        "Cached:",
+        "SReclaimable:",
+        "SwapTotal:",
+        "SwapFree:",
+    ];
     let mut m = Memory::default();
     let mut available = None;
     let mut found = 0u32;
@@ -165,20 +166,9 @@ pub fn parse_meminfo(text: &str) -> Option<Memory> {
         let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
             continue;
         };
-        // Only the keys read are parsed; the file is read on every tick.
-        if !matches!(
-            key,
-            "MemTotal:"
-                | "MemFree:"
-                | "MemAvailable:"
-                | "Buffers:"
-                | "Cached:"
-                | "SReclaimable:"
-                | "SwapTotal:"
-                | "SwapFree:"
-        ) {
+        let Some(index) = KEYS.iter().position(|k| *k == key) else {
             continue;
-        }
+        };
         let Some(bytes) = value
             .parse::<u64>()
             .ok()
@@ -186,42 +176,17 @@ pub fn parse_meminfo(text: &str) -> Option<Memory> {
         else {
             continue;
         };
-        let bit = match key {
-            "MemTotal:" => {
-                m.total = bytes;
-                1
-            }
-            "MemFree:" => {
-                m.free = bytes;
-                2
-            }
-            "MemAvailable:" => {
-                available = Some(bytes);
-                4
-            }
-            "Buffers:" => {
-                m.buffers = bytes;
-                8
-            }
-            "Cached:" => {
-                m.cached = m.cached.saturating_add(bytes);
-                16
-            }
-            "SReclaimable:" => {
-                m.cached = m.cached.saturating_add(bytes);
-                32
-            }
-            "SwapTotal:" => {
-                m.swap_total = bytes;
-                64
-            }
-            _ => {
-                m.swap_free = bytes;
-                128
-            }
-        };
-        found |= bit;
-        if found == (1 << KEYS) - 1 {
+        match index {
+            0 => m.total = bytes,
+            1 => m.free = bytes,
+            2 => available = Some(bytes),
+            3 => m.buffers = bytes,
+            4 | 5 => m.cached = m.cached.saturating_add(bytes),
+            6 => m.swap_total = bytes,
+            _ => m.swap_free = bytes,
+        }
+        found |= 1 << index;
+        if found == (1 << KEYS.len()) - 1 {
             break;
         }
     }
@@ -388,7 +353,9 @@ pub fn read_boot_time(proc_root: &Path) -> Option<SystemTime> {
     parse_btime(&read_text(&proc_root.join("stat"))?)
 }
 
-/// A process's resident set size in bytes, from `/proc/PID/statm` (psutil's `rss`).
+/// A process's resident set size in bytes, from `/proc/PID/statm` (psutil's `rss`); the
+/// collector takes it from the scan's `stat` line, the tests check that against this.
+#[cfg(test)]
 pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
     let text = read_trimmed(&proc_root.join(format!("{pid}/statm")))?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
