@@ -100,7 +100,7 @@ pub struct ProcessTable {
     last_total: Option<u64>,
     scans: u64,
     kept: usize,
-    buf: Vec<u8>,
+    buf: super::procfs::ReadBuf,
 }
 
 impl ProcessTable {
@@ -111,7 +111,7 @@ impl ProcessTable {
             last_total: None,
             scans: 0,
             kept: 0,
-            buf: Vec::with_capacity(1024),
+            buf: super::procfs::ReadBuf::with_capacity(1024),
         }
     }
 
@@ -201,7 +201,7 @@ impl ProcessTable {
             }
             fresh_file = Some(file);
         }
-        let Some(line) = parse_stat_line(&self.buf) else {
+        let Some(line) = parse_stat_line(self.buf.bytes()) else {
             return;
         };
         let scans = self.scans;
@@ -275,7 +275,7 @@ impl ProcessTable {
 /// Reads a `stat` file from its start into `buf`; `false` if it reads nothing (the process
 /// ended) or fails. The kernel renders it in one piece, so a read that does not fill its room
 /// has it all.
-fn read_at_start(file: &File, buf: &mut Vec<u8>) -> bool {
+fn read_at_start(file: &File, buf: &mut super::procfs::ReadBuf) -> bool {
     super::procfs::pread_from_start(file, buf, 1024, true).is_ok() && !buf.is_empty()
 }
 

@@ -19,14 +19,11 @@ use super::model::{BatteryInfo, DiskIo, Memory, NetIo, Partition, SensorReading}
 /// read, the read that sees the end, close).
 pub fn read_text(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
-    let mut bytes = Vec::with_capacity(512);
+    let mut buf = ReadBuf::with_capacity(512);
     // Not `read_to_end`: on a `File` it asks for the size and position first (`statx`,
     // `lseek`), two system calls per file that tell nothing here.
-    pread_from_start(&file, &mut bytes, 512, false).ok()?;
-    Some(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-    })
+    pread_from_start(&file, &mut buf, 512, false).ok()?;
+    Some(buf.text().into_owned())
 }
 
 /// Room for a sysfs attribute (at most a page) or a small `/proc` file in one read.
@@ -44,7 +41,7 @@ const SMALL_FILE: usize = 4096;
 pub struct KeptFile {
     path: PathBuf,
     file: Option<File>,
-    buf: Vec<u8>,
+    buf: ReadBuf,
 }
 
 impl KeptFile {
@@ -52,7 +49,7 @@ impl KeptFile {
         KeptFile {
             path,
             file: None,
-            buf: Vec::new(),
+            buf: ReadBuf::default(),
         }
     }
 
@@ -62,7 +59,7 @@ impl KeptFile {
             self.file = None;
             self.read_open()?;
         }
-        Some(&self.buf)
+        Some(self.buf.bytes())
     }
 
     /// The open file, if it is open.
@@ -72,7 +69,8 @@ impl KeptFile {
 
     /// The whole file as text (see [`read_text`]).
     pub fn read_text(&mut self) -> Option<std::borrow::Cow<'_, str>> {
-        self.read_bytes().map(String::from_utf8_lossy)
+        self.read_bytes()?;
+        Some(self.buf.text())
     }
 
     fn read_open(&mut self) -> Option<()> {
@@ -86,36 +84,72 @@ impl KeptFile {
     }
 }
 
-/// Reads `file` from offset 0 into `buf` (cleared first) with `pread`, in reads of at least
+/// A read buffer that stays initialized between reads: its room is zeroed once, when it grows,
+/// not before every read, which keeps reading into it free of `unsafe` without a memset per
+/// read (that memset was a tenth of an unwatched tick's instructions).
+#[derive(Debug, Default)]
+pub struct ReadBuf {
+    /// Initialized room; only `..len` holds the last read.
+    room: Vec<u8>,
+    len: usize,
+}
+
+impl ReadBuf {
+    pub fn with_capacity(capacity: usize) -> ReadBuf {
+        ReadBuf {
+            room: vec![0; capacity],
+            len: 0,
+        }
+    }
+
+    /// What the last read returned.
+    pub fn bytes(&self) -> &[u8] {
+        &self.room[..self.len]
+    }
+
+    /// The last read as text; bytes that are not UTF-8 become U+FFFD. `/proc` and `/sys` are
+    /// ASCII, so this is a validation pass, not a copy (`from_utf8_lossy` walks the bytes in
+    /// chunks and costs several times `from_utf8`'s word-at-a-time check).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match std::str::from_utf8(self.bytes()) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(self.bytes()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Reads `file` from offset 0 into `buf` (its last content dropped), in reads of at least
 /// `chunk` bytes, until one returns nothing or, if `short_read_ends`, one that does not fill
 /// its room (for files the kernel renders in one piece, such as `/proc/PID/stat`). The buffer
-/// is kept by the caller and grows to the file's size, so a read allocates nothing once warm;
-/// its room is zeroed before each read (a few KiB of memset, against a system call), which
-/// keeps this free of `unsafe`.
+/// is kept by the caller and grows to the file's size, so a read allocates nothing once warm.
 pub fn pread_from_start(
     file: &File,
-    buf: &mut Vec<u8>,
+    buf: &mut ReadBuf,
     chunk: usize,
     short_read_ends: bool,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    buf.clear();
+    buf.len = 0;
     loop {
-        let len = buf.len();
-        let room = chunk.max(buf.capacity() - len);
-        buf.resize(len + room, 0);
-        match file.read_at(&mut buf[len..], len as u64) {
+        let len = buf.len;
+        if buf.room.len() - len < chunk {
+            // Doubling: a file larger than the room takes a few reads once, then one.
+            buf.room.resize((len + chunk).max(buf.room.len() * 2), 0);
+        }
+        let room = buf.room.len() - len;
+        match file.read_at(&mut buf.room[len..], len as u64) {
             Ok(n) => {
-                buf.truncate(len + n);
+                buf.len = len + n;
                 if n == 0 || (short_read_ends && n < room) {
                     return Ok(());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -143,37 +177,73 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// The number at the start of `field` after spaces, as in `MemTotal:` ` 3884 kB`; `None` unless
+/// digits follow and end the field. A hand-rolled scan: these files are parsed on every tick,
+/// and splitting on Unicode whitespace cost more than the read.
+fn leading_number(field: &str) -> Option<u64> {
+    let field = field.trim_start_matches([' ', '\t']);
+    let end = field
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(field.len());
+    if !matches!(field.as_bytes().get(end), None | Some(b' ' | b'\t' | b'\n')) {
+        return None;
+    }
+    field[..end].parse().ok()
+}
+
+/// Reads the space-separated decimal counters of `line` into `out` (those beyond its length are
+/// counted, not kept) and returns how many there were; `None` if one is not a number or does
+/// not fit a `u64`.
+fn counters(line: &str, out: &mut [u64]) -> Option<usize> {
+    let mut count = 0;
+    let mut current: Option<u64> = None;
+    for b in line.bytes().chain(std::iter::once(b' ')) {
+        match b {
+            b'0'..=b'9' => {
+                let digit = u64::from(b - b'0');
+                current = Some(current.unwrap_or(0).checked_mul(10)?.checked_add(digit)?);
+            }
+            b' ' | b'\t' | b'\n' => {
+                if let Some(value) = current.take() {
+                    if let Some(slot) = out.get_mut(count) {
+                        *slot = value;
+                    }
+                    count += 1;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(count)
+}
+
 /// `/proc/meminfo` in bytes; `None` without a positive `MemTotal` (a truncated or garbled
 /// file is not a machine with no memory).
 pub fn parse_meminfo(text: &str) -> Option<Memory> {
     /// The keys read, each a bit of `found`; the file has some 55 lines and these are among its
     /// first 25, so reading stops once all were seen (the file is read on every tick).
     const KEYS: [&str; 8] = [
-        "MemTotal:",
-        "MemFree:",
-        "MemAvailable:",
-        "Buffers:",
-        "Cached:",
-        "SReclaimable:",
-        "SwapTotal:",
-        "SwapFree:",
+        "MemTotal",
+        "MemFree",
+        "MemAvailable",
+        "Buffers",
+        "Cached",
+        "SReclaimable",
+        "SwapTotal",
+        "SwapFree",
     ];
     let mut m = Memory::default();
     let mut available = None;
     let mut found = 0u32;
     for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
+        let Some((key, value)) = line.split_once(':') else {
             continue;
         };
         let Some(index) = KEYS.iter().position(|k| *k == key) else {
             continue;
         };
-        let Some(bytes) = value
-            .parse::<u64>()
-            .ok()
-            .and_then(|kib| kib.checked_mul(1024))
-        else {
+        let Some(bytes) = leading_number(value).and_then(|kib| kib.checked_mul(1024)) else {
             continue;
         };
         match index {
@@ -208,15 +278,7 @@ pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
             let (name, rest) = line.split_once(':')?;
             // Every field must be a counter; the first 16 are the ones defined.
             let mut v = [0u64; 16];
-            let mut count = 0;
-            for field in rest.split_whitespace() {
-                let n = field.parse().ok()?;
-                if let Some(slot) = v.get_mut(count) {
-                    *slot = n;
-                }
-                count += 1;
-            }
-            if count < 16 {
+            if counters(rest, &mut v)? < 16 {
                 return None;
             }
             Some((
@@ -257,16 +319,12 @@ pub fn parse_diskstats_per_disk(
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
     for line in text.lines() {
-        // The first ten fields, without a Vec per line (the file is read on every tick).
-        let mut f = [""; 10];
-        let mut fields = line.split_whitespace();
-        if !f
-            .iter_mut()
-            .all(|slot| fields.next().map(|v| *slot = v).is_some())
-        {
+        // Major, minor and name first: most lines are partitions, loop or ram devices, and
+        // need no more than that.
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(_), Some(_), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
-        }
-        let name = f[2];
+        };
         // zram is compressed RAM (swap on Raspberry Pi OS): its writes wear no storage.
         if name.starts_with("loop")
             || name.starts_with("ram")
@@ -275,9 +333,17 @@ pub fn parse_diskstats_per_disk(
         {
             continue;
         }
+        // Fields 4 to 10 (reads, merged, sectors read, ms, writes, merged, sectors written).
+        let mut f = [""; 7];
+        if !f
+            .iter_mut()
+            .all(|slot| fields.next().map(|v| *slot = v).is_some())
+        {
+            continue;
+        }
         let n = |i: usize| f[i].parse::<u64>().ok();
         let (Some(reads), Some(read_sectors), Some(writes), Some(written_sectors)) =
-            (n(3), n(5), n(7), n(9))
+            (n(0), n(2), n(4), n(6))
         else {
             continue;
         };
@@ -329,7 +395,7 @@ pub fn whole_disks(text: &str, sys_root: &Path) -> Vec<(String, DiskIo)> {
 /// `/proc/uptime`'s first field. Negative, NaN, infinite or absurd values are `None`, never a
 /// panic (`Duration::from_secs_f64` would panic on them).
 pub fn parse_uptime(text: &str) -> Option<Duration> {
-    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    let secs: f64 = text.split_ascii_whitespace().next()?.parse().ok()?;
     Duration::try_from_secs_f64(secs).ok()
 }
 
@@ -358,7 +424,7 @@ pub fn read_boot_time(proc_root: &Path) -> Option<SystemTime> {
 #[cfg(test)]
 pub fn read_rss(proc_root: &Path, pid: u32) -> Option<u64> {
     let text = read_trimmed(&proc_root.join(format!("{pid}/statm")))?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
     pages.checked_mul(page_size())
 }
 
@@ -375,7 +441,7 @@ pub(crate) fn page_size() -> u64 {
 /// The three load averages; `None` unless all three are finite and not negative.
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut f = text
-        .split_whitespace()
+        .split_ascii_whitespace()
         .map(|v| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
     Some([f.next()??, f.next()??, f.next()??])
 }
@@ -1027,6 +1093,31 @@ mod tests {
         assert!(expected.len() > 4096, "{} bytes", expected.len());
         assert_eq!(crypto.read_bytes(), Some(&expected[..]));
         assert_eq!(crypto.read_bytes(), Some(&expected[..]));
+    }
+
+    /// The per-tick scanners take exactly what `str::parse` took field by field: digits only,
+    /// any run of spaces or tabs between fields, nothing that overflows.
+    #[test]
+    fn counters_are_whole_unsigned_numbers() {
+        let mut out = [0u64; 3];
+        assert_eq!(counters("  1 22\t333  4444 ", &mut out), Some(4));
+        assert_eq!(out, [1, 22, 333]);
+        assert_eq!(counters("", &mut out), Some(0));
+        assert_eq!(counters("1 -2", &mut out), None);
+        assert_eq!(counters("1 2x", &mut out), None);
+        assert_eq!(counters("18446744073709551615", &mut out), Some(1));
+        assert_eq!(out[0], u64::MAX);
+        assert_eq!(counters("18446744073709551616", &mut out), None);
+
+        assert_eq!(leading_number("    3884 kB"), Some(3884));
+        assert_eq!(leading_number("7"), Some(7));
+        assert_eq!(leading_number(" 12kB"), None);
+        assert_eq!(leading_number("  kB"), None);
+        assert_eq!(leading_number(" 99999999999999999999 kB"), None);
+        // MemAvailable is malformed, so it is estimated from the free memory.
+        let text = "MemTotal: 1000 kB\nMemFree:\t200 kB\nMemAvailable: 12kB\n";
+        let m = parse_meminfo(text).unwrap();
+        assert_eq!((m.total, m.free, m.available), (1000 * 1024, 200 * 1024, 200 * 1024));
     }
 
     /// The real mount table is parsed once and measured on every call, with the same result

@@ -46,7 +46,7 @@ pub fn read_card(sys_root: &Path, disk: &str) -> Option<MmcCard> {
 
 /// `0x01 0x02` → (1, 2).
 pub fn parse_life_time(text: &str) -> Option<(u8, u8)> {
-    let mut parts = text.split_whitespace();
+    let mut parts = text.split_ascii_whitespace();
     let a = parse_hex_byte(parts.next()?)?;
     let b = parse_hex_byte(parts.next()?)?;
     parts.next().is_none().then_some((a, b))
