@@ -10,11 +10,22 @@
 //! ticks since the last scan over the system's ticks in the same span per core, capped at
 //! cores × 100; a process seen for the first time, or that had used no CPU time at all by the
 //! last scan, shows 0; a PID whose start time changed is a new process.
+//!
+//! Listing `/proc` is most of a scan's kernel time after the `pread`s (each entry is looked up
+//! in the dentry cache), so a scan lists it only when a process may have been created since
+//! the last listing: `/proc/loadavg`'s last field is the last PID the kernel handed out in the
+//! reader's PID namespace (threads included), and while it stays the same the set of processes
+//! can only shrink. Such a scan reads the PIDs it already knows; one that ended reads nothing
+//! (or `ESRCH`) and is dropped as a listing would drop it. A scan lists anyway when that field
+//! cannot be read, when the last listing is over [`LISTING_MAX_AGE`] old (the counter could
+//! have wrapped around to the same value), when the table is empty, and after a scan that
+//! could not open a process's `stat` for a reason other than the process having ended.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// How many `stat` files may be kept open, shared by all tables (see [`set_kept_files_limit`]).
 static KEPT_FILES_LIMIT: AtomicUsize = AtomicUsize::new(256);
@@ -25,6 +36,10 @@ static KEPT_FILES_LIMIT: AtomicUsize = AtomicUsize::new(256);
 pub fn set_kept_files_limit(limit: usize) {
     KEPT_FILES_LIMIT.store(limit, Ordering::Relaxed);
 }
+
+/// The longest a scan relies on an unchanged last PID without listing `/proc`: a safety net
+/// should the PID counter go all the way round to the same number between two scans.
+pub const LISTING_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// What a scan knows of one process.
 #[derive(Debug)]
@@ -101,6 +116,29 @@ pub struct ProcessTable {
     scans: u64,
     kept: usize,
     buf: super::procfs::ReadBuf,
+    /// `/proc/loadavg`, kept open once it could be opened.
+    loadavg: Option<File>,
+    /// Whether `/proc/loadavg`'s last PID counts the processes under `proc_root`: not when
+    /// `/proc` is another PID namespace's than this process's (see [`last_pid_counts`]).
+    last_pid_counts: bool,
+    /// The last PID allocated when `proc_root` was last listed, and when that was; `None` to
+    /// have the next scan list it.
+    listed: Option<(u32, Instant)>,
+    /// How many scans listed `proc_root` (the others read the PIDs already known).
+    listings: u64,
+    /// The known PIDs, for a scan that does not list (kept to allocate nothing per scan).
+    pids: Vec<u32>,
+}
+
+/// How reading one process's `stat` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Read and recorded.
+    Done,
+    /// The process has ended (or its line is not a `stat` line).
+    Gone,
+    /// `stat` could not be opened although the process may run (no descriptor left, say).
+    Failed,
 }
 
 impl ProcessTable {
@@ -112,31 +150,74 @@ impl ProcessTable {
             scans: 0,
             kept: 0,
             buf: super::procfs::ReadBuf::with_capacity(1024),
+            loadavg: None,
+            last_pid_counts: last_pid_counts(proc_root),
+            listed: None,
+            listings: 0,
+            pids: Vec::new(),
         }
     }
 
-    /// Lists `/proc` and reads each process's `stat`. `total_ticks` is the system's CPU time
-    /// (all cores, `/proc/stat`'s aggregate line) now, `cores` the number of cores. Processes
-    /// gone since the last scan are dropped. `false` if `/proc` could not be listed (the table
-    /// is then left as it was).
+    /// Reads each process's `stat`, listing `/proc` first when a process may have been
+    /// created since the last listing (see the module's docs). `total_ticks` is the system's
+    /// CPU time (all cores, `/proc/stat`'s aggregate line) now, `cores` the number of cores.
+    /// Processes gone since the last scan are dropped. `false` if `/proc` could not be listed
+    /// (the table is then left as it was).
     pub fn scan(&mut self, total_ticks: Option<u64>, cores: usize) -> bool {
-        let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
-            return false;
-        };
-        self.scans += 1;
-        let limit = KEPT_FILES_LIMIT.load(Ordering::Relaxed);
-        for entry in dir.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
+        self.scan_with_limit(total_ticks, cores, KEPT_FILES_LIMIT.load(Ordering::Relaxed))
+    }
+
+    /// How many scans listed `/proc`; the others read only the processes already known.
+    pub fn listings(&self) -> u64 {
+        self.listings
+    }
+
+    /// [`Self::scan`] with a kept-files limit of its own (tests pass theirs: the global one
+    /// is shared between them).
+    fn scan_with_limit(&mut self, total_ticks: Option<u64>, cores: usize, limit: usize) -> bool {
+        // Read before listing: a process created after this read changes it for the next scan.
+        let last_pid = self.last_pid();
+        let now = Instant::now();
+        let unchanged = match (last_pid, self.listed) {
+            (Some(pid), Some((listed_pid, at))) => {
+                pid == listed_pid && now.saturating_duration_since(at) < LISTING_MAX_AGE
             }
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
+            _ => false,
+        };
+        let mut failed = false;
+        if unchanged && !self.processes.is_empty() {
+            self.scans += 1;
+            let mut pids = std::mem::take(&mut self.pids);
+            pids.clear();
+            pids.extend(self.processes.keys());
+            for &pid in &pids {
+                failed |= self.read(pid, limit) == Read::Failed;
+            }
+            self.pids = pids;
+        } else {
+            let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
+                return false;
             };
-            self.read(pid, limit);
+            self.scans += 1;
+            self.listings += 1;
+            for entry in dir.flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                failed |= self.read(pid, limit) == Read::Failed;
+            }
+            self.listed = last_pid.map(|pid| (pid, now));
+        }
+        if failed {
+            // A process left out may still run: the next scan lists `/proc` again.
+            self.listed = None;
         }
         let scans = self.scans;
         let kept = &mut self.kept;
@@ -175,8 +256,37 @@ impl ProcessTable {
         true
     }
 
+    /// The last PID allocated in this process's PID namespace, from `/proc/loadavg`'s last
+    /// field (`0.42 0.31 0.25 1/187 2210`); `None` when it cannot be read or does not count
+    /// the processes under `proc_root`.
+    fn last_pid(&mut self) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        if !self.last_pid_counts {
+            return None;
+        }
+        if self.loadavg.is_none() {
+            self.loadavg = File::open(self.proc_root.join("loadavg")).ok();
+        }
+        // Under 60 bytes on any kernel: one `pread` into room on the stack reads all of it.
+        let mut text = [0u8; 128];
+        let n = match self.loadavg.as_ref()?.read_at(&mut text, 0) {
+            Ok(n) if n < text.len() => n,
+            _ => {
+                self.loadavg = None;
+                return None;
+            }
+        };
+        let mut fields = text[..n]
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        let last = fields.nth(4)?;
+        (fields.next().is_none() && !last.is_empty() && last.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(last).ok()?.parse().ok())
+            .flatten()
+    }
+
     /// Reads one process's `stat`, through its kept file when it has one.
-    fn read(&mut self, pid: u32, limit: usize) {
+    fn read(&mut self, pid: u32, limit: usize) -> Read {
         let kept_read = self
             .processes
             .get(&pid)
@@ -193,16 +303,24 @@ impl ProcessTable {
         let mut fresh_file = None;
         if kept_read != Some(true) {
             let path = self.proc_root.join(pid.to_string()).join("stat");
-            let Ok(file) = File::open(path) else {
-                return;
+            let file = match File::open(path) {
+                Ok(file) => file,
+                // ENOENT or ESRCH: the process has ended.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    return Read::Gone;
+                }
+                Err(_) => return Read::Failed,
             };
             if !read_at_start(&file, &mut self.buf) {
-                return;
+                return Read::Gone;
             }
             fresh_file = Some(file);
         }
         let Some(line) = parse_stat_line(self.buf.bytes()) else {
-            return;
+            return Read::Gone;
         };
         let scans = self.scans;
         match self.processes.get_mut(&pid) {
@@ -253,6 +371,7 @@ impl ProcessTable {
                 }
             }
         }
+        Read::Done
     }
 
     pub fn processes(&self) -> impl ExactSizeIterator<Item = &Process> {
@@ -270,6 +389,18 @@ impl ProcessTable {
     pub fn is_empty(&self) -> bool {
         self.processes.is_empty()
     }
+}
+
+/// Whether `/proc/loadavg`'s last PID, which counts PIDs in this process's namespace, also
+/// counts those of the `/proc` at `proc_root`: not if `proc_root/self` names another PID than
+/// this process's (a `/proc` of an ancestor namespace, whose new processes this namespace's
+/// counter does not see). Without a readable `self` (a descendant namespace's `/proc`, whose
+/// processes take a PID here too, or a fixture tree) it does.
+fn last_pid_counts(proc_root: &Path) -> bool {
+    std::fs::read_link(proc_root.join("self"))
+        .ok()
+        .and_then(|target| target.to_str()?.parse::<u32>().ok())
+        .is_none_or(|pid| pid == std::process::id())
 }
 
 /// Reads a `stat` file from its start into `buf`; `false` if it reads nothing (the process
@@ -398,32 +529,224 @@ mod tests {
             write(root, pid, 10, 10, 1);
         }
         let mut table = ProcessTable::new(root);
-        table.read_all(2);
+        assert!(table.scan_with_limit(None, 1, 2));
         assert_eq!(table.kept, 2);
         assert_eq!(table.processes().filter(|p| p.stat.is_some()).count(), 2);
         for pid in 1..=5 {
             write(root, pid, 30, 10, 1);
         }
-        table.read_all(2);
+        assert!(table.scan_with_limit(None, 1, 2));
         assert!(table
             .processes()
             .all(|p| p.utime == 30 && p.old_utime == 10));
     }
 
-    impl ProcessTable {
-        /// A scan with its own kept-files limit (the global one is shared between tests).
-        fn read_all(&mut self, limit: usize) {
-            self.scans += 1;
-            let mut pids: Vec<u32> = std::fs::read_dir(&self.proc_root)
-                .unwrap()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect();
-            pids.sort();
-            for pid in pids {
-                self.read(pid, limit);
-            }
+    /// `/proc/loadavg` as the kernel renders it, with `last` as the last PID allocated.
+    fn loadavg(root: &Path, last: u32) {
+        // Rewritten in place: the scan's kept descriptor sees the new line.
+        std::fs::write(
+            root.join("loadavg"),
+            format!("0.42 0.31 0.25 1/187 {last}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A process ends: its kept descriptor reads nothing (the kernel's reads `ESRCH`) and its
+    /// directory goes.
+    fn end(root: &Path, pid: u32) {
+        std::fs::write(root.join(pid.to_string()).join("stat"), "").unwrap();
+        std::fs::remove_dir_all(root.join(pid.to_string())).unwrap();
+    }
+
+    fn pids(table: &ProcessTable) -> Vec<u32> {
+        let mut pids: Vec<u32> = table.processes().map(|p| p.pid).collect();
+        pids.sort();
+        pids
+    }
+
+    #[test]
+    fn an_unchanged_last_pid_reads_the_known_processes_without_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 300);
+        write(root, 30, 10, 10, 5);
+        write(root, 31, 10, 10, 6);
+        let mut table = ProcessTable::new(root);
+        assert!(table.scan_with_limit(Some(100), 1, 16));
+        assert_eq!(table.listings(), 1);
+
+        // Nothing created since (same last PID): the known processes are read, not listed.
+        write(root, 30, 30, 10, 5);
+        write(root, 32, 10, 10, 7);
+        assert!(table.scan_with_limit(Some(200), 1, 16));
+        assert_eq!(table.listings(), 1);
+        assert_eq!(pids(&table), [30, 31]);
+        assert!((table.get(30).unwrap().cpu_usage - 20.0).abs() < 1e-4);
+
+        // A new PID was handed out: listed, and the new process is found.
+        loadavg(root, 301);
+        assert!(table.scan_with_limit(Some(300), 1, 16));
+        assert_eq!(table.listings(), 2);
+        assert_eq!(pids(&table), [30, 31, 32]);
+        assert_eq!(table.get(32).unwrap().name, "p32");
+        assert!(table.scan_with_limit(Some(400), 1, 16));
+        assert_eq!(table.listings(), 2);
+    }
+
+    #[test]
+    fn processes_ending_without_a_listing_are_dropped_and_counted_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 4000);
+        for pid in 40..46 {
+            write(root, pid, 10, 10, u64::from(pid));
         }
+        // Two kept files: the other four are opened by path on every scan.
+        let mut table = ProcessTable::new(root);
+        assert!(table.scan_with_limit(Some(100), 1, 2));
+        assert_eq!((table.len(), table.kept), (6, 2));
+        let kept: Vec<u32> = table
+            .processes()
+            .filter(|p| p.stat.is_some())
+            .map(|p| p.pid)
+            .collect();
+        let unkept: Vec<u32> = table
+            .processes()
+            .filter(|p| p.stat.is_none())
+            .map(|p| p.pid)
+            .collect();
+
+        // Every process is read again, kept or not.
+        for pid in 40..46 {
+            write(root, pid, 25, 10, u64::from(pid));
+        }
+        assert!(table.scan_with_limit(Some(200), 1, 2));
+        assert_eq!(table.listings(), 1);
+        assert!(table
+            .processes()
+            .all(|p| p.utime == 25 && p.old_utime == 10 && p.cpu_usage > 14.9));
+
+        // One process with a kept file and one without end; nothing new was created.
+        end(root, kept[0]);
+        end(root, unkept[0]);
+        assert!(table.scan_with_limit(Some(300), 1, 2));
+        assert_eq!(table.listings(), 1);
+        assert_eq!(table.len(), 4);
+        assert!(table.get(kept[0]).is_none() && table.get(unkept[0]).is_none());
+        // The ended process's descriptor is closed; its slot goes to a process read by path
+        // (in this scan if one is read after it, else in the next).
+        let kept_files = |t: &ProcessTable| t.processes().filter(|p| p.stat.is_some()).count();
+        assert_eq!(table.kept, kept_files(&table));
+        assert!((1..=2).contains(&table.kept));
+        assert!(table.scan_with_limit(Some(400), 1, 2));
+        assert_eq!((table.len(), table.listings()), (4, 1));
+        assert_eq!((table.kept, kept_files(&table)), (2, 2));
+    }
+
+    #[test]
+    fn a_process_created_unnoticed_is_found_once_the_listing_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 500);
+        write(root, 50, 10, 10, 5);
+        let mut table = ProcessTable::new(root);
+        table.scan_with_limit(None, 1, 16);
+        // Created without the last PID moving (as after the counter went all the way round).
+        write(root, 51, 10, 10, 6);
+        table.scan_with_limit(None, 1, 16);
+        assert!(table.get(51).is_none());
+        let (pid, at) = table.listed.unwrap();
+        let Some(long_ago) = at.checked_sub(LISTING_MAX_AGE) else {
+            return; // the clock started under a minute ago: nothing to go back to
+        };
+        table.listed = Some((pid, long_ago));
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 2);
+        assert_eq!(pids(&table), [50, 51]);
+    }
+
+    #[test]
+    fn without_a_readable_last_pid_every_scan_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, 60, 10, 10, 5);
+        let mut table = ProcessTable::new(root);
+        // No loadavg at all.
+        table.scan_with_limit(None, 1, 16);
+        write(root, 61, 10, 10, 6);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(pids(&table), [60, 61]);
+        // Cut short, garbled, or with a field too many.
+        for text in [
+            "0.42 0.31 0.25 1/187\n",
+            "0.42 0.31 0.25 1/187 22x0\n",
+            "0.42 0.31 0.25 1/187 2210 9\n",
+            "",
+        ] {
+            std::fs::write(root.join("loadavg"), text).unwrap();
+            table.scan_with_limit(None, 1, 16);
+            table.scan_with_limit(None, 1, 16);
+        }
+        write(root, 62, 10, 10, 7);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 11);
+        assert_eq!(pids(&table), [60, 61, 62]);
+
+        // Readable again: the next scan lists once more, then the ones after do not.
+        loadavg(root, 700);
+        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 12);
+    }
+
+    #[test]
+    fn a_stat_that_cannot_be_opened_has_the_next_scan_list_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 800);
+        write(root, 80, 10, 10, 5);
+        // A `stat` that fails to open with something other than "no such process" (a link to
+        // itself: ELOOP, as a process out of descriptors would get EMFILE).
+        std::fs::create_dir(root.join("81")).unwrap();
+        std::os::unix::fs::symlink("stat", root.join("81/stat")).unwrap();
+        let mut table = ProcessTable::new(root);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(pids(&table), [80]);
+        std::fs::remove_file(root.join("81/stat")).unwrap();
+        write(root, 81, 10, 10, 6);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 2);
+        assert_eq!(pids(&table), [80, 81]);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 2);
+    }
+
+    #[test]
+    fn a_proc_of_another_pid_namespace_is_always_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 900);
+        write(root, 90, 10, 10, 5);
+        // `self` names another PID than this process's: this `/proc` is not our namespace's.
+        let other = std::process::id().wrapping_add(1);
+        std::os::unix::fs::symlink(other.to_string(), root.join("self")).unwrap();
+        let mut table = ProcessTable::new(root);
+        table.scan_with_limit(None, 1, 16);
+        write(root, 91, 10, 10, 6);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 2);
+        assert_eq!(pids(&table), [90, 91]);
+
+        // Our own namespace's: the last PID is used.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        loadavg(root, 900);
+        write(root, 90, 10, 10, 5);
+        std::os::unix::fs::symlink(std::process::id().to_string(), root.join("self")).unwrap();
+        let mut table = ProcessTable::new(root);
+        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 1);
     }
 
     #[test]
@@ -434,5 +757,26 @@ mod tests {
         assert!(!me.name.is_empty());
         assert!(me.rss_pages > 0);
         assert!(!ProcessTable::new(Path::new("/nonexistent/proc")).scan(None, 1));
+    }
+
+    #[test]
+    fn a_child_started_and_reaped_is_found_and_dropped() {
+        let mut table = ProcessTable::new(Path::new("/proc"));
+        assert!(table.last_pid_counts);
+        let before = table.last_pid().expect("/proc/loadavg's last PID");
+        assert!(table.scan_with_limit(None, 1, 4096));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_ne!(table.last_pid(), Some(before));
+        assert!(table.scan_with_limit(None, 1, 4096));
+        assert_eq!(table.get(pid).expect("the child").name, "sleep");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Its kept descriptor now reads ESRCH, listed or not.
+        assert!(table.scan_with_limit(None, 1, 4096));
+        assert!(table.get(pid).is_none());
     }
 }

@@ -1117,7 +1117,10 @@ mod tests {
         // MemAvailable is malformed, so it is estimated from the free memory.
         let text = "MemTotal: 1000 kB\nMemFree:\t200 kB\nMemAvailable: 12kB\n";
         let m = parse_meminfo(text).unwrap();
-        assert_eq!((m.total, m.free, m.available), (1000 * 1024, 200 * 1024, 200 * 1024));
+        assert_eq!(
+            (m.total, m.free, m.available),
+            (1000 * 1024, 200 * 1024, 200 * 1024)
+        );
     }
 
     /// The real mount table is parsed once and measured on every call, with the same result
