@@ -78,45 +78,15 @@ pub fn parse_stat_line(line: &[u8]) -> Option<StatLine<'_>> {
     let close = line.iter().rposition(|&b| b == b')')?;
     let comm = line.get(open + 1..close)?;
     // After `)`: state (field 3), ppid, … utime (14), stime (15), … starttime (22), vsize,
-    // rss (24). One pass over the bytes, keeping the four wanted fields' digits: splitting
-    // into fields first cost a hundred scans' worth of closure calls per tick.
-    let mut values = [0u64; 4];
-    let mut numeric = [true; 4];
-    let mut field: Option<usize> = None;
-    let mut in_field = false;
-    for &b in &line[close + 1..] {
-        if b.is_ascii_whitespace() {
-            in_field = false;
-            continue;
-        }
-        if !in_field {
-            in_field = true;
-            let next = field.map_or(0, |f| f + 1);
-            if next > 21 {
-                break;
-            }
-            field = Some(next);
-        }
-        let slot = match field {
-            Some(11) => 0,
-            Some(12) => 1,
-            Some(19) => 2,
-            Some(21) => 3,
-            _ => continue,
-        };
-        if b.is_ascii_digit() {
-            values[slot] = values[slot]
-                .saturating_mul(10)
-                .saturating_add(u64::from(b - b'0'));
-        } else {
-            numeric[slot] = false;
-        }
-    }
-    if field != Some(21) {
-        return None;
-    }
-    let [utime, stime, start_time, rss_pages] =
-        std::array::from_fn(|i| if numeric[i] { values[i] } else { 0 });
+    // rss (24).
+    let mut fields = line[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let mut nth = |n: usize| fields.nth(n).map(number);
+    let utime = nth(11)?;
+    let stime = nth(0)?;
+    let start_time = nth(6)?;
+    let rss_pages = nth(1)?;
     Some(StatLine {
         comm,
         utime,
@@ -124,6 +94,16 @@ pub fn parse_stat_line(line: &[u8]) -> Option<StatLine<'_>> {
         start_time,
         rss_pages,
     })
+}
+
+fn number(field: &[u8]) -> u64 {
+    field
+        .iter()
+        .try_fold(0u64, |n, &c| {
+            c.is_ascii_digit()
+                .then(|| n.saturating_mul(10).saturating_add(u64::from(c - b'0')))
+        })
+        .unwrap_or(0)
 }
 
 /// All processes (not their threads; kernel threads count), refreshed by [`Self::scan`].
