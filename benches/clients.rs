@@ -24,6 +24,16 @@
 //! summary gives each program's median CPU and its ratio to the floor's:
 //! `cargo bench --bench clients -- --clients 500,1000 --seconds 20 --repeat 3 --floor`.
 //!
+//! With no clients, `--floor` measures an *idle floor* instead: this binary started with
+//! `--idle-floor-server`, one thread and no runtime, that once a second does the least any 1 Hz
+//! history recorder must: reads kept-open `/proc/stat`, `/proc/meminfo`, `/proc/loadavg`,
+//! `/proc/net/dev`, `/proc/diskstats` and the first thermal zone's `temp` (where there is one)
+//! with `pread` from offset 0 to the end, and calls `statfs("/")`. What an idle process costs
+//! depends on how idle the machine is (waking an idle virtual CPU costs several times what waking
+//! a busy one does), so the unwatched daemon is judged by its ratio to this floor, measured in
+//! the same run. Its CPU is a few milliseconds a minute: use windows of 120 s or more,
+//! `cargo bench --bench clients -- --clients 0 --seconds 120 --repeat 3 --floor`.
+//!
 //! `--deflate` makes the feed clients offer `permessage-deflate` (as browsers do); the floor
 //! still sends the uncompressed frame. The summary reports the bytes per message each client
 //! received (frame headers included).
@@ -231,8 +241,9 @@ fn frame_header(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// Starts a server (pistats or the floor) and waits for the address it prints.
-fn start_server(mut command: Command) -> (std::process::Child, String) {
+/// Starts a server (pistats or a floor) and waits for the line it prints when ready; returns
+/// what follows `ready` on that line (the address it listens on).
+fn start_server(mut command: Command, ready: &'static str) -> (std::process::Child, String) {
     let mut child = command
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -243,7 +254,7 @@ fn start_server(mut command: Command) -> (std::process::Child, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
+            if let Some(addr) = line.split(ready).nth(1) {
                 let _ = tx.send(addr.trim().to_owned());
             }
         }
@@ -272,7 +283,7 @@ fn start_daemon(
         .arg("--config")
         .arg(&config)
         .args(["--host", "127.0.0.1", "--port", "0"]);
-    let (child, addr) = start_server(command);
+    let (child, addr) = start_server(command, LISTENING);
     (child, addr, config)
 }
 
@@ -377,6 +388,63 @@ fn floor_server(document: &str) {
     }
 }
 
+/// What a server prints once it accepts connections, before its address.
+const LISTENING: &str = "listening on ";
+
+/// What the idle floor prints once its files are open.
+const IDLE_FLOOR_READY: &str = "idle floor ready";
+
+/// The idle floor: once a second, on this one thread and without a runtime, reads what a 1 Hz
+/// history of CPU, memory, load, network, disks and temperature needs and nothing else: the
+/// kept-open `/proc` files (and the first thermal zone's `temp`) with `pread` from offset 0
+/// until a read returns nothing (a `seq_file` hands out at most a page per read, so a short
+/// read is not the end), and `statfs("/")` for the root file system's use.
+fn idle_floor_server() {
+    use std::os::unix::fs::FileExt;
+
+    let mut files: Vec<std::fs::File> = [
+        "/proc/stat",
+        "/proc/meminfo",
+        "/proc/loadavg",
+        "/proc/net/dev",
+        "/proc/diskstats",
+    ]
+    .iter()
+    .map(|path| std::fs::File::open(path).expect(path))
+    .collect();
+    let mut zones: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/class/thermal")
+        .map(|dir| dir.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    zones.retain(|z| {
+        z.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("thermal_zone"))
+    });
+    // thermal_zone0 sorts first.
+    zones.sort();
+    files.extend(
+        zones
+            .iter()
+            .find_map(|z| std::fs::File::open(z.join("temp")).ok()),
+    );
+    let mut buf = vec![0u8; 64 * 1024];
+    eprintln!("{IDLE_FLOOR_READY}: {} files", files.len());
+    let mut next = Instant::now();
+    loop {
+        next += Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        for file in &files {
+            let mut offset = 0;
+            while let Ok(n @ 1..) = file.read_at(&mut buf, offset) {
+                offset += n as u64;
+            }
+        }
+        let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: the path is a NUL-terminated string and fs a writable statfs.
+        unsafe { libc::statfs(c"/".as_ptr(), fs.as_mut_ptr()) };
+        std::hint::black_box((&buf, &fs));
+    }
+}
+
 /// RSS before, at the peak of, and after a burst of `n` WebSocket clients.
 async fn burst(n: usize) {
     let (mut child, addr, config) = start_daemon(env!("CARGO_BIN_EXE_pistats"), n + 100);
@@ -436,9 +504,10 @@ fn load1() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// A server to measure: the floor or a build of pistats.
+/// A server to measure: a floor or a build of pistats.
 enum Server<'a> {
     Floor(&'a std::path::Path),
+    IdleFloor,
     Pistats(&'a str),
 }
 
@@ -446,6 +515,7 @@ impl Server<'_> {
     fn label(&self) -> String {
         match self {
             Server::Floor(_) => "floor (one write per client per tick)".to_owned(),
+            Server::IdleFloor => IDLE_FLOOR_LABEL.to_owned(),
             Server::Pistats(binary) => binary.to_string(),
         }
     }
@@ -485,8 +555,14 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
         Server::Floor(document) => {
             let mut command = Command::new(std::env::current_exe().unwrap());
             command.arg("--bench").arg("--floor-server").arg(document);
-            let (child, addr) = start_server(command);
+            let (child, addr) = start_server(command, LISTENING);
             (child, addr, None)
+        }
+        Server::IdleFloor => {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command.arg("--bench").arg("--idle-floor-server");
+            let (child, _) = start_server(command, IDLE_FLOOR_READY);
+            (child, String::new(), None)
         }
     };
     let pid = child.id();
@@ -551,7 +627,7 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
     let cpu_percent = cpu_seconds / window * 100.0;
     let bytes_per_message = seen.bytes as f64 / seen.messages.max(1) as f64;
     println!(
-        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {cpu_percent:>6.3}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples) | {bytes_per_message:.0} B/message{}",
+        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {cpu_percent:>7.4}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples) | {bytes_per_message:.0} B/message{}",
         rss0 as f64 / 1024.0,
         rss as f64 / 1024.0,
         max_rss as f64 / 1024.0,
@@ -629,6 +705,8 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+const IDLE_FLOOR_LABEL: &str = "idle floor (reads what history needs, one thread)";
+
 fn floor_label() -> String {
     Server::Floor(std::path::Path::new("")).label()
 }
@@ -664,10 +742,10 @@ fn summary(windows: &[Window], clients: &[usize]) {
                     .collect(),
             )
         };
-        let floor = windows
-            .iter()
-            .any(|w| w.clients == n && w.label.starts_with("floor"))
-            .then(|| cpu(&floor_label()));
+        let has = |label: &str| windows.iter().any(|w| w.clients == n && w.label == label);
+        let floor = has(&floor_label()).then(|| cpu(&floor_label()));
+        // With no clients: the idle floor, if it ran.
+        let idle_floor = has(IDLE_FLOOR_LABEL).then(|| cpu(IDLE_FLOOR_LABEL));
         for label in labels {
             let of = |f: fn(&Window) -> f64| {
                 windows
@@ -679,10 +757,11 @@ fn summary(windows: &[Window], clients: &[usize]) {
             let c = cpu(label);
             let runs: Vec<String> = of(|w| w.cpu_percent)
                 .iter()
-                .map(|v| format!("{v:.3}"))
+                .map(|v| format!("{v:.4}"))
                 .collect();
-            let ratio = match floor {
-                Some(f) if f > 0.0 => format!(" | {:.2}× the floor", c / f),
+            let ratio = match (floor, idle_floor) {
+                (Some(f), _) if f > 0.0 => format!(" | {:.2}× the floor", c / f),
+                (_, Some(f)) if f > 0.0 => format!(" | {:.2}× the idle floor", c / f),
                 _ => String::new(),
             };
             // What the clients cost beyond one client (which already makes pistats scan
@@ -709,7 +788,8 @@ fn summary(windows: &[Window], clients: &[usize]) {
             let bytes = median(of(|w| w.bytes_per_message));
             let deflated = of(|w| w.deflated as f64).into_iter().fold(0.0, f64::max);
             println!(
-                "{n:>5} clients | {label}: CPU {c:.3}% (runs {}){ratio}{fan_out} | max RSS {rss:.1} MiB | {bytes:.0} B/message ({deflated} compressed)",
+                "{n:>5} clients | {label}: CPU {c:.4}% ({:.0} µs/s; runs {}){ratio}{fan_out} | max RSS {rss:.1} MiB | {bytes:.0} B/message ({deflated} compressed)",
+                c * 1e4,
                 runs.join(" ")
             );
         }
@@ -717,6 +797,10 @@ fn summary(windows: &[Window], clients: &[usize]) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--idle-floor-server") {
+        idle_floor_server();
+        return;
+    }
     let mut argv = std::env::args().skip_while(|a| a != "--floor-server");
     if argv.next().is_some() {
         floor_server(&argv.next().expect("--floor-server DOCUMENT"));
@@ -746,13 +830,22 @@ fn main() {
         std::fs::write(&path, runtime.block_on(sample_document())).unwrap();
         path
     });
-    let mut servers = Vec::new();
-    if let Some(path) = &document {
-        servers.push(Server::Floor(path));
+    if args.floor && args.clients.contains(&0) && args.seconds < 120 {
+        println!(
+            "note: the idle floor costs a few ms a minute; windows of 120 s or more are advised \
+             for 0 clients (--seconds 120)"
+        );
     }
-    servers.extend(args.binaries.iter().map(|b| Server::Pistats(b)));
     let mut windows = Vec::new();
     for &clients in &args.clients {
+        // With nobody connected (and no stuck sockets) the floor is the idle floor.
+        let mut servers = Vec::new();
+        match &document {
+            Some(_) if clients == 0 && args.stuck == 0 => servers.push(Server::IdleFloor),
+            Some(path) => servers.push(Server::Floor(path)),
+            None => {}
+        }
+        servers.extend(args.binaries.iter().map(|b| Server::Pistats(b)));
         for _ in 0..args.repeat {
             for server in &servers {
                 let load = Load {
