@@ -211,9 +211,24 @@ pub async fn run_in(
 async fn follow(target: Target<'_>, out: &Publisher) {
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u32;
+    let socket = system_bus_socket(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok().as_deref());
     loop {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::system()).await {
-            Ok(Ok(conn)) => {
+        // Without the socket there is nothing to connect to, and an attempt is not free (zbus
+        // connects on a blocking thread, a new one for each attempt when they are 30 s apart).
+        let missing = socket.as_deref().filter(|path| !path.exists());
+        let attempt = match missing {
+            Some(path) => Err(format!(
+                "no system bus to connect to, is dbus running? ({} does not exist)",
+                path.display()
+            )),
+            None => match tokio::time::timeout(CONNECT_TIMEOUT, Connection::system()).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(err)) => Err(describe_bus_error(&err)),
+                Err(_) => Err(format!("it did not answer within {CONNECT_TIMEOUT:?}")),
+            },
+        };
+        match attempt {
+            Ok(conn) => {
                 if failures > 0 {
                     tracing::info!("network: connected to the system bus");
                 }
@@ -229,12 +244,7 @@ async fn follow(target: Target<'_>, out: &Publisher) {
                     backoff = BACKOFF_MIN;
                 }
             }
-            Ok(Err(err)) => log_bus_failure(&mut failures, &describe_bus_error(&err), backoff),
-            Err(_) => log_bus_failure(
-                &mut failures,
-                &format!("it did not answer within {CONNECT_TIMEOUT:?}"),
-                backoff,
-            ),
+            Err(why) => log_bus_failure(&mut failures, &why, backoff),
         }
         // Without the bus, the kernel is the only source until the next attempt.
         tokio::select! {
@@ -243,6 +253,16 @@ async fn follow(target: Target<'_>, out: &Publisher) {
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// The socket the system bus listens on, when its address is one plain `unix:path=`
+/// (`DBUS_SYSTEM_BUS_ADDRESS`, else the standard path); `None` for anything else (several
+/// addresses, escaped characters, abstract sockets, TCP), which is left to zbus to try.
+fn system_bus_socket(address: Option<&str>) -> Option<PathBuf> {
+    let address = address.unwrap_or("unix:path=/var/run/dbus/system_bus_socket");
+    let path = address.strip_prefix("unix:path=")?;
+    let path = path.split_once(',').map_or(path, |(path, _)| path);
+    (!path.is_empty() && !path.contains([';', '%'])).then(|| PathBuf::from(path))
 }
 
 /// Why the system bus could not be used, in words a Pi owner can act on. A missing socket
@@ -370,5 +390,34 @@ pub async fn probe(interface: &str, proc_root: &Path) -> Connectivity {
             interface,
             proc_root,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a plain socket path is checked before connecting; anything zbus parses further
+    /// (several addresses, escapes, abstract sockets, TCP) is left to it.
+    #[test]
+    fn the_bus_socket_is_known_only_for_a_plain_path() {
+        let path = |address| system_bus_socket(address);
+        assert_eq!(
+            path(None),
+            Some(PathBuf::from("/var/run/dbus/system_bus_socket"))
+        );
+        assert_eq!(
+            path(Some("unix:path=/tmp/bus,guid=0123")),
+            Some(PathBuf::from("/tmp/bus"))
+        );
+        assert_eq!(
+            path(Some("unix:path=/tmp/bus")),
+            Some(PathBuf::from("/tmp/bus"))
+        );
+        assert_eq!(path(Some("unix:path=/tmp/a%20b")), None);
+        assert_eq!(path(Some("unix:path=/tmp/a;unix:path=/tmp/b")), None);
+        assert_eq!(path(Some("unix:abstract=bus")), None);
+        assert_eq!(path(Some("tcp:host=127.0.0.1,port=1")), None);
+        assert_eq!(path(Some("unix:path=")), None);
     }
 }

@@ -4,7 +4,7 @@
 //! sysinfo's scan (which this replaces) kept the files open too, but re-read each with a
 //! `lseek`, std's `read_to_end` (a `statx`, another `lseek`, two reads) and two allocations per
 //! process and scan, and every 10 s opened each process's `statm` for the memory ranking. Here a
-//! scan is one directory listing and one `pread` per process into a shared buffer, and the
+//! scan is at most one directory listing and one `pread` per process into a shared buffer, and the
 //! resident size for the ranking comes from the same `stat` line (its `rss` field is the figure
 //! `statm` reports). The figures are sysinfo 0.37's: a process's CPU share is its user + system
 //! ticks since the last scan over the system's ticks in the same span per core, capped at
@@ -15,7 +15,10 @@
 //! in the dentry cache), so a scan lists it only when a process may have been created since
 //! the last listing: `/proc/loadavg`'s last field is the last PID the kernel handed out in the
 //! reader's PID namespace (threads included), and while it stays the same the set of processes
-//! can only shrink. Such a scan reads the PIDs it already knows; one that ended reads nothing
+//! can only shrink (except for PIDs set explicitly, `clone3`'s `set_tid` or `ns_last_pid`, as
+//! a checkpoint restore does: those are found within [`LISTING_MAX_AGE`]). The kernel hands out
+//! the PID before the process shows in `/proc`, so a listing is relied on only when the value
+//! had not changed since the scan before it. Such a scan reads the PIDs it already knows; one that ended reads nothing
 //! (or `ESRCH`) and is dropped as a listing would drop it. A scan lists anyway when that field
 //! cannot be read, when the last listing is over [`LISTING_MAX_AGE`] old (the counter could
 //! have wrapped around to the same value), when the table is empty, and after a scan that
@@ -126,6 +129,9 @@ pub struct ProcessTable {
     listed: Option<(u32, Instant)>,
     /// How many scans listed `proc_root` (the others read the PIDs already known).
     listings: u64,
+    /// The last PID the previous scan read: a listing is trusted only when this had not
+    /// changed, because the kernel hands out a PID before the new process shows in `/proc`.
+    previous_last_pid: Option<u32>,
     /// The known PIDs, for a scan that does not list (kept to allocate nothing per scan).
     pids: Vec<u32>,
 }
@@ -154,6 +160,7 @@ impl ProcessTable {
             last_pid_counts: last_pid_counts(proc_root),
             listed: None,
             listings: 0,
+            previous_last_pid: None,
             pids: Vec::new(),
         }
     }
@@ -200,7 +207,12 @@ impl ProcessTable {
             };
             self.scans += 1;
             self.listings += 1;
-            for entry in dir.flatten() {
+            for entry in dir {
+                // A listing cut short is not trusted: the next scan lists again.
+                let Ok(entry) = entry else {
+                    failed = true;
+                    break;
+                };
                 if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
@@ -213,8 +225,13 @@ impl ProcessTable {
                 };
                 failed |= self.read(pid, limit) == Read::Failed;
             }
-            self.listed = last_pid.map(|pid| (pid, now));
+            // A PID handed out just before this listing may belong to a process not yet in
+            // `/proc`: only a value that held since the previous scan is relied on.
+            self.listed = last_pid
+                .filter(|pid| self.previous_last_pid == Some(*pid))
+                .map(|pid| (pid, now));
         }
+        self.previous_last_pid = last_pid;
         if failed {
             // A process left out may still run: the next scan lists `/proc` again.
             self.listed = None;
@@ -292,30 +309,34 @@ impl ProcessTable {
             .get(&pid)
             .and_then(|p| p.stat.as_ref())
             .map(|file| read_at_start(file, &mut self.buf));
-        if kept_read == Some(false) {
-            // The process ended (its descriptor reads ESRCH): whoever has the PID now is
-            // opened afresh.
+        if matches!(kept_read, Some(Read::Gone | Read::Failed)) {
+            // The process ended (its descriptor reads ESRCH) or the read failed: whoever has
+            // the PID now is opened afresh.
             if let Some(p) = self.processes.get_mut(&pid) {
                 p.stat = None;
                 self.kept -= 1;
             }
         }
         let mut fresh_file = None;
-        if kept_read != Some(true) {
+        if kept_read != Some(Read::Done) {
             let path = self.proc_root.join(pid.to_string()).join("stat");
             let file = match File::open(path) {
                 Ok(file) => file,
-                // ENOENT or ESRCH: the process has ended.
+                // ENOENT or ESRCH: the process has ended. EACCES or EPERM: it is hidden from
+                // this user (`hidepid=1`), which no later scan changes (a process whose
+                // credentials change is found by the listing within LISTING_MAX_AGE).
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
+                        || e.kind() == std::io::ErrorKind::PermissionDenied
                         || e.raw_os_error() == Some(libc::ESRCH) =>
                 {
                     return Read::Gone;
                 }
                 Err(_) => return Read::Failed,
             };
-            if !read_at_start(&file, &mut self.buf) {
-                return Read::Gone;
+            match read_at_start(&file, &mut self.buf) {
+                Read::Done => {}
+                other => return other,
             }
             fresh_file = Some(file);
         }
@@ -403,11 +424,16 @@ fn last_pid_counts(proc_root: &Path) -> bool {
         .is_none_or(|pid| pid == std::process::id())
 }
 
-/// Reads a `stat` file from its start into `buf`; `false` if it reads nothing (the process
-/// ended) or fails. The kernel renders it in one piece, so a read that does not fill its room
-/// has it all.
-fn read_at_start(file: &File, buf: &mut super::procfs::ReadBuf) -> bool {
-    super::procfs::pread_from_start(file, buf, 1024, true).is_ok() && !buf.is_empty()
+/// Reads a `stat` file from its start into `buf`: `Gone` if it reads nothing or `ESRCH` (the
+/// process ended), `Failed` on any other error (the process may still run). The kernel
+/// renders it in one piece, so a read that does not fill its room has it all.
+fn read_at_start(file: &File, buf: &mut super::procfs::ReadBuf) -> Read {
+    match super::procfs::pread_from_start(file, buf, 1024, true) {
+        Ok(()) if buf.is_empty() => Read::Gone,
+        Ok(()) => Read::Done,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Read::Gone,
+        Err(_) => Read::Failed,
+    }
 }
 
 #[cfg(test)]
@@ -607,23 +633,36 @@ mod tests {
         let mut table = ProcessTable::new(root);
         assert!(table.scan_with_limit(Some(100), 1, 16));
         assert_eq!(table.listings(), 1);
+        // The first value is relied on once it has held for a scan, which lists again.
+        assert!(table.scan_with_limit(Some(150), 1, 16));
+        assert_eq!(table.listings(), 2);
 
         // Nothing created since (same last PID): the known processes are read, not listed.
         write(root, 30, 30, 10, 5);
         write(root, 32, 10, 10, 7);
-        assert!(table.scan_with_limit(Some(200), 1, 16));
-        assert_eq!(table.listings(), 1);
+        assert!(table.scan_with_limit(Some(250), 1, 16));
+        assert_eq!(table.listings(), 2);
         assert_eq!(pids(&table), [30, 31]);
         assert!((table.get(30).unwrap().cpu_usage - 20.0).abs() < 1e-4);
 
         // A new PID was handed out: listed, and the new process is found.
         loadavg(root, 301);
         assert!(table.scan_with_limit(Some(300), 1, 16));
-        assert_eq!(table.listings(), 2);
+        assert_eq!(table.listings(), 3);
         assert_eq!(pids(&table), [30, 31, 32]);
         assert_eq!(table.get(32).unwrap().name, "p32");
+
+        // The kernel hands out a PID before its process shows in `/proc`: one that shows
+        // only after the listing that saw its PID is found by the next scan, which lists
+        // again because the value had just changed.
+        loadavg(root, 302);
         assert!(table.scan_with_limit(Some(400), 1, 16));
-        assert_eq!(table.listings(), 2);
+        write(root, 33, 10, 10, 8);
+        assert!(table.scan_with_limit(Some(500), 1, 16));
+        assert_eq!(table.listings(), 5);
+        assert_eq!(pids(&table), [30, 31, 32, 33]);
+        assert!(table.scan_with_limit(Some(600), 1, 16));
+        assert_eq!(table.listings(), 5);
     }
 
     #[test]
@@ -654,7 +693,11 @@ mod tests {
             write(root, pid, 25, 10, u64::from(pid));
         }
         assert!(table.scan_with_limit(Some(200), 1, 2));
-        assert_eq!(table.listings(), 1);
+        assert_eq!(
+            table.listings(),
+            2,
+            "the first value is relied on once it held a scan"
+        );
         assert!(table
             .processes()
             .all(|p| p.utime == 25 && p.old_utime == 10 && p.cpu_usage > 14.9));
@@ -663,7 +706,7 @@ mod tests {
         end(root, kept[0]);
         end(root, unkept[0]);
         assert!(table.scan_with_limit(Some(300), 1, 2));
-        assert_eq!(table.listings(), 1);
+        assert_eq!(table.listings(), 2);
         assert_eq!(table.len(), 4);
         assert!(table.get(kept[0]).is_none() && table.get(unkept[0]).is_none());
         // The ended process's descriptor is closed; its slot goes to a process read by path
@@ -672,7 +715,7 @@ mod tests {
         assert_eq!(table.kept, kept_files(&table));
         assert!((1..=2).contains(&table.kept));
         assert!(table.scan_with_limit(Some(400), 1, 2));
-        assert_eq!((table.len(), table.listings()), (4, 1));
+        assert_eq!((table.len(), table.listings()), (4, 2));
         assert_eq!((table.kept, kept_files(&table)), (2, 2));
     }
 
@@ -684,6 +727,7 @@ mod tests {
         write(root, 50, 10, 10, 5);
         let mut table = ProcessTable::new(root);
         table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(None, 1, 16);
         // Created without the last PID moving (as after the counter went all the way round).
         write(root, 51, 10, 10, 6);
         table.scan_with_limit(None, 1, 16);
@@ -694,7 +738,7 @@ mod tests {
         };
         table.listed = Some((pid, long_ago));
         table.scan_with_limit(None, 1, 16);
-        assert_eq!(table.listings(), 2);
+        assert_eq!(table.listings(), 3);
         assert_eq!(pids(&table), [50, 51]);
     }
 
@@ -725,11 +769,13 @@ mod tests {
         assert_eq!(table.listings(), 11);
         assert_eq!(pids(&table), [60, 61, 62]);
 
-        // Readable again: the next scan lists once more, then the ones after do not.
+        // Readable again: the next two scans list (the second confirms the value), then the
+        // ones after do not.
         loadavg(root, 700);
         table.scan_with_limit(None, 1, 16);
         table.scan_with_limit(None, 1, 16);
-        assert_eq!(table.listings(), 12);
+        table.scan_with_limit(None, 1, 16);
+        assert_eq!(table.listings(), 13);
     }
 
     #[test]
@@ -777,9 +823,10 @@ mod tests {
         write(root, 90, 10, 10, 5);
         std::os::unix::fs::symlink(std::process::id().to_string(), root.join("self")).unwrap();
         let mut table = ProcessTable::new(root);
-        table.scan_with_limit(None, 1, 16);
-        table.scan_with_limit(None, 1, 16);
-        assert_eq!(table.listings(), 1);
+        for _ in 0..3 {
+            table.scan_with_limit(None, 1, 16);
+        }
+        assert_eq!(table.listings(), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn read_text(path: &Path) -> Option<String> {
     // Not `read_to_end`: on a `File` it asks for the size and position first (`statx`,
     // `lseek`), two system calls per file that tell nothing here.
     pread_from_start(&file, &mut buf, 512, false).ok()?;
-    Some(buf.text().into_owned())
+    Some(buf.into_text())
 }
 
 /// Room for a sysfs attribute (at most a page) or a small `/proc` file in one read.
@@ -108,12 +108,21 @@ impl ReadBuf {
     }
 
     /// The last read as text; bytes that are not UTF-8 become U+FFFD. `/proc` and `/sys` are
-    /// ASCII, so this is a validation pass, not a copy (`from_utf8_lossy` walks the bytes in
+    /// ASCII, so this is a validation pass, borrowing the bytes (`from_utf8_lossy` walks them in
     /// chunks and costs several times `from_utf8`'s word-at-a-time check).
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match std::str::from_utf8(self.bytes()) {
             Ok(text) => std::borrow::Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(self.bytes()),
+        }
+    }
+
+    /// The last read as an owned string (see [`Self::text`]), without copying valid text.
+    pub fn into_text(mut self) -> String {
+        self.room.truncate(self.len);
+        match String::from_utf8(self.room) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
         }
     }
 
@@ -137,7 +146,8 @@ pub fn pread_from_start(
     loop {
         let len = buf.len;
         if buf.room.len() - len < chunk {
-            // Doubling: a file larger than the room takes a few reads once, then one.
+            // Doubling: a file larger than the room takes a few more reads once, then only its
+            // content's and the one that sees the end.
             buf.room.resize((len + chunk).max(buf.room.len() * 2), 0);
         }
         let room = buf.room.len() - len;
@@ -1095,8 +1105,8 @@ mod tests {
         assert_eq!(crypto.read_bytes(), Some(&expected[..]));
     }
 
-    /// The per-tick scanners take exactly what `str::parse` took field by field: digits only,
-    /// any run of spaces or tabs between fields, nothing that overflows.
+    /// The per-tick scanners take what the kernel writes: digits only (no sign), any run of
+    /// spaces or tabs between fields, nothing that overflows.
     #[test]
     fn counters_are_whole_unsigned_numbers() {
         let mut out = [0u64; 3];
