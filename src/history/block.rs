@@ -37,6 +37,8 @@
 //! bytes a row instead of 105), where byte-aligned varints cannot go below one byte per value
 //! (half the raw size).
 
+use super::shelf::{Shelf, Slot};
+
 /// Rows per sealed block: large enough that the per-column headers (7 bits) are noise, small
 /// enough that decoding one for a query is cheap and that retention overshoots by little.
 pub(crate) const BLOCK_ROWS: usize = 256;
@@ -57,8 +59,16 @@ pub(crate) struct Block {
     pub first: u64,
     pub last: u64,
     pub rows: usize,
+    stored: Stored,
+}
+
+/// Where a block's coded bytes are.
+#[derive(Debug)]
+enum Stored {
     /// Exactly the coded bytes, or (a recycled buffer, [`Block::encode`]) at most 1/16 more.
-    bytes: Vec<u8>,
+    Heap(Vec<u8>),
+    /// In the aggregate tiers' block file ([`Shelf`]).
+    Shelf(Slot),
 }
 
 /// Buffers reused from one block to the next while compressing.
@@ -90,16 +100,48 @@ pub(crate) struct Decoded {
     /// One column while it is decoded, and which rows are at its level.
     ys: Vec<u16>,
     level: Vec<bool>,
+    /// A shelved block's bytes while it is decoded.
+    bytes: Vec<u8>,
 }
 
 impl Block {
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
+        match &self.stored {
+            Stored::Heap(bytes) => bytes.capacity(),
+            Stored::Shelf(_) => 0,
+        }
     }
 
-    /// The block's buffer, for [`Block::encode`] to reuse once the block is dropped.
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.bytes
+    /// Bytes of a shelved block in the block file.
+    pub fn shelved_bytes(&self) -> usize {
+        match &self.stored {
+            Stored::Heap(_) => 0,
+            Stored::Shelf(slot) => slot.len(),
+        }
+    }
+
+    /// Moves the coded bytes to `shelf`, freeing them on the heap; they stay when it cannot
+    /// take them (logged by the shelf).
+    pub fn shelve(&mut self, shelf: &Shelf) {
+        if let Stored::Heap(bytes) = &self.stored {
+            if let Some(slot) = shelf.put(bytes) {
+                self.stored = Stored::Shelf(slot);
+            }
+        }
+    }
+
+    /// Gives a dropped block's bytes back: a heap buffer for [`Block::encode`] to reuse, or the
+    /// block file's range to `shelf`.
+    pub fn into_buffer(self, shelf: Option<&Shelf>) -> Option<Vec<u8>> {
+        match self.stored {
+            Stored::Heap(bytes) => Some(bytes),
+            Stored::Shelf(slot) => {
+                if let Some(shelf) = shelf {
+                    shelf.release(slot);
+                }
+                None
+            }
+        }
     }
 
     /// Codes `rows` rows (`codes` row-major, `n` per row; `span` = the expected step between
@@ -108,7 +150,9 @@ impl Block {
     /// gets 1/16 spare room so that the next block of about the same size fits in it: a tier
     /// that drops and makes a block every few minutes (the raw one) then allocates nothing,
     /// where a fresh allocation each time leaves holes between the long-lived blocks. Without,
-    /// the buffer is exactly the size.
+    /// the buffer is exactly the size. With `shelf` the bytes go to the block file instead,
+    /// when it takes them.
+    #[allow(clippy::too_many_arguments)]
     pub fn encode(
         timeline: &[u64],
         flags: &[u8],
@@ -117,6 +161,7 @@ impl Block {
         span: u64,
         scratch: &mut Scratch,
         recycle: Option<&mut Option<Vec<u8>>>,
+        shelf: Option<&Shelf>,
     ) -> Block {
         let rows = timeline.len();
         debug_assert!(rows > 0 && flags.len() == rows && codes.len() == rows * n);
@@ -186,11 +231,19 @@ impl Block {
             w.column(numbers, 16);
         }
         w.finish();
+        if let Some(slot) = shelf.and_then(|shelf| shelf.put(bytes)) {
+            return Block {
+                first: timeline[0],
+                last: timeline[rows - 1],
+                rows,
+                stored: Stored::Shelf(slot),
+            };
+        }
         Block {
             first: timeline[0],
             last: timeline[rows - 1],
             rows,
-            bytes: match recycle {
+            stored: Stored::Heap(match recycle {
                 // One allocation of the exact size: blocks live long, so no slack and no holes.
                 None => bytes.to_vec(),
                 Some(spare) => match spare.take() {
@@ -205,14 +258,40 @@ impl Block {
                         buffer
                     }
                 },
-            },
+            }),
         }
     }
 
-    /// Decodes into `out` (cleared first); `n` and `span` as given to [`Block::encode`].
-    pub fn decode(&self, n: usize, span: u64, out: &mut Decoded) {
+    /// Decodes into `out` (cleared first); `n` and `span` as given to [`Block::encode`]. A
+    /// shelved block is read from `shelf` first: false when it cannot be (logged by the shelf;
+    /// `out` is then empty).
+    pub fn decode(&self, shelf: Option<&Shelf>, n: usize, span: u64, out: &mut Decoded) -> bool {
+        let mut bytes = std::mem::take(&mut out.bytes);
+        let read = match &self.stored {
+            Stored::Heap(heap) => {
+                self.decode_bytes(heap, n, span, out);
+                true
+            }
+            Stored::Shelf(slot) => match shelf {
+                Some(shelf) if shelf.get(slot, &mut bytes) => {
+                    self.decode_bytes(&bytes, n, span, out);
+                    true
+                }
+                _ => {
+                    out.timeline.clear();
+                    out.flags.clear();
+                    out.codes.clear();
+                    false
+                }
+            },
+        };
+        out.bytes = bytes;
+        read
+    }
+
+    fn decode_bytes(&self, bytes: &[u8], n: usize, span: u64, out: &mut Decoded) {
         let rows = self.rows;
-        let mut r = BitReader::new(&self.bytes);
+        let mut r = BitReader::new(bytes);
         out.timeline.clear();
         out.timeline.push(self.first);
         let (mut step, mut prev) = (span, self.first);
@@ -760,9 +839,9 @@ mod tests {
 
     fn roundtrip(timeline: &[u64], flags: &[u8], codes: &[u16], n: usize, span: u64) -> usize {
         let mut scratch = Scratch::default();
-        let block = Block::encode(timeline, flags, codes, n, span, &mut scratch, None);
+        let block = Block::encode(timeline, flags, codes, n, span, &mut scratch, None, None);
         let mut out = Decoded::default();
-        block.decode(n, span, &mut out);
+        assert!(block.decode(None, n, span, &mut out));
         assert_eq!(out.timeline, timeline);
         assert_eq!(out.flags, flags);
         assert_eq!(out.codes, codes);
@@ -960,5 +1039,70 @@ mod tests {
             );
         }
         assert_eq!(rice_parameter(&[0; 8], 16), None);
+    }
+}
+
+#[cfg(test)]
+mod shelved {
+    use super::*;
+
+    #[test]
+    fn a_shelved_block_decodes_as_it_did_on_the_heap_and_a_bad_one_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let shelf = Shelf::create(dir.path()).unwrap();
+        let n = 3;
+        let timeline: Vec<u64> = (0..BLOCK_ROWS as u64).map(|i| i * 60_000).collect();
+        let flags = vec![0u8; BLOCK_ROWS];
+        let codes: Vec<u16> = (0..BLOCK_ROWS * n)
+            .map(|i| (i * 37 % 1000) as u16)
+            .collect();
+        let mut scratch = Scratch::default();
+        let mut on_heap = Block::encode(
+            &timeline,
+            &flags,
+            &codes,
+            n,
+            60_000,
+            &mut scratch,
+            None,
+            None,
+        );
+        let shelved = Block::encode(
+            &timeline,
+            &flags,
+            &codes,
+            n,
+            60_000,
+            &mut scratch,
+            None,
+            Some(&shelf),
+        );
+        assert!(on_heap.heap_bytes() > 0);
+        assert_eq!(
+            (shelved.heap_bytes(), shelved.shelved_bytes()),
+            (0, on_heap.heap_bytes())
+        );
+        let mut out = Decoded::default();
+        assert!(shelved.decode(Some(&shelf), n, 60_000, &mut out));
+        assert_eq!(
+            (out.timeline.as_slice(), out.codes.as_slice()),
+            (&timeline[..], &codes[..])
+        );
+        // Without the shelf it cannot be read.
+        assert!(!shelved.decode(None, n, 60_000, &mut out));
+        assert!(out.codes.is_empty());
+        // Moved to the shelf later: the same.
+        on_heap.shelve(&shelf);
+        assert_eq!(on_heap.heap_bytes(), 0);
+        assert!(on_heap.decode(Some(&shelf), n, 60_000, &mut out));
+        assert_eq!(out.codes, codes);
+        // Damaged in the file: refused, nothing half-decoded.
+        use std::os::unix::fs::FileExt;
+        shelf.file().write_all_at(&[0x55; 8], 0).unwrap();
+        assert!(!shelved.decode(Some(&shelf), n, 60_000, &mut out));
+        assert!(out.timeline.is_empty() && out.codes.is_empty());
+        let held = shelf.held_bytes();
+        assert!(shelved.into_buffer(Some(&shelf)).is_none());
+        assert!(shelf.held_bytes() < held);
     }
 }

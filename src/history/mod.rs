@@ -63,6 +63,7 @@ mod block;
 pub mod disk_days;
 mod series;
 mod service;
+mod shelf;
 pub mod store;
 mod tier;
 
@@ -422,6 +423,21 @@ impl History {
     /// Bytes held by the tiers: the rings (allocated up front) and the compressed blocks.
     pub fn heap_bytes(&self) -> usize {
         self.tiers.iter().map(Tier::heap_bytes).sum()
+    }
+
+    /// Keeps the aggregate tiers' sealed blocks in an unnamed file in `dir` rather than on the
+    /// heap ([`shelf`]): those already sealed and those to come. The raw tier stays on the heap.
+    pub fn shelve_in(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        let shelf = std::sync::Arc::new(shelf::Shelf::create(dir)?);
+        for tier in &mut self.tiers[1..] {
+            tier.shelve_in(shelf.clone());
+        }
+        Ok(())
+    }
+
+    /// Bytes of the aggregate tiers' blocks in the block file (0 without one).
+    pub fn shelved_bytes(&self) -> usize {
+        self.tiers.iter().map(Tier::shelved_bytes).sum()
     }
 
     /// Folds one tick into every tier. Allocates only when 256 aggregate rows are compressed.

@@ -223,7 +223,7 @@ impl Store {
         event_capacity: usize,
     ) -> Result<Restored, StoreError> {
         self.on_disk = None;
-        let mut history = History::new(config, cores)?;
+        let mut history = self.empty_history(config, cores)?;
         let mut events = EventLog::new(event_capacity);
         let marker = match fs::read_to_string(self.dir.join(MARKER_FILE)) {
             Ok(text) => Some(text.trim().to_owned()).filter(|s| !s.is_empty()),
@@ -262,7 +262,7 @@ impl Store {
                 }
                 Err(why) => {
                     // Whatever was decoded before the fault is dropped with the file.
-                    history = History::new(config, cores)?;
+                    history = self.empty_history(config, cores)?;
                     events = EventLog::new(event_capacity);
                     let aside = self.move_aside(&path);
                     tracing::warn!(
@@ -288,6 +288,19 @@ impl Store {
             previous,
             moved_aside,
         })
+    }
+
+    /// An empty history whose aggregate tiers keep their sealed blocks in a file in the state
+    /// directory ([`History::shelve_in`]), or on the heap when one cannot be made there.
+    fn empty_history(&self, config: HistoryConfig, cores: usize) -> Result<History, StoreError> {
+        let mut history = History::new(config, cores)?;
+        if let Err(e) = history.shelve_in(&self.dir) {
+            tracing::warn!(
+                "history: cannot keep older rows in a file in {} ({e}); they stay in RAM",
+                self.dir.display()
+            );
+        }
+        Ok(history)
     }
 
     /// Applies the journal's records of the snapshot's generation. A damaged tail (power cut
@@ -983,7 +996,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// CRC-32 (IEEE 802.3, as zlib and PNG), table-driven.
-fn crc32(bytes: &[u8]) -> u32 {
+pub(super) fn crc32(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut i = 0;

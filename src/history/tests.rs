@@ -586,6 +586,11 @@ fn compressed_tiers_answer_exactly_as_plain_ones() {
     };
     let mut packed = History::new(config, 3).unwrap();
     let mut plain = History::uncompressed(config, 3);
+    // Its aggregate blocks in a file: from the start, and moved there half-way.
+    let dir = tempfile::tempdir().unwrap();
+    let mut shelved = History::new(config, 3).unwrap();
+    shelved.shelve_in(dir.path()).unwrap();
+    let mut shelved_later = History::new(config, 3).unwrap();
     let mut seed = 3u64;
     let mut noise = move || {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -609,6 +614,11 @@ fn compressed_tiers_answer_exactly_as_plain_ones() {
         s.throttled = Some(if i % 7777 == 0 { 0x50005 } else { 0 });
         packed.push(&s);
         plain.push(&s);
+        shelved.push(&s);
+        shelved_later.push(&s);
+        if i == 100_000 {
+            shelved_later.shelve_in(dir.path()).unwrap();
+        }
     }
     assert!(
         packed.tiers()[2].len() > 2 * block::BLOCK_ROWS,
@@ -620,17 +630,34 @@ fn compressed_tiers_answer_exactly_as_plain_ones() {
     );
     for range in Range::ALL {
         for max in [100, 100_000] {
-            let a = serde_json::to_string(&packed.query(range, max)).unwrap();
             let b = serde_json::to_string(&plain.query(range, max)).unwrap();
-            assert!(a == b, "{range} ≤ {max} points differ");
+            for (name, h) in [
+                ("compressed", &packed),
+                ("shelved", &shelved),
+                ("shelved later", &shelved_later),
+            ] {
+                let a = serde_json::to_string(&h.query(range, max)).unwrap();
+                assert!(a == b, "{name}: {range} ≤ {max} points differ");
+            }
         }
     }
     let now = UNIX_EPOCH + Duration::from_secs(wall);
     let events = crate::events::EventLog::new(10);
-    assert!(
-        store::encode(&packed, &events, None, now) == store::encode(&plain, &events, None, now),
-        "the state file does not depend on how rows are held"
+    let file = store::encode(&plain, &events, None, now);
+    for h in [&packed, &shelved, &shelved_later] {
+        assert!(
+            store::encode(h, &events, None, now) == file,
+            "the state file does not depend on how rows are held"
+        );
+    }
+    // The shelved aggregate blocks are off the heap; the raw tier's stay.
+    assert!(shelved.shelved_bytes() > 0);
+    assert_eq!(shelved.shelved_bytes(), shelved_later.shelved_bytes());
+    assert_eq!(
+        shelved.heap_bytes() + shelved.shelved_bytes(),
+        packed.heap_bytes()
     );
+    assert!(shelved.tiers()[0].shelved_bytes() == 0);
     assert!(
         packed.heap_bytes() * 3 < plain.heap_bytes() * 2,
         "{} vs {} bytes",
@@ -647,4 +674,78 @@ fn empty_history_answers_empty() {
     let json = serde_json::to_value(&view).unwrap();
     assert_eq!(json["points"], serde_json::json!([]));
     let _ = SystemTime::now();
+}
+
+/// The block file this process holds open in `dir` (unnamed: `/proc/self/fd` links to it).
+fn block_file_in(dir: &std::path::Path) -> std::fs::File {
+    let prefix = dir.to_str().unwrap();
+    let fd = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|target| {
+                let target = target.to_string_lossy().into_owned();
+                target.starts_with(prefix) && target.ends_with("(deleted)")
+            })
+        })
+        .expect("an unnamed file open in the state directory");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fd.path())
+        .unwrap()
+}
+
+#[test]
+fn a_damaged_block_file_leaves_those_rows_out_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HistoryConfig {
+        fine: TierConfig {
+            bucket: Duration::from_secs(60),
+            keep: Duration::from_secs(30 * 3600),
+        },
+        ..small()
+    };
+    let mut h = History::new(config, 1).unwrap();
+    h.shelve_in(dir.path()).unwrap();
+    // Nothing named appears in the state directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // Two days at 10 s: the 1-minute tier (30 h) seals 256-row blocks and drops them.
+    for i in 0..2 * 86_400 / 10 {
+        let mut s = at(i * 10, T0 + i * 10);
+        s.cpu = Some((i % 100) as f64);
+        h.push(&s);
+    }
+    assert!(h.shelved_bytes() > 0);
+    let whole = h.query(Range::Day, 100_000).len();
+    let now = UNIX_EPOCH + Duration::from_secs(T0 + 2 * 86_400);
+    let events = crate::events::EventLog::new(10);
+    let saved = store::encode(&h, &events, None, now);
+
+    use std::os::unix::fs::FileExt;
+    let file = block_file_in(dir.path());
+    let len = file.metadata().unwrap().len();
+    file.write_all_at(&vec![0xa5; len as usize], 0).unwrap();
+    drop(file);
+    // Queries still answer, from what can be read: the open rows and the ring, not the blocks.
+    let after = h.query(Range::Day, 100_000).len();
+    assert!(after > 0 && after < whole, "{after} of {whole}");
+    assert_eq!(h.query(Range::Day, 100_000).len(), after);
+    // Saves leave the same rows out, and what they write still loads: its 1-minute rows are
+    // those still shown, and the 15-minute tier answers for the time before them.
+    let damaged = store::encode(&h, &events, None, now);
+    assert!(damaged.len() < saved.len());
+    let mut back = History::new(config, 1).unwrap();
+    let mut log = crate::events::EventLog::new(10);
+    store::decode(&damaged, &mut back, &mut log).unwrap();
+    assert_eq!(back.tiers()[1].len(), h.tiers()[1].count_after(None));
+    assert_eq!(back.tiers()[1].newest(), h.tiers()[1].newest());
+    assert!(back.query(Range::Day, 100_000).len() > after);
+    // New rows keep coming in (ten hours: 600 1-minute rows, sealed into new blocks in the
+    // same file) and are shown.
+    for i in 2 * 86_400 / 10..2 * 86_400 / 10 + 3600 {
+        let mut s = at(i * 10, T0 + i * 10);
+        s.cpu = Some(1.0);
+        h.push(&s);
+    }
+    assert!(h.query(Range::Day, 100_000).len() >= after + 600);
 }

@@ -13,9 +13,11 @@
 //! shows and saves exactly the rows an uncompressed one would.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::block::{Block, Decoded, Scratch, BLOCK_ROWS};
 use super::series::{Series, MISSING};
+use super::shelf::Shelf;
 use super::HistoryView;
 
 /// Running min / sum / max of one series in the open bucket.
@@ -83,6 +85,8 @@ pub(crate) struct Tier {
     scratch: Scratch,
     /// The raw tier's last dropped block's buffer, for the next block ([`Block::encode`]).
     spare: Option<Vec<u8>>,
+    /// Where sealed blocks go instead of the heap (aggregate tiers with a state directory).
+    shelf: Option<Arc<Shelf>>,
 }
 
 impl Tier {
@@ -110,6 +114,7 @@ impl Tier {
             block_rows: 0,
             scratch: Scratch::default(),
             spare: None,
+            shelf: None,
             bucket_ms,
             cap,
             width,
@@ -135,6 +140,19 @@ impl Tier {
 
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// Keeps sealed blocks, those already sealed and those to come, in `shelf`.
+    pub fn shelve_in(&mut self, shelf: Arc<Shelf>) {
+        for block in &mut self.blocks {
+            block.shelve(&shelf);
+        }
+        self.shelf = Some(shelf);
+    }
+
+    /// Bytes of this tier's blocks in the block file.
+    pub fn shelved_bytes(&self) -> usize {
+        self.blocks.iter().map(Block::shelved_bytes).sum()
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -217,6 +235,7 @@ impl Tier {
             // The raw tier drops and makes a block every 256 ticks; the aggregate tiers a few
             // times a day at most, and keep exact-size blocks.
             (self.bucket_ms == 0).then_some(&mut self.spare),
+            self.shelf.as_deref(),
         );
         self.block_rows += block.rows;
         self.blocks.push_back(block);
@@ -233,10 +252,22 @@ impl Tier {
             }
             self.block_rows -= front.rows;
             let dropped = self.blocks.pop_front().expect("front exists");
+            let buffer = dropped.into_buffer(self.shelf.as_deref());
             if self.bucket_ms == 0 {
-                self.spare = Some(dropped.into_buffer());
+                self.spare = buffer;
             }
         }
+    }
+
+    /// Decodes one of this tier's blocks; false (and `decoded` empty) when it is shelved and
+    /// cannot be read.
+    fn decode(&self, block: &Block, decoded: &mut Decoded) -> bool {
+        block.decode(
+            self.shelf.as_deref(),
+            self.width * self.k,
+            self.bucket_ms,
+            decoded,
+        )
     }
 
     fn slot(&self, j: usize) -> usize {
@@ -268,7 +299,9 @@ impl Tier {
                 return Some(block.first);
             }
             let mut decoded = Decoded::default();
-            block.decode(self.width * self.k, self.bucket_ms, &mut decoded);
+            if !self.decode(block, &mut decoded) {
+                return Some(block.first);
+            }
             Some(decoded.timeline[self.hidden()])
         } else if self.len > 0 {
             Some(self.timeline[self.slot(0)])
@@ -292,7 +325,8 @@ impl Tier {
             if block.first.saturating_add(span) > until {
                 return;
             }
-            block.decode(n, self.bucket_ms, &mut decoded);
+            // A block that cannot be read is left out (logged once by the shelf).
+            self.decode(block, &mut decoded);
             for (j, &t) in decoded.timeline.iter().enumerate().skip(hidden) {
                 if t + span <= from {
                     continue;
@@ -368,7 +402,7 @@ impl Tier {
             if !new(block.last) {
                 continue;
             }
-            block.decode(n, self.bucket_ms, &mut decoded);
+            self.decode(block, &mut decoded);
             for (j, &t) in decoded.timeline.iter().enumerate().skip(hidden) {
                 if new(t) {
                     f(t, decoded.flags[j], &decoded.codes[j * n..j * n + n]);
