@@ -2,7 +2,8 @@
 //! the state file's size and write time, and query times.
 //!
 //! Run: `cargo bench --bench history` (`-- CORES` to change the core count, default 4; `-- pi`
-//! for the idle-Pi profile instead of white noise, see [`fill_pi`]).
+//! for the idle-Pi profile instead of white noise, see [`fill_pi`]; `-- ram` to keep the
+//! aggregate tiers' sealed blocks on the heap, as with `state_dir = ""`, instead of in a file).
 
 mod common;
 
@@ -230,9 +231,22 @@ fn main() {
         used_percent: 37.5,
     }];
 
+    // The state directory, on the build's disk (tmpfs would write no block bytes). As the
+    // daemon with its default `state_dir`, the aggregate tiers' sealed blocks are kept in a
+    // file there; `ram` keeps them on the heap, as with `state_dir = ""`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("history-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shelve = !std::env::args().any(|a| a == "ram");
+
     let rss0 = rss_kib();
     println!("before: {}", heap());
     let mut history = History::new(config, cores).unwrap();
+    if shelve {
+        history.shelve_in(&dir).unwrap();
+    }
+    let (_, shelf_written0) = proc_io();
     let mut events = EventLog::new(EVENT_CAPACITY);
     let mut detector = Detector::new(DetectorConfig::default());
     let t_fill = Instant::now();
@@ -244,6 +258,7 @@ fn main() {
         }
     }
     let rss_year = rss_kib();
+    let (_, shelf_written1) = proc_io();
     println!("after the year: {}", heap());
     // A full timeline: 2,000 events with typical messages and values.
     let mut i = year;
@@ -258,7 +273,19 @@ fn main() {
     }
     let filled = t_fill.elapsed();
     let rss1 = rss_kib();
-    println!("cores: {cores}, profile {profile:?}; a year of 1 Hz samples folded in {filled:.1?}");
+    println!(
+        "cores: {cores}, profile {profile:?}, sealed blocks {}; a year of 1 Hz samples folded in {filled:.1?}",
+        if shelve {
+            format!(
+                "in a file ({:.2} MiB held there; {:.1} KiB a day written to the disk while the \
+                 year was folded, /proc/self/io write_bytes)",
+                history.shelved_bytes() as f64 / 1048576.0,
+                (shelf_written1 - shelf_written0) as f64 / 365.0 / 1024.0
+            )
+        } else {
+            "on the heap (`ram`)".to_owned()
+        }
+    );
     println!(
         "history RAM: {:.2} MiB held by the tiers; RSS {:.2} → {:.2} MiB after the year \
          (+{:.2} MiB), {:.2} MiB with 2,000 events (+{:.2} MiB)",
@@ -344,10 +371,7 @@ fn main() {
         disks / (3 * round) as u32,
     );
 
-    // The state file, in a directory on the build's disk (tmpfs would write no block bytes).
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join(format!("history-bench-{}", std::process::id()));
+    // The state file, in the same directory.
     let mut store = Store::new(&dir);
     store.mark_running(Some("bench")).unwrap();
     let c0 = Instant::now();

@@ -665,3 +665,93 @@ fn a_new_local_date_closes_the_day_into_written_per_day() {
         );
     }
 }
+
+/// A state directory holding a year of history for the Pi 4 tree's 4 cores, written by the
+/// library as a daemon would have saved it: a sample every 5 minutes, so that both aggregate
+/// tiers are full (7 days of 1-minute rows, a year of 15-minute rows).
+fn write_a_year(state: &Path) {
+    use pistats::events::{EventLog, EVENT_CAPACITY};
+    use pistats::history::store::Store;
+    use pistats::history::{History, HistoryConfig, Sample};
+    use std::time::SystemTime;
+
+    let year = 365 * 86_400u64;
+    let now = SystemTime::now();
+    let start = now - Duration::from_secs(year);
+    let mut history = History::new(HistoryConfig::default(), 4).unwrap();
+    let mut sample = Sample::new(Duration::ZERO, start);
+    sample.cores = vec![0.0; 4];
+    for i in (0..year).step_by(300) {
+        sample.mono = Duration::from_secs(i);
+        sample.wall = start + Duration::from_secs(i);
+        // The day of the year as the CPU figure: every point says when it was taken.
+        sample.cpu = Some((i / 86_400) as f64 / 10.0);
+        sample.temperature = Some(40.0 + (i % 7) as f64);
+        history.push(&sample);
+    }
+    std::fs::create_dir_all(state).unwrap();
+    Store::new(state)
+        .snapshot(&history, &EventLog::new(EVENT_CAPACITY), None, now)
+        .unwrap();
+}
+
+#[test]
+fn a_restored_year_is_kept_in_a_file_not_in_ram_and_served_whole() {
+    let pi = Pi::new();
+    write_a_year(&pi.state);
+    let daemon = pi.start(&[]);
+    daemon.wait_for_log("KiB of older points kept in an unnamed file beside it, not in RAM");
+    let line = daemon
+        .log()
+        .into_iter()
+        .find(|l| l.contains("history: restored"))
+        .unwrap();
+    assert!(
+        line.contains(" 10080 1-minute and 35040 15-minute points"),
+        "{line}"
+    );
+
+    // The file is open in the daemon and has no name: nothing new is listed in the directory.
+    let state = pi.state.canonicalize().unwrap();
+    let unnamed: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with(state.to_str().unwrap()) && t.ends_with("(deleted)"))
+        .collect();
+    assert_eq!(unnamed.len(), 1, "{unnamed:?}");
+    let names: Vec<_> = std::fs::read_dir(&pi.state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| !["history.bin", "running"].contains(&n.as_str()))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+
+    // A year, read back from the file (35,040 rows merged into 1,500 points): every day of
+    // it, in order, the oldest a year ago.
+    let points = wait_json(&daemon, "/api/v1/history?range=1y&points=1500", |h| {
+        h["points"].as_array().filter(|p| !p.is_empty()).cloned()
+    });
+    let newest = points[points.len() - 1]["t"].as_u64().unwrap();
+    // Those the daemon collected itself (the last minutes) say nothing about the year.
+    let days: Vec<f64> = points
+        .iter()
+        .filter(|p| p["t"].as_u64().unwrap() + 30 * 60_000 < newest)
+        .filter_map(|p| p["cpu"][1].as_f64())
+        .collect();
+    assert!(days.len() >= 1_400, "{} points", days.len());
+    assert!(days.windows(2).all(|d| d[0] <= d[1]), "out of order");
+    assert!(
+        days[0] <= 0.1 && days[days.len() - 1] >= 36.3,
+        "{:?}…{:?}",
+        days.first(),
+        days.last()
+    );
+    let span = newest - points[0]["t"].as_u64().unwrap();
+    assert!(span > 364 * 86_400_000, "{span} ms");
+    // The week from the 1-minute tier, also from the file.
+    let (_, week) = get_json(&daemon, "/api/v1/history?range=7d&points=1500");
+    assert!(week["points"].as_array().unwrap().len() >= 1_400, "{week}");
+}

@@ -321,11 +321,18 @@ fn restore(settings: &Settings, cores: usize) -> (Option<Store>, Restored) {
             path.display()
         ),
         None if restored.previous.is_some() => tracing::info!(
-            "history: restored {} 1-minute and {} 15-minute points and {} events from {}",
+            "history: restored {} 1-minute and {} 15-minute points and {} events from {}{}",
             tiers[1].len(),
             tiers[2].len(),
             restored.events.len(),
-            store.state_path().display()
+            store.state_path().display(),
+            match restored.history.shelved_bytes() {
+                0 => String::new(),
+                bytes => format!(
+                    "; {} KiB of older points kept in an unnamed file beside it, not in RAM",
+                    bytes.div_ceil(1024)
+                ),
+            }
         ),
         None => tracing::info!(
             "history: no saved state in {}; starting empty",
