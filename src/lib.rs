@@ -8,7 +8,7 @@
 //! | [`config`]   | strict TOML config + env/CLI overrides, `DEFAULT_*` values           |
 //! | [`stats`]    | collector: typed snapshot ([`stats::model`]), JSON ([`stats::wire`]) |
 //! | [`hub`]      | collector thread, serialize-at-most-once broadcast (`watch`), history ring, records |
-//! | [`history`]  | a year of downsampled history in about 1.3 MiB (older buckets compressed), bytes written per disk per day, its state file, the subsystem that records and saves it |
+//! | [`history`]  | a year of downsampled history (older buckets compressed, kept in a file in `state_dir`, not RAM), bytes written per disk per day, its state file, the subsystem that records and saves it |
 //! | [`events`]   | events timeline and the detector that turns samples into events      |
 //! | [`alerts`]   | alert rules every tick; ntfy, webhook and MQTT (Home Assistant)      |
 //! | [`http`]     | one port: WebSocket feed, REST, health, metrics, dashboard, TLS      |

@@ -100,11 +100,13 @@ settings! {
     /// the 10m and 1h ranges. At most 100000 points (history_raw divided by interval).
     history_raw: Duration = Duration::from_secs(3600), Bounds::new(Duration::ZERO, super::MAX_DURATION);
     /// How long 1-minute min/mean/max buckets are kept (the 24h and 7d ranges; saved in
-    /// `state_dir`). Each day costs about 40 KiB of RAM and 150 KiB of state file.
+    /// `state_dir`). Each day costs about 40 KiB of RAM (with `state_dir`: of disk, in a file
+    /// beside the state file) and 150 KiB of state file.
     history_minute: Duration = Duration::from_secs(7 * 86_400),
         Bounds::new(Duration::from_secs(60), Duration::from_secs(365 * 86_400));
     /// How long 15-minute min/mean/max buckets are kept (the 30d and 1y ranges; saved in
-    /// `state_dir`). Each 30 days cost about 80 KiB of RAM and 300 KiB of state file.
+    /// `state_dir`). Each 30 days cost about 80 KiB of RAM (with `state_dir`: of disk, in a file
+    /// beside the state file) and 300 KiB of state file.
     history_quarter: Duration = Duration::from_secs(365 * 86_400),
         Bounds::new(Duration::from_secs(15 * 60), Duration::from_secs(10 * 365 * 86_400));
     /// Pi CPU temperature, in °C, from which a `temperature_high` event is recorded (cleared
