@@ -88,6 +88,7 @@ proptest! {
             prop_assert!(up.as_secs_f64().is_finite());
         }
         let _ = parse_btime(&t);
+        let _ = parse_last_pid(&t);
         if let Some(load) = parse_loadavg(&t) {
             prop_assert!(load.iter().all(|v| v.is_finite() && *v >= 0.0), "{load:?}");
         }

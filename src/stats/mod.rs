@@ -101,6 +101,10 @@ struct ProcFiles {
     net_dev: procfs::KeptFile,
     diskstats: procfs::KeptFile,
     mounts: procfs::MountTable,
+    /// Whether `loadavg` is procfs's, found at its first read: only then is its last field
+    /// the last PID of this process's namespace (procfs renders it for the reader, whichever
+    /// mount it is read through), which the process scan relies on.
+    loadavg_is_procfs: Option<bool>,
 }
 
 impl ProcFiles {
@@ -115,7 +119,22 @@ impl ProcFiles {
             net_dev: kept("net/dev"),
             diskstats: kept("diskstats"),
             mounts: procfs::MountTable::new(proc_root.join("self/mounts")),
+            loadavg_is_procfs: None,
         }
+    }
+
+    /// The load averages and the last PID handed out, from one read of `loadavg` (each
+    /// `None` when unreadable; the last PID also when the file is not procfs's).
+    fn loadavg(&mut self) -> (Option<[f64; 3]>, Option<u32>) {
+        let Some(text) = self.loadavg.read_text() else {
+            return (None, None);
+        };
+        let (load, last_pid) = (procfs::parse_loadavg(&text), procfs::parse_last_pid(&text));
+        let file = self.loadavg.file();
+        let kernel = *self
+            .loadavg_is_procfs
+            .get_or_insert_with(|| file.is_some_and(procfs::is_procfs));
+        (load, last_pid.filter(|_| kernel))
     }
 }
 
@@ -171,7 +190,8 @@ impl Collector {
         cpu.sample(files.cpu_stat.read_bytes(), Instant::now());
         // The processes run from the running kernel's `/proc`, whatever `proc_root` is.
         let mut process_table = processes::ProcessTable::new(std::path::Path::new("/proc"));
-        process_table.scan(cpu.total_ticks(), system.cpus().len());
+        let (_, last_pid) = files.loadavg();
+        process_table.scan(last_pid, cpu.total_ticks(), system.cpus().len());
         Collector {
             system,
             cpu,
@@ -244,9 +264,12 @@ impl Collector {
         let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
         let network = self.network(net_io.as_ref(), elapsed, full);
+        // One read a tick for the load averages and, before the scan, the process scan's last
+        // PID (a process created after this read changes it for the next scan).
+        let (load_average, last_pid) = self.files.loadavg();
         let processes = match &self.details {
             Some(last) if !full => last.processes.clone(),
-            _ => Arc::new(self.processes(memory.map(|m| m.total), wall)),
+            _ => Arc::new(self.processes(last_pid, memory.map(|m| m.total), wall)),
         };
         check(Source::Processes, processes.total_count.is_some());
         let temperature = self.temperature(full);
@@ -265,11 +288,6 @@ impl Collector {
                 .and_then(|t| procfs::parse_btime(&t)),
         };
         check(Source::BootTime, boot_time.is_some());
-        let load_average = self
-            .files
-            .loadavg
-            .read_text()
-            .and_then(|t| procfs::parse_loadavg(&t));
         check(Source::LoadAverage, load_average.is_some());
         // The kernel's boot-time clock is the same figure and cannot fail to be read.
         let uptime = self
@@ -547,13 +565,18 @@ impl Collector {
         }
     }
 
-    fn processes(&mut self, total_memory: Option<u64>, wall: SystemTime) -> ProcessInfo {
+    fn processes(
+        &mut self,
+        last_pid: Option<u32>,
+        total_memory: Option<u64>,
+        wall: SystemTime,
+    ) -> ProcessInfo {
         let rank_memory = self
             .memory_rank
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= MEMORY_RANK_MAX_AGE);
         self.process_table
-            .scan(self.cpu.total_ticks(), self.system.cpus().len());
+            .scan(last_pid, self.cpu.total_ticks(), self.system.cpus().len());
         let table = &self.process_table;
         if rank_memory {
             let mut by_memory: Vec<_> = table.processes().collect();
@@ -1170,6 +1193,42 @@ pub(crate) mod wire_golden {
         assert_eq!(unwatched.processes.scanned_at, first.processes.scanned_at);
         let watched = collector.collect(ctx(true));
         assert_eq!(read(&watched), (Some(61.5), "0x0".into(), 61.5, Some(9000)));
+    }
+
+    /// One read of `loadavg` gives both the load averages and the scan's last PID, the latter
+    /// only from procfs: a fixture tree's copied line never moves, so relying on it would
+    /// leave new processes unlisted for up to a minute.
+    #[test]
+    fn the_last_pid_comes_only_from_procfs() {
+        let mut kernel = ProcFiles::new(std::path::Path::new("/proc"));
+        let (load, last_pid) = kernel.loadavg();
+        assert!(load.is_some() && last_pid.is_some());
+        assert_eq!(kernel.loadavg_is_procfs, Some(true));
+
+        let fixture = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pi4/proc"
+        ));
+        let mut copied = ProcFiles::new(fixture);
+        assert_eq!(copied.loadavg(), (Some([0.42, 0.31, 0.25]), None));
+        assert_eq!(copied.loadavg_is_procfs, Some(false));
+        // On a fixture tree every full tick lists `/proc` (the constructor's scan listed once).
+        let config = Config {
+            proc_root: fixture.to_owned(),
+            sys_root: fixture.with_file_name("sys"),
+            vcgencmd: fixture.join("no-vcgencmd"),
+            ..Config::default()
+        };
+        let mut collector = Collector::new(&config);
+        let full = Context {
+            full: true,
+            ..Context::default()
+        };
+        for _ in 0..3 {
+            let doc = collector.collect(full.clone());
+            assert_eq!(doc.system.load_average, Some([0.42, 0.31, 0.25]));
+        }
+        assert_eq!(collector.process_table.listings(), 4);
     }
 
     /// A fd-starved collector (every file open fails) publishes nulls and says which sources

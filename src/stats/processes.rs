@@ -23,6 +23,9 @@
 //! cannot be read, when the last listing is over [`LISTING_MAX_AGE`] old (the counter could
 //! have wrapped around to the same value), when the table is empty, and after a scan that
 //! could not open a process's `stat` for a reason other than the process having ended.
+//!
+//! The scan does not read `/proc/loadavg` itself: the collector reads that file on every tick
+//! for the load averages, and hands the last PID of the same read to [`ProcessTable::scan`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -119,8 +122,6 @@ pub struct ProcessTable {
     scans: u64,
     kept: usize,
     buf: super::procfs::ReadBuf,
-    /// `/proc/loadavg`, kept open once it could be opened.
-    loadavg: Option<File>,
     /// Whether `/proc/loadavg`'s last PID counts the processes under `proc_root`: not when
     /// `/proc` is another PID namespace's than this process's (see [`last_pid_counts`]).
     last_pid_counts: bool,
@@ -156,7 +157,6 @@ impl ProcessTable {
             scans: 0,
             kept: 0,
             buf: super::procfs::ReadBuf::with_capacity(1024),
-            loadavg: None,
             last_pid_counts: last_pid_counts(proc_root),
             listed: None,
             listings: 0,
@@ -166,12 +166,15 @@ impl ProcessTable {
     }
 
     /// Reads each process's `stat`, listing `/proc` first when a process may have been
-    /// created since the last listing (see the module's docs). `total_ticks` is the system's
-    /// CPU time (all cores, `/proc/stat`'s aggregate line) now, `cores` the number of cores.
-    /// Processes gone since the last scan are dropped. `false` if `/proc` could not be listed
-    /// (the table is then left as it was).
-    pub fn scan(&mut self, total_ticks: Option<u64>, cores: usize) -> bool {
-        self.scan_with_limit(total_ticks, cores, KEPT_FILES_LIMIT.load(Ordering::Relaxed))
+    /// created since the last listing (see the module's docs). `last_pid` is `/proc/loadavg`'s
+    /// last field ([`super::procfs::parse_last_pid`]) read before this call, `None` when it
+    /// could not be read: a process created after that read changes it for the next scan.
+    /// `total_ticks` is the system's CPU time (all cores, `/proc/stat`'s aggregate line) now,
+    /// `cores` the number of cores. Processes gone since the last scan are dropped. `false` if
+    /// `/proc` could not be listed (the table is then left as it was).
+    pub fn scan(&mut self, last_pid: Option<u32>, total_ticks: Option<u64>, cores: usize) -> bool {
+        let limit = KEPT_FILES_LIMIT.load(Ordering::Relaxed);
+        self.scan_with_limit(last_pid, total_ticks, cores, limit)
     }
 
     /// How many scans listed `/proc`; the others read only the processes already known.
@@ -181,9 +184,15 @@ impl ProcessTable {
 
     /// [`Self::scan`] with a kept-files limit of its own (tests pass theirs: the global one
     /// is shared between them).
-    fn scan_with_limit(&mut self, total_ticks: Option<u64>, cores: usize, limit: usize) -> bool {
-        // Read before listing: a process created after this read changes it for the next scan.
-        let last_pid = self.last_pid();
+    fn scan_with_limit(
+        &mut self,
+        last_pid: Option<u32>,
+        total_ticks: Option<u64>,
+        cores: usize,
+        limit: usize,
+    ) -> bool {
+        // Another PID namespace's `/proc`: this namespace's counter does not see its processes.
+        let last_pid = last_pid.filter(|_| self.last_pid_counts);
         let now = Instant::now();
         let unchanged = match (last_pid, self.listed) {
             (Some(pid), Some((listed_pid, at))) => {
@@ -271,35 +280,6 @@ impl ProcessTable {
             p.cpu_usage = (used as f32 / span * 100.0).min(max);
         }
         true
-    }
-
-    /// The last PID allocated in this process's PID namespace, from `/proc/loadavg`'s last
-    /// field (`0.42 0.31 0.25 1/187 2210`); `None` when it cannot be read or does not count
-    /// the processes under `proc_root`.
-    fn last_pid(&mut self) -> Option<u32> {
-        use std::os::unix::fs::FileExt;
-        if !self.last_pid_counts {
-            return None;
-        }
-        if self.loadavg.is_none() {
-            self.loadavg = File::open(self.proc_root.join("loadavg")).ok();
-        }
-        // Under 60 bytes on any kernel: one `pread` into room on the stack reads all of it.
-        let mut text = [0u8; 128];
-        let n = match self.loadavg.as_ref()?.read_at(&mut text, 0) {
-            Ok(n) if n < text.len() => n,
-            _ => {
-                self.loadavg = None;
-                return None;
-            }
-        };
-        let mut fields = text[..n]
-            .split(u8::is_ascii_whitespace)
-            .filter(|f| !f.is_empty());
-        let last = fields.nth(4)?;
-        (fields.next().is_none() && !last.is_empty() && last.iter().all(u8::is_ascii_digit))
-            .then(|| std::str::from_utf8(last).ok()?.parse().ok())
-            .flatten()
     }
 
     /// Reads one process's `stat`, through its kept file when it has one.
@@ -532,14 +512,14 @@ mod tests {
         write(root, 10, 100, 50, 7);
         write(root, 11, 0, 0, 8);
         let mut table = ProcessTable::new(root);
-        assert!(table.scan(Some(1_000), 4));
+        assert!(table.scan(None, Some(1_000), 4));
         assert_eq!(table.len(), 2);
         assert!(table.processes().all(|p| p.cpu_usage == 0.0));
 
         // 400 system ticks over 4 cores = 100 ticks a core; pid 10 used 60.
         write(root, 10, 140, 70, 7);
         write(root, 11, 5, 0, 8);
-        assert!(table.scan(Some(1_400), 4));
+        assert!(table.scan(None, Some(1_400), 4));
         assert!((table.get(10).unwrap().cpu_usage - 60.0).abs() < 1e-4);
         // Had used no time by the last scan: 0 this time (as sysinfo).
         assert_eq!(table.get(11).unwrap().cpu_usage, 0.0);
@@ -549,12 +529,12 @@ mod tests {
         // The CPU meter kept its last sample (this scan came under 200 ms after it): no span,
         // so the shares stay as they were instead of one tick reading as 400 %.
         write(root, 10, 141, 70, 7);
-        assert!(table.scan(Some(1_400), 4));
+        assert!(table.scan(None, Some(1_400), 4));
         assert!((table.get(10).unwrap().cpu_usage - 60.0).abs() < 1e-4);
 
         // Capped at cores × 100.
         write(root, 10, 100_000, 70, 7);
-        assert!(table.scan(Some(1_800), 4));
+        assert!(table.scan(None, Some(1_800), 4));
         assert_eq!(table.get(10).unwrap().cpu_usage, 400.0);
     }
 
@@ -565,15 +545,15 @@ mod tests {
         write(root, 20, 10, 10, 5);
         write(root, 21, 10, 10, 6);
         let mut table = ProcessTable::new(root);
-        table.scan(Some(100), 1);
+        table.scan(None, Some(100), 1);
         write(root, 20, 20, 10, 5);
-        table.scan(Some(200), 1);
+        table.scan(None, Some(200), 1);
         assert!((table.get(20).unwrap().cpu_usage - 10.0).abs() < 1e-4);
 
         std::fs::remove_dir_all(root.join("21")).unwrap();
         // PID 20 is another process now (another start time): it starts over at 0.
         write(root, 20, 500, 500, 9);
-        table.scan(Some(300), 1);
+        table.scan(None, Some(300), 1);
         assert!(table.get(21).is_none());
         assert_eq!(table.get(20).unwrap().cpu_usage, 0.0);
         assert_eq!(table.len(), 1);
@@ -588,26 +568,16 @@ mod tests {
             write(root, pid, 10, 10, 1);
         }
         let mut table = ProcessTable::new(root);
-        assert!(table.scan_with_limit(None, 1, 2));
+        assert!(table.scan_with_limit(None, None, 1, 2));
         assert_eq!(table.kept, 2);
         assert_eq!(table.processes().filter(|p| p.stat.is_some()).count(), 2);
         for pid in 1..=5 {
             write(root, pid, 30, 10, 1);
         }
-        assert!(table.scan_with_limit(None, 1, 2));
+        assert!(table.scan_with_limit(None, None, 1, 2));
         assert!(table
             .processes()
             .all(|p| p.utime == 30 && p.old_utime == 10));
-    }
-
-    /// `/proc/loadavg` as the kernel renders it, with `last` as the last PID allocated.
-    fn loadavg(root: &Path, last: u32) {
-        // Rewritten in place: the scan's kept descriptor sees the new line.
-        std::fs::write(
-            root.join("loadavg"),
-            format!("0.42 0.31 0.25 1/187 {last}\n"),
-        )
-        .unwrap();
     }
 
     /// A process ends: its kept descriptor reads nothing (the kernel's reads `ESRCH`) and its
@@ -627,27 +597,27 @@ mod tests {
     fn an_unchanged_last_pid_reads_the_known_processes_without_listing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 300);
+        let mut last = Some(300);
         write(root, 30, 10, 10, 5);
         write(root, 31, 10, 10, 6);
         let mut table = ProcessTable::new(root);
-        assert!(table.scan_with_limit(Some(100), 1, 16));
+        assert!(table.scan_with_limit(last, Some(100), 1, 16));
         assert_eq!(table.listings(), 1);
         // The first value is relied on once it has held for a scan, which lists again.
-        assert!(table.scan_with_limit(Some(150), 1, 16));
+        assert!(table.scan_with_limit(last, Some(150), 1, 16));
         assert_eq!(table.listings(), 2);
 
         // Nothing created since (same last PID): the known processes are read, not listed.
         write(root, 30, 30, 10, 5);
         write(root, 32, 10, 10, 7);
-        assert!(table.scan_with_limit(Some(250), 1, 16));
+        assert!(table.scan_with_limit(last, Some(250), 1, 16));
         assert_eq!(table.listings(), 2);
         assert_eq!(pids(&table), [30, 31]);
         assert!((table.get(30).unwrap().cpu_usage - 20.0).abs() < 1e-4);
 
         // A new PID was handed out: listed, and the new process is found.
-        loadavg(root, 301);
-        assert!(table.scan_with_limit(Some(300), 1, 16));
+        last = Some(301);
+        assert!(table.scan_with_limit(last, Some(300), 1, 16));
         assert_eq!(table.listings(), 3);
         assert_eq!(pids(&table), [30, 31, 32]);
         assert_eq!(table.get(32).unwrap().name, "p32");
@@ -655,13 +625,13 @@ mod tests {
         // The kernel hands out a PID before its process shows in `/proc`: one that shows
         // only after the listing that saw its PID is found by the next scan, which lists
         // again because the value had just changed.
-        loadavg(root, 302);
-        assert!(table.scan_with_limit(Some(400), 1, 16));
+        last = Some(302);
+        assert!(table.scan_with_limit(last, Some(400), 1, 16));
         write(root, 33, 10, 10, 8);
-        assert!(table.scan_with_limit(Some(500), 1, 16));
+        assert!(table.scan_with_limit(last, Some(500), 1, 16));
         assert_eq!(table.listings(), 5);
         assert_eq!(pids(&table), [30, 31, 32, 33]);
-        assert!(table.scan_with_limit(Some(600), 1, 16));
+        assert!(table.scan_with_limit(last, Some(600), 1, 16));
         assert_eq!(table.listings(), 5);
     }
 
@@ -669,13 +639,13 @@ mod tests {
     fn processes_ending_without_a_listing_are_dropped_and_counted_out() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 4000);
+        let last = Some(4000);
         for pid in 40..46 {
             write(root, pid, 10, 10, u64::from(pid));
         }
         // Two kept files: the other four are opened by path on every scan.
         let mut table = ProcessTable::new(root);
-        assert!(table.scan_with_limit(Some(100), 1, 2));
+        assert!(table.scan_with_limit(last, Some(100), 1, 2));
         assert_eq!((table.len(), table.kept), (6, 2));
         let kept: Vec<u32> = table
             .processes()
@@ -692,7 +662,7 @@ mod tests {
         for pid in 40..46 {
             write(root, pid, 25, 10, u64::from(pid));
         }
-        assert!(table.scan_with_limit(Some(200), 1, 2));
+        assert!(table.scan_with_limit(last, Some(200), 1, 2));
         assert_eq!(
             table.listings(),
             2,
@@ -705,7 +675,7 @@ mod tests {
         // One process with a kept file and one without end; nothing new was created.
         end(root, kept[0]);
         end(root, unkept[0]);
-        assert!(table.scan_with_limit(Some(300), 1, 2));
+        assert!(table.scan_with_limit(last, Some(300), 1, 2));
         assert_eq!(table.listings(), 2);
         assert_eq!(table.len(), 4);
         assert!(table.get(kept[0]).is_none() && table.get(unkept[0]).is_none());
@@ -714,7 +684,7 @@ mod tests {
         let kept_files = |t: &ProcessTable| t.processes().filter(|p| p.stat.is_some()).count();
         assert_eq!(table.kept, kept_files(&table));
         assert!((1..=2).contains(&table.kept));
-        assert!(table.scan_with_limit(Some(400), 1, 2));
+        assert!(table.scan_with_limit(last, Some(400), 1, 2));
         assert_eq!((table.len(), table.listings()), (4, 2));
         assert_eq!((table.kept, kept_files(&table)), (2, 2));
     }
@@ -723,21 +693,21 @@ mod tests {
     fn a_process_created_unnoticed_is_found_once_the_listing_is_old() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 500);
+        let last = Some(500);
         write(root, 50, 10, 10, 5);
         let mut table = ProcessTable::new(root);
-        table.scan_with_limit(None, 1, 16);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         // Created without the last PID moving (as after the counter went all the way round).
         write(root, 51, 10, 10, 6);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert!(table.get(51).is_none());
         let (pid, at) = table.listed.unwrap();
         let Some(long_ago) = at.checked_sub(LISTING_MAX_AGE) else {
             return; // the clock started under a minute ago: nothing to go back to
         };
         table.listed = Some((pid, long_ago));
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert_eq!(table.listings(), 3);
         assert_eq!(pids(&table), [50, 51]);
     }
@@ -748,55 +718,59 @@ mod tests {
         let root = dir.path();
         write(root, 60, 10, 10, 5);
         let mut table = ProcessTable::new(root);
-        // No loadavg at all.
-        table.scan_with_limit(None, 1, 16);
+        // `/proc/loadavg` could not be read at all.
+        table.scan_with_limit(None, None, 1, 16);
         write(root, 61, 10, 10, 6);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(None, None, 1, 16);
         assert_eq!(pids(&table), [60, 61]);
-        // Cut short, garbled, or with a field too many.
+        // Read, but cut short, garbled, or with a field too many: no last PID either.
         for text in [
             "0.42 0.31 0.25 1/187\n",
             "0.42 0.31 0.25 1/187 22x0\n",
             "0.42 0.31 0.25 1/187 2210 9\n",
             "",
         ] {
-            std::fs::write(root.join("loadavg"), text).unwrap();
-            table.scan_with_limit(None, 1, 16);
-            table.scan_with_limit(None, 1, 16);
+            let last = crate::stats::procfs::parse_last_pid(text);
+            table.scan_with_limit(last, None, 1, 16);
+            table.scan_with_limit(last, None, 1, 16);
         }
         write(root, 62, 10, 10, 7);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(None, None, 1, 16);
         assert_eq!(table.listings(), 11);
         assert_eq!(pids(&table), [60, 61, 62]);
 
         // Readable again: the next two scans list (the second confirms the value), then the
         // ones after do not.
-        loadavg(root, 700);
-        table.scan_with_limit(None, 1, 16);
-        table.scan_with_limit(None, 1, 16);
-        table.scan_with_limit(None, 1, 16);
+        let last = crate::stats::procfs::parse_last_pid("0.42 0.31 0.25 1/187 700\n");
+        table.scan_with_limit(last, None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert_eq!(table.listings(), 13);
+        // Unreadable again: back to listing every scan.
+        table.scan_with_limit(None, None, 1, 16);
+        table.scan_with_limit(None, None, 1, 16);
+        assert_eq!(table.listings(), 15);
     }
 
     #[test]
     fn a_stat_that_cannot_be_opened_has_the_next_scan_list_again() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 800);
+        let last = Some(800);
         write(root, 80, 10, 10, 5);
         // A `stat` that fails to open with something other than "no such process" (a link to
         // itself: ELOOP, as a process out of descriptors would get EMFILE).
         std::fs::create_dir(root.join("81")).unwrap();
         std::os::unix::fs::symlink("stat", root.join("81/stat")).unwrap();
         let mut table = ProcessTable::new(root);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert_eq!(pids(&table), [80]);
         std::fs::remove_file(root.join("81/stat")).unwrap();
         write(root, 81, 10, 10, 6);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert_eq!(table.listings(), 2);
         assert_eq!(pids(&table), [80, 81]);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         assert_eq!(table.listings(), 2);
     }
 
@@ -804,27 +778,28 @@ mod tests {
     fn a_proc_of_another_pid_namespace_is_always_listed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 900);
+        // The same value throughout: it would be relied on, did it count these processes.
+        let last = Some(900);
         write(root, 90, 10, 10, 5);
         // `self` names another PID than this process's: this `/proc` is not our namespace's.
         let other = std::process::id().wrapping_add(1);
         std::os::unix::fs::symlink(other.to_string(), root.join("self")).unwrap();
         let mut table = ProcessTable::new(root);
-        table.scan_with_limit(None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
+        table.scan_with_limit(last, None, 1, 16);
         write(root, 91, 10, 10, 6);
-        table.scan_with_limit(None, 1, 16);
-        assert_eq!(table.listings(), 2);
+        table.scan_with_limit(last, None, 1, 16);
+        assert_eq!(table.listings(), 3);
         assert_eq!(pids(&table), [90, 91]);
 
         // Our own namespace's: the last PID is used.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        loadavg(root, 900);
         write(root, 90, 10, 10, 5);
         std::os::unix::fs::symlink(std::process::id().to_string(), root.join("self")).unwrap();
         let mut table = ProcessTable::new(root);
         for _ in 0..3 {
-            table.scan_with_limit(None, 1, 16);
+            table.scan_with_limit(last, None, 1, 16);
         }
         assert_eq!(table.listings(), 2);
     }
@@ -832,31 +807,38 @@ mod tests {
     #[test]
     fn the_running_system_is_listed_with_this_process() {
         let mut table = ProcessTable::new(Path::new("/proc"));
-        assert!(table.scan(None, 1));
+        assert!(table.scan(None, None, 1));
         let me = table.get(std::process::id()).expect("this process");
         assert!(!me.name.is_empty());
         assert!(me.rss_pages > 0);
-        assert!(!ProcessTable::new(Path::new("/nonexistent/proc")).scan(None, 1));
+        assert!(!ProcessTable::new(Path::new("/nonexistent/proc")).scan(None, None, 1));
+    }
+
+    /// The running kernel's last PID, read as the collector reads it.
+    fn last_pid() -> Option<u32> {
+        crate::stats::procfs::parse_last_pid(&std::fs::read_to_string("/proc/loadavg").ok()?)
     }
 
     #[test]
     fn a_child_started_and_reaped_is_found_and_dropped() {
         let mut table = ProcessTable::new(Path::new("/proc"));
         assert!(table.last_pid_counts);
-        let before = table.last_pid().expect("/proc/loadavg's last PID");
-        assert!(table.scan_with_limit(None, 1, 4096));
+        let before = last_pid().expect("/proc/loadavg's last PID");
+        assert!(table.scan_with_limit(Some(before), None, 1, 4096));
+        assert!(table.scan_with_limit(last_pid(), None, 1, 4096));
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
         let pid = child.id();
-        assert_ne!(table.last_pid(), Some(before));
-        assert!(table.scan_with_limit(None, 1, 4096));
+        let after = last_pid();
+        assert_ne!(after, Some(before));
+        assert!(table.scan_with_limit(after, None, 1, 4096));
         assert_eq!(table.get(pid).expect("the child").name, "sleep");
         child.kill().unwrap();
         child.wait().unwrap();
         // Its kept descriptor now reads ESRCH, listed or not.
-        assert!(table.scan_with_limit(None, 1, 4096));
+        assert!(table.scan_with_limit(last_pid(), None, 1, 4096));
         assert!(table.get(pid).is_none());
     }
 }

@@ -456,6 +456,19 @@ pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     Some([f.next()??, f.next()??, f.next()??])
 }
 
+/// The last PID the kernel handed out in the reader's PID namespace: `/proc/loadavg`'s fifth
+/// and last field (`0.42 0.31 0.25 1/187 2210`). The process scan lists `/proc` only when it
+/// moved (see [`super::processes`]). `None` unless there are exactly five fields and the last
+/// is a decimal `u32`: a line the scan does not understand has it list every time.
+pub fn parse_last_pid(text: &str) -> Option<u32> {
+    let mut fields = text.split_ascii_whitespace();
+    let last = fields.nth(4)?;
+    if fields.next().is_some() || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    last.parse().ok()
+}
+
 pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
     parse_loadavg(&read_text(&proc_root.join("loadavg"))?)
 }
@@ -715,7 +728,8 @@ impl MountTable {
     }
 }
 
-fn is_procfs(file: &File) -> bool {
+/// Whether `file` is on procfs (not a fixture tree's copy).
+pub(crate) fn is_procfs(file: &File) -> bool {
     use std::os::fd::AsRawFd;
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
@@ -975,6 +989,37 @@ mod tests {
         );
         for bad in ["NaN 0.31 0.25", "0.1 inf 0.2", "0.1 0.2 -1", "0.1 0.2", ""] {
             assert_eq!(parse_loadavg(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn last_pid_is_the_fifth_field() {
+        assert_eq!(parse_last_pid("0.42 0.31 0.25 1/187 2210\n"), Some(2210));
+        assert_eq!(parse_last_pid("0.00 0.01 0.05 1/123 4567"), Some(4567));
+        assert_eq!(
+            parse_last_pid("0.00 0.01 0.05 1/123 4294967295\n"),
+            Some(u32::MAX)
+        );
+        // Truncated: a read cut short, an empty file.
+        for cut in [
+            "0.42 0.31 0.25 1/187",
+            "0.42 0.31 0.25 1/187 \n",
+            "0.42",
+            "",
+        ] {
+            assert_eq!(parse_last_pid(cut), None, "{cut:?}");
+        }
+        // Garbage: not a decimal PID, out of range, signed, a field too many.
+        for bad in [
+            "0.42 0.31 0.25 1/187 22x0\n",
+            "0.42 0.31 0.25 1/187 -1\n",
+            "0.42 0.31 0.25 1/187 +5\n",
+            "0.42 0.31 0.25 1/187 4294967296\n",
+            "0.42 0.31 0.25 1/187 2210 9\n",
+            "\u{0} \u{0} \u{0} \u{0} \u{0}",
+            "a b c d e",
+        ] {
+            assert_eq!(parse_last_pid(bad), None, "{bad:?}");
         }
     }
 
