@@ -15,18 +15,19 @@
 //! It is unnamed: opened with `O_TMPFILE` in the state directory (where the file system lacks
 //! it, a named file removed at once). It is the blocks' memory, not state: the state file and
 //! its journal keep the rows themselves ([`store`](super::store)), so the shelf starts empty
-//! every run, no other process or later run can open it, and a crash or power cut leaves
-//! nothing behind to clean up.
+//! every run, no later run can find it, and a crash or power cut leaves nothing behind to
+//! clean up.
 //!
 //! # Writes
 //!
 //! A block is written once, when it is sealed: the 1-minute tier seals one every 256 minutes,
 //! the 15-minute tier every 64 hours, about 30 KiB a day together. A restored year is written
 //! once at start (about 1 MiB). The raw tier stays on the heap: it seals a block every 256
-//! samples, which would write more than the state file's journal does. A dropped block's range
-//! is punched out (`fallocate`), so the file's disk use stays what it holds; where the file
-//! system cannot punch, the file grows by what is sealed (about 12 MiB a year) up to
-//! [`MAX_LEN`], after which new blocks stay on the heap.
+//! samples, which would write more than the state file's journal does. New blocks go after
+//! the last one, so the file's length grows by what is sealed (about 11 MiB a year with the
+//! defaults); a dropped block's range is punched out (`fallocate`), so its disk use stays what
+//! it holds (where the file system cannot punch, it is its length). At [`MAX_LEN`], decades at
+//! that rate, new blocks stay on the heap until the next start.
 //!
 //! # Faults
 //!
@@ -44,8 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::store::crc32;
 
-/// The longest the file may grow (logical size). Far above what a year of blocks takes when
-/// dropped ranges are punched out; the bound where they cannot be.
+/// The longest the file may grow (its length, not its disk use where dropped ranges are
+/// punched out): the bound on its disk use where they cannot be.
 pub const MAX_LEN: u64 = 256 << 20;
 
 /// Where a block's bytes are in the file.
@@ -131,7 +132,7 @@ impl Shelf {
         let offset = self.end.fetch_add(len, Ordering::Relaxed);
         let result = if offset + len > MAX_LEN {
             Err(io::Error::other(format!(
-                "it reached {} MiB (this file system cannot punch out dropped blocks)",
+                "it reached its {} MiB bound",
                 MAX_LEN >> 20
             )))
         } else {
@@ -234,7 +235,20 @@ mod tests {
         let shelf = Shelf::create(dir.path()).unwrap();
         // Unnamed: nothing appears in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let blocks: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 20_000 + usize::from(i)]).collect();
+        // Incompressible bytes, so that a compressing file system allocates what is written.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let blocks: Vec<Vec<u8>> = (0..8usize)
+            .map(|i| {
+                (0..20_000 + i)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        seed as u8
+                    })
+                    .collect()
+            })
+            .collect();
         let slots: Vec<Slot> = blocks.iter().map(|b| shelf.put(b).unwrap()).collect();
         let total: u64 = blocks.iter().map(|b| b.len() as u64).sum();
         assert_eq!(shelf.held_bytes(), total);

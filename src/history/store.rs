@@ -659,14 +659,21 @@ fn encode_frame(
     for (i, tier) in tiers.iter().enumerate() {
         let after = since.and_then(|s| s.rows[i]);
         put_u64(&mut out, tier.bucket_ms());
-        put_u32(&mut out, tier.count_after(after) as u32);
+        // The count is the rows written, patched in after them: a block in the block file
+        // read once, so a read that fails (the block is then left out) cannot make the count
+        // disagree with the rows.
+        let count_at = out.len();
+        put_u32(&mut out, 0);
+        let mut rows = 0u32;
         tier.for_each_row_after(after, |timeline, flags, codes| {
+            rows += 1;
             put_u64(&mut out, timeline);
             out.push(flags);
             for code in codes {
                 put_u16(&mut out, *code);
             }
         });
+        out[count_at..count_at + 4].copy_from_slice(&rows.to_le_bytes());
         match tier.open_bucket() {
             Some((bucket, flags, accs)) => {
                 out.push(1);

@@ -678,14 +678,14 @@ fn empty_history_answers_empty() {
 
 /// The block file this process holds open in `dir` (unnamed: `/proc/self/fd` links to it).
 fn block_file_in(dir: &std::path::Path) -> std::fs::File {
-    let prefix = dir.to_str().unwrap();
+    let prefix = format!("{}/", dir.to_str().unwrap());
     let fd = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
         .find(|e| {
             std::fs::read_link(e.path()).is_ok_and(|target| {
                 let target = target.to_string_lossy().into_owned();
-                target.starts_with(prefix) && target.ends_with("(deleted)")
+                target.starts_with(&prefix) && target.ends_with("(deleted)")
             })
         })
         .expect("an unnamed file open in the state directory");

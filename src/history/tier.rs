@@ -142,12 +142,21 @@ impl Tier {
         self.width
     }
 
-    /// Keeps sealed blocks, those already sealed and those to come, in `shelf`.
+    /// Keeps sealed blocks, those already sealed and those to come, in `shelf`. A tier keeps the
+    /// first shelf it is given: its blocks' places are in that file.
     pub fn shelve_in(&mut self, shelf: Arc<Shelf>) {
+        if self.shelf.is_some() {
+            return;
+        }
         for block in &mut self.blocks {
             block.shelve(&shelf);
         }
         self.shelf = Some(shelf);
+    }
+
+    /// Whether sealed blocks go to a block file.
+    pub fn shelved(&self) -> bool {
+        self.shelf.is_some()
     }
 
     /// Bytes of this tier's blocks in the block file.
@@ -384,6 +393,7 @@ impl Tier {
     }
 
     /// Number of rows newer than `after` (all when `None`).
+    #[cfg(test)]
     pub fn count_after(&self, after: Option<u64>) -> usize {
         let mut count = 0;
         self.for_each_row_after(after, |_, _, _| count += 1);
