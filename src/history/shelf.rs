@@ -27,8 +27,8 @@
 //! the last one, each starting on a file-system block, so the file's length grows by what is
 //! sealed (about 15 MiB a year with the defaults); a dropped block's file-system blocks are
 //! punched out (`fallocate`), so its disk use stays what it holds, rounded up to whole
-//! file-system blocks (where the file system cannot punch, it is its length). At [`MAX_LEN`], decades at
-//! that rate, new blocks stay on the heap until the next start.
+//! file-system blocks (where the file system cannot punch, it is its length). At [`MAX_LEN`],
+//! decades at that rate, new blocks stay on the heap until the next start.
 //!
 //! # Faults
 //!
@@ -39,7 +39,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -112,7 +112,6 @@ impl Shelf {
             }
             Err(e) => return Err(e),
         };
-        use std::os::unix::fs::MetadataExt;
         let align = file
             .metadata()?
             .blksize()
@@ -244,7 +243,6 @@ impl Shelf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn blocks_come_back_as_written_and_dropped_ranges_are_punched_out() {
