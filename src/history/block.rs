@@ -1057,26 +1057,11 @@ mod shelved {
             .map(|i| (i * 37 % 1000) as u16)
             .collect();
         let mut scratch = Scratch::default();
-        let mut on_heap = Block::encode(
-            &timeline,
-            &flags,
-            &codes,
-            n,
-            60_000,
-            &mut scratch,
-            None,
-            None,
-        );
-        let shelved = Block::encode(
-            &timeline,
-            &flags,
-            &codes,
-            n,
-            60_000,
-            &mut scratch,
-            None,
-            Some(&shelf),
-        );
+        let mut encode = |to: Option<&Shelf>| {
+            Block::encode(&timeline, &flags, &codes, n, 60_000, &mut scratch, None, to)
+        };
+        let mut on_heap = encode(None);
+        let shelved = encode(Some(&shelf));
         assert!(on_heap.heap_bytes() > 0);
         assert_eq!(
             (shelved.heap_bytes(), shelved.shelved_bytes()),
