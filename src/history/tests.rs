@@ -737,7 +737,9 @@ fn a_damaged_block_file_leaves_those_rows_out_and_nothing_else() {
     let mut back = History::new(config, 1).unwrap();
     let mut log = crate::events::EventLog::new(10);
     store::decode(&damaged, &mut back, &mut log).unwrap();
-    assert_eq!(back.tiers()[1].len(), h.tiers()[1].count_after(None));
+    let mut readable = 0;
+    h.tiers()[1].for_each_row_after(None, |_, _, _| readable += 1);
+    assert_eq!(back.tiers()[1].len(), readable);
     assert_eq!(back.tiers()[1].newest(), h.tiers()[1].newest());
     assert!(back.query(Range::Day, 100_000).len() > after);
     // New rows keep coming in (ten hours: 600 1-minute rows, sealed into new blocks in the

@@ -392,14 +392,6 @@ impl Tier {
         );
     }
 
-    /// Number of rows newer than `after` (all when `None`).
-    #[cfg(test)]
-    pub fn count_after(&self, after: Option<u64>) -> usize {
-        let mut count = 0;
-        self.for_each_row_after(after, |_, _, _| count += 1);
-        count
-    }
-
     /// Calls `f` with the rows newer than `after` (all when `None`), oldest first: timeline,
     /// flags, `width × k` codes. Only blocks that hold such rows are decoded.
     pub fn for_each_row_after(&self, after: Option<u64>, mut f: impl FnMut(u64, u8, &[u16])) {
