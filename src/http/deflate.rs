@@ -10,9 +10,16 @@
 //! The feed is one-way: clients send only pongs and close frames, which are never compressed.
 //! A compressed message from a client is refused (see `ws`), so no inflater is kept either.
 //!
+//! The one compressor is kept between documents and reset for each. Creating one allocates
+//! and zeroes about 300 KiB of match tables; done every second, the allocator handed those
+//! pages back to the kernel after each document and faulted them in again for the next, which
+//! cost more than the compression. The broadcaster lets it go when the last client leaves.
+//!
 //! An offer that is malformed (unknown or repeated parameter, a window size outside 8–15, a
 //! value where none belongs) is declined: the next offer in the header is tried, and with none
 //! left the connection is upgraded without the extension, as §5 of the RFC allows.
+
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -22,6 +29,9 @@ use warp::http::{header, HeaderMap, HeaderValue};
 const NAME: &str = "permessage-deflate";
 /// The largest LZ77 window (2^15 bytes), and what a client that names no limit accepts.
 pub(super) const MAX_WINDOW_BITS: u8 = 15;
+
+/// The compressor kept between documents while anyone is connected (see the module docs).
+static KEPT: Mutex<Option<Compress>> = Mutex::new(None);
 
 /// An accepted offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +123,21 @@ fn window_bits(value: &str) -> Option<u8> {
 /// ended by a sync flush, whose empty stored block's `00 00 FF FF` is removed (RFC 7692
 /// §7.2.1); the receiver appends it back before inflating.
 pub fn compress(message: &[u8]) -> Bytes {
-    let mut deflater = Compress::new(Compression::best(), false);
+    // One compression a tick, so the lock is never contended; a poisoned lock only means a
+    // compressor is made afresh.
+    let kept = KEPT.lock().ok().and_then(|mut kept| kept.take());
+    let mut deflater = kept.unwrap_or_else(|| Compress::new(Compression::best(), false));
+    let compressed = compress_with(&mut deflater, message);
+    if let Ok(mut kept) = KEPT.lock() {
+        *kept = Some(deflater);
+    }
+    compressed
+}
+
+/// [`compress`] with a given compressor, reset first so that nothing of an earlier message
+/// is referred to.
+fn compress_with(deflater: &mut Compress, message: &[u8]) -> Bytes {
+    deflater.reset();
     // Worst case for DEFLATE: stored blocks, 5 bytes per 16 KiB, plus the flush.
     let mut out = Vec::with_capacity(message.len() + message.len() / 1000 + 64);
     loop {
@@ -132,6 +156,13 @@ pub fn compress(message: &[u8]) -> Bytes {
     debug_assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
     out.truncate(out.len().saturating_sub(4));
     Bytes::from(out)
+}
+
+/// Lets the kept compressor go: nobody is connected to need the next document compressed.
+pub(super) fn release() {
+    if let Ok(mut kept) = KEPT.lock() {
+        *kept = None;
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +294,33 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         assert_eq!(inflate(&compress(&noise)), noise);
+    }
+
+    /// A kept compressor starts every message afresh: its output is the same bytes as a new
+    /// compressor's, whatever it compressed before (no context takeover).
+    #[test]
+    fn a_kept_compressor_starts_each_message_afresh() {
+        let fresh = |message: &[u8]| {
+            let mut deflater = Compress::new(Compression::best(), false);
+            let mut out = Vec::with_capacity(message.len() * 2 + 64);
+            deflater
+                .compress_vec(message, &mut out, FlushCompress::Sync)
+                .unwrap();
+            assert_eq!(deflater.total_in() as usize, message.len());
+            out.truncate(out.len() - 4);
+            out
+        };
+        let document = serde_json::to_vec(&crate::stats::wire_golden::document()).unwrap();
+        let other = br#"{"cpu":{"usage_percent":99.5},"processes":[{"name":"x"}]}"#.repeat(40);
+        let mut kept = Compress::new(Compression::best(), false);
+        for message in [&document[..], &other, &document, b"", &document] {
+            let compressed = compress_with(&mut kept, message);
+            assert_eq!(compressed, fresh(message));
+            assert_eq!(inflate(&compressed), message);
+        }
+        release();
+        assert_eq!(compress(&document), fresh(&document));
+        assert_eq!(compress(&other), fresh(&other));
     }
 
     /// A Pi 4's document (the recorded wire document: three interfaces, ten processes) goes

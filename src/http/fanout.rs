@@ -272,6 +272,7 @@ pub(super) async fn run(fanout: Arc<Fanout>, hub: Arc<Hub>, closed: Cancellation
         // Registered before the check, so a join between the two is not missed.
         let joined = fanout.joined.notified();
         if fanout.is_empty() {
+            deflate::release();
             tokio::select! {
                 _ = closed.cancelled() => break,
                 () = joined => {}
