@@ -96,7 +96,10 @@ struct ProcFiles {
     cpu_stat: procfs::KeptFile,
     meminfo: procfs::KeptFile,
     loadavg: procfs::KeptFile,
-    uptime: procfs::KeptFile,
+    /// `uptime`, until it is found to be procfs's: that file is the kernel's boot-time clock,
+    /// which is then read instead (see [`Self::uptime`]).
+    uptime: Option<procfs::KeptFile>,
+    uptime_checked: bool,
     stat: procfs::KeptFile,
     net_dev: procfs::KeptFile,
     diskstats: procfs::KeptFile,
@@ -110,17 +113,37 @@ struct ProcFiles {
 impl ProcFiles {
     fn new(proc_root: &std::path::Path) -> ProcFiles {
         let kept = |name: &str| procfs::KeptFile::new(proc_root.join(name));
+        let whole = |name: &str| procfs::KeptFile::whole(proc_root.join(name));
         ProcFiles {
-            cpu_stat: procfs::KeptFile::new(PathBuf::from("/proc/stat")),
-            meminfo: kept("meminfo"),
-            loadavg: kept("loadavg"),
-            uptime: kept("uptime"),
-            stat: kept("stat"),
+            cpu_stat: procfs::KeptFile::whole(PathBuf::from("/proc/stat")),
+            meminfo: whole("meminfo"),
+            loadavg: whole("loadavg"),
+            uptime: Some(whole("uptime")),
+            uptime_checked: false,
+            stat: whole("stat"),
             net_dev: kept("net/dev"),
             diskstats: kept("diskstats"),
             mounts: procfs::MountTable::new(proc_root.join("self/mounts")),
             loadavg_is_procfs: None,
         }
+    }
+
+    /// Time since boot. procfs renders `uptime` from `CLOCK_BOOTTIME` (in the reader's time
+    /// namespace, as `clock_gettime` is), so once the file is found to be procfs's it is let go
+    /// and the clock read instead: no read a tick. A fixture tree's file is read on every
+    /// call; one that cannot be read or parsed gives the clock too.
+    fn uptime(&mut self) -> Duration {
+        let Some(file) = self.uptime.as_mut() else {
+            return boot_clock();
+        };
+        let read = file.read_text().and_then(|t| procfs::parse_uptime(&t));
+        if !self.uptime_checked && file.file().is_some() {
+            self.uptime_checked = true;
+            if file.file().is_some_and(procfs::is_procfs) {
+                self.uptime = None;
+            }
+        }
+        read.unwrap_or_else(boot_clock)
     }
 
     /// The load averages and the last PID handed out, from one read of `loadavg` (each
@@ -289,13 +312,7 @@ impl Collector {
         };
         check(Source::BootTime, boot_time.is_some());
         check(Source::LoadAverage, load_average.is_some());
-        // The kernel's boot-time clock is the same figure and cannot fail to be read.
-        let uptime = self
-            .files
-            .uptime
-            .read_text()
-            .and_then(|t| procfs::parse_uptime(&t))
-            .unwrap_or_else(boot_clock);
+        let uptime = self.files.uptime();
         let (battery, pi) = match &self.details {
             Some(last) if !full => (
                 last.battery.clone(),
@@ -377,7 +394,7 @@ impl Collector {
         self.zones_listed = Instant::now();
         let zones = procfs::thermal_zones(&self.sys_root);
         let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
-        self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::new(zones[z].2.clone()));
+        self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::whole(zones[z].2.clone()));
         let zones = zones.into_iter().map(|(k, c, _)| (k, c)).collect();
         (zones, cpu_zone)
     }
@@ -667,6 +684,7 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn rates_never_go_negative() {
@@ -781,6 +799,30 @@ mod tests {
     #[test]
     fn boot_clock_is_running() {
         assert!(boot_clock() > Duration::ZERO);
+    }
+
+    /// With the real `/proc`, uptime is read from the file once, then from the clock it is
+    /// rendered from; the two agree.
+    #[test]
+    fn procfs_uptime_is_read_from_the_boot_clock() {
+        let mut files = ProcFiles::new(Path::new("/proc"));
+        let first = files.uptime();
+        assert!(files.uptime.is_none(), "the file is let go");
+        let from_file = procfs::parse_uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+        let second = files.uptime();
+        let from_file = from_file.unwrap();
+        assert!(first <= second);
+        assert!(
+            second.abs_diff(from_file) < Duration::from_secs(1),
+            "{second:?} against {from_file:?}"
+        );
+        // A fixture tree's file stays and is read each time.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("uptime"), "12.5 3.0\n").unwrap();
+        let mut fixture = ProcFiles::new(dir.path());
+        assert_eq!(fixture.uptime(), Duration::from_millis(12_500));
+        std::fs::write(dir.path().join("uptime"), "13.5 3.0\n").unwrap();
+        assert_eq!(fixture.uptime(), Duration::from_millis(13_500));
     }
 }
 

@@ -42,6 +42,8 @@ pub struct KeptFile {
     path: PathBuf,
     file: Option<File>,
     buf: ReadBuf,
+    /// Whether a read that leaves room has it all (see [`Self::whole`]).
+    short_read_ends: bool,
 }
 
 impl KeptFile {
@@ -50,6 +52,19 @@ impl KeptFile {
             path,
             file: None,
             buf: ReadBuf::default(),
+            short_read_ends: false,
+        }
+    }
+
+    /// A kept file that the kernel renders in one piece on each read from its start: a
+    /// `/proc` file of one record (`stat`, `meminfo`, `loadavg`, `uptime`) or a sysfs
+    /// attribute. A read that does not fill its room has the whole file, so a tick reads it
+    /// with one `pread`, not two. For a regular file (a fixture tree) a short read is its end
+    /// as well.
+    pub fn whole(path: PathBuf) -> KeptFile {
+        KeptFile {
+            short_read_ends: true,
+            ..KeptFile::new(path)
         }
     }
 
@@ -78,9 +93,9 @@ impl KeptFile {
             self.file = File::open(&self.path).ok();
         }
         let file = self.file.as_ref()?;
-        // A seq_file hands out at most its own buffer's worth per read, so a short read is not
-        // the end: read on until a read returns nothing.
-        pread_from_start(file, &mut self.buf, SMALL_FILE / 4, false).ok()
+        // A seq_file of many records hands out at most its own buffer's worth per read, so
+        // there a short read is not the end: read on until a read returns nothing.
+        pread_from_start(file, &mut self.buf, SMALL_FILE / 4, self.short_read_ends).ok()
     }
 }
 
@@ -1278,6 +1293,67 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let b = parse_uptime(&uptime.read_text().unwrap()).unwrap();
         assert!(b > a, "{a:?} then {b:?}");
+    }
+
+    /// The read system calls this thread has made (`/proc/thread-self/io`'s `syscr`), read
+    /// through a kept file of its own: two reads each time, once its buffer has grown.
+    fn reads_so_far(io: &mut KeptFile) -> u64 {
+        let text = io.read_text().unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("syscr: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// On the real /proc: a file of one record comes whole in one `pread` a tick, every line
+    /// of it, also when it is larger than the first read's room (`/proc/stat` is); a file of
+    /// many records is read until a read returns nothing.
+    #[test]
+    fn whole_files_take_one_read_a_tick() {
+        let mut io = KeptFile::new(PathBuf::from("/proc/thread-self/io"));
+        reads_so_far(&mut io);
+        let base = reads_so_far(&mut io);
+        let own = reads_so_far(&mut io) - base;
+        let mut reads_per_tick = |file: &mut KeptFile| {
+            file.read_bytes().unwrap();
+            let before = reads_so_far(&mut io);
+            for _ in 0..10 {
+                file.read_bytes().unwrap();
+            }
+            (reads_so_far(&mut io) - before - own) / 10
+        };
+        let mut stat = KeptFile::whole(PathBuf::from("/proc/stat"));
+        assert_eq!(reads_per_tick(&mut stat), 1);
+        let text = stat.read_text().unwrap().into_owned();
+        assert!(text.len() > SMALL_FILE / 4, "{} bytes", text.len());
+        assert!(text.starts_with("cpu "), "{text}");
+        assert!(
+            text.lines().last().unwrap().starts_with("softirq "),
+            "{text}"
+        );
+        for name in ["meminfo", "loadavg", "uptime"] {
+            let mut whole = KeptFile::whole(Path::new("/proc").join(name));
+            assert_eq!(reads_per_tick(&mut whole), 1, "{name}");
+            let mut plain = KeptFile::new(Path::new("/proc").join(name));
+            assert_eq!(reads_per_tick(&mut plain), 2, "{name}");
+            assert_eq!(
+                whole.read_text().unwrap().lines().count(),
+                plain.read_text().unwrap().lines().count(),
+                "{name}"
+            );
+        }
+        let mut rx = KeptFile::whole(PathBuf::from("/sys/class/net/lo/statistics/rx_bytes"));
+        assert_eq!(reads_per_tick(&mut rx), 1);
+        // A fixture file larger than the room, read whole.
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.path().join("big"), &big).unwrap();
+        let mut fixture = KeptFile::whole(dir.path().join("big"));
+        assert_eq!(fixture.read_bytes(), Some(&big[..]));
+        fs::write(dir.path().join("big"), &big[..5000]).unwrap();
+        assert_eq!(fixture.read_bytes(), Some(&big[..5000]));
     }
 
     #[test]
