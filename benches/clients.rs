@@ -38,6 +38,9 @@
 //! still sends the uncompressed frame. The summary reports the bytes per message each client
 //! received (frame headers included).
 //!
+//! With `perf` installed, each window also reports the daemon's page faults a second: a count
+//! that, unlike CPU time, does not move with the machine's load.
+//!
 //! The feed clients speak the WebSocket protocol on a plain socket (handshake, frame headers,
 //! pongs): the cheapest reader possible, so that as little as possible of the machine goes to
 //! the clients, and one that accepts compressed frames.
@@ -526,6 +529,8 @@ struct Window {
     label: String,
     clients: usize,
     cpu_percent: f64,
+    /// Page faults a second (with `perf`).
+    faults_per_second: Option<f64>,
     max_rss_mib: f64,
     bytes_per_message: f64,
     deflated: usize,
@@ -614,7 +619,9 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
     }
     let (cpu1, rss, fds) = proc_usage(pid);
     let window = t0.elapsed().as_secs_f64();
-    let cpu_seconds = task_clock.and_then(TaskClock::stop).unwrap_or(cpu1 - cpu0);
+    let (cpu_seconds, faults) = task_clock
+        .and_then(TaskClock::stop)
+        .unwrap_or((cpu1 - cpu0, None));
     let label = server.label();
     println!("{label} (load average {load_at_start} → {})", load1());
     let seen = seen.lock().unwrap();
@@ -626,8 +633,11 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
     };
     let cpu_percent = cpu_seconds / window * 100.0;
     let bytes_per_message = seen.bytes as f64 / seen.messages.max(1) as f64;
+    let faults_per_second = faults.map(|n| n as f64 / window);
+    let faults_text =
+        faults_per_second.map_or(String::new(), |f| format!(" ({f:.1} page faults/s)"));
     println!(
-        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {cpu_percent:>7.4}% of one core | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples) | {bytes_per_message:.0} B/message{}",
+        "{clients:>5} clients {stuck:>3} stuck {churned:>6} churned | daemon CPU {cpu_percent:>7.4}% of one core{faults_text} | RSS {:>5.1} → {:>5.1} MiB (max {:.1}) | fds {fds0} → {fds} | inter-arrival p50 {} p99 {} max {} ({} samples) | {bytes_per_message:.0} B/message{}",
         rss0 as f64 / 1024.0,
         rss as f64 / 1024.0,
         max_rss as f64 / 1024.0,
@@ -648,6 +658,7 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
         label,
         clients,
         cpu_percent,
+        faults_per_second,
         max_rss_mib: max_rss as f64 / 1024.0,
         bytes_per_message,
         deflated: seen.deflated,
@@ -665,7 +676,8 @@ async fn run(server: &Server<'_>, load: &Load) -> Window {
 }
 
 /// The CPU time of every thread of a process over a window, to the nanosecond, from `perf stat
-/// -e task-clock` (a software counter: it works where hardware counters are not exposed).
+/// -e task-clock` (a software counter: it works where hardware counters are not exposed), and
+/// its page faults, a count that does not move with the machine's load.
 /// `/proc/PID/stat` counts in clock ticks (10 ms), too coarse for the floor's few tens of
 /// milliseconds per window; it is the fallback when `perf` is missing.
 struct TaskClock(std::process::Child);
@@ -673,7 +685,14 @@ struct TaskClock(std::process::Child);
 impl TaskClock {
     fn start(pid: u32) -> Option<TaskClock> {
         let child = Command::new("perf")
-            .args(["stat", "-x,", "-e", "task-clock", "-p", &pid.to_string()])
+            .args([
+                "stat",
+                "-x,",
+                "-e",
+                "task-clock,page-faults",
+                "-p",
+                &pid.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -683,15 +702,18 @@ impl TaskClock {
         Some(TaskClock(child))
     }
 
-    /// CPU seconds since `start`.
-    fn stop(self) -> Option<f64> {
+    /// CPU seconds and page faults since `start`.
+    fn stop(self) -> Option<(f64, Option<u64>)> {
         // SAFETY: kill has no memory preconditions; the pid is our own child's.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
         let output = self.0.wait_with_output().ok()?;
         let text = String::from_utf8_lossy(&output.stderr);
-        let line = text.lines().find(|l| l.contains("task-clock"))?;
-        let msec: f64 = line.split(',').next()?.trim().parse().ok()?;
-        Some(msec / 1000.0)
+        let count = |event: &str| {
+            let line = text.lines().find(|l| l.contains(event))?;
+            line.split(',').next()?.trim().parse::<f64>().ok()
+        };
+        let msec = count("task-clock")?;
+        Some((msec / 1000.0, count("page-faults").map(|n| n as u64)))
     }
 }
 
@@ -785,10 +807,20 @@ fn summary(windows: &[Window], clients: &[usize]) {
                 _ => String::new(),
             };
             let rss = of(|w| w.max_rss_mib).into_iter().fold(0.0, f64::max);
+            let faults: Vec<f64> = windows
+                .iter()
+                .filter(|w| w.clients == n && w.label == label)
+                .filter_map(|w| w.faults_per_second)
+                .collect();
+            let faults = if faults.is_empty() {
+                String::new()
+            } else {
+                format!(", {:.1} page faults/s", median(faults))
+            };
             let bytes = median(of(|w| w.bytes_per_message));
             let deflated = of(|w| w.deflated as f64).into_iter().fold(0.0, f64::max);
             println!(
-                "{n:>5} clients | {label}: CPU {c:.4}% ({:.0} µs/s; runs {}){ratio}{fan_out} | max RSS {rss:.1} MiB | {bytes:.0} B/message ({deflated} compressed)",
+                "{n:>5} clients | {label}: CPU {c:.4}% ({:.0} µs/s; runs {}{faults}){ratio}{fan_out} | max RSS {rss:.1} MiB | {bytes:.0} B/message ({deflated} compressed)",
                 c * 1e4,
                 runs.join(" ")
             );
