@@ -137,9 +137,9 @@ impl ProcFiles {
             return boot_clock();
         };
         let read = file.read_text().and_then(|t| procfs::parse_uptime(&t));
-        if !self.uptime_checked && file.file().is_some() {
+        if let (false, Some(open)) = (self.uptime_checked, file.file()) {
             self.uptime_checked = true;
-            if file.file().is_some_and(procfs::is_procfs) {
+            if procfs::is_procfs(open) {
                 self.uptime = None;
             }
         }
