@@ -214,6 +214,36 @@ async fn system_bus_loss_falls_back_to_kernel_and_reconnects() {
     w.stop().await;
 }
 
+/// A system bus that starts after pistats (its socket's directory did not exist either) is
+/// used as soon as its socket appears, not after the retry backoff: with no socket the
+/// watcher waits for one to be created instead of trying every 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: runs a private D-Bus (bash tests/netwatch-setup.sh)"]
+async fn a_system_bus_that_starts_later_is_followed_when_it_appears() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run/dbus");
+    let address = format!("unix:path={}", dir.join("bus").display());
+    let mut w = Watcher::start(&address, "pstw5").await;
+    w.until(WAIT, "kernel without a bus", |c| c.source == "kernel")
+        .await;
+    // Long enough for a backoff that doubles from 1 s to have reached 16 s.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(w.rx.borrow().source, "kernel");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let bus = Bus::start_in(&dir);
+    let fake = FakeNm::start(&bus.address, 1).await;
+    fake.add_device("pstw5", ACTIVATED, &[("192.0.2.50", 24)])
+        .await;
+    let c = w
+        .until(WAIT, "NetworkManager once the bus appears", |c| {
+            nm(c) && c.connected
+        })
+        .await;
+    assert_eq!(c.addresses, ["192.0.2.50/24"]);
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs dbus-daemon: runs a private D-Bus (bash tests/netwatch-setup.sh)"]
 async fn flapping_leaves_no_tasks_behind() {

@@ -64,6 +64,31 @@ fn reread_zone(now: i64) {
     unsafe { tzset() };
 }
 
+/// The local date of the last minute asked for. The collector asks twice a tick, and a date
+/// changes only where a minute does (time zone offsets since 1972 are whole minutes), so the
+/// C library's zone arithmetic runs once a minute instead. The zone is looked at again only
+/// once a minute anyway ([`reread_zone`]).
+static LAST_MINUTE: MinuteDay = MinuteDay(std::sync::atomic::AtomicU64::new(u64::MAX));
+
+/// A minute since 1970 (upper 32 bits) and its date (lower 32), in one atomic so that both
+/// are always read together; minutes before 1970 or past 32 bits are not kept.
+struct MinuteDay(std::sync::atomic::AtomicU64);
+
+impl MinuteDay {
+    fn get(&self, minute: i64) -> Option<Day> {
+        let packed = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (packed != u64::MAX && i64::try_from(packed >> 32).ok() == Some(minute))
+            .then_some(Day(packed as u32 as i32))
+    }
+
+    fn set(&self, minute: i64, day: Day) {
+        if let Ok(minute) = u32::try_from(minute) {
+            let packed = u64::from(minute) << 32 | u64::from(day.0 as u32);
+            self.0.store(packed, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// A local calendar date as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Day(pub i32);
@@ -77,6 +102,10 @@ impl Day {
             Err(e) => -(e.duration().as_secs() as i64),
         };
         let utc = Day(secs.div_euclid(86_400) as i32);
+        let minute = secs.div_euclid(60);
+        if let Some(day) = LAST_MINUTE.get(minute) {
+            return day;
+        }
         // `time_t`'s width comes from `localtime_r`'s signature (the alias is deprecated on
         // 32-bit musl, where it is about to change); a conversion only where it is 32 bits.
         #[allow(clippy::useless_conversion)]
@@ -89,11 +118,13 @@ impl Day {
         if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
             return utc;
         }
-        Day::from_ymd(
+        let day = Day::from_ymd(
             i64::from(tm.tm_year) + 1900,
             tm.tm_mon as u32 + 1,
             tm.tm_mday as u32,
-        )
+        );
+        LAST_MINUTE.set(minute, day);
+        day
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).

@@ -16,6 +16,7 @@
 //! The system bus address honours `DBUS_SYSTEM_BUS_ADDRESS`, which the tests use to point the
 //! daemon at a private bus.
 
+mod appears;
 mod kernel;
 mod networkmanager;
 mod wifi;
@@ -208,50 +209,123 @@ pub async fn run_in(
 }
 
 /// Never returns: alternates between the system bus (while it is reachable) and the kernel.
+///
+/// Without the bus the kernel follower runs without a break while the retries go on beside
+/// it: restarting it for every attempt would reopen its rtnetlink socket and re-read the
+/// interface each time, which on a machine without a system bus was most of what an
+/// unwatched daemon's runtime did.
 async fn follow(target: Target<'_>, out: &Publisher) {
-    let mut backoff = BACKOFF_MIN;
-    let mut failures = 0u32;
-    let socket = system_bus_socket(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok().as_deref());
+    let mut retry = BusRetry::new(system_bus_socket(
+        std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok().as_deref(),
+    ));
+    let mut conn = match retry.attempt().await {
+        Ok(conn) => conn,
+        Err(why) => {
+            retry.failed(&why);
+            kernel_until_bus(target, out, &mut retry).await
+        }
+    };
     loop {
-        // Without the socket there is nothing to connect to, and an attempt is not free (zbus
-        // connects on a blocking thread, a new one for each attempt when they are 30 s apart).
-        let missing = socket.as_deref().filter(|path| !path.exists());
-        let attempt = match missing {
-            Some(path) => Err(format!(
+        retry.connected();
+        let since = tokio::time::Instant::now();
+        match on_bus(&conn, target, out).await {
+            Ok(()) => tracing::warn!("network: lost the system bus; reconnecting"),
+            Err(err) => tracing::warn!("network: system bus error: {err}; reconnecting"),
+        }
+        // A bus that was fine for a while gets a quick retry; one that fails right after
+        // connecting keeps backing off.
+        if since.elapsed() > BACKOFF_MAX {
+            retry.backoff = BACKOFF_MIN;
+        }
+        conn = kernel_until_bus(target, out, &mut retry).await;
+    }
+}
+
+/// Follows the kernel, the only source without the bus, until an attempt connects.
+async fn kernel_until_bus(target: Target<'_>, out: &Publisher, retry: &mut BusRetry) -> Connection {
+    loop {
+        tokio::select! {
+            () = kernel::follow(target, out) => {}
+            conn = retry.until_connected() => return conn,
+        }
+    }
+}
+
+/// Attempts to connect to the system bus, with a doubling backoff between them.
+struct BusRetry {
+    /// The bus's socket, when its address names one. While it does not exist there is
+    /// nothing to connect to (and an attempt is not free: zbus connects on a blocking thread,
+    /// a new one for each attempt when they are 30 s apart), so the next attempt waits for it
+    /// to be created.
+    socket: Option<PathBuf>,
+    backoff: Duration,
+    /// Failed attempts in a row, so only the first is logged at `info`.
+    failures: u32,
+}
+
+impl BusRetry {
+    fn new(socket: Option<PathBuf>) -> BusRetry {
+        BusRetry {
+            socket,
+            backoff: BACKOFF_MIN,
+            failures: 0,
+        }
+    }
+
+    /// One attempt; the error says why, in words a Pi owner can act on.
+    async fn attempt(&mut self) -> Result<Connection, String> {
+        if let Some(path) = self.socket.as_deref().filter(|path| !path.exists()) {
+            return Err(format!(
                 "no system bus to connect to, is dbus running? ({} does not exist)",
                 path.display()
-            )),
-            None => match tokio::time::timeout(CONNECT_TIMEOUT, Connection::system()).await {
-                Ok(Ok(conn)) => Ok(conn),
-                Ok(Err(err)) => Err(describe_bus_error(&err)),
-                Err(_) => Err(format!("it did not answer within {CONNECT_TIMEOUT:?}")),
-            },
-        };
-        match attempt {
-            Ok(conn) => {
-                if failures > 0 {
-                    tracing::info!("network: connected to the system bus");
-                }
-                failures = 0;
-                let since = tokio::time::Instant::now();
-                match on_bus(&conn, target, out).await {
-                    Ok(()) => tracing::warn!("network: lost the system bus; reconnecting"),
-                    Err(err) => tracing::warn!("network: system bus error: {err}; reconnecting"),
-                }
-                // A bus that was fine for a while gets a quick retry; one that fails right
-                // after connecting keeps backing off.
-                if since.elapsed() > BACKOFF_MAX {
-                    backoff = BACKOFF_MIN;
+            ));
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::system()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(describe_bus_error(&err)),
+            Err(_) => Err(format!("it did not answer within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+
+    /// Waits out the backoff (or, while the socket does not exist, for it to be created) and
+    /// attempts again, until an attempt connects.
+    async fn until_connected(&mut self) -> Connection {
+        loop {
+            match self.socket.as_deref().filter(|path| !path.exists()) {
+                Some(missing) => appears::appears(missing).await,
+                None => {
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
                 }
             }
-            Err(why) => log_bus_failure(&mut failures, &why, backoff),
+            match self.attempt().await {
+                Ok(conn) => return conn,
+                Err(why) => self.failed(&why),
+            }
         }
-        // Without the bus, the kernel is the only source until the next attempt.
-        tokio::select! {
-            _ = kernel::follow(target, out) => {}
-            _ = tokio::time::sleep(backoff) => {}
+    }
+
+    /// The first failure is worth a line in the log; retries every few seconds are not.
+    fn failed(&mut self, err: &str) {
+        if self.failures == 0 {
+            tracing::info!(
+                "network: system bus unavailable ({err}); using the kernel, retrying the bus \
+                 with backoff up to {BACKOFF_MAX:?}"
+            );
+        } else {
+            tracing::debug!(
+                "network: system bus still unavailable ({err}); next try in {:?}",
+                self.backoff
+            );
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        self.failures += 1;
+    }
+
+    fn connected(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("network: connected to the system bus");
+        }
+        self.failures = 0;
     }
 }
 
@@ -286,19 +360,6 @@ fn describe_bus_error(err: &zbus::Error) -> String {
         ),
         _ => err.to_string(),
     }
-}
-
-/// The first failure is worth a line in the log; retries every few seconds are not.
-fn log_bus_failure(failures: &mut u32, err: &str, backoff: Duration) {
-    if *failures == 0 {
-        tracing::info!(
-            "network: system bus unavailable ({err}); using the kernel, retrying the bus \
-             with backoff up to {BACKOFF_MAX:?}"
-        );
-    } else {
-        tracing::debug!("network: system bus still unavailable ({err}); next try in {backoff:?}");
-    }
-    *failures += 1;
 }
 
 /// Follows NetworkManager while it owns its name and the kernel while it does not, until the

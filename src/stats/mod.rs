@@ -112,7 +112,7 @@ struct ProcFiles {
 
 impl ProcFiles {
     fn new(proc_root: &std::path::Path) -> ProcFiles {
-        let kept = |name: &str| procfs::KeptFile::new(proc_root.join(name));
+        let records = |name: &str| procfs::KeptFile::records(proc_root.join(name));
         let whole = |name: &str| procfs::KeptFile::whole(proc_root.join(name));
         ProcFiles {
             cpu_stat: procfs::KeptFile::whole(PathBuf::from("/proc/stat")),
@@ -121,8 +121,8 @@ impl ProcFiles {
             uptime: Some(whole("uptime")),
             uptime_checked: false,
             stat: whole("stat"),
-            net_dev: kept("net/dev"),
-            diskstats: kept("diskstats"),
+            net_dev: records("net/dev"),
+            diskstats: records("diskstats"),
             mounts: procfs::MountTable::new(proc_root.join("self/mounts")),
             loadavg_is_procfs: None,
         }

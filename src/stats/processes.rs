@@ -408,7 +408,7 @@ fn last_pid_counts(proc_root: &Path) -> bool {
 /// process ended), `Failed` on any other error (the process may still run). The kernel
 /// renders it in one piece, so a read that does not fill its room has it all.
 fn read_at_start(file: &File, buf: &mut super::procfs::ReadBuf) -> Read {
-    match super::procfs::pread_from_start(file, buf, 1024, true) {
+    match super::procfs::pread_from_start(file, buf, 1024, super::procfs::ReadEnd::Short) {
         Ok(()) if buf.is_empty() => Read::Gone,
         Ok(()) => Read::Done,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Read::Gone,

@@ -22,7 +22,7 @@ pub fn read_text(path: &Path) -> Option<String> {
     let mut buf = ReadBuf::with_capacity(512);
     // Not `read_to_end`: on a `File` it asks for the size and position first (`statx`,
     // `lseek`), two system calls per file that tell nothing here.
-    pread_from_start(&file, &mut buf, 512, false).ok()?;
+    pread_from_start(&file, &mut buf, 512, ReadEnd::Empty).ok()?;
     Some(buf.into_text())
 }
 
@@ -42,9 +42,27 @@ pub struct KeptFile {
     path: PathBuf,
     file: Option<File>,
     buf: ReadBuf,
-    /// Whether a read that leaves room has it all (see [`Self::whole`]).
-    short_read_ends: bool,
+    /// Which short read has it all.
+    end: ReadEnd,
 }
+
+/// When a read from the start of a file has all of it, without another read to see the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Only a read that returns nothing says so: any file.
+    Empty,
+    /// A read that does not fill its room (see [`KeptFile::whole`]).
+    Short,
+    /// A read that leaves room and is shorter than a seq_file buffer less a record (see
+    /// [`KeptFile::records`]).
+    ShortOfBuffer,
+}
+
+/// The least a seq_file's buffer holds: one page, and pages are 4 KiB or more.
+const SEQ_BUFFER_MIN: usize = 4096;
+/// More than any record of the `/proc` files read as [`ReadEnd::ShortOfBuffer`] takes: a
+/// `diskstats` line is under 250 bytes, a `net/dev` line under 200.
+const LONGEST_RECORD: usize = 1024;
 
 impl KeptFile {
     pub fn new(path: PathBuf) -> KeptFile {
@@ -52,7 +70,7 @@ impl KeptFile {
             path,
             file: None,
             buf: ReadBuf::default(),
-            short_read_ends: false,
+            end: ReadEnd::Empty,
         }
     }
 
@@ -63,7 +81,21 @@ impl KeptFile {
     /// as well.
     pub fn whole(path: PathBuf) -> KeptFile {
         KeptFile {
-            short_read_ends: true,
+            end: ReadEnd::Short,
+            ..KeptFile::new(path)
+        }
+    }
+
+    /// A kept `/proc` file of many short records (`diskstats`, `net/dev`). The kernel's
+    /// seq_file fills a read record by record and stops early only at the end, when the
+    /// reader's room is full, or when the next record would overflow its own buffer (a page
+    /// or more). So a read that leaves room and is shorter than a page less the longest record
+    /// has it all, and a tick reads such a file (a Pi's fit in 1–2 KiB) with one `pread`; a
+    /// longer one is read until a read returns nothing. A regular file's short read is its
+    /// end too.
+    pub fn records(path: PathBuf) -> KeptFile {
+        KeptFile {
+            end: ReadEnd::ShortOfBuffer,
             ..KeptFile::new(path)
         }
     }
@@ -93,9 +125,7 @@ impl KeptFile {
             self.file = File::open(&self.path).ok();
         }
         let file = self.file.as_ref()?;
-        // A seq_file of many records hands out at most its own buffer's worth per read, so
-        // there a short read is not the end: read on until a read returns nothing.
-        pread_from_start(file, &mut self.buf, SMALL_FILE / 4, self.short_read_ends).ok()
+        pread_from_start(file, &mut self.buf, SMALL_FILE / 4, self.end).ok()
     }
 }
 
@@ -147,14 +177,15 @@ impl ReadBuf {
 }
 
 /// Reads `file` from offset 0 into `buf` (its last content dropped), in reads of at least
-/// `chunk` bytes, until one returns nothing or, if `short_read_ends`, one that does not fill
-/// its room (for files the kernel renders in one piece, such as `/proc/PID/stat`). The buffer
-/// is kept by the caller and grows to the file's size, so a read allocates nothing once warm.
+/// `chunk` bytes, until one returns nothing or one that `end` says has the rest (for files
+/// the kernel renders in one piece, such as `/proc/PID/stat`, one that does not fill its
+/// room). The buffer is kept by the caller and grows to the file's size, so a read allocates
+/// nothing once warm.
 pub fn pread_from_start(
     file: &File,
     buf: &mut ReadBuf,
     chunk: usize,
-    short_read_ends: bool,
+    end: ReadEnd,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     buf.len = 0;
@@ -169,7 +200,12 @@ pub fn pread_from_start(
         match file.read_at(&mut buf.room[len..], len as u64) {
             Ok(n) => {
                 buf.len = len + n;
-                if n == 0 || (short_read_ends && n < room) {
+                let ended = match end {
+                    ReadEnd::Empty => n == 0,
+                    ReadEnd::Short => n < room,
+                    ReadEnd::ShortOfBuffer => n < room && n + LONGEST_RECORD <= SEQ_BUFFER_MIN,
+                };
+                if n == 0 || ended {
                     return Ok(());
                 }
             }
@@ -1308,8 +1344,9 @@ mod tests {
     }
 
     /// On the real /proc: a file of one record comes whole in one `pread` a tick, every line
-    /// of it, also when it is larger than the first read's room (`/proc/stat` is); a file of
-    /// many records is read until a read returns nothing.
+    /// of it, also when it is larger than the first read's room (`/proc/stat` is); a small
+    /// file of many records too, with the room a seq_file leaves; any file can be read until a
+    /// read returns nothing.
     #[test]
     fn whole_files_take_one_read_a_tick() {
         let mut io = KeptFile::new(PathBuf::from("/proc/thread-self/io"));
@@ -1344,6 +1381,34 @@ mod tests {
                 "{name}"
             );
         }
+        for name in ["diskstats", "net/dev"] {
+            let mut records = KeptFile::records(Path::new("/proc").join(name));
+            let mut plain = KeptFile::new(Path::new("/proc").join(name));
+            let len = plain.read_bytes().unwrap().len();
+            let expected = if len + LONGEST_RECORD <= SEQ_BUFFER_MIN {
+                1
+            } else {
+                2
+            };
+            assert_eq!(
+                reads_per_tick(&mut records),
+                expected,
+                "{name}, {len} bytes"
+            );
+            assert_eq!(reads_per_tick(&mut plain), 2, "{name}");
+            assert_eq!(
+                records.read_text().unwrap().lines().count(),
+                plain.read_text().unwrap().lines().count(),
+                "{name}"
+            );
+        }
+        // A seq_file of short records longer than a page: read on to its end, every record.
+        let mut long = KeptFile::records(PathBuf::from("/proc/self/maps"));
+        let mut plain = KeptFile::new(PathBuf::from("/proc/self/maps"));
+        let (text, all) = (long.read_text().unwrap(), plain.read_text().unwrap());
+        assert!(all.len() > SEQ_BUFFER_MIN, "{} bytes", all.len());
+        let (a, b) = (text.lines().count(), all.lines().count());
+        assert!(a.abs_diff(b) <= 2, "{a} and {b} lines");
         let mut rx = KeptFile::whole(PathBuf::from("/sys/class/net/lo/statistics/rx_bytes"));
         assert_eq!(reads_per_tick(&mut rx), 1);
         // A fixture file larger than the room, read whole.

@@ -72,10 +72,12 @@ impl CardCache {
             self.cards.clear();
             self.read_at = Some(Instant::now());
         }
-        self.cards
-            .entry(disk.to_owned())
-            .or_insert_with(|| read_card(sys_root, disk))
-            .clone()
+        if let Some(card) = self.cards.get(disk) {
+            return card.clone();
+        }
+        let card = read_card(sys_root, disk);
+        self.cards.insert(disk.to_owned(), card.clone());
+        card
     }
 }
 

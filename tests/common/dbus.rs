@@ -2,14 +2,17 @@
 //! `DBUS_SYSTEM_BUS_ADDRESS`), which a test can kill and restart at the same address.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::need_tool;
 
 pub struct Bus {
     child: Child,
-    dir: tempfile::TempDir,
+    /// Where the socket `bus` is.
+    dir: PathBuf,
+    /// The temporary directory `dir` is, when the bus made it.
+    _temp: Option<tempfile::TempDir>,
     /// The address `dbus-daemon` printed, with its guid.
     pub address: String,
 }
@@ -18,11 +21,19 @@ impl Bus {
     /// Starts a bus on a socket in a temporary directory; fails the test if `dbus-daemon` is
     /// not installed.
     pub fn start() -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, address) = Bus::spawn(dir.path());
+        let temp = tempfile::tempdir().unwrap();
+        let mut bus = Bus::start_in(temp.path());
+        bus._temp = Some(temp);
+        bus
+    }
+
+    /// Starts a bus on the socket `dir/bus`.
+    pub fn start_in(dir: &Path) -> Bus {
+        let (child, address) = Bus::spawn(dir);
         Bus {
             child,
-            dir,
+            dir: dir.to_owned(),
+            _temp: None,
             address,
         }
     }
@@ -56,14 +67,14 @@ impl Bus {
     /// A new daemon at the same address.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, address) = Bus::spawn(self.dir.path());
+        let (child, address) = Bus::spawn(&self.dir);
         self.child = child;
         self.address = address;
     }
 
     /// The address without the daemon's guid, stable across restarts.
     pub fn path_address(&self) -> String {
-        format!("unix:path={}", self.dir.path().join("bus").display())
+        format!("unix:path={}", self.dir.join("bus").display())
     }
 }
 
