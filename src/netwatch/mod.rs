@@ -310,13 +310,10 @@ impl BusRetry {
         if self.failures == 0 {
             tracing::info!(
                 "network: system bus unavailable ({err}); using the kernel, retrying the bus \
-                 with backoff up to {BACKOFF_MAX:?}"
+                 when its socket appears, or with backoff up to {BACKOFF_MAX:?}"
             );
         } else {
-            tracing::debug!(
-                "network: system bus still unavailable ({err}); next try in {:?}",
-                self.backoff
-            );
+            tracing::debug!("network: system bus still unavailable ({err})");
         }
         self.failures += 1;
     }
