@@ -5,7 +5,8 @@
 # service as an administrator would see it: enabled and started, Type=notify readiness, journal
 # lines, the dashboard, API and WebSocket answering on the container's address, restart,
 # kill -9 recovery, a year of history restored (its older blocks in an unnamed file in the
-# state directory, served whole, saved again at a restart), a broken configuration (exit 78, no restart loop), the listener following
+# state directory, served whole, saved again at a restart), the system bus started after the
+# service (followed once its socket appears), a broken configuration (exit 78, no restart loop), the listener following
 # the interface, HTTPS with the key as a systemd credential, upgrade, remove and purge (the
 # system user pistats created on install, removed on purge);
 # plus `systemd-analyze security` (exposure <= 2.0) and `systemd-analyze verify`.
@@ -237,6 +238,7 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     done
 }
 journal_has() { in_ct journalctl -u pistats.service -b --no-pager -o cat | grep -qF "$1"; }
+journal_count() { in_ct journalctl -u pistats.service -b --no-pager -o cat | grep -cF "$1" || true; }
 service_running() { [ "$(prop ActiveState)/$(prop SubState)" = active/running ]; }
 http_ok() { curl -fsS --max-time 5 -o /dev/null "http://$CT_IP:$PORT/healthz"; }
 
@@ -552,6 +554,25 @@ assert len(points) >= 1400 and span > 364 * 86400 * 1000, (len(points), span)
     # More starts within a minute than StartLimitBurst= allows: clear the counter for the
     # phases that follow, as the upgrade phase does.
     in_ct systemctl reset-failed pistats.service
+    phase_end
+
+    phase_start bus-later
+    # An image without a running dbus (its socket gone), and dbus started long after pistats:
+    # the service waits for the socket to appear (inotify, under the unit's sandbox) and
+    # follows the bus as soon as it does, not at a retry up to 30 s later.
+    local connected
+    connected=$(journal_count "network: connected to the system bus")
+    in_ct systemctl stop dbus.socket dbus.service
+    in_ct rm -f /run/dbus/system_bus_socket
+    in_ct systemctl restart pistats.service
+    wait_for 30 "the missing bus in the journal" journal_has "system_bus_socket does not exist"
+    # A backoff from 1 s doubling to 30 s would try at 1, 3, 7, 15, 31 and 61 s: the bus
+    # starts between the last two, and the wait below is shorter than the gap.
+    sleep 32
+    in_ct systemctl start dbus.socket
+    bus_followed() { [ "$(journal_count "network: connected to the system bus")" -gt "$connected" ]; }
+    wait_for 10 "the bus followed once its socket appeared" bus_followed
+    service_running || die "not running after the bus came back"
     phase_end
 
     phase_start broken-config
