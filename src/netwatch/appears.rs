@@ -122,24 +122,7 @@ impl Watch {
 
     /// Waits for events and discards them: each only says "look again".
     async fn changed(&self) -> io::Result<()> {
-        let mut events = [0u8; 4096];
-        loop {
-            let mut ready = self.fd.readable().await?;
-            let read = ready.try_io(|fd| {
-                // SAFETY: the buffer is valid for its length.
-                let n =
-                    unsafe { libc::read(fd.as_raw_fd(), events.as_mut_ptr().cast(), events.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            match read {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
-        }
+        super::drained(&self.fd).await
     }
 }
 

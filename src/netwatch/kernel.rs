@@ -201,46 +201,14 @@ impl Netlink {
 
     /// Waits for at least one notification (or a lost one: the queue overflowed).
     async fn changed(&self) -> io::Result<()> {
-        loop {
-            let mut guard = self.0.readable().await?;
-            match guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
-                Ok(Ok(true)) => return Ok(()),
-                Ok(Ok(false)) => continue,
-                Ok(Err(err)) => return Err(err),
-                Err(_would_block) => continue,
-            }
-        }
+        super::drained(&self.0).await
     }
 
     /// Discards whatever is queued; true when something was.
     fn drain(&self) -> io::Result<bool> {
-        match drain_fd(self.0.as_raw_fd()) {
+        match super::drain_fd(self.0.as_raw_fd()) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
             other => other,
-        }
-    }
-}
-
-/// Reads until the socket is empty. `Ok(true)` when anything arrived (an overflow counts:
-/// notifications were lost, so a re-read is due); `WouldBlock` when nothing did.
-fn drain_fd(fd: i32) -> io::Result<bool> {
-    let mut buf = [0u8; 16 * 1024];
-    let mut any = false;
-    loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            any = true;
-            continue;
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ENOBUFS) => any = true,
-            _ if err.kind() == io::ErrorKind::WouldBlock => {
-                return if any { Ok(true) } else { Err(err) };
-            }
-            _ => return Err(err),
         }
     }
 }

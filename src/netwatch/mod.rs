@@ -21,10 +21,13 @@ mod kernel;
 mod networkmanager;
 mod wifi;
 
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -205,6 +208,45 @@ pub async fn run_in(
     tokio::select! {
         _ = follow(target, &out) => {}
         _ = cancel.cancelled() => {}
+    }
+}
+
+/// Waits until `fd` is readable and discards what is queued: for the rtnetlink socket and the
+/// inotify instance, whose messages only say "look again".
+async fn drained(fd: &AsyncFd<OwnedFd>) -> io::Result<()> {
+    loop {
+        let mut guard = fd.readable().await?;
+        match guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => continue,
+            Ok(Err(err)) => return Err(err),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Reads the non-blocking `fd` until it is empty. `Ok(true)` when anything arrived (a netlink
+/// overflow counts: notifications were lost, so a re-read is due); `WouldBlock` when nothing
+/// did.
+fn drain_fd(fd: i32) -> io::Result<bool> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut any = false;
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            any = true;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOBUFS) => any = true,
+            _ if err.kind() == io::ErrorKind::WouldBlock => {
+                return if any { Ok(true) } else { Err(err) };
+            }
+            _ => return Err(err),
+        }
     }
 }
 
