@@ -74,6 +74,8 @@ impl Stamp {
 /// One tick's result, shared by every reader.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// This snapshot's number: 1 for the first, one more for each after.
+    pub seq: u64,
     pub collected_at: Instant,
     pub document: StatsDocument,
     /// The document serialized, at most once: by the collector while someone watches, else by
@@ -93,8 +95,9 @@ struct Encoded {
 }
 
 impl Snapshot {
-    fn new(document: StatsDocument, collected_at: Instant, took: Duration) -> Snapshot {
+    fn new(seq: u64, document: StatsDocument, collected_at: Instant, took: Duration) -> Snapshot {
         Snapshot {
+            seq,
             collected_at,
             document,
             encoded: OnceLock::new(),
@@ -494,8 +497,8 @@ impl Hub {
                 point,
             });
         }
-        self.counters.collections.fetch_add(1, Ordering::Relaxed);
-        let snapshot = Snapshot::new(document, stamp.mono, took);
+        let seq = self.counters.collections.fetch_add(1, Ordering::Relaxed) + 1;
+        let snapshot = Snapshot::new(seq, document, stamp.mono, took);
         if self.clients() > 0 {
             // Watched: serialize here, off the clients' tasks.
             snapshot.encoded();

@@ -1,19 +1,27 @@
 //! Fan-out: one pass per snapshot writes the shared frame to every WebSocket client.
 //!
 //! Waking one task per client per tick to write the same bytes cost more than the writes
-//! themselves. Instead every session registers a [`Member`] here, and one broadcaster task
+//! themselves. Instead every session takes a [`Member`]ship here, and one broadcaster task
 //! ([`run`]) wakes once per snapshot and, for each member, makes one non-blocking `send(2)`
 //! of the prebuilt frame (plain or compressed, see [`crate::hub::Snapshot`]) straight to the
 //! client's socket. A session task wakes only for what is its own: reading (pongs, close,
 //! garbage), pings, and the rare document the broadcaster could not finish.
 //!
-//! The socket has two writers, so each member's [`Shared`] state decides who may write:
+//! What the broadcaster reads for every client each tick (the descriptor, the compression,
+//! the last snapshot sent, who owns the socket) is a 24-byte [`Slot`] in a dense [`Block`]
+//! of slots, read in order: a second of sleep leaves the clients' state out of the CPU's
+//! caches, and one allocation per client cost a cache miss per client per tick. What only a
+//! session or a rare hand-over needs ([`Shared`]: a remainder, a missed document) sits beside
+//! the slots, behind a lock the broadcaster takes only on those rare paths.
 //!
-//! - The broadcaster writes only while the session has nothing half-written: not in the
-//!   middle of a control frame of its own (tungstenite writes pings, pong replies and close
-//!   frames through [`Gate`], which marks the session as writing from the first byte until a
-//!   flush completes) and no document remainder pending. Otherwise it marks the document
-//!   missed and wakes the session, which sends the latest snapshot itself once it is done.
+//! The socket has two writers, so each slot's `owner` word decides who may write:
+//!
+//! - The broadcaster writes only to an [`OPEN`] slot, which it marks [`SENDING`] for the one
+//!   `send(2)`. A session that writes anything of its own (tungstenite writes pings, pong
+//!   replies and close frames through [`Gate`]) first [`HELD`]s the slot, waiting out a send
+//!   in progress, and gives it back only once it has flushed and nothing is pending. A
+//!   document that finds the slot held is marked missed and the session woken, which sends
+//!   the latest snapshot itself once it is done.
 //! - A `send(2)` that takes only part of the frame (the client's socket buffer is full)
 //!   leaves the rest as the member's remainder and wakes the session; [`Gate`] writes it
 //!   before any other byte, through the connection's write deadline, so a client that stops
@@ -28,9 +36,9 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -39,6 +47,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::deflate;
 use crate::hub::{Hub, Snapshot};
+
+/// Slots per [`Block`]: 1.5 KiB of hot state, read in order.
+const BLOCK_SLOTS: usize = 64;
+
+// A slot's `owner` word.
+/// The broadcaster may write: nothing is pending.
+const OPEN: u32 = 0;
+/// The broadcaster is making its one `send(2)`.
+const SENDING: u32 = 1;
+/// The session owns the socket: a frame of its own, a remainder, a missed document or a
+/// failed write is pending, or the socket has no descriptor here (TLS).
+const HELD: u32 = 2;
+/// The socket is closing or has no descriptor: held for good.
+const CLOSED: u32 = 4;
+/// Nobody's slot.
+const FREE: u32 = 8;
 
 /// The sessions the broadcaster writes to.
 #[derive(Default)]
@@ -50,35 +74,66 @@ pub(super) struct Fanout {
 
 #[derive(Default)]
 struct Members {
-    /// Registered members; a departed one leaves `None` until its index is reused.
-    slots: Vec<Option<Arc<Member>>>,
+    /// Every slot there is; a block never moves, so a member keeps its slot without the lock.
+    blocks: Vec<Arc<Block>>,
+    /// Free slots' positions (block × [`BLOCK_SLOTS`] + index), lowest last.
     free: Vec<usize>,
+    /// Members that hold a slot.
+    count: usize,
 }
 
-/// One session as the broadcaster sees it.
-pub(super) struct Member {
+/// [`BLOCK_SLOTS`] members' state: the hot slots the broadcaster reads every tick, and the
+/// sessions' side, touched only on a hand-over.
+struct Block {
+    slots: [Slot; BLOCK_SLOTS],
+    sessions: [Session; BLOCK_SLOTS],
+}
+
+/// What the broadcaster reads for one client every tick.
+struct Slot {
+    /// Who may write to the socket: [`OPEN`], [`SENDING`], [`HELD`], [`CLOSED`], [`FREE`].
+    owner: AtomicU32,
+    /// The client's socket, for the broadcaster's writes (read only while it is `SENDING`).
+    fd: AtomicI32,
+    /// `server_max_window_bits` if the client negotiated `permessage-deflate`, else 0.
+    window_bits: AtomicU8,
+    /// The sequence number of the last snapshot this client got or has pending (0: none).
+    last: AtomicU64,
+}
+
+/// One session's side of its slot.
+#[derive(Default)]
+struct Session {
     shared: Mutex<Shared>,
     /// Wakes the session: a remainder to finish, a missed document, a failed write.
     wake: Notify,
-    /// `server_max_window_bits` if the client negotiated `permessage-deflate`.
-    window_bits: Option<u8>,
 }
 
 #[derive(Default)]
 struct Shared {
-    /// The client's socket, for the broadcaster's writes; `None` over TLS and once the
-    /// session's socket is closing (cleared under this lock before the descriptor closes).
-    fd: Option<RawFd>,
     /// The session has written part of a frame of its own and not yet flushed it.
     writing: bool,
     /// The unwritten end of a document, written before anything else.
     remainder: Option<Bytes>,
-    /// A snapshot came while the broadcaster could not write; the session sends the latest.
+    /// A snapshot came while the slot was held; the session sends the latest.
     missed: bool,
-    /// When the last snapshot this client got (or has pending) was collected.
-    last: Option<Instant>,
     /// The broadcaster's write failed (connection reset): the session ends.
     failed: bool,
+}
+
+impl Shared {
+    fn pending(&self) -> bool {
+        self.writing || self.remainder.is_some() || self.missed || self.failed
+    }
+}
+
+/// A session's place in the [`Fanout`]; its slot is freed when the last reference (the
+/// session's and its [`Gate`]'s) is dropped.
+pub(super) struct Member {
+    fanout: Arc<Fanout>,
+    block: Arc<Block>,
+    index: usize,
+    position: usize,
 }
 
 /// What a session does after a wake-up ([`Member::next_step`]).
@@ -92,44 +147,50 @@ pub(super) enum Step {
 }
 
 impl Fanout {
-    /// Registers a session; it leaves when the [`Registration`] is dropped.
+    /// Registers a session; it leaves when the [`Registration`] and its [`Gate`] are dropped.
     pub(super) fn join(
         self: &Arc<Fanout>,
         fd: Option<RawFd>,
         window_bits: Option<u8>,
     ) -> Registration {
-        let member = Arc::new(Member {
-            shared: Mutex::new(Shared {
-                fd,
-                // The session sends the latest snapshot itself first.
-                missed: true,
-                ..Shared::default()
-            }),
-            wake: Notify::new(),
-            window_bits,
-        });
         let mut members = lock(&self.members);
-        let index = match members.free.pop() {
-            Some(index) => {
-                members.slots[index] = Some(member.clone());
-                index
-            }
+        let position = match members.free.pop() {
+            Some(position) => position,
             None => {
-                members.slots.push(Some(member.clone()));
-                members.slots.len() - 1
+                let first = members.blocks.len() * BLOCK_SLOTS;
+                members.blocks.push(Arc::new(Block::default()));
+                members.free.extend((first + 1..first + BLOCK_SLOTS).rev());
+                first
             }
         };
+        members.count += 1;
+        let member = Member {
+            fanout: self.clone(),
+            block: members.blocks[position / BLOCK_SLOTS].clone(),
+            index: position % BLOCK_SLOTS,
+            position,
+        };
+        let slot = member.slot();
+        slot.fd.store(fd.unwrap_or(-1), Ordering::Relaxed);
+        slot.window_bits
+            .store(window_bits.unwrap_or(0), Ordering::Relaxed);
+        slot.last.store(0, Ordering::Relaxed);
+        // The session sends the latest snapshot itself first.
+        *lock(&member.session().shared) = Shared {
+            missed: true,
+            ..Shared::default()
+        };
+        let owner = if fd.is_some() { HELD } else { HELD | CLOSED };
+        slot.owner.store(owner, Ordering::Release);
         drop(members);
         self.joined.notify_one();
         Registration {
-            fanout: self.clone(),
-            index,
-            member,
+            member: Arc::new(member),
         }
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.members).slots.is_empty()
+        lock(&self.members).count == 0
     }
 
     /// Offers `snapshot` to every member: one `send(2)` each, or a wake-up of its session.
@@ -137,60 +198,65 @@ impl Fanout {
         let members = lock(&self.members);
         let (mut plain, mut deflated) = (None, None);
         let mut len = None;
-        for member in members.slots.iter().flatten() {
-            let compressed = member.window_bits.is_some_and(|bits| {
-                deflate::fits(bits, *len.get_or_insert_with(|| snapshot.json().len()))
-            });
-            let frame = if compressed {
-                deflated.get_or_insert_with(|| snapshot.deflated())
-            } else {
-                plain.get_or_insert_with(|| snapshot.frame())
-            };
-            member.offer(frame, snapshot.collected_at);
+        for block in &members.blocks {
+            for (index, slot) in block.slots.iter().enumerate() {
+                if slot.owner.load(Ordering::Relaxed) & FREE != 0
+                    || slot.last.load(Ordering::Relaxed) == snapshot.seq
+                {
+                    continue;
+                }
+                let bits = slot.window_bits.load(Ordering::Relaxed);
+                let compressed = bits != 0
+                    && deflate::fits(bits, *len.get_or_insert_with(|| snapshot.json().len()));
+                let frame = if compressed {
+                    deflated.get_or_insert_with(|| snapshot.deflated())
+                } else {
+                    plain.get_or_insert_with(|| snapshot.frame())
+                };
+                block.offer(index, frame, snapshot.seq);
+            }
         }
     }
 }
 
-/// A session's place in the [`Fanout`]; dropping it leaves.
-pub(super) struct Registration {
-    fanout: Arc<Fanout>,
-    index: usize,
-    pub member: Arc<Member>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut members = lock(&self.fanout.members);
-        members.slots[self.index] = None;
-        members.free.push(self.index);
-        if members.free.len() == members.slots.len() {
-            // Everyone left: give back what a burst of clients grew.
-            members.slots = Vec::new();
-            members.free = Vec::new();
+impl Default for Block {
+    fn default() -> Block {
+        Block {
+            slots: std::array::from_fn(|_| Slot {
+                owner: AtomicU32::new(FREE),
+                fd: AtomicI32::new(-1),
+                window_bits: AtomicU8::new(0),
+                last: AtomicU64::new(0),
+            }),
+            sessions: std::array::from_fn(|_| Session::default()),
         }
     }
 }
 
-impl Member {
-    /// Writes `frame` to the client if nothing else is being written to it, else leaves the
-    /// document for the session. Runs on the broadcaster.
-    fn offer(&self, frame: &Bytes, collected_at: Instant) {
-        let mut shared = lock(&self.shared);
-        if shared.last == Some(collected_at) {
+impl Block {
+    /// Writes `frame` to slot `index`'s client if the slot is open, else leaves the document
+    /// to its session. Runs on the broadcaster.
+    fn offer(&self, index: usize, frame: &Bytes, seq: u64) {
+        let slot = &self.slots[index];
+        let session = &self.sessions[index];
+        if slot
+            .owner
+            .compare_exchange(OPEN, SENDING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            lock(&session.shared).missed = true;
+            session.wake.notify_one();
             return;
         }
-        let fd = match shared.fd {
-            Some(fd) if !shared.writing && shared.remainder.is_none() && !shared.failed => fd,
-            _ => {
-                shared.missed = true;
-                drop(shared);
-                self.wake.notify_one();
-                return;
-            }
-        };
-        shared.last = Some(collected_at);
-        match send(fd, frame) {
-            Ok(n) if n == frame.len() => return,
+        slot.last.store(seq, Ordering::Relaxed);
+        let result = send(slot.fd.load(Ordering::Relaxed), frame);
+        if matches!(result, Ok(n) if n == frame.len()) {
+            slot.owner.store(OPEN, Ordering::Release);
+            return;
+        }
+        // A hand-over: the session finishes the document or learns that the client is gone.
+        let mut shared = lock(&session.shared);
+        match result {
             Ok(n) => shared.remainder = Some(frame.slice(n..)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 shared.remainder = Some(frame.clone())
@@ -200,30 +266,95 @@ impl Member {
                 shared.failed = true;
             }
         }
+        slot.owner.store(HELD, Ordering::Release);
         drop(shared);
-        self.wake.notify_one();
+        session.wake.notify_one();
+    }
+}
+
+/// A session's membership, as [`Fanout::join`] hands it out.
+pub(super) struct Registration {
+    pub member: Arc<Member>,
+}
+
+impl Member {
+    fn slot(&self) -> &Slot {
+        &self.block.slots[self.index]
+    }
+
+    fn session(&self) -> &Session {
+        &self.block.sessions[self.index]
+    }
+
+    /// Takes the socket from the broadcaster, waiting out a `send(2)` in progress (one
+    /// non-blocking call on another thread: the broadcaster never awaits while sending).
+    /// `closing` keeps it for good.
+    fn hold(&self, closing: bool) {
+        let owner = &self.slot().owner;
+        let wanted = if closing { HELD | CLOSED } else { HELD };
+        let mut current = owner.load(Ordering::Acquire);
+        let mut spins = 0u32;
+        loop {
+            if current & SENDING != 0 {
+                spins += 1;
+                if spins % 64 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                current = owner.load(Ordering::Acquire);
+                continue;
+            }
+            if current & wanted == wanted {
+                return;
+            }
+            match owner.compare_exchange_weak(
+                current,
+                current | wanted,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Gives the socket back to the broadcaster if nothing is pending (`shared` is this
+    /// session's, locked). A closed slot stays held.
+    fn release_if_idle(&self, shared: &Shared) {
+        if !shared.pending() {
+            let _ = self.slot().owner.compare_exchange(
+                HELD,
+                OPEN,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Waits for the broadcaster to leave the session something to do.
     pub(super) async fn woken(&self) {
-        self.wake.notified().await
+        self.session().wake.notified().await
     }
 
     /// What the session must do now: a missed document becomes the remainder to write (the
     /// latest snapshot's frame, unless the client already has it) once nothing else is
     /// half-written.
     pub(super) fn next_step(&self, latest: Option<&Snapshot>) -> Step {
-        let mut shared = lock(&self.shared);
+        self.hold(false);
+        let slot = self.slot();
+        let mut shared = lock(&self.session().shared);
         if shared.failed {
             return Step::Failed;
         }
         if shared.missed && !shared.writing && shared.remainder.is_none() {
             shared.missed = false;
-            if let Some(snapshot) = latest.filter(|s| shared.last != Some(s.collected_at)) {
-                shared.last = Some(snapshot.collected_at);
-                let compressed = self
-                    .window_bits
-                    .is_some_and(|bits| deflate::fits(bits, snapshot.json().len()));
+            let last = slot.last.load(Ordering::Relaxed);
+            if let Some(snapshot) = latest.filter(|s| s.seq != last) {
+                slot.last.store(snapshot.seq, Ordering::Relaxed);
+                let bits = slot.window_bits.load(Ordering::Relaxed);
+                let compressed = bits != 0 && deflate::fits(bits, snapshot.json().len());
                 shared.remainder = Some(if compressed {
                     snapshot.deflated()
                 } else {
@@ -234,7 +365,25 @@ impl Member {
         if shared.writing || shared.remainder.is_some() {
             Step::Flush
         } else {
+            self.release_if_idle(&shared);
             Step::Idle
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut members = lock(&self.fanout.members);
+        let slot = self.slot();
+        slot.owner.store(FREE, Ordering::Relaxed);
+        slot.fd.store(-1, Ordering::Relaxed);
+        *lock(&self.session().shared) = Shared::default();
+        members.free.push(self.position);
+        members.count -= 1;
+        if members.count == 0 {
+            // Everyone left: give back what a burst of clients grew.
+            members.blocks = Vec::new();
+            members.free = Vec::new();
         }
     }
 }
@@ -242,9 +391,10 @@ impl Member {
 /// One non-blocking `send(2)` of `frame` to `fd`.
 fn send(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `fd` is the session's open socket: the session clears it from the member
-        // (under the lock the caller holds) before the descriptor can be closed. The buffer
-        // is valid for `frame.len()` bytes.
+        // SAFETY: `fd` is the session's open socket: the broadcaster sends only while it has
+        // the slot marked `SENDING`, and the session's `Gate` marks it closed (waiting out a
+        // send) before the descriptor can be closed. The buffer is valid for `frame.len()`
+        // bytes.
         let n = unsafe {
             libc::send(
                 fd,
@@ -293,8 +443,9 @@ pub(super) async fn run(fanout: Arc<Fanout>, hub: Arc<Hub>, closed: Cancellation
 }
 
 /// The session's side of the socket: every write of its own (tungstenite's control frames)
-/// goes after the document remainder the broadcaster left, and holds the broadcaster off
-/// until it is flushed. Dropping it withdraws the descriptor from the broadcaster first.
+/// holds the slot and goes after the document remainder the broadcaster left; the slot goes
+/// back to the broadcaster once a flush leaves nothing pending. Dropping it closes the slot
+/// before the descriptor closes.
 pub(super) struct Gate<S> {
     member: Arc<Member>,
     io: S,
@@ -325,7 +476,7 @@ impl<S: AsyncWrite + Unpin> Gate<S> {
 
 impl<S> Drop for Gate<S> {
     fn drop(&mut self) {
-        lock(&self.member.shared).fd = None;
+        self.member.hold(true);
     }
 }
 
@@ -346,7 +497,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let mut shared = lock(&this.member.shared);
+        this.member.hold(false);
+        let mut shared = lock(&this.member.session().shared);
         shared.writing = true;
         ready!(Self::drain(&mut this.io, &mut shared, cx))?;
         Pin::new(&mut this.io).poll_write(cx, buf)
@@ -354,18 +506,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let mut shared = lock(&this.member.shared);
+        let mut shared = lock(&this.member.session().shared);
+        // A remainder exists only while the slot is held, so this never races a send.
         ready!(Self::drain(&mut this.io, &mut shared, cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         shared.writing = false;
+        this.member.release_if_idle(&shared);
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let mut shared = lock(&this.member.shared);
         // Closing: the broadcaster writes no more.
-        shared.fd = None;
+        this.member.hold(true);
+        let mut shared = lock(&this.member.session().shared);
         shared.writing = true;
         ready!(Self::drain(&mut this.io, &mut shared, cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -384,49 +538,64 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn ms(n: u64) -> std::time::Duration {
-        std::time::Duration::from_millis(n)
+    fn shared(member: &Member) -> MutexGuard<'_, Shared> {
+        lock(&member.session().shared)
     }
 
-    fn shared(member: &Member) -> MutexGuard<'_, Shared> {
-        lock(&member.shared)
+    fn owner(member: &Member) -> u32 {
+        member.slot().owner.load(Ordering::Relaxed)
+    }
+
+    /// What the broadcaster does for this member's slot.
+    fn offer(member: &Member, frame: &[u8], seq: u64) {
+        let frame = Bytes::copy_from_slice(frame);
+        if member.slot().last.load(Ordering::Relaxed) != seq {
+            member.block.offer(member.index, &frame, seq);
+        }
     }
 
     /// The broadcaster writes a whole frame once per snapshot, stands back while the session
-    /// is mid-frame (the document is then the session's to send), and leaves the end of a
-    /// frame the socket could not take to the session.
+    /// holds the socket (the document is then the session's to send), and leaves the end of
+    /// a frame the socket could not take to the session.
     #[test]
     fn the_broadcaster_writes_whole_frames_or_hands_them_over() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let fanout = Arc::new(Fanout::default());
         let registration = fanout.join(Some(ours.as_raw_fd()), None);
         let member = &registration.member;
-        shared(member).missed = false;
-        let t1 = Instant::now();
-        let (t2, t3, t4) = (t1 + ms(1), t1 + ms(2), t1 + ms(3));
+        assert_eq!(
+            owner(member),
+            HELD,
+            "the session sends the first document itself"
+        );
+        assert!(matches!(member.next_step(None), Step::Idle));
+        assert_eq!(owner(member), OPEN);
 
-        member.offer(&Bytes::from_static(b"first"), t1);
-        member.offer(&Bytes::from_static(b"first again"), t1);
+        offer(member, b"first", 1);
+        offer(member, b"first again", 1);
         let mut got = [0u8; 16];
         let n = theirs.read(&mut got).unwrap();
         assert_eq!(&got[..n], b"first", "once per snapshot");
+        assert_eq!(owner(member), OPEN);
 
-        shared(member).writing = true;
-        member.offer(&Bytes::from_static(b"second"), t2);
+        member.hold(false);
+        offer(member, b"second", 2);
         assert!(shared(member).missed);
-        assert_eq!(shared(member).last, Some(t1), "not written while mid-frame");
-        {
-            let mut s = shared(member);
-            s.writing = false;
-            s.missed = false;
-        }
+        assert_eq!(
+            member.slot().last.load(Ordering::Relaxed),
+            1,
+            "not written while held"
+        );
+        assert!(matches!(member.next_step(None), Step::Idle));
+        assert_eq!(owner(member), OPEN, "given back once nothing is pending");
 
         // More than a socket buffer takes at once: the rest is the session's.
-        let big = Bytes::from(vec![b'x'; 4 << 20]);
-        member.offer(&big, t3);
+        let big = vec![b'x'; 4 << 20];
+        offer(member, &big, 3);
         let remainder = shared(member).remainder.clone().expect("a remainder");
         assert!(!remainder.is_empty() && remainder.len() < big.len());
-        member.offer(&Bytes::from_static(b"next"), t4);
+        assert_eq!(owner(member), HELD);
+        offer(member, b"next", 4);
         assert!(shared(member).missed, "nothing written after half a frame");
     }
 
@@ -435,7 +604,8 @@ mod tests {
     #[tokio::test]
     async fn a_remainder_goes_before_the_sessions_own_bytes() {
         let fanout = Arc::new(Fanout::default());
-        let registration = fanout.join(None, None);
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let registration = fanout.join(Some(ours.as_raw_fd()), None);
         let member = registration.member.clone();
         let (mut client, server) = tokio::io::duplex(64);
         let mut gate = Gate::new(server, member.clone());
@@ -446,12 +616,113 @@ mod tests {
         }
         gate.write_all(b"ping").await.unwrap();
         assert!(shared(&member).writing, "mid-frame until flushed");
+        assert_eq!(owner(&member), HELD);
         gate.flush().await.unwrap();
         assert!(!shared(&member).writing);
         assert!(shared(&member).remainder.is_none());
+        assert_eq!(owner(&member), OPEN, "the broadcaster's again");
         drop(gate);
+        assert_eq!(
+            owner(&member),
+            HELD | CLOSED,
+            "closed before the descriptor"
+        );
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"end of a document|ping");
+    }
+
+    /// A session that holds its slot while the broadcaster sends waits out the send, and the
+    /// two never write at once: every byte on the wire belongs to a whole frame.
+    #[test]
+    fn the_session_waits_out_a_send_in_progress() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let fanout = Arc::new(Fanout::default());
+        let registration = fanout.join(Some(ours.as_raw_fd()), None);
+        let member = registration.member.clone();
+        assert!(matches!(member.next_step(None), Step::Idle));
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            theirs.read_to_end(&mut all).unwrap();
+            all
+        });
+        let broadcaster = {
+            let member = member.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=20_000 {
+                    offer(&member, b"[document]", seq);
+                    // A document that found the slot held is dropped here; the session
+                    // would send the latest one.
+                    lock(&member.session().shared).missed = false;
+                }
+            })
+        };
+        let fd = ours.as_raw_fd();
+        let write_all = |mut bytes: &[u8]| {
+            while !bytes.is_empty() {
+                match send(fd, bytes) {
+                    Ok(n) => bytes = &bytes[n..],
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                    Err(err) => panic!("{err}"),
+                }
+            }
+        };
+        for _ in 0..20_000 {
+            member.hold(false);
+            assert_eq!(owner(&member) & (HELD | SENDING), HELD);
+            // As the Gate does: the end of a document first, then the session's own bytes.
+            let mut shared = shared(&member);
+            if let Some(rest) = shared.remainder.take() {
+                write_all(&rest);
+            }
+            write_all(b"<own>");
+            shared.missed = false;
+            member.release_if_idle(&shared);
+        }
+        broadcaster.join().unwrap();
+        member.hold(true);
+        drop(ours);
+        let all = reader.join().unwrap();
+        let mut rest = &all[..];
+        let (mut documents, mut own) = (0, 0);
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix(b"[document]") {
+                documents += 1;
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix(b"<own>") {
+                own += 1;
+                rest = r;
+            } else {
+                panic!(
+                    "interleaved bytes: {:?}",
+                    String::from_utf8_lossy(&rest[..20.min(rest.len())])
+                );
+            }
+        }
+        assert_eq!(own, 20_000);
+        assert!(documents > 0, "the broadcaster got the socket sometimes");
+    }
+
+    /// Slots are reused lowest first, and the blocks go when everyone has left.
+    #[test]
+    fn slots_are_reused_and_blocks_given_back() {
+        let fanout = Arc::new(Fanout::default());
+        let members: Vec<_> = (0..BLOCK_SLOTS + 1)
+            .map(|_| fanout.join(None, Some(15)))
+            .collect();
+        assert_eq!(lock(&fanout.members).blocks.len(), 2);
+        let positions: Vec<_> = members.iter().map(|r| r.member.position).collect();
+        assert_eq!(positions, (0..BLOCK_SLOTS + 1).collect::<Vec<_>>());
+        let mut members = members;
+        let third = members.remove(2);
+        drop(third);
+        let again = fanout.join(None, None);
+        assert_eq!(again.member.position, 2, "the freed slot, not a new one");
+        assert_eq!(again.member.slot().window_bits.load(Ordering::Relaxed), 0);
+        drop(again);
+        drop(members);
+        let left = lock(&fanout.members);
+        assert_eq!(left.count, 0);
+        assert!(left.blocks.is_empty() && left.free.is_empty());
     }
 }
