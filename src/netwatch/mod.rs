@@ -315,7 +315,7 @@ impl BusRetry {
     }
 
     /// One attempt; the error says why, in words a Pi owner can act on.
-    async fn attempt(&mut self) -> Result<Connection, String> {
+    async fn attempt(&self) -> Result<Connection, String> {
         if let Some(path) = self.socket.as_deref().filter(|path| !path.exists()) {
             return Err(format!(
                 "no system bus to connect to, is dbus running? ({} does not exist)",
