@@ -148,12 +148,13 @@ pub(super) enum Step {
 }
 
 impl Fanout {
-    /// Registers a session; it leaves when the [`Registration`] and its [`Gate`] are dropped.
+    /// Registers a session; it leaves when the last reference to its [`Member`] (the
+    /// session's and its [`Gate`]'s) is dropped.
     pub(super) fn join(
         self: &Arc<Fanout>,
         fd: Option<RawFd>,
         window_bits: Option<u8>,
-    ) -> Registration {
+    ) -> Arc<Member> {
         let mut members = lock(&self.members);
         let position = match members.free.pop() {
             Some(position) => position,
@@ -185,9 +186,7 @@ impl Fanout {
         slot.owner.store(owner, Ordering::Release);
         drop(members);
         self.joined.notify_one();
-        Registration {
-            member: Arc::new(member),
-        }
+        Arc::new(member)
     }
 
     fn is_empty(&self) -> bool {
@@ -198,7 +197,7 @@ impl Fanout {
     fn deliver(&self, snapshot: &Snapshot) {
         let members = lock(&self.members);
         let (mut plain, mut deflated) = (None, None);
-        let mut len = None;
+        let json_len = snapshot.json().len();
         for block in &members.blocks {
             for (index, slot) in block.slots.iter().enumerate() {
                 if slot.owner.load(Ordering::Relaxed) & FREE != 0
@@ -206,10 +205,7 @@ impl Fanout {
                 {
                     continue;
                 }
-                let bits = slot.window_bits.load(Ordering::Relaxed);
-                let compressed = bits != 0
-                    && deflate::fits(bits, *len.get_or_insert_with(|| snapshot.json().len()));
-                let frame = if compressed {
+                let frame = if slot.deflates(json_len) {
                     deflated.get_or_insert_with(|| snapshot.deflated())
                 } else {
                     plain.get_or_insert_with(|| snapshot.frame())
@@ -231,6 +227,14 @@ impl Default for Block {
             }),
             sessions: std::array::from_fn(|_| Session::default()),
         }
+    }
+}
+
+impl Slot {
+    /// Whether this client gets a document of `json_len` bytes compressed.
+    fn deflates(&self, json_len: usize) -> bool {
+        let bits = self.window_bits.load(Ordering::Relaxed);
+        bits != 0 && deflate::fits(bits, json_len)
     }
 }
 
@@ -271,11 +275,6 @@ impl Block {
         drop(shared);
         session.wake.notify_one();
     }
-}
-
-/// A session's membership, as [`Fanout::join`] hands it out.
-pub(super) struct Registration {
-    pub member: Arc<Member>,
 }
 
 impl Member {
@@ -354,9 +353,7 @@ impl Member {
             let last = slot.last.load(Ordering::Relaxed);
             if let Some(snapshot) = latest.filter(|s| s.seq != last) {
                 slot.last.store(snapshot.seq, Ordering::Relaxed);
-                let bits = slot.window_bits.load(Ordering::Relaxed);
-                let compressed = bits != 0 && deflate::fits(bits, snapshot.json().len());
-                shared.remainder = Some(if compressed {
+                shared.remainder = Some(if slot.deflates(snapshot.json().len()) {
                     snapshot.deflated()
                 } else {
                     snapshot.frame()
@@ -562,8 +559,7 @@ mod tests {
     fn the_broadcaster_writes_whole_frames_or_hands_them_over() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let fanout = Arc::new(Fanout::default());
-        let registration = fanout.join(Some(ours.as_raw_fd()), None);
-        let member = &registration.member;
+        let member = &fanout.join(Some(ours.as_raw_fd()), None);
         assert_eq!(
             owner(member),
             HELD,
@@ -606,8 +602,7 @@ mod tests {
     async fn a_remainder_goes_before_the_sessions_own_bytes() {
         let fanout = Arc::new(Fanout::default());
         let (ours, _theirs) = UnixStream::pair().unwrap();
-        let registration = fanout.join(Some(ours.as_raw_fd()), None);
-        let member = registration.member.clone();
+        let member = fanout.join(Some(ours.as_raw_fd()), None);
         let (mut client, server) = tokio::io::duplex(64);
         let mut gate = Gate::new(server, member.clone());
         {
@@ -639,8 +634,7 @@ mod tests {
     fn the_session_waits_out_a_send_in_progress() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let fanout = Arc::new(Fanout::default());
-        let registration = fanout.join(Some(ours.as_raw_fd()), None);
-        let member = registration.member.clone();
+        let member = fanout.join(Some(ours.as_raw_fd()), None);
         assert!(matches!(member.next_step(None), Step::Idle));
         let reader = std::thread::spawn(move || {
             let mut all = Vec::new();
@@ -712,14 +706,14 @@ mod tests {
             .map(|_| fanout.join(None, Some(15)))
             .collect();
         assert_eq!(lock(&fanout.members).blocks.len(), 2);
-        let positions: Vec<_> = members.iter().map(|r| r.member.position).collect();
+        let positions: Vec<_> = members.iter().map(|m| m.position).collect();
         assert_eq!(positions, (0..BLOCK_SLOTS + 1).collect::<Vec<_>>());
         let mut members = members;
         let third = members.remove(2);
         drop(third);
         let again = fanout.join(None, None);
-        assert_eq!(again.member.position, 2, "the freed slot, not a new one");
-        assert_eq!(again.member.slot().window_bits.load(Ordering::Relaxed), 0);
+        assert_eq!(again.position, 2, "the freed slot, not a new one");
+        assert_eq!(again.slot().window_bits.load(Ordering::Relaxed), 0);
         drop(again);
         drop(members);
         let left = lock(&fanout.members);

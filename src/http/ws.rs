@@ -35,7 +35,7 @@ use warp::{Filter, Rejection};
 
 use super::admission::{Full, Slot};
 use super::deflate::{self, Accepted};
-use super::fanout::{Gate, Member, Registration, Step};
+use super::fanout::{Gate, Member, Step};
 use super::server::{PendingUpgrade, PlainStream, WasHead};
 use super::{peer, refusal_response, token_accepted, AppState, Refusal};
 
@@ -199,25 +199,25 @@ pub(super) async fn upgrade(
                         let early = parts.read_buf.to_vec();
                         drop(parts.read_buf);
                         let io = parts.io.into_inner();
-                        let registration = fanout.join(Some(io.as_raw_fd()), window_bits);
+                        let member = fanout.join(Some(io.as_raw_fd()), window_bits);
                         let socket = WebSocketStream::from_partially_read(
-                            Gate::new(io, registration.member.clone()),
+                            Gate::new(io, member.clone()),
                             early,
                             Role::Server,
                             Some(config),
                         )
                         .await;
-                        session(socket, registration, state, remote, slot, compression).await;
+                        session(socket, member, state, remote, slot, compression).await;
                     }
                     Err(upgraded) => {
-                        let registration = fanout.join(None, window_bits);
+                        let member = fanout.join(None, window_bits);
                         let socket = WebSocketStream::from_raw_socket(
-                            Gate::new(TokioIo::new(upgraded), registration.member.clone()),
+                            Gate::new(TokioIo::new(upgraded), member.clone()),
                             Role::Server,
                             Some(config),
                         )
                         .await;
-                        session(socket, registration, state, remote, slot, compression).await;
+                        session(socket, member, state, remote, slot, compression).await;
                     }
                 }
             });
@@ -285,7 +285,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     socket: Socket<S>,
-    registration: Registration,
+    member: Arc<Member>,
     state: Arc<AppState>,
     remote: Option<SocketAddr>,
     slot: Slot,
@@ -300,8 +300,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             state.hub.clients()
         );
     }
-    let reason = serve_client(socket, &registration.member, &state, compression).await;
-    drop(registration);
+    let reason = serve_client(socket, &member, &state, compression).await;
+    drop(member);
     drop(slot);
     if state.client_log.allow() {
         client_event!(

@@ -207,8 +207,9 @@ impl Netlink {
     /// Discards whatever is queued; true when something was.
     fn drain(&self) -> io::Result<bool> {
         match super::drain_fd(self.0.as_raw_fd()) {
+            Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            other => other,
+            Err(err) => Err(err),
         }
     }
 }

@@ -216,19 +216,17 @@ pub async fn run_in(
 async fn drained(fd: &AsyncFd<OwnedFd>) -> io::Result<()> {
     loop {
         let mut guard = fd.readable().await?;
-        match guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
-            Ok(Ok(true)) => return Ok(()),
-            Ok(Ok(false)) => continue,
-            Ok(Err(err)) => return Err(err),
-            Err(_would_block) => continue,
+        // Nothing queued (`WouldBlock`) clears the readiness and waits again.
+        if let Ok(result) = guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
+            return result;
         }
     }
 }
 
-/// Reads the non-blocking `fd` until it is empty. `Ok(true)` when anything arrived (a netlink
+/// Reads the non-blocking `fd` until it is empty. `Ok` when anything arrived (a netlink
 /// overflow counts: notifications were lost, so a re-read is due); `WouldBlock` when nothing
 /// did.
-fn drain_fd(fd: i32) -> io::Result<bool> {
+fn drain_fd(fd: i32) -> io::Result<()> {
     let mut buf = [0u8; 16 * 1024];
     let mut any = false;
     loop {
@@ -243,7 +241,7 @@ fn drain_fd(fd: i32) -> io::Result<bool> {
             Some(libc::EINTR) => continue,
             Some(libc::ENOBUFS) => any = true,
             _ if err.kind() == io::ErrorKind::WouldBlock => {
-                return if any { Ok(true) } else { Err(err) };
+                return if any { Ok(()) } else { Err(err) };
             }
             _ => return Err(err),
         }
