@@ -105,6 +105,12 @@ impl Snapshot {
         }
     }
 
+    /// Snapshot `seq` of `document`, collected now.
+    #[cfg(test)]
+    pub(crate) fn for_tests(seq: u64, document: StatsDocument) -> Snapshot {
+        Snapshot::new(seq, document, Instant::now(), Duration::ZERO)
+    }
+
     /// Whether this is a full collection (processes scanned, details read on this tick).
     pub fn is_full(&self) -> bool {
         self.document.processes.scanned_at == Some(self.document.collected_at)

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::rlimit::raise_fd_limit;
 use common::{eventually, rss_kib, Daemon, HttpResponse, WAIT};
@@ -471,6 +471,36 @@ fn a_ping_timeout_sends_a_close_frame() {
     let mut ws = RawWs::open(&daemon);
     // Pings are never answered.
     assert_eq!(ws.close_code(), 1008);
+}
+
+/// Pings go out with the documents; a client that answers each one stays connected through
+/// many ping timeouts, and gets every document.
+#[test]
+fn a_client_that_answers_pings_stays_connected() {
+    let daemon = Daemon::start(&[
+        "--interval",
+        "250ms",
+        "--ping-interval",
+        "500ms",
+        "--ping-timeout",
+        "400ms",
+    ]);
+    let mut ws = RawWs::open(&daemon);
+    let (mut pings, mut documents) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        match ws.next() {
+            (0x9, payload) => {
+                pings += 1;
+                ws.send(0xa, &payload);
+            }
+            (0x1, _) => documents += 1,
+            (opcode, payload) => panic!("unexpected frame {opcode:#x}: {payload:?}"),
+        }
+    }
+    // One ping every other document: over 4 s, 16 documents and 8 pings.
+    assert!(pings >= 5, "{pings} pings");
+    assert!(documents >= 10, "{documents} documents");
 }
 
 #[test]

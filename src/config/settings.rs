@@ -76,9 +76,11 @@ settings! {
     /// Time between two stats documents.
     interval: Duration = super::DEFAULT_INTERVAL,
         Bounds::new(super::MIN_INTERVAL, Duration::from_secs(3600));
-    /// WebSocket clients are pinged this often.
+    /// WebSocket clients are pinged this often, each with a document: in whole intervals, at
+    /// least one, and spread so that clients are not all pinged in the same tick.
     ping_interval: Duration = super::DEFAULT_PING_INTERVAL, Bounds::new(MIN_TIMEOUT, HOUR);
-    /// A client that has not answered a ping for this long is dropped.
+    /// A client that has not answered a ping for this long is dropped (checked with each
+    /// document).
     ping_timeout: Duration = super::DEFAULT_PING_TIMEOUT, Bounds::new(MIN_TIMEOUT, HOUR);
     /// A client whose socket does not take one document within this time is dropped, so it
     /// never holds back the others.

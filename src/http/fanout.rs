@@ -5,7 +5,13 @@
 //! ([`run`]) wakes once per snapshot and, for each member, makes one non-blocking `send(2)`
 //! of the prebuilt frame (plain or compressed, see [`crate::hub::Snapshot`]) straight to the
 //! client's socket. A session task wakes only for what is its own: reading (pongs, close,
-//! garbage), pings, and the rare document the broadcaster could not finish.
+//! garbage) and the rare document the broadcaster could not finish.
+//!
+//! Pings ride the documents ([`Pings`]): a client due for one gets an empty ping frame after
+//! the document in the same `send(2)`, and the broadcaster, which looks at every client each
+//! tick anyway, also notices a ping left unanswered too long. A per-session ping timer cost a
+//! timer, a task wake-up and a `send(2)` of its own per client and ping, and pinged every
+//! client that connected in the same second at once.
 //!
 //! What the broadcaster reads for every client each tick (the descriptor, the compression,
 //! the last snapshot sent, who owns the socket) is a 24-byte [`Slot`] in a dense [`Block`]
@@ -18,8 +24,8 @@
 //! The socket has two writers, so each slot's `owner` word decides who may write:
 //!
 //! - The broadcaster writes only to an [`OPEN`] slot, which it marks [`SENDING`] for the one
-//!   `send(2)`. A session that writes anything of its own (tungstenite writes pings, pong
-//!   replies and close frames through [`Gate`]) first marks the slot [`HELD`], waiting out a
+//!   `send(2)`. A session that writes anything of its own (tungstenite writes pong replies
+//!   and close frames through [`Gate`]) first marks the slot [`HELD`], waiting out a
 //!   send in progress, and gives it back only once it has flushed and nothing is pending. A
 //!   document that finds the slot held is marked missed and the session woken, which sends
 //!   the latest snapshot itself once it is done.
@@ -40,8 +46,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -65,12 +72,57 @@ const CLOSED: u32 = 4;
 /// Nobody's slot.
 const FREE: u32 = 8;
 
+/// An empty ping frame (FIN, opcode 9, no payload; a server's frames are not masked).
+const PING: [u8; 2] = [0x89, 0x00];
+
 /// The sessions the broadcaster writes to.
-#[derive(Default)]
 pub(super) struct Fanout {
     members: Mutex<Members>,
     /// Wakes a broadcaster that sleeps because nobody is connected.
     joined: Notify,
+    pings: Pings,
+    /// What [`Slot::pinged`] counts milliseconds from.
+    epoch: Instant,
+}
+
+/// When the broadcaster pings a client, and how long the client has to answer.
+///
+/// A client is pinged every [`Pings::every`] snapshots, with the document of that tick; the
+/// clients are spread evenly over those ticks by their slot, so 500 clients with a 20 s
+/// ping interval at 1 Hz are pinged 25 a tick rather than all together every 20 s. One ping
+/// is outstanding at a time; a pong (solicited or not) answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pings {
+    /// Snapshots between two pings of a client: `ping_interval` in whole collection intervals,
+    /// at least 1.
+    every: u64,
+    /// A ping unanswered for this long ends the session; checked on every snapshot.
+    timeout: Duration,
+}
+
+impl Pings {
+    pub(super) fn new(interval: Duration, ping_interval: Duration, timeout: Duration) -> Pings {
+        let every = (ping_interval.as_secs_f64() / interval.as_secs_f64().max(f64::EPSILON))
+            .round()
+            .clamp(1.0, u32::MAX.into()) as u64;
+        Pings { every, timeout }
+    }
+
+    /// Whether slot `position` is pinged with snapshot `seq`.
+    fn due(&self, position: usize, seq: u64) -> bool {
+        (seq.wrapping_add(position as u64)) % self.every == 0
+    }
+}
+
+/// What a client's ping state asks of the document about to be sent ([`Fanout::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ping {
+    /// Send the document alone.
+    No,
+    /// Send the document with a ping after it.
+    Due,
+    /// The last ping went unanswered for too long: the session ends.
+    Overdue,
 }
 
 #[derive(Default)]
@@ -100,7 +152,13 @@ struct Slot {
     window_bits: AtomicU8,
     /// The sequence number of the last snapshot this client got or has pending (0: none).
     last: AtomicU64,
+    /// When the unanswered ping was sent, in milliseconds from [`Fanout::epoch`] (wrapping,
+    /// never 0); 0 if none is. Fits the slot's padding: the slot stays 24 bytes.
+    pinged: AtomicU32,
 }
+
+// What the broadcaster reads per client stays within a third of a cache line.
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
 /// One session's side of its slot.
 #[derive(Default)]
@@ -120,11 +178,13 @@ struct Shared {
     missed: bool,
     /// The broadcaster's write failed (connection reset): the session ends.
     failed: bool,
+    /// A ping went unanswered for too long: the session ends.
+    ping_timeout: bool,
 }
 
 impl Shared {
     fn pending(&self) -> bool {
-        self.writing || self.remainder.is_some() || self.missed || self.failed
+        self.writing || self.remainder.is_some() || self.missed || self.failed || self.ping_timeout
     }
 }
 
@@ -145,9 +205,45 @@ pub(super) enum Step {
     Idle,
     /// The broadcaster's write failed.
     Failed,
+    /// A ping went unanswered for longer than the ping timeout.
+    PingTimeout,
 }
 
 impl Fanout {
+    pub(super) fn new(pings: Pings) -> Fanout {
+        Fanout {
+            members: Mutex::default(),
+            joined: Notify::new(),
+            pings,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// `at` in milliseconds from [`Self::epoch`], wrapping every 49 days (a ping is answered
+    /// or timed out within at most two hours) and never 0, which means "no ping".
+    fn millis(&self, at: Instant) -> u32 {
+        (at.saturating_duration_since(self.epoch).as_millis() as u32).max(1)
+    }
+
+    /// Whether the document `seq` for slot `position` carries a ping, at `now` (see
+    /// [`Self::millis`]).
+    fn plan(&self, slot: &Slot, position: usize, seq: u64, now: u32) -> Ping {
+        let pinged = slot.pinged.load(Ordering::Relaxed);
+        if pinged != 0 {
+            let waited = Duration::from_millis(now.wrapping_sub(pinged).into());
+            return if waited >= self.pings.timeout {
+                Ping::Overdue
+            } else {
+                Ping::No
+            };
+        }
+        if self.pings.due(position, seq) {
+            Ping::Due
+        } else {
+            Ping::No
+        }
+    }
+
     /// Registers a session; it leaves when the last reference to its [`Member`] (the
     /// session's and its [`Gate`]'s) is dropped.
     pub(super) fn join(
@@ -177,6 +273,7 @@ impl Fanout {
         slot.window_bits
             .store(window_bits.unwrap_or(0), Ordering::Relaxed);
         slot.last.store(0, Ordering::Relaxed);
+        slot.pinged.store(0, Ordering::Relaxed);
         // The session sends the latest snapshot itself first.
         *lock(&member.session().shared) = Shared {
             missed: true,
@@ -193,27 +290,54 @@ impl Fanout {
         lock(&self.members).count == 0
     }
 
-    /// Offers `snapshot` to every member: one `send(2)` each, or a wake-up of its session.
+    /// Offers `snapshot` to every member: one `send(2)` each (with a ping when the client is
+    /// due one), or a wake-up of its session.
     fn deliver(&self, snapshot: &Snapshot) {
         let members = lock(&self.members);
-        let (mut plain, mut deflated) = (None, None);
+        let now = self.millis(Instant::now());
+        // The four frames a client may get this tick, each made once, when first needed.
+        let mut frames: [Option<Bytes>; 4] = Default::default();
         let json_len = snapshot.json().len();
-        for block in &members.blocks {
+        for (number, block) in members.blocks.iter().enumerate() {
             for (index, slot) in block.slots.iter().enumerate() {
                 if slot.owner.load(Ordering::Relaxed) & FREE != 0
                     || slot.last.load(Ordering::Relaxed) == snapshot.seq
                 {
                     continue;
                 }
-                let frame = if slot.deflates(json_len) {
-                    deflated.get_or_insert_with(|| snapshot.deflated())
-                } else {
-                    plain.get_or_insert_with(|| snapshot.frame())
-                };
-                block.offer(index, frame, snapshot.seq);
+                let ping = self.plan(slot, number * BLOCK_SLOTS + index, snapshot.seq, now);
+                if ping == Ping::Overdue {
+                    block.time_out(index);
+                    continue;
+                }
+                let deflates = slot.deflates(json_len);
+                let frame = frames[usize::from(deflates) * 2 + usize::from(ping == Ping::Due)]
+                    .get_or_insert_with(|| frame_of(snapshot, deflates, ping == Ping::Due));
+                block.offer(
+                    index,
+                    frame,
+                    snapshot.seq,
+                    (ping == Ping::Due).then_some(now),
+                );
             }
         }
     }
+}
+
+/// The frame of `snapshot` a client gets: compressed or not, with a ping after it or not.
+fn frame_of(snapshot: &Snapshot, deflated: bool, ping: bool) -> Bytes {
+    let frame = if deflated {
+        snapshot.deflated()
+    } else {
+        snapshot.frame()
+    };
+    if !ping {
+        return frame;
+    }
+    let mut with_ping = BytesMut::with_capacity(frame.len() + PING.len());
+    with_ping.put_slice(&frame);
+    with_ping.put_slice(&PING);
+    with_ping.freeze()
 }
 
 impl Default for Block {
@@ -224,6 +348,7 @@ impl Default for Block {
                 fd: AtomicI32::new(-1),
                 window_bits: AtomicU8::new(0),
                 last: AtomicU64::new(0),
+                pinged: AtomicU32::new(0),
             }),
             sessions: std::array::from_fn(|_| Session::default()),
         }
@@ -239,9 +364,16 @@ impl Slot {
 }
 
 impl Block {
+    /// Ends slot `index`'s session: its client left a ping unanswered too long.
+    fn time_out(&self, index: usize) {
+        let session = &self.sessions[index];
+        lock(&session.shared).ping_timeout = true;
+        session.wake.notify_one();
+    }
+
     /// Writes `frame` to slot `index`'s client if the slot is open, else leaves the document
-    /// to its session. Runs on the broadcaster.
-    fn offer(&self, index: usize, frame: &Bytes, seq: u64) {
+    /// to its session. `pinged` is when, if `frame` ends with a ping. Runs on the broadcaster.
+    fn offer(&self, index: usize, frame: &Bytes, seq: u64, pinged: Option<u32>) {
         let slot = &self.slots[index];
         let session = &self.sessions[index];
         if slot
@@ -254,6 +386,10 @@ impl Block {
             return;
         }
         slot.last.store(seq, Ordering::Relaxed);
+        if let Some(at) = pinged {
+            // Sent now or left as the remainder, which goes before anything else.
+            slot.pinged.store(at, Ordering::Relaxed);
+        }
         let result = send(slot.fd.load(Ordering::Relaxed), frame);
         if matches!(result, Ok(n) if n == frame.len()) {
             slot.owner.store(OPEN, Ordering::Release);
@@ -338,9 +474,15 @@ impl Member {
         self.session().wake.notified().await
     }
 
+    /// The client answered a ping (or sent a pong of its own accord, which RFC 6455 allows
+    /// as a heartbeat): no ping is outstanding.
+    pub(super) fn ponged(&self) {
+        self.slot().pinged.store(0, Ordering::Relaxed);
+    }
+
     /// What the session must do now: a missed document becomes the remainder to write (the
-    /// latest snapshot's frame, unless the client already has it) once nothing else is
-    /// half-written.
+    /// latest snapshot's frame, unless the client already has it, with a ping if one is
+    /// due) once nothing else is half-written.
     pub(super) fn next_step(&self, latest: Option<&Snapshot>) -> Step {
         self.hold(false);
         let slot = self.slot();
@@ -348,16 +490,25 @@ impl Member {
         if shared.failed {
             return Step::Failed;
         }
+        if shared.ping_timeout {
+            return Step::PingTimeout;
+        }
         if shared.missed && !shared.writing && shared.remainder.is_none() {
             shared.missed = false;
             let last = slot.last.load(Ordering::Relaxed);
             if let Some(snapshot) = latest.filter(|s| s.seq != last) {
+                let now = self.fanout.millis(Instant::now());
+                let ping = self.fanout.plan(slot, self.position, snapshot.seq, now);
+                if ping == Ping::Overdue {
+                    shared.ping_timeout = true;
+                    return Step::PingTimeout;
+                }
                 slot.last.store(snapshot.seq, Ordering::Relaxed);
-                shared.remainder = Some(if slot.deflates(snapshot.json().len()) {
-                    snapshot.deflated()
-                } else {
-                    snapshot.frame()
-                });
+                if ping == Ping::Due {
+                    slot.pinged.store(now, Ordering::Relaxed);
+                }
+                let deflates = slot.deflates(snapshot.json().len());
+                shared.remainder = Some(frame_of(snapshot, deflates, ping == Ping::Due));
             }
         }
         if shared.writing || shared.remainder.is_some() {
@@ -375,6 +526,7 @@ impl Drop for Member {
         let slot = self.slot();
         slot.owner.store(FREE, Ordering::Relaxed);
         slot.fd.store(-1, Ordering::Relaxed);
+        slot.pinged.store(0, Ordering::Relaxed);
         *lock(&self.session().shared) = Shared::default();
         members.free.push(self.position);
         members.count -= 1;
@@ -540,6 +692,14 @@ mod tests {
         lock(&member.session().shared)
     }
 
+    /// A fan-out that never pings.
+    fn unpinged() -> Arc<Fanout> {
+        Arc::new(Fanout::new(Pings {
+            every: u64::MAX,
+            timeout: Duration::MAX,
+        }))
+    }
+
     fn owner(member: &Member) -> u32 {
         member.slot().owner.load(Ordering::Relaxed)
     }
@@ -548,7 +708,7 @@ mod tests {
     fn offer(member: &Member, frame: &[u8], seq: u64) {
         let frame = Bytes::copy_from_slice(frame);
         if member.slot().last.load(Ordering::Relaxed) != seq {
-            member.block.offer(member.index, &frame, seq);
+            member.block.offer(member.index, &frame, seq, None);
         }
     }
 
@@ -558,7 +718,7 @@ mod tests {
     #[test]
     fn the_broadcaster_writes_whole_frames_or_hands_them_over() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let fanout = Arc::new(Fanout::default());
+        let fanout = unpinged();
         let member = &fanout.join(Some(ours.as_raw_fd()), None);
         assert_eq!(
             owner(member),
@@ -600,7 +760,7 @@ mod tests {
     /// broadcaster is held off until the session has flushed them.
     #[tokio::test]
     async fn a_remainder_goes_before_the_sessions_own_bytes() {
-        let fanout = Arc::new(Fanout::default());
+        let fanout = unpinged();
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let member = fanout.join(Some(ours.as_raw_fd()), None);
         let (mut client, server) = tokio::io::duplex(64);
@@ -633,7 +793,7 @@ mod tests {
     #[test]
     fn the_session_waits_out_a_send_in_progress() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let fanout = Arc::new(Fanout::default());
+        let fanout = unpinged();
         let member = fanout.join(Some(ours.as_raw_fd()), None);
         assert!(matches!(member.next_step(None), Step::Idle));
         let reader = std::thread::spawn(move || {
@@ -698,10 +858,98 @@ mod tests {
         assert!(documents > 0, "the broadcaster got the socket sometimes");
     }
 
+    /// With a 20 s ping interval at 1 Hz each client is pinged once every 20 snapshots, and
+    /// each snapshot pings a twentieth of the clients, not all of them at once.
+    #[test]
+    fn pings_are_spread_evenly_over_the_ping_interval() {
+        let pings = Pings::new(
+            Duration::from_secs(1),
+            Duration::from_secs(20),
+            Duration::from_secs(20),
+        );
+        assert_eq!(pings.every, 20);
+        for seq in 1..=40u64 {
+            let due = (0..500).filter(|&p| pings.due(p, seq)).count();
+            assert_eq!(due, 25, "snapshot {seq}");
+        }
+        for position in 0..500 {
+            let due = (1..=40u64).filter(|&s| pings.due(position, s)).count();
+            assert_eq!(due, 2, "slot {position}");
+        }
+        // Rounded to whole intervals, never less than one.
+        let fast = Duration::from_millis(100);
+        assert_eq!(
+            Pings::new(Duration::from_secs(2), Duration::from_secs(5), fast).every,
+            3
+        );
+        assert_eq!(Pings::new(Duration::from_secs(2), fast, fast).every, 1);
+    }
+
+    /// A due client gets the document with an empty ping after it, in one write; no second
+    /// ping goes out while one is unanswered; a pong answers it; a ping unanswered for the
+    /// timeout ends the session, on the broadcaster's pass or the session's own catch-up.
+    #[test]
+    fn pings_ride_the_document_and_an_unanswered_one_times_out() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let fanout = Arc::new(Fanout::new(Pings {
+            every: 1,
+            timeout: Duration::from_millis(300),
+        }));
+        let member = fanout.join(Some(ours.as_raw_fd()), None);
+        let document = crate::stats::wire_golden::document();
+        let first = Snapshot::for_tests(1, document.clone());
+        // The session sends its first document itself: with a ping, as it is due.
+        assert!(matches!(member.next_step(Some(&first)), Step::Flush));
+        let remainder = shared(&member).remainder.take().unwrap();
+        assert_eq!(&remainder[..remainder.len() - 2], &first.frame()[..]);
+        assert_eq!(&remainder[remainder.len() - 2..], &PING);
+        assert!(matches!(member.next_step(Some(&first)), Step::Idle));
+        assert_eq!(owner(&member), OPEN);
+
+        // Unanswered and not yet overdue: the next document goes alone.
+        let second = Snapshot::for_tests(2, document.clone());
+        fanout.deliver(&second);
+        let frame = second.frame();
+        let mut got = vec![0u8; frame.len()];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(got, frame);
+
+        // Answered: the next one carries a ping again.
+        member.ponged();
+        let third = Snapshot::for_tests(3, document.clone());
+        fanout.deliver(&third);
+        let mut got = vec![0u8; third.frame().len() + 2];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..got.len() - 2], &third.frame()[..]);
+        assert_eq!(&got[got.len() - 2..], &PING);
+        assert!(member.slot().pinged.load(Ordering::Relaxed) != 0);
+
+        // Left unanswered past the timeout: no document, the session is told to end.
+        std::thread::sleep(Duration::from_millis(350));
+        let fourth = Snapshot::for_tests(4, document.clone());
+        fanout.deliver(&fourth);
+        assert!(shared(&member).ping_timeout);
+        assert!(matches!(member.next_step(Some(&fourth)), Step::PingTimeout));
+        theirs.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(theirs.read(&mut byte).is_err(), "nothing more was written");
+
+        // A session whose documents go through its own catch-up (a TLS client) is timed out
+        // there as well.
+        let tls = fanout.join(None, None);
+        assert!(matches!(tls.next_step(Some(&first)), Step::Flush));
+        shared(&tls).remainder = None;
+        assert!(tls.slot().pinged.load(Ordering::Relaxed) != 0);
+        std::thread::sleep(Duration::from_millis(350));
+        shared(&tls).missed = true;
+        assert!(matches!(tls.next_step(Some(&second)), Step::PingTimeout));
+    }
+
     /// Slots are reused lowest first, and the blocks go when everyone has left.
     #[test]
     fn slots_are_reused_and_blocks_given_back() {
-        let fanout = Arc::new(Fanout::default());
+        let fanout = unpinged();
         let members: Vec<_> = (0..BLOCK_SLOTS + 1)
             .map(|_| fanout.join(None, Some(15)))
             .collect();

@@ -121,7 +121,11 @@ impl AppState {
             connections: Connections::new(max_connections, config.max_clients_per_ip),
             allowed_hosts: AllowedHosts::of_this_machine(&[]),
             client_log: Default::default(),
-            fanout: Arc::default(),
+            fanout: Arc::new(fanout::Fanout::new(fanout::Pings::new(
+                config.interval,
+                config.ping_interval,
+                config.ping_timeout,
+            ))),
             hub,
             config,
             listener_closed,

@@ -1,13 +1,14 @@
 //! One WebSocket client: the latest snapshot at once, then every new one; pings for
-//! liveness; bounded sends so a client that stops reading is dropped instead of holding
+//! liveness (sent with the documents); bounded sends so a client that stops reading is dropped instead of holding
 //! anything up.
 //!
 //! Documents bypass tungstenite: each snapshot holds its frames complete (header and payload;
 //! a server's frames are unmasked), and the broadcaster in [`super::fanout`] writes those
 //! shared bytes straight to every client's socket, once per snapshot for all of them. The
-//! session task only reads (pongs, close, garbage), sends pings, and finishes a document the
-//! broadcaster could not write whole; tungstenite writes pings, pong replies and close
-//! frames through the fan-out's [`Gate`], so they never land inside a document.
+//! session task only reads (pongs, close, garbage) and finishes a document the broadcaster
+//! could not write whole; tungstenite writes pong replies and close frames through the
+//! fan-out's [`Gate`], so they never land inside a document. The ping frame the broadcaster
+//! appends to a document (see [`super::fanout::Pings`]) is part of the same write.
 //!
 //! A client that offers `permessage-deflate` gets every document as the one compressed frame
 //! the snapshot holds (see [`super::deflate`]); pings and close frames are never compressed.
@@ -22,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{interval_at, sleep, timeout, Instant};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -320,17 +321,10 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     state: &AppState,
     compression: Option<Accepted>,
 ) -> &'static str {
-    let config = &state.config;
-
     // A new client gets the latest snapshot at once (the member starts with it missed).
-    if let Err(why) = catch_up(&mut socket, member, state).await {
-        return why;
-    }
-
-    let mut pings = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    let pong_deadline = sleep(Duration::MAX / 4);
-    tokio::pin!(pong_deadline);
-    let mut awaiting_pong = false;
+    // Pings go out with the documents, and the broadcaster times out an unanswered one
+    // (see `fanout`): the session keeps no timer.
+    let mut caught_up = catch_up(&mut socket, member, state).await;
 
     // Made once: a new one per loop turn would join and leave the token's waiter list on
     // every wake-up.
@@ -340,25 +334,18 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     // The branches' futures are dropped before a handler runs, so a handler has the socket
     // to itself.
     let (code, reason) = loop {
+        match caught_up {
+            Err(why) => return why,
+            Ok(CaughtUp::PingTimeout) => break (CloseCode::Policy, "ping timeout"),
+            Ok(CaughtUp::Idle) => {}
+        }
         tokio::select! {
             _ = &mut closed => break (CloseCode::Away, "server going away"),
-            // The broadcaster left a document to finish or to send, or its write failed.
+            // The broadcaster left a document to finish or to send, its write failed, or a
+            // ping went unanswered.
             _ = member.woken() => {
-                if let Err(why) = catch_up(&mut socket, member, state).await {
-                    return why;
-                }
+                caught_up = catch_up(&mut socket, member, state).await;
             }
-            _ = pings.tick() => {
-                if !awaiting_pong {
-                    awaiting_pong = true;
-                    pong_deadline.as_mut().reset(Instant::now() + config.ping_timeout);
-                }
-                match socket.send(Message::Ping(Default::default())).await {
-                    Ok(()) => {}
-                    Err(err) => return send_failed(state, &err),
-                }
-            }
-            _ = &mut pong_deadline, if awaiting_pong => break (CloseCode::Policy, "ping timeout"),
             incoming = socket.next() => match incoming {
                 None => return "closed by client",
                 Some(Err(WsError::Utf8(_))) => {
@@ -377,7 +364,7 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                     break (CloseCode::Policy, "protocol error or message too large");
                 }
                 Some(Ok(message)) => match message {
-                    Message::Pong(_) => awaiting_pong = false,
+                    Message::Pong(_) => member.ponged(),
                     Message::Close(_) => {
                         // tungstenite answers the close frame itself; flush that answer.
                         let _ = timeout(CLOSE_TIMEOUT, socket.flush()).await;
@@ -411,15 +398,24 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
 /// sends the latest snapshot if one was missed while the session was writing, until
 /// nothing is pending. Flushing writes the remainder first (see [`Gate`]); the socket's
 /// write deadline bounds it, so a client that stopped reading is dropped here.
+/// How a [`catch_up`] ended, short of a failed send.
+enum CaughtUp {
+    /// Nothing is pending.
+    Idle,
+    /// The client left a ping unanswered for `ping_timeout`.
+    PingTimeout,
+}
+
 async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut Socket<S>,
     member: &Member,
     state: &AppState,
-) -> Result<(), &'static str> {
+) -> Result<CaughtUp, &'static str> {
     loop {
         let latest = state.hub.latest();
         match member.next_step(latest.as_deref()) {
-            Step::Idle => return Ok(()),
+            Step::Idle => return Ok(CaughtUp::Idle),
+            Step::PingTimeout => return Ok(CaughtUp::PingTimeout),
             Step::Failed => return Err("send failed"),
             Step::Flush => socket
                 .flush()
