@@ -1,6 +1,6 @@
 //! One WebSocket client: the latest snapshot at once, then every new one; pings for
-//! liveness (sent with the documents); bounded sends so a client that stops reading is dropped instead of holding
-//! anything up.
+//! liveness (sent with the documents); bounded sends so a client that stops reading is
+//! dropped instead of holding anything up.
 //!
 //! Documents bypass tungstenite: each snapshot holds its frames complete (header and payload;
 //! a server's frames are unmasked), and the broadcaster in [`super::fanout`] writes those
@@ -394,10 +394,6 @@ async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     reason
 }
 
-/// Does what the broadcaster left for the session: finishes a document it wrote in part,
-/// sends the latest snapshot if one was missed while the session was writing, until
-/// nothing is pending. Flushing writes the remainder first (see [`Gate`]); the socket's
-/// write deadline bounds it, so a client that stopped reading is dropped here.
 /// How a [`catch_up`] ended, short of a failed send.
 enum CaughtUp {
     /// Nothing is pending.
@@ -406,6 +402,11 @@ enum CaughtUp {
     PingTimeout,
 }
 
+/// Does what the broadcaster left for the session: finishes a document it wrote in part,
+/// sends the latest snapshot if one was missed while the session was writing, until
+/// nothing is pending, or learns that a ping went unanswered. Flushing writes the remainder
+/// first (see [`Gate`]); the socket's write deadline bounds it, so a client that stopped
+/// reading is dropped here.
 async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut Socket<S>,
     member: &Member,
