@@ -310,15 +310,10 @@ impl Fanout {
                     block.time_out(index);
                     continue;
                 }
-                let deflates = slot.deflates(json_len);
-                let frame = frames[usize::from(deflates) * 2 + usize::from(ping == Ping::Due)]
-                    .get_or_insert_with(|| frame_of(snapshot, deflates, ping == Ping::Due));
-                block.offer(
-                    index,
-                    frame,
-                    snapshot.seq,
-                    (ping == Ping::Due).then_some(now),
-                );
+                let (deflates, with_ping) = (slot.deflates(json_len), ping == Ping::Due);
+                let frame = frames[usize::from(deflates) * 2 + usize::from(with_ping)]
+                    .get_or_insert_with(|| frame_of(snapshot, deflates, with_ping));
+                block.offer(index, frame, snapshot.seq, with_ping.then_some(now));
             }
         }
     }
