@@ -556,6 +556,30 @@ assert len(points) >= 1400 and span > 364 * 86400 * 1000, (len(points), span)
     in_ct systemctl reset-failed pistats.service
     phase_end
 
+    phase_start pings
+    # Pings under the shipped unit: every document carries one (an interval of one tick), the
+    # client answers for a while and then stops, and the service closes it with 1008 once the
+    # 2 s timeout has passed, for plain and compressed clients alike.
+    printf '[Service]\nEnvironment=PISTATS_PING_INTERVAL=1s PISTATS_PING_TIMEOUT=2s\n' |
+        in_ct tee /etc/systemd/system/pistats.service.d/pings.conf >/dev/null
+    in_ct systemctl daemon-reload
+    in_ct systemctl restart pistats.service
+    wait_for 30 "the listener with short pings" http_ok
+    local pinged
+    pinged=$(timeout 40 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" /ws --pings 2) ||
+        die "pings (plain): $pinged"
+    log "$pinged"
+    pinged=$(timeout 40 python3 "$REPO/tests/install/ws-check.py" "$CT_IP" "$PORT" / --deflate --pings 2) ||
+        die "pings (permessage-deflate): $pinged"
+    log "$pinged"
+    service_running || die "not running after the ping timeouts"
+    in_ct rm /etc/systemd/system/pistats.service.d/pings.conf
+    in_ct systemctl daemon-reload
+    in_ct systemctl restart pistats.service
+    service_running || die "not running after the pings phase"
+    in_ct systemctl reset-failed pistats.service
+    phase_end
+
     phase_start bus-later
     # An image without a running dbus (its socket gone), and dbus started long after pistats:
     # the service waits for the socket to appear (inotify, under the unit's sandbox) and

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Opens a WebSocket to pistats with a plain RFC 6455 handshake and checks the first frames.
 
-Usage: ws-check.py HOST PORT [PATH] [--deflate]
+Usage: ws-check.py HOST PORT [PATH] [--deflate] [--pings TIMEOUT]
 
 Standard library only, so it runs on a bare host: sends the upgrade request, verifies the
 101 answer and Sec-WebSocket-Accept, then reads two text frames and checks that each is a
@@ -10,6 +10,12 @@ stats document (JSON with timestamp, cpu and memory). Prints a one-line summary.
 With --deflate it offers permessage-deflate as browsers do (RFC 7692) and checks that the
 server accepts it without context takeover and that every document arrives compressed
 (RSV1 set) and inflates to a stats document on its own.
+
+With --pings TIMEOUT (for a server whose ping interval is one collection interval and whose
+ping timeout is TIMEOUT seconds) it then answers every ping with a pong for a few seconds,
+checking that pings keep coming and the connection stays open, then stops answering and
+checks that the server closes with 1008 (policy violation) within the timeout and a few
+intervals.
 """
 import base64
 import hashlib
@@ -18,6 +24,7 @@ import os
 import socket
 import struct
 import sys
+import time
 import zlib
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -45,10 +52,63 @@ def read_frame(sock):
     return opcode, bool(rsv1), read_exact(sock, length)
 
 
+def send_masked(sock, opcode, payload):
+    """A client frame: masked, as RFC 6455 §5.3 requires (control payloads are < 126 bytes)."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x80 | opcode, 0x80 | len(body)]) + mask + body)
+
+
+def check_pings(sock, timeout):
+    """Answers pings for a while, then lets them go unanswered until the server closes."""
+    answer_for = 4.0
+    pings = documents = 0
+    start = time.monotonic()
+    while time.monotonic() - start < answer_for:
+        opcode, compressed, payload = read_frame(sock)
+        if opcode == 0x8:
+            raise SystemExit(f"closed while answering pings: {payload!r}")
+        if opcode == 0x9:
+            if compressed:
+                raise SystemExit("a compressed ping")
+            pings += 1
+            send_masked(sock, 0xA, payload)
+        elif opcode == 0x1:
+            documents += 1
+    if pings < 2 or documents < 2:
+        raise SystemExit(f"{pings} pings and {documents} documents in {answer_for:.0f} s of answering")
+    # From now on nothing is answered: the first ping left unanswered starts the clock.
+    first_unanswered = None
+    deadline = time.monotonic() + timeout + 10
+    while True:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no close {timeout + 10:.0f} s after pings went unanswered")
+        opcode, _, payload = read_frame(sock)
+        if opcode == 0x9 and first_unanswered is None:
+            first_unanswered = time.monotonic()
+        if opcode == 0x8:
+            break
+    if first_unanswered is None:
+        raise SystemExit("closed before any ping went unanswered")
+    waited = time.monotonic() - first_unanswered
+    (code,) = struct.unpack("!H", payload[:2])
+    if code != 1008:
+        raise SystemExit(f"closed with {code}, expected 1008 (ping timeout)")
+    if not timeout - 0.5 <= waited <= timeout + 4:
+        raise SystemExit(f"closed {waited:.1f} s after the first unanswered ping, timeout {timeout} s")
+    return f"{pings} pings answered in {answer_for:.0f} s; closed with 1008 {waited:.1f} s after the first unanswered one"
+
+
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
-    args = [a for a in sys.argv[3:] if a != "--deflate"]
-    deflate = "--deflate" in sys.argv[3:]
+    argv = sys.argv[3:]
+    ping_timeout = None
+    if "--pings" in argv:
+        at = argv.index("--pings")
+        ping_timeout = float(argv[at + 1])
+        del argv[at : at + 2]
+    args = [a for a in argv if a != "--deflate"]
+    deflate = "--deflate" in argv
     path = args[0] if args else "/"
     offer = (
         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
@@ -85,6 +145,8 @@ def main():
         if opcode in (0x9, 0xA):  # ping/pong: not a document
             if compressed:
                 raise SystemExit("a compressed control frame")
+            if opcode == 0x9:
+                send_masked(sock, 0xA, payload)
             continue
         if opcode != 0x1:
             raise SystemExit(f"expected a text frame, got opcode {opcode:#x}")
@@ -99,18 +161,20 @@ def main():
             if key_name not in doc:
                 raise SystemExit(f"document without {key_name!r}")
         stamps.append(doc["timestamp"])
-    # Close politely: masked close frame, status 1000.
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(struct.pack("!H", 1000)))
-    sock.sendall(bytes([0x88, 0x80 | 2]) + mask + body)
-    sock.close()
     if stamps[0] == stamps[1]:
         raise SystemExit(f"second document repeats the first ({stamps[0]})")
     kind = "compressed" if deflate else "plain"
-    print(
+    summary = (
         f"websocket {path}: 101 with valid accept; {kind} documents at {stamps[0]} and {stamps[1]}"
         f" ({sizes[0]} and {sizes[1]} bytes on the wire)"
     )
+    if ping_timeout is not None:
+        summary += "; " + check_pings(sock, ping_timeout)
+    else:
+        # Close politely: masked close frame, status 1000.
+        send_masked(sock, 0x8, struct.pack("!H", 1000))
+    sock.close()
+    print(summary)
 
 
 if __name__ == "__main__":
