@@ -6,6 +6,7 @@ mod common;
 
 use common::daemon::{network_command, Served};
 use common::netns::Netns;
+use common::ws::next_doc;
 
 #[test]
 #[ignore = "needs root: creates a network namespace"]
@@ -145,4 +146,83 @@ fn kernel_fallback_reads_wifi_signal_from_proc_net_wireless() {
         assert!(wifi[unknown].is_null(), "{unknown} in {wifi}");
     }
     assert!(doc["connectivity"]["reason"].is_null(), "{doc}");
+}
+
+/// A watched daemon repeats the interfaces' link facts and addresses between ticks and reads
+/// them again when the kernel announces a change: each change below shows in the feed within
+/// a few documents (the safety-net re-read comes only after a minute), and stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: creates a network namespace"]
+async fn the_feed_follows_link_and_address_changes_as_the_kernel_announces_them() {
+    let ns = Netns::create("links");
+    let no_bus = "unix:path=/nonexistent/pistats-test-bus";
+    let daemon = Served::start(
+        &ns.prefix(),
+        no_bus,
+        &["--interface", "pstk0", "--port", "0"],
+    );
+    let addr = daemon.wait_for_events(1, 0);
+    let mut ws = ns.ws_connect(&addr).await;
+    let pstk0 = |doc: &serde_json::Value| doc["network"]["interfaces"]["pstk0"].clone();
+    let first = pstk0(&next_doc(&mut ws).await);
+    assert_eq!(first["is_up"], false, "{first}");
+    assert_eq!(first["addresses"], serde_json::json!([]), "{first}");
+    assert_eq!(first["mtu"], 1500, "{first}");
+
+    // Waits at most five documents for `holds`, then checks that three more keep it.
+    async fn shows(
+        ws: &mut common::netns::NsWebSocket,
+        what: &str,
+        holds: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let interface = next_doc(ws).await["network"]["interfaces"]["pstk0"].clone();
+            if holds(&interface) {
+                for _ in 0..3 {
+                    let interface = next_doc(ws).await["network"]["interfaces"]["pstk0"].clone();
+                    assert!(holds(&interface), "{what} did not last: {interface}");
+                }
+                return;
+            }
+            seen.push(interface);
+        }
+        panic!("{what} not in five documents: {seen:?}");
+    }
+
+    ns.exec(&["ip", "addr", "add", "192.0.2.77/24", "dev", "pstk0"]);
+    shows(&mut ws, "the new address", |i| {
+        i["addresses"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["address"] == "192.0.2.77" && a["prefix_len"] == 24)
+        })
+    })
+    .await;
+    ns.exec(&["ip", "link", "set", "pstk0", "mtu", "1400"]);
+    shows(&mut ws, "the new MTU", |i| i["mtu"] == 1400).await;
+    ns.exec(&["ip", "link", "set", "pstk0", "address", "02:00:00:00:00:77"]);
+    shows(&mut ws, "the new MAC", |i| i["mac"] == "02:00:00:00:00:77").await;
+    ns.exec(&["ip", "link", "set", "pstk0", "up"]);
+    shows(&mut ws, "the link up", |i| i["is_up"] == true).await;
+    ns.exec(&["ip", "addr", "del", "192.0.2.77/24", "dev", "pstk0"]);
+    shows(&mut ws, "the address gone", |i| {
+        i["addresses"]
+            .as_array()
+            .is_some_and(|a| !a.iter().any(|a| a["address"] == "192.0.2.77"))
+    })
+    .await;
+    // An interface that appears is in the next documents with its facts.
+    ns.exec(&[
+        "ip", "link", "add", "pstk2", "mtu", "1280", "type", "veth", "peer", "name", "pstk3",
+    ]);
+    let mut found = None;
+    for _ in 0..5 {
+        let doc = next_doc(&mut ws).await;
+        if let Some(i) = doc["network"]["interfaces"].get("pstk2") {
+            found = Some(i.clone());
+            break;
+        }
+    }
+    let pstk2 = found.expect("pstk2 not in five documents");
+    assert_eq!(pstk2["mtu"], 1280, "{pstk2}");
 }

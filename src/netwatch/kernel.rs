@@ -13,12 +13,13 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
 use super::{wifi, Publisher, Target};
+use crate::stats::ifaddrs::{self, LinkChanges};
 use crate::stats::model::Connectivity;
 use crate::stats::procfs::{read_number, read_trimmed};
 
@@ -163,40 +164,17 @@ fn link(name: &CStr) -> io::Result<Link> {
     Ok(link)
 }
 
-/// A `NETLINK_ROUTE` socket subscribed to link and address notifications. Their content is
-/// not parsed: any notification means "read again".
+/// The rtnetlink subscription ([`LinkChanges`]), waited on through the runtime.
 struct Netlink(AsyncFd<OwnedFd>);
 
 impl Netlink {
     fn open() -> io::Result<Netlink> {
-        // SAFETY: plain socket/bind calls; the fd is owned by `OwnedFd` right away.
-        unsafe {
-            let fd = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            );
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-            addr.nl_groups =
-                (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
-            if libc::bind(
-                fd.as_raw_fd(),
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The fd is owned by the AsyncFd and stays open as long as it is registered.
-            AsyncFd::register(fd)
-                .map(Netlink)
-                .map_err(|err| err.into_parts().1)
-        }
+        let fd = LinkChanges::open()?.into_fd();
+        // SAFETY: the AsyncFd owns the descriptor, so it stays open as long as it is
+        // registered.
+        unsafe { AsyncFd::register(fd) }
+            .map(Netlink)
+            .map_err(|err| err.into_parts().1)
     }
 
     /// Waits for at least one notification (or a lost one: the queue overflowed).
@@ -206,7 +184,7 @@ impl Netlink {
 
     /// Discards whatever is queued; true when something was.
     fn drain(&self) -> io::Result<bool> {
-        match super::drain_fd(self.0.as_raw_fd()) {
+        match ifaddrs::drain(self.0.as_raw_fd()) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(err) => Err(err),

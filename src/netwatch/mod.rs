@@ -36,6 +36,7 @@ use zbus::names::{BusName, UniqueName};
 use zbus::Connection;
 
 use crate::config::Config;
+use crate::stats::ifaddrs;
 use crate::stats::model::{Connectivity, Wifi};
 
 /// The kernel's current signal and quality for `interface` (`PROC/net/wireless`); `None` when
@@ -217,33 +218,8 @@ async fn drained(fd: &AsyncFd<OwnedFd>) -> io::Result<()> {
     loop {
         let mut guard = fd.readable().await?;
         // Nothing queued (`WouldBlock`) clears the readiness and waits again.
-        if let Ok(result) = guard.try_io(|fd| drain_fd(fd.as_raw_fd())) {
+        if let Ok(result) = guard.try_io(|fd| ifaddrs::drain(fd.as_raw_fd())) {
             return result;
-        }
-    }
-}
-
-/// Reads the non-blocking `fd` until it is empty. `Ok` when anything arrived (a netlink
-/// overflow counts: notifications were lost, so a re-read is due); `WouldBlock` when nothing
-/// did.
-fn drain_fd(fd: i32) -> io::Result<()> {
-    let mut buf = [0u8; 16 * 1024];
-    let mut any = false;
-    loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            any = true;
-            continue;
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ENOBUFS) => any = true,
-            _ if err.kind() == io::ErrorKind::WouldBlock => {
-                return if any { Ok(()) } else { Err(err) };
-            }
-            _ => return Err(err),
         }
     }
 }

@@ -234,7 +234,7 @@ proptest! {
         let _ = read_diskstats(&proc_root, &sys_root);
         let _ = read_mounts(&proc_root);
         let _ = read_rss(&proc_root, 1);
-        let (cur, min, max) = read_cpufreq(&sys_root, 4);
+        let (cur, min, max) = CpuFreq::new(&sys_root, 4).read();
         prop_assert!([cur, min, max].iter().flatten().all(|v| v.is_finite()));
         let zones = read_thermal_zones(&sys_root);
         prop_assert!(zones.iter().all(|(_, c)| c.is_finite()));

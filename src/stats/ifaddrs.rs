@@ -1,6 +1,7 @@
 //! Interface addresses and flags from `getifaddrs(3)`: one netlink dump per call. The one
 //! walker of that C list, shared by the collector and the kernel connectivity source
-//! ([`crate::netwatch`]).
+//! ([`crate::netwatch`]), and the rtnetlink subscription both use to know when to walk it
+//! again ([`LinkChanges`]).
 //!
 //! sysinfo's `Networks` would also do this, but each refresh first reads every interface's
 //! counter files under `/sys/class/net`, which pistats takes from `/proc/net/dev` in one read;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// One entry of the `getifaddrs` list. An interface has one entry per address, plus one for
 /// its link layer (`address` is `None` there).
@@ -70,6 +72,82 @@ pub fn interface_addresses() -> BTreeMap<String, Vec<(IpAddr, u8)>> {
         by_interface.clear();
     }
     by_interface
+}
+
+/// A non-blocking `NETLINK_ROUTE` socket subscribed to link and address notifications (a
+/// link added, removed, up or down, its carrier, MTU or MAC changed; an address added or
+/// removed). Their content is not parsed: any notification means "read again". The
+/// subscription needs no privilege.
+pub struct LinkChanges(OwnedFd);
+
+impl LinkChanges {
+    pub fn open() -> io::Result<LinkChanges> {
+        // SAFETY: plain socket/bind calls; the fd is owned by `OwnedFd` right away, and
+        // `addr` is a zeroed `sockaddr_nl` of the size passed.
+        unsafe {
+            let fd = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups =
+                (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+            if libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(LinkChanges(fd))
+        }
+    }
+
+    /// Whether anything changed since the last call: discards what is queued, and counts a
+    /// lost notification (the queue overflowed) or a failed read as a change.
+    pub fn pending(&self) -> bool {
+        match drain(self.0.as_raw_fd()) {
+            Ok(()) => true,
+            Err(err) => err.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
+    /// The socket, for a caller that waits on it (see [`drain`]).
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
+    }
+}
+
+/// Reads the non-blocking `fd` until it is empty: for sockets and inotify instances whose
+/// messages only say "look again". `Ok` when anything arrived (a netlink overflow counts:
+/// notifications were lost, so a re-read is due); `WouldBlock` when nothing did.
+pub fn drain(fd: RawFd) -> io::Result<()> {
+    let mut buf = [0u8; 16 * 1024];
+    let mut any = false;
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            any = true;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOBUFS) => any = true,
+            _ if err.kind() == io::ErrorKind::WouldBlock => {
+                return if any { Ok(()) } else { Err(err) };
+            }
+            _ => return Err(err),
+        }
+    }
 }
 
 /// An IPv4 or IPv6 address and its prefix length; `None` for other families (link layer).

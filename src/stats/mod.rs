@@ -80,12 +80,29 @@ struct Details {
     boot_time: Option<SystemTime>,
     /// Link facts and addresses per interface (counters and rates are always fresh).
     interfaces: BTreeMap<String, Interface>,
+    /// When `interfaces`' link facts and addresses were read (see [`Collector::links_current`]).
+    links_read: Instant,
     sensors: Arc<BTreeMap<String, Vec<SensorReading>>>,
     fans: Arc<[Fan]>,
     battery: Option<BatteryInfo>,
     /// The firmware's figures other than the throttle flags (see [`pi::PiReader::read_throttle`]).
     pi: Option<PiHealth>,
     processes: Arc<ProcessInfo>,
+}
+
+/// The kernel's link and address notifications, where `sys_root` shows the running kernel's
+/// interfaces (a fixture tree's files do not change with them).
+fn subscribe_link_changes(sys_root: &std::path::Path) -> Option<ifaddrs::LinkChanges> {
+    if sys_root != std::path::Path::new("/sys") {
+        return None;
+    }
+    ifaddrs::LinkChanges::open()
+        .inspect_err(|err| {
+            tracing::debug!(
+                "no rtnetlink notifications ({err}): interfaces are read on every full tick"
+            );
+        })
+        .ok()
 }
 
 /// The `/proc` files read on every tick, kept open (see [`procfs::KeptFile`]).
@@ -164,6 +181,11 @@ impl ProcFiles {
 /// How often a tick that is not full looks for the SoC's thermal zone while it has none.
 const ZONE_RELIST: Duration = Duration::from_secs(60);
 
+/// The longest a full tick repeats the interfaces' link facts and addresses without an
+/// rtnetlink notification: a safety net for a change the kernel does not announce (a driver
+/// that renegotiates its speed without a carrier change, say).
+const LINKS_MAX_AGE: Duration = Duration::from_secs(60);
+
 pub struct Collector {
     system: System,
     /// CPU usage, aggregate and per core; its last sample also spans the processes' shares.
@@ -177,6 +199,7 @@ pub struct Collector {
     facts: HostFacts,
     pi: pi::PiReader,
     previous: Option<Previous>,
+    cpufreq: procfs::CpuFreq,
     /// The last frequency read from /proc/cpuinfo (machines without cpufreq), and when.
     cpuinfo_frequency: Option<(Instant, u64)>,
     /// PIDs with the most resident memory at the last ranking, and when it was made.
@@ -193,6 +216,11 @@ pub struct Collector {
     /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
     whole_disk: BTreeMap<String, bool>,
     cards: storage::CardCache,
+    /// Link and address notifications from the kernel, so that a full tick reads the
+    /// interfaces' link facts (four sysfs files each) and addresses (a `getifaddrs` dump) only
+    /// after something changed. `None` when `sys_root` is not the running kernel's `/sys`, or
+    /// the subscription failed: then every full tick reads them.
+    link_changes: Option<ifaddrs::LinkChanges>,
 }
 
 impl Collector {
@@ -208,6 +236,7 @@ impl Collector {
             os: System::long_os_version().map(Arc::from),
             count_physical: System::physical_core_count(),
         };
+        let cpufreq = procfs::CpuFreq::new(&config.sys_root, system.cpus().len());
         let mut files = ProcFiles::new(&config.proc_root);
         let mut cpu = cpu::CpuMeter::default();
         cpu.sample(files.cpu_stat.read_bytes(), Instant::now());
@@ -226,6 +255,7 @@ impl Collector {
             facts,
             pi,
             previous: None,
+            cpufreq,
             cpuinfo_frequency: None,
             memory_rank: None,
             process_table,
@@ -234,7 +264,31 @@ impl Collector {
             zones_listed: Instant::now(),
             whole_disk: BTreeMap::new(),
             cards: storage::CardCache::default(),
+            link_changes: subscribe_link_changes(&config.sys_root),
         }
+    }
+
+    /// Whether the interfaces' link facts and addresses of the last full tick still hold: on
+    /// ticks that are not full (nobody looks at them, and history needs only the counters),
+    /// and on full ticks when the kernel announced no link or address change since they were
+    /// read, within [`LINKS_MAX_AGE`], and `io` names no interface they lack.
+    fn links_current(
+        &self,
+        full: bool,
+        io: Option<&BTreeMap<String, NetIo>>,
+        now: Instant,
+    ) -> bool {
+        let Some(details) = &self.details else {
+            return false;
+        };
+        if !full {
+            return true;
+        }
+        // Drained on every full tick, so that a notification counts once.
+        let changed = self.link_changes.as_ref().is_none_or(|c| c.pending());
+        !changed
+            && now.saturating_duration_since(details.links_read) < LINKS_MAX_AGE
+            && io.is_some_and(|io| io.keys().all(|name| details.interfaces.contains_key(name)))
     }
 
     /// Collects one snapshot: complete when `ctx.full` or on the first call, else with the
@@ -286,7 +340,8 @@ impl Collector {
             .filter(|s| *s > 0.0);
         let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
-        let network = self.network(net_io.as_ref(), elapsed, full);
+        let links_current = self.links_current(full, net_io.as_ref(), now);
+        let network = self.network(net_io.as_ref(), elapsed, links_current);
         // One read a tick for the load averages and, before the scan, the process scan's last
         // PID (a process created after this read changes it for the next scan).
         let (load_average, last_pid) = self.files.loadavg();
@@ -328,6 +383,10 @@ impl Collector {
                 frequency: cpu.frequency_mhz,
                 boot_time,
                 interfaces: network.interfaces.clone(),
+                links_read: match &self.details {
+                    Some(last) if links_current => last.links_read,
+                    _ => now,
+                },
                 sensors: temperature.sensors.clone(),
                 fans: temperature.fans.clone(),
                 battery: battery.clone(),
@@ -443,8 +502,7 @@ impl Collector {
     }
 
     fn frequency(&mut self) -> Frequency {
-        let cpus = self.system.cpus();
-        let (current, min, max) = procfs::read_cpufreq(&self.sys_root, cpus.len());
+        let (current, min, max) = self.cpufreq.read();
         // Without cpufreq (VMs, some boards) /proc/cpuinfo's figure is the best there is. The
         // kernel formats that whole file on every read, so it is read every few seconds only.
         let current = current.or_else(|| {
@@ -503,16 +561,18 @@ impl Collector {
 
     /// Counters and rates on every tick; link facts and addresses (a `/sys` file each and a
     /// netlink dump) on full ticks, and for an interface that appeared since.
+    /// Counters and rates per interface and in all; link facts and addresses are the last
+    /// full tick's when `links_current` (see [`Self::links_current`]), else read.
     fn network(
         &mut self,
         io: Option<&BTreeMap<String, NetIo>>,
         elapsed: Option<f64>,
-        full: bool,
+        links_current: bool,
     ) -> NetworkInfo {
         let Some(io) = io else {
             return NetworkInfo::default();
         };
-        let last = self.details.as_ref().filter(|_| !full);
+        let last = self.details.as_ref().filter(|_| links_current);
         let mut addresses_by_interface = match last {
             Some(_) => Default::default(),
             None => ifaddrs::interface_addresses(),

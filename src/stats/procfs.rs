@@ -103,7 +103,9 @@ impl KeptFile {
     /// The whole file; `None` when it can be neither read nor opened.
     pub fn read_bytes(&mut self) -> Option<&[u8]> {
         if self.read_open().is_none() {
-            self.file = None;
+            // A file kept open may have gone stale (its device removed and added again): open
+            // it once more. One that could not be opened is not tried twice.
+            self.file.take()?;
             self.read_open()?;
         }
         Some(self.buf.bytes())
@@ -524,21 +526,73 @@ pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
     parse_loadavg(&read_text(&proc_root.join("loadavg"))?)
 }
 
-/// CPU frequency in MHz: current (mean over CPUs), min and max, from cpufreq.
-pub fn read_cpufreq(sys_root: &Path, cpus: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
-    let cpu_dir = sys_root.join("devices/system/cpu");
-    let khz = |cpu: usize, file: &str| read_f64(&cpu_dir.join(format!("cpu{cpu}/cpufreq/{file}")));
-    let current: Vec<f64> = (0..cpus)
-        .filter_map(|cpu| khz(cpu, "scaling_cur_freq"))
-        .collect();
-    let mean = (!current.is_empty())
-        .then(|| current.iter().sum::<f64>() / current.len() as f64)
-        .and_then(finite);
-    (
-        mean.map(|k| k / 1000.0),
-        khz(0, "cpuinfo_min_freq").map(|k| k / 1000.0),
-        khz(0, "cpuinfo_max_freq").map(|k| k / 1000.0),
-    )
+/// CPU frequency in MHz from cpufreq: each CPU's `scaling_cur_freq` kept open (a full tick
+/// reads it with one `pread`, not an open, a read and a close), and the hardware limits
+/// `cpuinfo_min_freq` and `cpuinfo_max_freq`, which do not change, read until found.
+///
+/// Where there is no cpufreq (a VM, a board without a driver), the files are looked for again
+/// every [`CPUFREQ_RETRY`], not on every tick.
+#[derive(Debug)]
+pub struct CpuFreq {
+    current: Vec<KeptFile>,
+    cpu0: PathBuf,
+    limits: Option<(f64, f64)>,
+    /// When a read last found no cpufreq at all.
+    missing_at: Option<std::time::Instant>,
+}
+
+/// How often cpufreq is looked for where it was missing: a driver loaded after the daemon
+/// started shows within this time.
+pub const CPUFREQ_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl CpuFreq {
+    pub fn new(sys_root: &Path, cpus: usize) -> CpuFreq {
+        let cpu_dir = sys_root.join("devices/system/cpu");
+        CpuFreq {
+            current: (0..cpus)
+                .map(|cpu| {
+                    KeptFile::whole(cpu_dir.join(format!("cpu{cpu}/cpufreq/scaling_cur_freq")))
+                })
+                .collect(),
+            cpu0: cpu_dir.join("cpu0/cpufreq"),
+            limits: None,
+            missing_at: None,
+        }
+    }
+
+    /// Current (mean over the CPUs that have a figure), min and max.
+    pub fn read(&mut self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        if self
+            .missing_at
+            .is_some_and(|at| at.elapsed() < CPUFREQ_RETRY)
+        {
+            return (None, None, None);
+        }
+        let (mut sum, mut count) = (0.0, 0u32);
+        for file in &mut self.current {
+            let khz = file
+                .read_text()
+                .and_then(|t| finite(t.trim().parse().ok()?));
+            if let Some(khz) = khz {
+                sum += khz;
+                count += 1;
+            }
+        }
+        let mean = (count > 0).then(|| sum / f64::from(count)).and_then(finite);
+        if self.limits.is_none() {
+            let khz = |file: &str| read_f64(&self.cpu0.join(file));
+            if let (Some(min), Some(max)) = (khz("cpuinfo_min_freq"), khz("cpuinfo_max_freq")) {
+                self.limits = Some((min, max));
+            }
+        }
+        self.missing_at = (count == 0 && self.limits.is_none()).then(std::time::Instant::now);
+        let mhz = |khz: f64| khz / 1000.0;
+        (
+            mean.map(mhz),
+            self.limits.map(|(min, _)| mhz(min)),
+            self.limits.map(|(_, max)| mhz(max)),
+        )
+    }
 }
 
 pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -1154,7 +1208,7 @@ mod tests {
         assert!(read_loadavg(nowhere).is_none());
         assert!(read_battery(nowhere).is_none());
         assert!(read_sensors(nowhere, &[]).is_empty());
-        assert_eq!(read_cpufreq(nowhere, 4), (None, None, None));
+        assert_eq!(CpuFreq::new(nowhere, 4).read(), (None, None, None));
     }
 
     #[test]
@@ -1432,5 +1486,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read_meminfo(dir.path()).map(|m| m.total), Some(2048));
+    }
+
+    /// Each CPU's current frequency is re-read through its kept file (a Pi 4's cpufreq
+    /// files: `tests/fixtures/pi4/sys/devices/system/cpu/cpu0/cpufreq`, in kHz), a CPU
+    /// without a figure is left out of the mean, and the limits are read once.
+    #[test]
+    fn cpufreq_is_reread_through_kept_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpufreq = |cpu: usize| {
+            dir.path()
+                .join(format!("devices/system/cpu/cpu{cpu}/cpufreq"))
+        };
+        for cpu in 0..2 {
+            fs::create_dir_all(cpufreq(cpu)).unwrap();
+            fs::write(cpufreq(cpu).join("scaling_cur_freq"), "600000\n").unwrap();
+        }
+        fs::write(cpufreq(0).join("cpuinfo_min_freq"), "600000\n").unwrap();
+        fs::write(cpufreq(0).join("cpuinfo_max_freq"), "1500000\n").unwrap();
+        let mut freq = CpuFreq::new(dir.path(), 3);
+        assert_eq!(freq.read(), (Some(600.0), Some(600.0), Some(1500.0)));
+        fs::write(cpufreq(1).join("scaling_cur_freq"), "1500000\n").unwrap();
+        fs::remove_file(cpufreq(0).join("cpuinfo_max_freq")).unwrap();
+        assert_eq!(freq.read(), (Some(1050.0), Some(600.0), Some(1500.0)));
+        assert_eq!(
+            CpuFreq::new(Path::new("/nonexistent"), 2).read(),
+            (None, None, None)
+        );
     }
 }
