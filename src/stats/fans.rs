@@ -14,17 +14,23 @@
 use std::path::{Path, PathBuf};
 
 use super::model::Fan;
-use super::procfs::{read_f64, read_number, read_trimmed, sorted_entries};
+use super::procfs::{read_f64, read_number, read_trimmed, Listings};
 
 /// Every fan, hwmon fans first (by hwmon index), then cooling-device-only fans.
-pub fn read_fans(sys_root: &Path) -> Vec<Fan> {
+pub fn read_fans(sys_root: &Path, listings: &mut Listings) -> Vec<Fan> {
     let mut fans: Vec<(Option<PathBuf>, Fan)> = Vec::new();
-    for hwmon in sorted_entries(&sys_root.join("class/hwmon")) {
+    for hwmon in listings.entries(&sys_root.join("class/hwmon")).iter() {
+        // Most hwmon devices (the SoC's temperature, the Pi's undervoltage alarm) have no fan:
+        // their name and device link are not needed.
+        let channels = fan_channels(&listings.entries(hwmon));
+        if channels.is_empty() {
+            continue;
+        }
         let Some(chip) = read_trimmed(&hwmon.join("name")) else {
             continue;
         };
-        let device = device_of(&hwmon);
-        for channel in fan_channels(&hwmon) {
+        let device = device_of(hwmon);
+        for channel in channels {
             let rpm = read_f64(&hwmon.join(format!("fan{channel}_input"))).filter(|v| *v >= 0.0);
             let pwm = read_f64(&hwmon.join(format!("pwm{channel}")))
                 .filter(|v| (0.0..=255.0).contains(v))
@@ -47,7 +53,7 @@ pub fn read_fans(sys_root: &Path) -> Vec<Fan> {
             ));
         }
     }
-    for cdev in sorted_entries(&sys_root.join("class/thermal")) {
+    for cdev in listings.entries(&sys_root.join("class/thermal")).iter() {
         let Some(file) = cdev.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
@@ -63,7 +69,7 @@ pub fn read_fans(sys_root: &Path) -> Vec<Fan> {
         let max: Option<u64> = read_number(&cdev.join("max_state"));
         let state: Option<u64> =
             read_number(&cdev.join("cur_state")).filter(|s| max.is_none_or(|m| *s <= m));
-        let device = device_of(&cdev);
+        let device = device_of(cdev);
         let kind_key = driver_key(&kind);
         let merged = fans
             .iter_mut()
@@ -92,9 +98,10 @@ pub fn read_fans(sys_root: &Path) -> Vec<Fan> {
     fans.into_iter().map(|(_, fan)| fan).collect()
 }
 
-/// The channel numbers N of `fanN_input` / `pwmN` files, ascending.
-fn fan_channels(hwmon: &Path) -> Vec<u32> {
-    let mut channels: Vec<u32> = sorted_entries(hwmon)
+/// The channel numbers N of `fanN_input` / `pwmN` files among a hwmon device's `entries`,
+/// ascending.
+fn fan_channels(entries: &[PathBuf]) -> Vec<u32> {
+    let mut channels: Vec<u32> = entries
         .iter()
         .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
         .filter_map(|name| {
@@ -136,7 +143,7 @@ mod tests {
 
     #[test]
     fn pi5_fan_is_one_entry_with_speed_duty_and_state() {
-        let fans = read_fans(&sys("pi5"));
+        let fans = read_fans(&sys("pi5"), &mut Listings::default());
         assert_eq!(
             fans,
             [Fan {
@@ -152,7 +159,7 @@ mod tests {
 
     #[test]
     fn pi4_gpio_fan_shim_merges_with_its_cooling_device() {
-        let fans = read_fans(&sys("pi4"));
+        let fans = read_fans(&sys("pi4"), &mut Listings::default());
         assert_eq!(fans.len(), 1, "{fans:?}");
         assert_eq!(fans[0].name, "gpio_fan");
         assert_eq!(fans[0].rpm, Some(5000.0));
@@ -165,7 +172,7 @@ mod tests {
 
     #[test]
     fn no_fan_on_a_pi_zero() {
-        assert!(read_fans(&sys("pizerow")).is_empty());
+        assert!(read_fans(&sys("pizerow"), &mut Listings::default()).is_empty());
     }
 
     #[test]
@@ -188,7 +195,7 @@ mod tests {
         write("class/thermal/cooling_device2/type", "pwm-fan\n");
         write("class/thermal/cooling_device2/cur_state", "9\n");
         write("class/thermal/cooling_device2/max_state", "4\n");
-        let fans = read_fans(tmp.path());
+        let fans = read_fans(tmp.path(), &mut Listings::default());
         assert_eq!(fans.len(), 2, "{fans:?}");
         assert_eq!(fans[0].name, "rpi-poe-fan");
         assert_eq!(fans[0].label, "cooling_device0");

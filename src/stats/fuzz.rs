@@ -238,13 +238,14 @@ proptest! {
         prop_assert!([cur, min, max].iter().flatten().all(|v| v.is_finite()));
         let zones = read_thermal_zones(&sys_root);
         prop_assert!(zones.iter().all(|(_, c)| c.is_finite()));
-        let sensors = read_sensors(&sys_root, &zones);
+        let mut listings = Listings::default();
+        let sensors = read_sensors(&sys_root, &zones, &mut listings);
         prop_assert!(sensors.values().flatten().all(|r| r.current.is_finite()));
-        if let Some(b) = read_battery(&sys_root) {
+        if let Some(b) = read_battery(&sys_root, &mut listings) {
             prop_assert!(b.percent.is_finite());
         }
         let _ = read_link(&sys_root, "eth0");
-        for fan in super::fans::read_fans(&sys_root) {
+        for fan in super::fans::read_fans(&sys_root, &mut listings) {
             prop_assert!(fan.rpm.is_none_or(|v| v.is_finite() && v >= 0.0), "{:?}", fan);
             prop_assert!(fan.pwm_percent.is_none_or(|v| (0.0..=100.0).contains(&v)), "{:?}", fan);
             if let (Some(state), Some(max)) = (fan.cooling_state, fan.cooling_max_state) {

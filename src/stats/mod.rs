@@ -212,6 +212,8 @@ pub struct Collector {
     cpu_zone: Option<procfs::KeptFile>,
     /// When the thermal zones were last listed (to find `cpu_zone`).
     zones_listed: Instant,
+    /// The sysfs directories of sensors, fans and batteries, listed once a minute.
+    listings: procfs::Listings,
     /// Whether a `/proc/diskstats` name is a whole disk (`SYS/block/NAME` exists): a `stat`
     /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
     whole_disk: BTreeMap<String, bool>,
@@ -262,6 +264,7 @@ impl Collector {
             details: None,
             cpu_zone: None,
             zones_listed: Instant::now(),
+            listings: procfs::Listings::default(),
             whole_disk: BTreeMap::new(),
             cards: storage::CardCache::default(),
             link_changes: subscribe_link_changes(&config.sys_root),
@@ -376,7 +379,10 @@ impl Collector {
                     None => self.pi.read(),
                 },
             ),
-            _ => (procfs::read_battery(&self.sys_root), self.pi.read()),
+            _ => (
+                procfs::read_battery(&self.sys_root, &mut self.listings),
+                self.pi.read(),
+            ),
         };
         if full {
             self.details = Some(Details {
@@ -429,6 +435,7 @@ impl Collector {
             // went away (renumbered): look again, at most every ZONE_RELIST, so that history,
             // events and alerts get the temperature without anyone watching.
             if celsius.is_none() && self.zones_listed.elapsed() >= ZONE_RELIST {
+                self.listings.forget();
                 self.list_zones();
                 celsius = self.read_cpu_zone();
             }
@@ -442,8 +449,12 @@ impl Collector {
         let (zones, cpu_zone) = self.list_zones();
         TemperatureInfo {
             pi_cpu_celsius: cpu_zone.map(|z| zones[z].1),
-            sensors: Arc::new(procfs::read_sensors(&self.sys_root, &zones)),
-            fans: fans::read_fans(&self.sys_root).into(),
+            sensors: Arc::new(procfs::read_sensors(
+                &self.sys_root,
+                &zones,
+                &mut self.listings,
+            )),
+            fans: fans::read_fans(&self.sys_root, &mut self.listings).into(),
         }
     }
 
@@ -451,7 +462,7 @@ impl Collector {
     /// alone; returns every zone's (type, °C) and which one is the SoC's.
     fn list_zones(&mut self) -> (Vec<(String, f64)>, Option<usize>) {
         self.zones_listed = Instant::now();
-        let zones = procfs::thermal_zones(&self.sys_root);
+        let zones = procfs::thermal_zones(&self.sys_root, &mut self.listings);
         let cpu_zone = procfs::pi_cpu_zone(zones.iter().map(|(kind, _, _)| kind.as_str()));
         self.cpu_zone = cpu_zone.map(|z| procfs::KeptFile::whole(zones[z].2.clone()));
         let zones = zones.into_iter().map(|(k, c, _)| (k, c)).collect();

@@ -595,6 +595,47 @@ impl CpuFreq {
     }
 }
 
+/// The sysfs directories the hardware readers walk (`class/thermal`, `class/hwmon` and each
+/// hwmon device, `class/power_supply`), listed once per [`LISTINGS_MAX_AGE`] and sorted.
+///
+/// Sensors, fans and batteries come and go rarely, while a full tick walks these directories
+/// several times over (the sensors and the fans both walk hwmon, the thermal zones and the
+/// cooling devices share `class/thermal`): on a Pi 4 the listings were most of a full tick's
+/// system calls after the process scan. The values in them are still read on every full tick.
+#[derive(Debug, Default)]
+pub struct Listings {
+    listed_at: Option<std::time::Instant>,
+    dirs: std::collections::HashMap<PathBuf, Arc<[PathBuf]>>,
+}
+
+/// How long [`Listings`] keeps a directory's entries: a sensor, fan or battery that appears
+/// shows within this time.
+pub const LISTINGS_MAX_AGE: Duration = Duration::from_secs(60);
+
+impl Listings {
+    /// `dir`'s entries, sorted; empty if it cannot be read.
+    pub fn entries(&mut self, dir: &Path) -> Arc<[PathBuf]> {
+        if self
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= LISTINGS_MAX_AGE)
+        {
+            self.dirs.clear();
+            self.listed_at = Some(std::time::Instant::now());
+        }
+        if let Some(entries) = self.dirs.get(dir) {
+            return Arc::clone(entries);
+        }
+        let entries: Arc<[PathBuf]> = sorted_entries(dir).into();
+        self.dirs.insert(dir.to_owned(), Arc::clone(&entries));
+        entries
+    }
+
+    /// Lists every directory again at its next use.
+    pub fn forget(&mut self) {
+        self.listed_at = None;
+    }
+}
+
 pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -605,16 +646,17 @@ pub(crate) fn sorted_entries(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Thermal zones as (type, °C). On a Pi the SoC's zone is `cpu-thermal`.
 pub fn read_thermal_zones(sys_root: &Path) -> Vec<(String, f64)> {
-    thermal_zones(sys_root)
+    thermal_zones(sys_root, &mut Listings::default())
         .into_iter()
         .map(|(kind, celsius, _)| (kind, celsius))
         .collect()
 }
 
 /// Thermal zones as (type, °C, path of its `temp`).
-pub fn thermal_zones(sys_root: &Path) -> Vec<(String, f64, PathBuf)> {
-    sorted_entries(&sys_root.join("class/thermal"))
-        .into_iter()
+pub fn thermal_zones(sys_root: &Path, listings: &mut Listings) -> Vec<(String, f64, PathBuf)> {
+    listings
+        .entries(&sys_root.join("class/thermal"))
+        .iter()
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
@@ -654,13 +696,14 @@ pub fn pi_cpu_zone<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Option<usize
 pub fn read_sensors(
     sys_root: &Path,
     zones: &[(String, f64)],
+    listings: &mut Listings,
 ) -> BTreeMap<String, Vec<SensorReading>> {
     let mut sensors: BTreeMap<String, Vec<SensorReading>> = BTreeMap::new();
-    for hwmon in sorted_entries(&sys_root.join("class/hwmon")) {
+    for hwmon in listings.entries(&sys_root.join("class/hwmon")).iter() {
         let Some(chip) = read_trimmed(&hwmon.join("name")) else {
             continue;
         };
-        for input in sorted_entries(&hwmon) {
+        for input in listings.entries(hwmon).iter() {
             let Some(file) = input.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -670,7 +713,7 @@ pub fn read_sensors(
             else {
                 continue;
             };
-            let Some(current) = read_f64(&input) else {
+            let Some(current) = read_f64(input) else {
                 continue;
             };
             let milli = |suffix: &str| {
@@ -704,8 +747,8 @@ pub fn read_sensors(
 }
 
 /// The first battery under `/sys/class/power_supply`, with mains state; `None` without one.
-pub fn read_battery(sys_root: &Path) -> Option<BatteryInfo> {
-    let supplies = sorted_entries(&sys_root.join("class/power_supply"));
+pub fn read_battery(sys_root: &Path, listings: &mut Listings) -> Option<BatteryInfo> {
+    let supplies = listings.entries(&sys_root.join("class/power_supply"));
     let kind = |p: &Path| read_trimmed(&p.join("type")).unwrap_or_default();
     let battery = supplies.iter().find(|p| kind(p) == "Battery")?;
     let percent = read_f64(&battery.join("capacity"))?;
@@ -1206,8 +1249,8 @@ mod tests {
         assert!(read_uptime(nowhere).is_none());
         assert!(read_boot_time(nowhere).is_none());
         assert!(read_loadavg(nowhere).is_none());
-        assert!(read_battery(nowhere).is_none());
-        assert!(read_sensors(nowhere, &[]).is_empty());
+        assert!(read_battery(nowhere, &mut Listings::default()).is_none());
+        assert!(read_sensors(nowhere, &[], &mut Listings::default()).is_empty());
         assert_eq!(CpuFreq::new(nowhere, 4).read(), (None, None, None));
     }
 
@@ -1513,5 +1556,31 @@ mod tests {
             CpuFreq::new(Path::new("/nonexistent"), 2).read(),
             (None, None, None)
         );
+    }
+
+    /// A directory is listed once within [`LISTINGS_MAX_AGE`], however often it is walked;
+    /// `forget` (or the age) lists it again.
+    #[test]
+    fn listings_are_kept_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let hwmon = dir.path().join("class/hwmon");
+        fs::create_dir_all(hwmon.join("hwmon0")).unwrap();
+        let mut listings = Listings::default();
+        assert_eq!(&*listings.entries(&hwmon), [hwmon.join("hwmon0")]);
+        fs::create_dir(hwmon.join("hwmon1")).unwrap();
+        assert_eq!(&*listings.entries(&hwmon), [hwmon.join("hwmon0")], "kept");
+        listings.forget();
+        assert_eq!(
+            &*listings.entries(&hwmon),
+            [hwmon.join("hwmon0"), hwmon.join("hwmon1")]
+        );
+        fs::remove_dir(hwmon.join("hwmon0")).unwrap();
+        listings.listed_at = Some(std::time::Instant::now() - LISTINGS_MAX_AGE);
+        assert_eq!(
+            &*listings.entries(&hwmon),
+            [hwmon.join("hwmon1")],
+            "aged out"
+        );
+        assert!(listings.entries(&dir.path().join("nonexistent")).is_empty());
     }
 }
