@@ -570,10 +570,10 @@ impl Collector {
         }
     }
 
-    /// Counters and rates on every tick; link facts and addresses (a `/sys` file each and a
-    /// netlink dump) on full ticks, and for an interface that appeared since.
-    /// Counters and rates per interface and in all; link facts and addresses are the last
-    /// full tick's when `links_current` (see [`Self::links_current`]), else read.
+    /// Counters and rates per interface and in all, on every tick. Link facts and addresses
+    /// (four `/sys` files an interface and a netlink dump) are the last full tick's when
+    /// `links_current` (see [`Self::links_current`]), else read; an interface that appeared
+    /// since is read in any case.
     fn network(
         &mut self,
         io: Option<&BTreeMap<String, NetIo>>,
