@@ -473,8 +473,7 @@ impl Collector {
     fn read_cpu_zone(&mut self) -> Option<f64> {
         self.cpu_zone
             .as_mut()
-            .and_then(|zone| zone.read_text()?.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite())
+            .and_then(procfs::KeptFile::read_f64)
             .map(|milli| milli / 1000.0)
     }
 

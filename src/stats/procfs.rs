@@ -122,6 +122,11 @@ impl KeptFile {
         Some(self.buf.text())
     }
 
+    /// The file as one finite number, as [`read_f64`] reads a path (a sysfs attribute).
+    pub fn read_f64(&mut self) -> Option<f64> {
+        finite(self.read_text()?.trim().parse().ok()?)
+    }
+
     fn read_open(&mut self) -> Option<()> {
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
@@ -570,10 +575,7 @@ impl CpuFreq {
         }
         let (mut sum, mut count) = (0.0, 0u32);
         for file in &mut self.current {
-            let khz = file
-                .read_text()
-                .and_then(|t| finite(t.trim().parse().ok()?));
-            if let Some(khz) = khz {
+            if let Some(khz) = file.read_f64() {
                 sum += khz;
                 count += 1;
             }
