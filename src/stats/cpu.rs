@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::procfs::{counters, split_line};
+
 /// Samples closer together than this are not taken (the figures of the last one stay): at
 /// `USER_HZ` = 100 a shorter window holds too few clock ticks to mean anything. sysinfo's
 /// `MINIMUM_CPU_UPDATE_INTERVAL` on Linux.
@@ -24,14 +26,14 @@ pub type CpuTimes = [u64; 10];
 /// saturates.
 pub fn parse_cpu_lines(text: &[u8], per_core: &mut Vec<CpuTimes>) -> Option<CpuTimes> {
     per_core.clear();
-    let mut lines = text.split(|&b| b == b'\n');
-    let first = lines.next()?;
-    let total = first.strip_prefix(b"cpu ").map(parse_fields)?;
-    for line in lines {
-        match line.strip_prefix(b"cpu") {
-            Some(rest) => per_core.push(parse_fields(skip_name(rest))),
-            None => break,
-        }
+    let (first, mut rest) = split_line(text.strip_prefix(b"cpu ")?);
+    let total = parse_fields(first);
+    // Each line is looked at only as far as its name: the one after the last `cpuN` is the
+    // `intr` line, most of the file, which is never scanned.
+    while let Some(line) = rest.strip_prefix(b"cpu") {
+        let (line, next) = split_line(line);
+        per_core.push(parse_fields(skip_name(line)));
+        rest = next;
     }
     Some(total)
 }
@@ -42,19 +44,42 @@ fn skip_name(rest: &[u8]) -> &[u8] {
     &rest[end..]
 }
 
+/// The first ten space-separated fields: read as counters, as any well-formed line is, else
+/// field by field.
 fn parse_fields(line: &[u8]) -> CpuTimes {
     let mut times = [0; 10];
-    for (slot, field) in times
-        .iter_mut()
-        .zip(line.split(|&b| b == b' ').filter(|f| !f.is_empty()))
-    {
-        *slot = field
-            .iter()
-            .try_fold(0u64, |n, &c| {
-                c.is_ascii_digit()
-                    .then(|| n.saturating_mul(10).saturating_add(u64::from(c - b'0')))
-            })
-            .unwrap_or(0);
+    match counters(line, &mut times) {
+        Some(_) => times,
+        None => parse_fields_leniently(line),
+    }
+}
+
+/// The first ten space-separated fields, one that is not a number as 0 and one too large as
+/// `u64::MAX`.
+fn parse_fields_leniently(line: &[u8]) -> CpuTimes {
+    let mut times = [0; 10];
+    let mut index = 0;
+    // The field being read: its value, saturated, and whether each of its bytes was a digit.
+    let (mut value, mut digits_only, mut in_field) = (0u64, true, false);
+    for &b in line {
+        if b == b' ' {
+            if in_field {
+                times[index] = if digits_only { value } else { 0 };
+                index += 1;
+                if index == times.len() {
+                    return times;
+                }
+                (value, digits_only, in_field) = (0, true, false);
+            }
+            continue;
+        }
+        in_field = true;
+        let digit = b.wrapping_sub(b'0');
+        digits_only &= digit < 10;
+        value = value.saturating_mul(10).saturating_add(u64::from(digit));
+    }
+    if in_field {
+        times[index] = if digits_only { value } else { 0 };
     }
     times
 }
@@ -268,6 +293,13 @@ procs_blocked 0
         assert_eq!(cores[1][0], u64::MAX);
         assert_eq!(cores.len(), 2);
         assert!(parse_cpu_lines(b"intr 1\ncpu  1 2\n", &mut cores).is_none());
+        // The cores are the `cpuN` lines right after the aggregate, fields beyond ten ignored.
+        let total = parse_cpu_lines(
+            b"cpu  1 x 3\ncpu0 4 5 6 7 8 9 10 11 12 13 14\nintr 9\ncpu1 7\n",
+            &mut cores,
+        );
+        assert_eq!(total, Some([1, 0, 3, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(cores, [[4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]);
         assert!(parse_cpu_lines(b"", &mut cores).is_none());
     }
 

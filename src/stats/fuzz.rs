@@ -79,9 +79,10 @@ proptest! {
     #[test]
     fn text_parsers_never_panic(bytes in contents()) {
         let t = text(&bytes);
-        if let Some(m) = parse_meminfo(&t) {
-            sane_memory(&m);
+        for m in [parse_meminfo(&bytes), parse_meminfo(&t)].iter().flatten() {
+            sane_memory(m);
         }
+        let _ = parse_net_dev(&bytes);
         let _ = parse_net_dev(&t);
         let _ = parse_diskstats(&t, |_| true);
         if let Some(up) = parse_uptime(&t) {
@@ -101,6 +102,9 @@ proptest! {
         let _ = super::storage::parse_hex_byte(&t);
         let per_disk = parse_diskstats_per_disk(&t, |_| true);
         prop_assert_eq!(sum_disks(&per_disk), parse_diskstats(&t, |_| true));
+        // The memchr-based lines are str::lines' wherever no line ends in `\r`.
+        let unix = t.replace('\r', "");
+        prop_assert!(lines(&unix).eq(unix.lines()));
     }
 
     #[test]

@@ -313,8 +313,8 @@ impl Collector {
         let memory = self
             .files
             .meminfo
-            .read_text()
-            .and_then(|t| procfs::parse_meminfo(&t));
+            .read_bytes()
+            .and_then(procfs::parse_meminfo);
         check(Source::Memory, memory.is_some());
         let sys_root = &self.sys_root;
         let whole_disk = &mut self.whole_disk;
@@ -333,8 +333,8 @@ impl Collector {
         let net_io: Option<BTreeMap<String, NetIo>> = self
             .files
             .net_dev
-            .read_text()
-            .map(|t| procfs::parse_net_dev(&t).into_iter().collect());
+            .read_bytes()
+            .map(|t| procfs::parse_net_dev(t).into_iter().collect());
         check(Source::Network, net_io.is_some());
         let elapsed = self
             .previous

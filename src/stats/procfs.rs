@@ -248,70 +248,133 @@ fn finite(v: f64) -> Option<f64> {
 /// The number at the start of `field` after spaces, as in `MemTotal:` ` 3884 kB`; `None` unless
 /// digits follow and end the field. A hand-rolled scan: these files are parsed on every tick,
 /// and splitting on Unicode whitespace cost more than the read.
-fn leading_number(field: &str) -> Option<u64> {
-    let field = field.trim_start_matches([' ', '\t']);
-    let end = field
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
+fn leading_number(field: &[u8]) -> Option<u64> {
+    let start = field
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
         .unwrap_or(field.len());
-    if !matches!(field.as_bytes().get(end), None | Some(b' ' | b'\t' | b'\n')) {
-        return None;
+    let (value, len) = decimal(&field[start..])?;
+    matches!(field.get(start + len), None | Some(b' ' | b'\t' | b'\n')).then_some(value)
+}
+
+/// The decimal number `bytes` start with and how many digits it took; `None` without a digit
+/// or when the number does not fit a `u64`.
+fn decimal(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        if digit >= 10 {
+            break;
+        }
+        value = accumulate(value, digits, digit)?;
+        digits += 1;
     }
-    field[..end].parse().ok()
+    (digits > 0).then_some((value, digits))
+}
+
+/// `value` with one more decimal `digit` after its `digits` digits; `None` past `u64::MAX`.
+/// Up to 19 digits fit a u64 whatever they are: only a 20th needs the checks.
+#[inline]
+fn accumulate(value: u64, digits: usize, digit: u8) -> Option<u64> {
+    if digits < 19 {
+        Some(value * 10 + u64::from(digit))
+    } else {
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    }
 }
 
 /// Reads the space-separated decimal counters of `line` into `out` (those beyond its length are
 /// counted, not kept) and returns how many there were; `None` if one is not a number or does
 /// not fit a `u64`.
-fn counters(line: &str, out: &mut [u64]) -> Option<usize> {
+pub(super) fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
+    // One pass over the bytes. Most are the columns' padding, passed over first.
     let mut count = 0;
-    let mut current: Option<u64> = None;
-    for b in line.bytes().chain(std::iter::once(b' ')) {
-        match b {
-            b'0'..=b'9' => {
-                let digit = u64::from(b - b'0');
-                current = Some(current.unwrap_or(0).checked_mul(10)?.checked_add(digit)?);
-            }
-            b' ' | b'\t' | b'\n' => {
-                if let Some(value) = current.take() {
-                    if let Some(slot) = out.get_mut(count) {
-                        *slot = value;
-                    }
-                    count += 1;
-                }
-            }
-            _ => return None,
+    let mut value = 0u64;
+    let mut digits = 0;
+    let mut keep = |value: u64, count: &mut usize| {
+        if let Some(slot) = out.get_mut(*count) {
+            *slot = value;
         }
+        *count += 1;
+    };
+    for &b in line {
+        if b == b' ' && digits == 0 {
+            continue;
+        }
+        let digit = b.wrapping_sub(b'0');
+        if digit < 10 {
+            value = accumulate(value, digits, digit)?;
+            digits += 1;
+        } else if matches!(b, b' ' | b'\t' | b'\n') {
+            if digits > 0 {
+                keep(value, &mut count);
+                (value, digits) = (0, 0);
+            }
+        } else {
+            return None;
+        }
+    }
+    if digits > 0 {
+        keep(value, &mut count);
     }
     Some(count)
 }
 
+/// The first line of `text` (without its newline) and what follows it; see [`lines`].
+pub(super) fn split_line(text: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'\n', text) {
+        Some(end) => (&text[..end], &text[end + 1..]),
+        None => (text, &[]),
+    }
+}
+
+/// The lines of `text`, as `str::lines` gives them where no line ends in `\r` (as in `/proc`),
+/// their ends found with `memchr`, which costs less than `str::lines`' search on the short
+/// lines of the files read every tick (docs/benchmarks.md, "Unwatched ticks parse in one pass").
+pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', rest.as_bytes()).unwrap_or(rest.len());
+        let line = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        Some(line)
+    })
+}
+
 /// `/proc/meminfo` in bytes; `None` without a positive `MemTotal` (a truncated or garbled
-/// file is not a machine with no memory).
-pub fn parse_meminfo(text: &str) -> Option<Memory> {
-    /// The keys read, each a bit of `found`; the file has some 55 lines and these are among its
-    /// first 25, so reading stops once all were seen (the file is read on every tick).
-    const KEYS: [&str; 8] = [
-        "MemTotal",
-        "MemFree",
-        "MemAvailable",
-        "Buffers",
-        "Cached",
-        "SReclaimable",
-        "SwapTotal",
-        "SwapFree",
-    ];
+/// file is not a machine with no memory). Read as bytes: the file is ASCII, and validating it
+/// as UTF-8 first would be a second pass over it every tick.
+pub fn parse_meminfo(text: impl AsRef<[u8]>) -> Option<Memory> {
+    /// How many keys are read, each a bit of `found`; the file has some 55 lines and these are
+    /// among its first 25, so reading stops once all were seen (the file is read on every tick).
+    const KEYS: usize = 8;
     let mut m = Memory::default();
     let mut available = None;
     let mut found = 0u32;
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
+    let mut rest = text.as_ref();
+    while !rest.is_empty() {
+        let (line, next) = split_line(rest);
+        rest = next;
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        let Some(index) = KEYS.iter().position(|k| *k == key) else {
-            continue;
+        let index = match &line[..colon] {
+            b"MemTotal" => 0,
+            b"MemFree" => 1,
+            b"MemAvailable" => 2,
+            b"Buffers" => 3,
+            b"Cached" => 4,
+            b"SReclaimable" => 5,
+            b"SwapTotal" => 6,
+            b"SwapFree" => 7,
+            _ => continue,
         };
-        let Some(bytes) = leading_number(value).and_then(|kib| kib.checked_mul(1024)) else {
+        let Some(bytes) = leading_number(&line[colon + 1..]).and_then(|kib| kib.checked_mul(1024))
+        else {
             continue;
         };
         match index {
@@ -324,7 +387,7 @@ pub fn parse_meminfo(text: &str) -> Option<Memory> {
             _ => m.swap_free = bytes,
         }
         found |= 1 << index;
-        if found == (1 << KEYS.len()) - 1 {
+        if found == (1 << KEYS) - 1 {
             break;
         }
     }
@@ -338,32 +401,42 @@ pub fn read_meminfo(proc_root: &Path) -> Option<Memory> {
 }
 
 /// Per-interface counters from `/proc/net/dev`. A line with a field that is not a counter is
-/// left out rather than read as zeros.
-pub fn parse_net_dev(text: &str) -> Vec<(String, NetIo)> {
-    text.lines()
-        .skip(2)
-        .filter_map(|line| {
-            let (name, rest) = line.split_once(':')?;
-            // Every field must be a counter; the first 16 are the ones defined.
-            let mut v = [0u64; 16];
-            if counters(rest, &mut v)? < 16 {
-                return None;
-            }
-            Some((
-                name.trim().to_owned(),
-                NetIo {
-                    bytes_recv: v[0],
-                    packets_recv: v[1],
-                    errin: v[2],
-                    dropin: v[3],
-                    bytes_sent: v[8],
-                    packets_sent: v[9],
-                    errout: v[10],
-                    dropout: v[11],
-                },
-            ))
-        })
-        .collect()
+/// left out rather than read as zeros, as is one whose name is not UTF-8. Read as bytes, as
+/// [`parse_meminfo`] is.
+pub fn parse_net_dev(text: impl AsRef<[u8]>) -> Vec<(String, NetIo)> {
+    let mut interfaces = Vec::new();
+    // Two header lines, then one line an interface.
+    let (_, rest) = split_line(text.as_ref());
+    let (_, mut rest) = split_line(rest);
+    while !rest.is_empty() {
+        let (line, next) = split_line(rest);
+        rest = next;
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        // Every field must be a counter; the first 16 are the ones defined.
+        let mut v = [0u64; 16];
+        if counters(&line[colon + 1..], &mut v).is_none_or(|n| n < 16) {
+            continue;
+        }
+        let Ok(name) = std::str::from_utf8(line[..colon].trim_ascii()) else {
+            continue;
+        };
+        interfaces.push((
+            name.to_owned(),
+            NetIo {
+                bytes_recv: v[0],
+                packets_recv: v[1],
+                errin: v[2],
+                dropin: v[3],
+                bytes_sent: v[8],
+                packets_sent: v[9],
+                errout: v[10],
+                dropout: v[11],
+            },
+        ));
+    }
+    interfaces
 }
 
 /// `None` when `/proc/net/dev` cannot be read.
@@ -386,7 +459,7 @@ pub fn parse_diskstats_per_disk(
 ) -> Vec<(String, DiskIo)> {
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
-    for line in text.lines() {
+    for line in lines(text) {
         // Major, minor and name first: most lines are partitions, loop or ram devices, and
         // need no more than that.
         let mut fields = line.split_ascii_whitespace();
@@ -1305,20 +1378,20 @@ mod tests {
     #[test]
     fn counters_are_whole_unsigned_numbers() {
         let mut out = [0u64; 3];
-        assert_eq!(counters("  1 22\t333  4444 ", &mut out), Some(4));
+        assert_eq!(counters(b"  1 22\t333  4444 ", &mut out), Some(4));
         assert_eq!(out, [1, 22, 333]);
-        assert_eq!(counters("", &mut out), Some(0));
-        assert_eq!(counters("1 -2", &mut out), None);
-        assert_eq!(counters("1 2x", &mut out), None);
-        assert_eq!(counters("18446744073709551615", &mut out), Some(1));
+        assert_eq!(counters(b"", &mut out), Some(0));
+        assert_eq!(counters(b"1 -2", &mut out), None);
+        assert_eq!(counters(b"1 2x", &mut out), None);
+        assert_eq!(counters(b"18446744073709551615", &mut out), Some(1));
         assert_eq!(out[0], u64::MAX);
-        assert_eq!(counters("18446744073709551616", &mut out), None);
+        assert_eq!(counters(b"18446744073709551616", &mut out), None);
 
-        assert_eq!(leading_number("    3884 kB"), Some(3884));
-        assert_eq!(leading_number("7"), Some(7));
-        assert_eq!(leading_number(" 12kB"), None);
-        assert_eq!(leading_number("  kB"), None);
-        assert_eq!(leading_number(" 99999999999999999999 kB"), None);
+        assert_eq!(leading_number(b"    3884 kB"), Some(3884));
+        assert_eq!(leading_number(b"7"), Some(7));
+        assert_eq!(leading_number(b" 12kB"), None);
+        assert_eq!(leading_number(b"  kB"), None);
+        assert_eq!(leading_number(b" 99999999999999999999 kB"), None);
         // MemAvailable is malformed, so it is estimated from the free memory.
         let text = "MemTotal: 1000 kB\nMemFree:\t200 kB\nMemAvailable: 12kB\n";
         let m = parse_meminfo(text).unwrap();
