@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::procfs::{counters, split_line};
+use super::procfs::split_line;
 
 /// Samples closer together than this are not taken (the figures of the last one stay): at
 /// `USER_HZ` = 100 a shorter window holds too few clock ticks to mean anything. sysinfo's
@@ -44,19 +44,9 @@ fn skip_name(rest: &[u8]) -> &[u8] {
     &rest[end..]
 }
 
-/// The first ten space-separated fields: read as counters, as any well-formed line is, else
-/// field by field.
+/// The first ten space-separated fields, in one pass over the bytes: one that is not a number
+/// as 0, one too large as `u64::MAX`.
 fn parse_fields(line: &[u8]) -> CpuTimes {
-    let mut times = [0; 10];
-    match counters(line, &mut times) {
-        Some(_) => times,
-        None => parse_fields_leniently(line),
-    }
-}
-
-/// The first ten space-separated fields, one that is not a number as 0 and one too large as
-/// `u64::MAX`.
-fn parse_fields_leniently(line: &[u8]) -> CpuTimes {
     let mut times = [0; 10];
     let mut index = 0;
     // The field being read: its value, saturated, and whether each of its bytes was a digit.

@@ -287,7 +287,7 @@ fn accumulate(value: u64, digits: usize, digit: u8) -> Option<u64> {
 /// Reads the space-separated decimal counters of `line` into `out` (those beyond its length are
 /// counted, not kept) and returns how many there were; `None` if one is not a number or does
 /// not fit a `u64`.
-pub(super) fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
+fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
     // One pass over the bytes. Most are the columns' padding, passed over first.
     let mut count = 0;
     let mut value = 0u64;
