@@ -321,7 +321,7 @@ fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
     Some(count)
 }
 
-/// The first line of `text` (without its newline) and what follows it; see [`lines`].
+/// The first line of `text` (without its newline) and what follows it; see [`byte_lines`].
 pub(super) fn split_line(text: &[u8]) -> (&[u8], &[u8]) {
     match memchr::memchr(b'\n', text) {
         Some(end) => (&text[..end], &text[end + 1..]),
@@ -329,19 +329,30 @@ pub(super) fn split_line(text: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// The lines of `text`, as `str::lines` gives them where no line ends in `\r` (as in `/proc`),
-/// their ends found with `memchr`, which costs less than `str::lines`' search on the short
-/// lines of the files read every tick (docs/benchmarks.md, "Unwatched ticks parse in one pass").
-pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
+/// The lines of `text` (without their newlines), their ends found with `memchr`, which costs
+/// less than `str::lines`' search on the short lines of the files read every tick
+/// (docs/benchmarks.md, "Unwatched ticks parse in one pass").
+pub(super) fn byte_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let end = memchr::memchr(b'\n', rest.as_bytes()).unwrap_or(rest.len());
-        let line = &rest[..end];
-        rest = rest.get(end + 1..).unwrap_or_default();
+        let (line, next) = split_line(rest);
+        rest = next;
         Some(line)
+    })
+}
+
+/// [`byte_lines`] of a `str`: what `str::lines` gives where no line ends in `\r` (as in
+/// `/proc`).
+pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    byte_lines(text.as_bytes()).map(move |line| {
+        // A newline is one byte: the line and what follows it are `str`s too.
+        let (line, after) = rest.split_at(line.len());
+        rest = after.get(1..).unwrap_or_default();
+        line
     })
 }
 
@@ -355,10 +366,7 @@ pub fn parse_meminfo(text: impl AsRef<[u8]>) -> Option<Memory> {
     let mut m = Memory::default();
     let mut available = None;
     let mut found = 0u32;
-    let mut rest = text.as_ref();
-    while !rest.is_empty() {
-        let (line, next) = split_line(rest);
-        rest = next;
+    for line in byte_lines(text.as_ref()) {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
@@ -406,11 +414,7 @@ pub fn read_meminfo(proc_root: &Path) -> Option<Memory> {
 pub fn parse_net_dev(text: impl AsRef<[u8]>) -> Vec<(String, NetIo)> {
     let mut interfaces = Vec::new();
     // Two header lines, then one line an interface.
-    let (_, rest) = split_line(text.as_ref());
-    let (_, mut rest) = split_line(rest);
-    while !rest.is_empty() {
-        let (line, next) = split_line(rest);
-        rest = next;
+    for line in byte_lines(text.as_ref()).skip(2) {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
