@@ -346,7 +346,7 @@ fn main() {
             if with {
                 sample
                     .disk_writes
-                    .extend([("mmcblk0".to_owned(), 0), ("sda".to_owned(), 0)]);
+                    .extend([("mmcblk0".into(), 0), ("sda".into(), 0)]);
             }
             let c0 = thread_cpu_time();
             for j in 0..round {

@@ -406,7 +406,7 @@ fn snapshot(config: Config, pretty: bool) -> ExitCode {
         runtime().block_on(crate::netwatch::probe(&config.interface, &config.proc_root));
     let document = collector.collect(Context {
         connected_clients: 0,
-        connectivity: Some(connectivity),
+        connectivity: Some(std::sync::Arc::new(connectivity)),
         full: true,
     });
     let json = if pretty {

@@ -541,7 +541,7 @@ pub fn spawn(
         .name("collector".into())
         .spawn(move || {
             let _done = done;
-            collect(&shared, collector, &connectivity, &stopped);
+            collect(&shared, collector, connectivity, &stopped);
             tracing::debug!("collector stopped");
         })
         .expect("spawning the collector thread");
@@ -593,7 +593,7 @@ impl Stop {
 fn collect(
     hub: &Hub,
     mut collector: Collector,
-    connectivity: &watch::Receiver<Connectivity>,
+    mut connectivity: watch::Receiver<Connectivity>,
     stop: &Stop,
 ) {
     if stop.wait_until(Instant::now() + CPU_PRIMING_DELAY) {
@@ -601,11 +601,16 @@ fn collect(
     }
     let interval = hub.interval();
     let mut deadline = Instant::now();
+    // The watched interface's state, shared by the documents until the watch changes.
+    let mut shared_connectivity = Arc::new(connectivity.borrow_and_update().clone());
     loop {
+        if connectivity.has_changed().unwrap_or(false) {
+            shared_connectivity = Arc::new(connectivity.borrow_and_update().clone());
+        }
         let stamp = Stamp::now();
         let ctx = Context {
             connected_clients: hub.clients(),
-            connectivity: Some(connectivity.borrow().clone()),
+            connectivity: Some(shared_connectivity.clone()),
             full: hub.scan_processes(),
         };
         let mut document = collector.collect(ctx);

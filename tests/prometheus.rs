@@ -471,7 +471,7 @@ fn grafana_dashboard_queries_are_valid() {
         };
         let doc = pistats::stats::Collector::new(&config).collect(pistats::stats::Context {
             connected_clients: 0,
-            connectivity: Some(Connectivity {
+            connectivity: Some(std::sync::Arc::new(Connectivity {
                 source: "networkmanager",
                 interface: "wlan0".into(),
                 state: "activated".into(),
@@ -486,7 +486,7 @@ fn grafana_dashboard_queries_are_valid() {
                     ..Wifi::default()
                 }),
                 ..Connectivity::default()
-            }),
+            })),
             full: false,
         });
         pistats::metrics::render(&doc, &Default::default())

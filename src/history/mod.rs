@@ -76,6 +76,7 @@ mod tier;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -128,7 +129,7 @@ pub struct Sample {
     /// The watched interface, for the events detector.
     pub link: Option<LinkState>,
     /// Each whole disk's cumulative written bytes (`/proc/diskstats`), for the per-day ledger.
-    pub disk_writes: Vec<(String, u64)>,
+    pub disk_writes: Vec<(Arc<str>, u64)>,
 }
 
 impl Sample {
@@ -479,7 +480,7 @@ impl History {
         if !sample.disk_writes.is_empty() {
             self.disk_days.observe(
                 Day::local(sample.wall),
-                sample.disk_writes.iter().map(|(n, c)| (n.as_str(), *c)),
+                sample.disk_writes.iter().map(|(n, c)| (&**n, *c)),
             );
         }
     }

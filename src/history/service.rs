@@ -463,26 +463,14 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
             used_percent: p.used_percent(),
         }));
     }
-    // The same disks tick after tick: update the counters without copying the names again.
-    let devices = &doc.disk.devices;
-    let same = sample.disk_writes.len() == devices.len()
-        && sample
-            .disk_writes
+    // The names are shared with the document: refilling copies no text.
+    sample.disk_writes.clear();
+    sample.disk_writes.extend(
+        doc.disk
+            .devices
             .iter()
-            .zip(devices.keys())
-            .all(|((a, _), b)| a == b);
-    if same {
-        for ((_, counter), dev) in sample.disk_writes.iter_mut().zip(devices.values()) {
-            *counter = dev.io.write_bytes;
-        }
-    } else {
-        sample.disk_writes.clear();
-        sample.disk_writes.extend(
-            devices
-                .iter()
-                .map(|(name, dev)| (name.clone(), dev.io.write_bytes)),
-        );
-    }
+            .map(|(name, dev)| (name.clone(), dev.io.write_bytes)),
+    );
     sample.link = doc
         .connectivity
         .as_ref()
@@ -661,7 +649,7 @@ mod tests {
         let mut sample = Sample::new(Duration::ZERO, SystemTime::UNIX_EPOCH);
         fill_sample(&mut sample, &doc, Duration::from_secs(1));
         assert_eq!(sample.wifi_signal, None, "the golden document is wired");
-        doc.connectivity = Some(Connectivity {
+        doc.connectivity = Some(Arc::new(Connectivity {
             source: "kernel",
             interface: "wlan0".into(),
             connected: true,
@@ -671,11 +659,15 @@ mod tests {
                 ..Wifi::default()
             }),
             ..Connectivity::default()
-        });
+        }));
         fill_sample(&mut sample, &doc, Duration::from_secs(2));
         assert_eq!(sample.wifi_signal, Some(-67.0));
         // Associated through NetworkManager without a dBm figure: unknown, not 0.
-        if let Some(w) = doc.connectivity.as_mut().and_then(|c| c.wifi.as_mut()) {
+        if let Some(w) = doc
+            .connectivity
+            .as_mut()
+            .and_then(|c| Arc::make_mut(c).wifi.as_mut())
+        {
             w.signal_dbm = None;
         }
         fill_sample(&mut sample, &doc, Duration::from_secs(3));
@@ -696,18 +688,18 @@ mod tests {
         let mut sample = Sample::new(Duration::ZERO, SystemTime::UNIX_EPOCH);
         doc.disk.devices.insert("mmcblk0".into(), disk(10));
         fill_sample(&mut sample, &doc, Duration::from_secs(1));
-        assert_eq!(sample.disk_writes, [("mmcblk0".to_owned(), 10)]);
+        assert_eq!(sample.disk_writes, [("mmcblk0".into(), 10)]);
         doc.disk.devices.insert("mmcblk0".into(), disk(20));
         fill_sample(&mut sample, &doc, Duration::from_secs(2));
-        assert_eq!(sample.disk_writes, [("mmcblk0".to_owned(), 20)]);
+        assert_eq!(sample.disk_writes, [("mmcblk0".into(), 20)]);
         doc.disk.devices.insert("sda".into(), disk(5));
         fill_sample(&mut sample, &doc, Duration::from_secs(3));
         assert_eq!(
             sample.disk_writes,
-            [("mmcblk0".to_owned(), 20), ("sda".to_owned(), 5)]
+            [("mmcblk0".into(), 20), ("sda".into(), 5)]
         );
         doc.disk.devices.remove("mmcblk0");
         fill_sample(&mut sample, &doc, Duration::from_secs(4));
-        assert_eq!(sample.disk_writes, [("sda".to_owned(), 5)]);
+        assert_eq!(sample.disk_writes, [("sda".into(), 5)]);
     }
 }

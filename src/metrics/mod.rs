@@ -285,7 +285,7 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
     for (name, help, pick) in families {
         let mut f = e.counter(name, help);
         for (device, dev) in &d.devices {
-            f.sample(&[("device", device.as_str())], pick(&dev.io));
+            f.sample(&[("device", &**device)], pick(&dev.io));
         }
     }
     let mut today = e.gauge(
@@ -294,13 +294,13 @@ fn disk(e: &mut Exposition, doc: &StatsDocument) {
     );
     for (device, dev) in &d.devices {
         if let Some(written) = &dev.written {
-            today.sample(&[("device", device.as_str())], written.today);
+            today.sample(&[("device", &**device)], written.today);
         }
     }
     let cards: Vec<_> = d
         .devices
         .iter()
-        .filter_map(|(device, dev)| Some((device.as_str(), dev.card.as_ref()?)))
+        .filter_map(|(device, dev)| Some((&**device, dev.card.as_ref()?)))
         .collect();
     let mut info = e.gauge(
         "pistats_mmc_card_info",
@@ -720,7 +720,7 @@ mod tests {
             ..Default::default()
         };
         interfaces.insert(
-            "eth0".to_owned(),
+            "eth0".into(),
             Interface {
                 is_up: true,
                 mac: None,
@@ -737,7 +737,7 @@ mod tests {
             },
         );
         interfaces.insert(
-            "wlan0".to_owned(),
+            "wlan0".into(),
             Interface {
                 is_up: false,
                 mac: None,
@@ -788,7 +788,7 @@ mod tests {
                 io_rates: None,
                 devices: BTreeMap::from([
                     (
-                        "mmcblk0".to_owned(),
+                        "mmcblk0".into(),
                         DiskDevice {
                             io: DiskIo {
                                 read_count: 10,
@@ -812,7 +812,7 @@ mod tests {
                             }),
                         },
                     ),
-                    ("sda".to_owned(), DiskDevice::default()),
+                    ("sda".into(), DiskDevice::default()),
                 ]),
             },
             network: NetworkInfo {
@@ -870,7 +870,7 @@ mod tests {
                     amps: Some(2.91),
                 }],
             }),
-            connectivity: Some(Connectivity {
+            connectivity: Some(Arc::new(Connectivity {
                 source: "kernel",
                 interface: "wlan0".to_owned(),
                 state: "down".to_owned(),
@@ -886,7 +886,7 @@ mod tests {
                     ..Wifi::default()
                 }),
                 ..Connectivity::default()
-            }),
+            })),
             connected_clients: 2,
             degraded: vec![Source::DiskIo],
         }

@@ -82,8 +82,9 @@ proptest! {
         for m in [parse_meminfo(&bytes), parse_meminfo(&t)].iter().flatten() {
             sane_memory(m);
         }
-        let _ = parse_net_dev(&bytes);
-        let _ = parse_net_dev(&t);
+        let known = parse_net_dev(&bytes, &[]);
+        prop_assert_eq!(parse_net_dev(&bytes, &known), known);
+        let _ = parse_net_dev(&t, &[]);
         let _ = parse_diskstats(&t, |_| true);
         if let Some(up) = parse_uptime(&t) {
             prop_assert!(up.as_secs_f64().is_finite());
@@ -93,6 +94,12 @@ proptest! {
         if let Some(load) = parse_loadavg(&t) {
             prop_assert!(load.iter().all(|v| v.is_finite() && *v >= 0.0), "{load:?}");
         }
+        // The same figures as str::parse reads, whatever the text.
+        let mut by_str = t
+            .split_ascii_whitespace()
+            .map(|v| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
+        let by_str = (|| Some([by_str.next()??, by_str.next()??, by_str.next()??]))();
+        prop_assert_eq!(parse_loadavg(&t), by_str);
         let _ = parse_mounts(&bytes);
         for rail in super::pi::parse_pmic(&t) {
             prop_assert!(rail.volts.is_none_or(f64::is_finite) && rail.amps.is_none_or(f64::is_finite));
@@ -100,7 +107,7 @@ proptest! {
         }
         let _ = super::storage::parse_life_time(&t);
         let _ = super::storage::parse_hex_byte(&t);
-        let per_disk = parse_diskstats_per_disk(&t, |_| true);
+        let per_disk = parse_diskstats_per_disk(&t, |_| Some(()));
         prop_assert_eq!(sum_disks(&per_disk), parse_diskstats(&t, |_| true));
         // The memchr-based lines are str::lines' wherever no line ends in `\r`.
         let unix = t.replace('\r', "");
@@ -162,7 +169,7 @@ proptest! {
     fn net_dev_counters_are_taken_as_read(counters in prop::collection::vec(any::<u64>(), 16)) {
         let fields: Vec<String> = counters.iter().map(u64::to_string).collect();
         let t = format!("h1\nh2\n  eth0: {}\n", fields.join(" "));
-        let v = parse_net_dev(&t);
+        let v = parse_net_dev(&t, &[]);
         prop_assert_eq!(v.len(), 1);
         prop_assert_eq!(v[0].1.bytes_recv, counters[0]);
         prop_assert_eq!(v[0].1.bytes_sent, counters[8]);

@@ -53,14 +53,16 @@ struct HostFacts {
 struct Previous {
     at: Instant,
     disk: Option<DiskIo>,
-    net: BTreeMap<String, NetIo>,
+    /// In `/proc/net/dev`'s order, which the next tick's mostly repeats.
+    net: Vec<(Arc<str>, NetIo)>,
 }
 
 /// Inputs of a collection that come from the rest of the daemon.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub connected_clients: u64,
-    pub connectivity: Option<Connectivity>,
+    /// Shared with every document until it changes (or the kernel's Wi-Fi figures do).
+    pub connectivity: Option<Arc<Connectivity>>,
     /// Collect the whole document this tick. Otherwise only what history, events and alerts
     /// read is collected (CPU and memory use, I/O counters and rates, mounts, the SoC
     /// temperature, throttle flags, Wi-Fi signal) and the rest repeats the last full
@@ -79,7 +81,7 @@ struct Details {
     frequency: Frequency,
     boot_time: Option<SystemTime>,
     /// Link facts and addresses per interface (counters and rates are always fresh).
-    interfaces: BTreeMap<String, Interface>,
+    interfaces: BTreeMap<Arc<str>, Interface>,
     /// When `interfaces`' link facts and addresses were read (see [`Collector::links_current`]).
     links_read: Instant,
     sensors: Arc<BTreeMap<String, Vec<SensorReading>>>,
@@ -166,10 +168,10 @@ impl ProcFiles {
     /// The load averages and the last PID handed out, from one read of `loadavg` (each
     /// `None` when unreadable; the last PID also when the file is not procfs's).
     fn loadavg(&mut self) -> (Option<[f64; 3]>, Option<u32>) {
-        let Some(text) = self.loadavg.read_text() else {
+        let Some(text) = self.loadavg.read_bytes() else {
             return (None, None);
         };
-        let (load, last_pid) = (procfs::parse_loadavg(&text), procfs::parse_last_pid(&text));
+        let (load, last_pid) = procfs::parse_loadavg_line(text);
         let file = self.loadavg.file();
         let kernel = *self
             .loadavg_is_procfs
@@ -216,7 +218,8 @@ pub struct Collector {
     listings: procfs::Listings,
     /// Whether a `/proc/diskstats` name is a whole disk (`SYS/block/NAME` exists): a `stat`
     /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
-    whole_disk: BTreeMap<String, bool>,
+    /// The names are the documents' (shared, not copied every tick).
+    whole_disk: BTreeMap<Arc<str>, bool>,
     cards: storage::CardCache,
     /// Link and address notifications from the kernel, so that a full tick reads the
     /// interfaces' link facts (four sysfs files each) and addresses (a `getifaddrs` dump) only
@@ -275,12 +278,7 @@ impl Collector {
     /// ticks that are not full (nobody looks at them, and history needs only the counters),
     /// and on full ticks when the kernel announced no link or address change since they were
     /// read, within [`LINKS_MAX_AGE`], and `io` names no interface they lack.
-    fn links_current(
-        &self,
-        full: bool,
-        io: Option<&BTreeMap<String, NetIo>>,
-        now: Instant,
-    ) -> bool {
+    fn links_current(&self, full: bool, io: Option<&[(Arc<str>, NetIo)]>, now: Instant) -> bool {
         let Some(details) = &self.details else {
             return false;
         };
@@ -291,7 +289,10 @@ impl Collector {
         let changed = self.link_changes.as_ref().is_none_or(|c| c.pending());
         !changed
             && now.saturating_duration_since(details.links_read) < LINKS_MAX_AGE
-            && io.is_some_and(|io| io.keys().all(|name| details.interfaces.contains_key(name)))
+            && io.is_some_and(|io| {
+                io.iter()
+                    .all(|(name, _)| details.interfaces.contains_key(name))
+            })
     }
 
     /// Collects one snapshot: complete when `ctx.full` or on the first call, else with the
@@ -320,21 +321,23 @@ impl Collector {
         let whole_disk = &mut self.whole_disk;
         let disks = self.files.diskstats.read_text().map(|t| {
             procfs::parse_diskstats_per_disk(&t, |name| {
-                if let Some(&whole) = whole_disk.get(name) {
-                    return whole;
+                if let Some((name, &whole)) = whole_disk.get_key_value(name) {
+                    return whole.then(|| name.clone());
                 }
                 let whole = !name.contains('/') && sys_root.join("block").join(name).exists();
-                whole_disk.insert(name.to_owned(), whole);
-                whole
+                let name: Arc<str> = Arc::from(name);
+                whole_disk.insert(name.clone(), whole);
+                whole.then_some(name)
             })
         });
         let disk_io = disks.as_deref().map(procfs::sum_disks);
         check(Source::DiskIo, disk_io.is_some());
-        let net_io: Option<BTreeMap<String, NetIo>> = self
+        let known = self.previous.as_ref().map_or(&[][..], |p| &p.net);
+        let net_io = self
             .files
             .net_dev
             .read_bytes()
-            .map(|t| procfs::parse_net_dev(t).into_iter().collect());
+            .map(|t| procfs::parse_net_dev(t, known));
         check(Source::Network, net_io.is_some());
         let elapsed = self
             .previous
@@ -343,8 +346,8 @@ impl Collector {
             .filter(|s| *s > 0.0);
         let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
         check(Source::Partitions, disk.partitions.is_some());
-        let links_current = self.links_current(full, net_io.as_ref(), now);
-        let network = self.network(net_io.as_ref(), elapsed, links_current);
+        let links_current = self.links_current(full, net_io.as_deref(), now);
+        let network = self.network(net_io.as_deref(), elapsed, links_current);
         // One read a tick for the load averages and, before the scan, the process scan's last
         // PID (a process created after this read changes it for the next scan).
         let (load_average, last_pid) = self.files.loadavg();
@@ -482,15 +485,28 @@ impl Collector {
     /// `/proc/net/wireless` when the link changes. Each document takes the kernel's figures for
     /// the watched wireless interface as they are now (one small read, only while it is
     /// wireless); NetworkManager's own quality figure is kept.
-    fn live_wifi(&self, mut connectivity: Connectivity) -> Connectivity {
-        let Some(wifi) = connectivity.wifi.as_mut() else {
+    /// `connectivity` with the kernel's current Wi-Fi signal (and quality, where the source
+    /// has none); copied only when they differ from its own.
+    fn live_wifi(&self, mut connectivity: Arc<Connectivity>) -> Arc<Connectivity> {
+        let Some(wifi) = &connectivity.wifi else {
             return connectivity;
         };
         if let Some(kernel) = crate::netwatch::kernel_wifi(&self.proc_root, &connectivity.interface)
         {
-            wifi.signal_dbm = kernel.signal_dbm.or(wifi.signal_dbm);
-            if connectivity.source == "kernel" || wifi.quality_percent.is_none() {
-                wifi.quality_percent = kernel.quality_percent.or(wifi.quality_percent);
+            let signal_dbm = kernel.signal_dbm.or(wifi.signal_dbm);
+            let quality_percent =
+                if connectivity.source == "kernel" || wifi.quality_percent.is_none() {
+                    kernel.quality_percent.or(wifi.quality_percent)
+                } else {
+                    wifi.quality_percent
+                };
+            if (signal_dbm, quality_percent) != (wifi.signal_dbm, wifi.quality_percent) {
+                let wifi = Arc::make_mut(&mut connectivity)
+                    .wifi
+                    .as_mut()
+                    .expect("checked");
+                wifi.signal_dbm = signal_dbm;
+                wifi.quality_percent = quality_percent;
             }
         }
         connectivity
@@ -537,7 +553,7 @@ impl Collector {
     fn disk(
         &mut self,
         io: Option<DiskIo>,
-        disks: Vec<(String, DiskIo)>,
+        disks: Vec<(Arc<str>, DiskIo)>,
         elapsed: Option<f64>,
     ) -> DiskInfo {
         let previous = self.previous.as_ref().and_then(|p| p.disk);
@@ -575,7 +591,7 @@ impl Collector {
     /// since is read in any case.
     fn network(
         &mut self,
-        io: Option<&BTreeMap<String, NetIo>>,
+        io: Option<&[(Arc<str>, NetIo)]>,
         elapsed: Option<f64>,
         links_current: bool,
     ) -> NetworkInfo {
@@ -587,9 +603,14 @@ impl Collector {
             Some(_) => Default::default(),
             None => ifaddrs::interface_addresses(),
         };
-        let previous = self.previous.as_ref().map(|p| &p.net);
-        let net_rates = |name: &str, now: &NetIo| -> Option<NetRates> {
-            let before = previous?.get(name)?;
+        let previous = self.previous.as_ref().map_or(&[][..], |p| &p.net);
+        // Where the interface was last tick: at the same place, unless the list changed.
+        let net_rates = |at: usize, name: &Arc<str>, now: &NetIo| -> Option<NetRates> {
+            let same = |(known, _): &&(Arc<str>, NetIo)| Arc::ptr_eq(known, name);
+            let (_, before) = previous
+                .get(at)
+                .filter(same)
+                .or_else(|| previous.iter().find(same))?;
             let secs = elapsed?;
             Some(NetRates {
                 recv_bytes_per_sec: rate(now.bytes_recv, before.bytes_recv, secs),
@@ -599,9 +620,9 @@ impl Collector {
         let mut total = NetIo::default();
         let mut total_rates: Option<NetRates> = elapsed.map(|_| NetRates::default());
         let mut interfaces = BTreeMap::new();
-        for (name, counters) in io {
-            let rates = net_rates(name, counters);
-            if name != "lo" {
+        for (at, (name, counters)) in io.iter().enumerate() {
+            let rates = net_rates(at, name, counters);
+            if &**name != "lo" {
                 total.saturating_add(counters);
                 if let Some(t) = total_rates.as_mut() {
                     let r = rates.unwrap_or_default();
@@ -622,7 +643,7 @@ impl Collector {
             }
             let (is_up, mtu, speed_mbps, mac) = procfs::read_link(&self.sys_root, name);
             let mut addresses: Vec<Address> = addresses_by_interface
-                .remove(name)
+                .remove(&**name)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(address, prefix_len)| Address {
@@ -963,7 +984,7 @@ pub(crate) mod wire_golden {
         };
         let mut interfaces = BTreeMap::new();
         interfaces.insert(
-            "eth0".to_owned(),
+            "eth0".into(),
             Interface {
                 is_up: true,
                 mac: Some("dc:a6:32:01:02:03".into()),
@@ -1078,14 +1099,14 @@ pub(crate) mod wire_golden {
                 undervoltage_detection: true,
                 pmic: Vec::new(),
             }),
-            connectivity: Some(Connectivity {
+            connectivity: Some(Arc::new(Connectivity {
                 source: "kernel",
                 interface: "wlan0".into(),
                 state: "up".into(),
                 connected: true,
                 addresses: vec!["192.168.1.21/24".into()],
                 ..Connectivity::default()
-            }),
+            })),
             connected_clients: 2,
             degraded: Vec::new(),
         }
@@ -1211,7 +1232,7 @@ pub(crate) mod wire_golden {
         };
         let mut collector = Collector::new(&config);
         let watched = |interface: &str, source: &'static str| Context {
-            connectivity: Some(Connectivity {
+            connectivity: Some(Arc::new(Connectivity {
                 source,
                 interface: interface.into(),
                 connected: true,
@@ -1221,10 +1242,10 @@ pub(crate) mod wire_golden {
                     ..Wifi::default()
                 }),
                 ..Connectivity::default()
-            }),
+            })),
             ..Context::default()
         };
-        let wifi = |doc: StatsDocument| doc.connectivity.unwrap().wifi.unwrap();
+        let wifi = |doc: StatsDocument| doc.connectivity.unwrap().wifi.clone().unwrap();
         let nm = wifi(collector.collect(watched("wlan0", "networkmanager")));
         assert_eq!((nm.signal_dbm, nm.quality_percent), (Some(-40), Some(81)));
         assert_eq!(nm.ssid.as_deref(), Some("home"));
@@ -1240,15 +1261,20 @@ pub(crate) mod wire_golden {
             (absent.signal_dbm, absent.quality_percent),
             (None, Some(81))
         );
-        // Not wireless: nothing read, nothing added.
+        // Not wireless: nothing read, nothing added, nothing copied.
         let mut wired = watched("eth0", "networkmanager");
-        wired.connectivity.as_mut().unwrap().wifi = None;
-        assert!(collector
-            .collect(wired)
-            .connectivity
-            .unwrap()
-            .wifi
-            .is_none());
+        Arc::make_mut(wired.connectivity.as_mut().unwrap()).wifi = None;
+        let given = wired.connectivity.clone().unwrap();
+        let document = collector.collect(wired).connectivity.unwrap();
+        assert!(document.wifi.is_none());
+        assert!(Arc::ptr_eq(&document, &given));
+        // The kernel's figures are already the source's: shared, not copied.
+        let mut current = watched("wlan0", "networkmanager");
+        let wifi = Arc::make_mut(current.connectivity.as_mut().unwrap());
+        wifi.wifi.as_mut().unwrap().signal_dbm = Some(-40);
+        let given = current.connectivity.clone().unwrap();
+        let document = collector.collect(current).connectivity.unwrap();
+        assert!(Arc::ptr_eq(&document, &given));
     }
 
     /// Ticks that are not full read again what history, events and alerts use (here the SoC

@@ -36,7 +36,8 @@ pub struct StatsDocument {
     /// Raspberry Pi firmware health: throttling, voltages, clocks (`None` off a Pi).
     pub pi: Option<PiHealth>,
     /// State of the watched network interface (see `[network]` in the config).
-    pub connectivity: Option<Connectivity>,
+    /// Shared by the documents while it does not change.
+    pub connectivity: Option<Arc<Connectivity>>,
     pub connected_clients: u64,
     /// Sources that failed this tick; their values are `None`/empty, not zero.
     pub degraded: Vec<Source>,
@@ -173,7 +174,7 @@ pub struct DiskInfo {
     pub io_rates: Option<IoRates>,
     /// Per whole disk (`mmcblk0`, `sda`, `nvme0n1`): counters since boot and, for SD/eMMC,
     /// the card's identity and wear. Empty when `/proc/diskstats` was unreadable.
-    pub devices: BTreeMap<String, DiskDevice>,
+    pub devices: BTreeMap<Arc<str>, DiskDevice>,
 }
 
 /// One whole disk: its `/proc/diskstats` counters and, for an MMC device, its card.
@@ -298,7 +299,7 @@ pub struct NetworkInfo {
     pub io_counters: Option<NetIo>,
     /// Bytes per second summed over every interface except loopback.
     pub rates: Option<NetRates>,
-    pub interfaces: BTreeMap<String, Interface>,
+    pub interfaces: BTreeMap<Arc<str>, Interface>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

@@ -411,8 +411,13 @@ pub fn read_meminfo(proc_root: &Path) -> Option<Memory> {
 /// Per-interface counters from `/proc/net/dev`. A line with a field that is not a counter is
 /// left out rather than read as zeros, as is one whose name is not UTF-8. Read as bytes, as
 /// [`parse_meminfo`] is.
-pub fn parse_net_dev(text: impl AsRef<[u8]>) -> Vec<(String, NetIo)> {
-    let mut interfaces = Vec::new();
+///
+/// Names are shared with `known` (the last tick's) where they match: see [`shared_name`].
+pub fn parse_net_dev(
+    text: impl AsRef<[u8]>,
+    known: &[(Arc<str>, NetIo)],
+) -> Vec<(Arc<str>, NetIo)> {
+    let mut interfaces = Vec::with_capacity(known.len());
     // Two header lines, then one line an interface.
     for line in byte_lines(text.as_ref()).skip(2) {
         let Some(colon) = memchr::memchr(b':', line) else {
@@ -423,11 +428,11 @@ pub fn parse_net_dev(text: impl AsRef<[u8]>) -> Vec<(String, NetIo)> {
         if counters(&line[colon + 1..], &mut v).is_none_or(|n| n < 16) {
             continue;
         }
-        let Ok(name) = std::str::from_utf8(line[..colon].trim_ascii()) else {
+        let Some(name) = shared_name(line[..colon].trim_ascii(), known, interfaces.len()) else {
             continue;
         };
         interfaces.push((
-            name.to_owned(),
+            name,
             NetIo {
                 bytes_recv: v[0],
                 packets_recv: v[1],
@@ -444,23 +449,42 @@ pub fn parse_net_dev(text: impl AsRef<[u8]>) -> Vec<(String, NetIo)> {
 }
 
 /// `None` when `/proc/net/dev` cannot be read.
-pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(String, NetIo)>> {
-    read_text(&proc_root.join("net/dev")).map(|text| parse_net_dev(&text))
+pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(Arc<str>, NetIo)>> {
+    read_text(&proc_root.join("net/dev")).map(|text| parse_net_dev(&text, &[]))
+}
+
+/// A device or interface name as shared text: the `Arc` of `known` that spells it, else a new
+/// one; `None` when it is not UTF-8. The kernel lists the same names tick after tick, so a
+/// tick allocates nothing for them. `at` is where the name would be if the list had not
+/// changed (its index in this tick's list), and is looked at first.
+pub fn shared_name<T>(name: &[u8], known: &[(Arc<str>, T)], at: usize) -> Option<Arc<str>> {
+    let spells = |(known, _): &&(Arc<str>, T)| known.as_bytes() == name;
+    match known
+        .get(at)
+        .filter(spells)
+        .or_else(|| known.iter().find(spells))
+    {
+        Some((known, _)) => Some(known.clone()),
+        None => std::str::from_utf8(name).ok().map(Arc::from),
+    }
 }
 
 /// Sums `/proc/diskstats` over whole disks (those listed in `/sys/block`), leaving out
 /// partitions (already counted in their disk) and loop/ram devices (not real I/O). Sums
 /// saturate rather than wrap.
 pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> DiskIo {
-    sum_disks(&parse_diskstats_per_disk(text, is_whole_disk))
+    sum_disks(&parse_diskstats_per_disk(text, |name| {
+        is_whole_disk(name).then_some(())
+    }))
 }
 
 /// The whole disks of `/proc/diskstats` one by one, in file order (see [`parse_diskstats`]
-/// for which lines count). Field numbers follow `Documentation/admin-guide/iostats.rst`.
-pub fn parse_diskstats_per_disk(
+/// for which lines count), each under the name `whole_disk` gives it: `None` for a name that
+/// is not a whole disk. Field numbers follow `Documentation/admin-guide/iostats.rst`.
+pub fn parse_diskstats_per_disk<N>(
     text: &str,
-    mut is_whole_disk: impl FnMut(&str) -> bool,
-) -> Vec<(String, DiskIo)> {
+    mut whole_disk: impl FnMut(&str) -> Option<N>,
+) -> Vec<(N, DiskIo)> {
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
     for line in lines(text) {
@@ -471,13 +495,12 @@ pub fn parse_diskstats_per_disk(
             continue;
         };
         // zram is compressed RAM (swap on Raspberry Pi OS): its writes wear no storage.
-        if name.starts_with("loop")
-            || name.starts_with("ram")
-            || name.starts_with("zram")
-            || !is_whole_disk(name)
-        {
+        if name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram") {
             continue;
         }
+        let Some(name) = whole_disk(name) else {
+            continue;
+        };
         // Fields 4 to 10 (reads, merged, sectors read, ms, writes, merged, sectors written).
         let mut f = [""; 7];
         if !f
@@ -493,7 +516,7 @@ pub fn parse_diskstats_per_disk(
             continue;
         };
         disks.push((
-            name.to_owned(),
+            name,
             DiskIo {
                 read_count: reads,
                 write_count: writes,
@@ -506,7 +529,7 @@ pub fn parse_diskstats_per_disk(
 }
 
 /// Field-by-field saturating sum.
-pub fn sum_disks(disks: &[(String, DiskIo)]) -> DiskIo {
+pub fn sum_disks<N>(disks: &[(N, DiskIo)]) -> DiskIo {
     let mut io = DiskIo::default();
     for (_, d) in disks {
         io.read_count = io.read_count.saturating_add(d.read_count);
@@ -533,7 +556,7 @@ pub fn whole_disk_stats(text: &str, sys_root: &Path) -> DiskIo {
 pub fn whole_disks(text: &str, sys_root: &Path) -> Vec<(String, DiskIo)> {
     let block = sys_root.join("block");
     parse_diskstats_per_disk(text, |name| {
-        !name.contains('/') && block.join(name).exists()
+        (!name.contains('/') && block.join(name).exists()).then(|| name.to_owned())
     })
 }
 
@@ -585,10 +608,7 @@ pub(crate) fn page_size() -> u64 {
 
 /// The three load averages; `None` unless all three are finite and not negative.
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
-    let mut f = text
-        .split_ascii_whitespace()
-        .map(|v| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
-    Some([f.next()??, f.next()??, f.next()??])
+    parse_loadavg_line(text.as_bytes()).0
 }
 
 /// The last PID the kernel handed out in the reader's PID namespace: `/proc/loadavg`'s fifth
@@ -596,12 +616,50 @@ pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
 /// moved (see [`super::processes`]). `None` unless there are exactly five fields and the last
 /// is a decimal `u32`: a line the scan does not understand has it list every time.
 pub fn parse_last_pid(text: &str) -> Option<u32> {
-    let mut fields = text.split_ascii_whitespace();
-    let last = fields.nth(4)?;
-    if fields.next().is_some() || !last.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    parse_loadavg_line(text.as_bytes()).1
+}
+
+/// [`parse_loadavg`] and [`parse_last_pid`] in one pass over the bytes (the file is read on
+/// every tick).
+pub fn parse_loadavg_line(text: &[u8]) -> (Option<[f64; 3]>, Option<u32>) {
+    let mut fields = text
+        .split(u8::is_ascii_whitespace)
+        .filter(|field| !field.is_empty());
+    let mut load = [0.0; 3];
+    let mut loads_read = true;
+    for slot in &mut load {
+        match fields.next().map(load_figure) {
+            Some(Some(value)) => *slot = value,
+            Some(None) => loads_read = false,
+            None => return (None, None),
+        }
     }
-    last.parse().ok()
+    let last_pid = match (fields.nth(1), fields.next()) {
+        (Some(last), None) if last.iter().all(u8::is_ascii_digit) => {
+            decimal(last).and_then(|(pid, _)| u32::try_from(pid).ok())
+        }
+        _ => None,
+    };
+    (loads_read.then_some(load), last_pid)
+}
+
+/// A load average, finite and not negative. The kernel writes them as `%lu.%02lu`: those are
+/// read as an integer of hundredths divided by 100, which rounds as `str::parse` does (both
+/// are exact below 2^53, the division is correctly rounded); anything else goes to
+/// `str::parse`.
+fn load_figure(field: &[u8]) -> Option<f64> {
+    let plain = |digits: &[u8]| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
+    if let Some((whole, [a, b])) = field
+        .split_at_checked(field.len().saturating_sub(3))
+        .and_then(|(whole, rest)| Some((whole, rest.strip_prefix(b".")?)))
+        .filter(|(whole, hundredths)| whole.len() <= 12 && plain(whole) && plain(hundredths))
+    {
+        let (whole, _) = decimal(whole)?;
+        let hundredths = whole * 100 + u64::from(a - b'0') * 10 + u64::from(b - b'0');
+        return Some(hundredths as f64 / 100.0);
+    }
+    let value: f64 = std::str::from_utf8(field).ok()?.parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some(value)
 }
 
 pub fn read_loadavg(proc_root: &Path) -> Option<[f64; 3]> {
@@ -1115,9 +1173,9 @@ mod tests {
         let text = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n\
             wlan0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n    lo: 5 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n\
             bad0: 1000 x 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n";
-        let v = parse_net_dev(text);
+        let v = parse_net_dev(text, &[]);
         assert_eq!(v.len(), 2, "the line with a non-number is left out: {v:?}");
-        assert_eq!(v[0].0, "wlan0");
+        assert_eq!(&*v[0].0, "wlan0");
         let io = v[0].1;
         assert_eq!((io.bytes_recv, io.bytes_sent), (1000, 2000));
         assert_eq!((io.packets_recv, io.packets_sent), (10, 20));
@@ -1125,11 +1183,38 @@ mod tests {
     }
 
     #[test]
+    fn net_dev_names_are_the_last_ticks_where_they_match() {
+        let tick = |eth: &str| {
+            format!(
+                "h1\nh2\n{eth}: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n\
+                 wlan0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n"
+            )
+        };
+        let first = parse_net_dev(tick("eth0"), &[]);
+        let same = parse_net_dev(tick("eth0"), &first);
+        assert!(same
+            .iter()
+            .zip(&first)
+            .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0)));
+        // A new name is new text; a known one found elsewhere in the list is still shared.
+        let renamed = parse_net_dev(tick("end0"), &first);
+        assert_eq!(&*renamed[0].0, "end0");
+        assert!(!Arc::ptr_eq(&renamed[0].0, &first[0].0));
+        assert!(Arc::ptr_eq(&renamed[1].0, &first[1].0));
+        let moved = parse_net_dev(tick("eth0"), &first[1..]);
+        assert!(Arc::ptr_eq(&moved[1].0, &first[1].0), "{moved:?}");
+        // Not UTF-8: left out.
+        let mut bytes = tick("eth0").into_bytes();
+        bytes[6] = 0xff;
+        assert_eq!(parse_net_dev(&bytes, &first).len(), 1);
+    }
+
+    #[test]
     fn diskstats_skips_partitions_and_loops() {
         let text = " 179 0 mmcblk0 100 0 800 0 50 0 400 0 0 0 0\n 179 1 mmcblk0p1 7 0 56 0 1 0 8 0 0 0 0\n 7 0 loop0 9 0 9 0 9 0 9 0 0 0 0\n 252 0 zram0 5 0 40 0 70 0 560 0 0 0 0\n";
         let whole = |n: &str| matches!(n, "mmcblk0" | "loop0" | "zram0");
         let io = parse_diskstats(text, whole);
-        let disks = parse_diskstats_per_disk(text, whole);
+        let disks = parse_diskstats_per_disk(text, |n| whole(n).then(|| n.to_owned()));
         assert_eq!(disks.len(), 1, "{disks:?}");
         assert_eq!(disks[0].0, "mmcblk0");
         assert_eq!(disks[0].1, io);
@@ -1144,7 +1229,7 @@ mod tests {
         let text = "h1\nh2\n eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n\
             short0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n\
             late0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 x\n";
-        let v = parse_net_dev(text);
+        let v = parse_net_dev(text, &[]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(
             (v[0].1.bytes_recv, v[0].1.bytes_sent, v[0].1.dropout),
@@ -1155,7 +1240,7 @@ mod tests {
     #[test]
     fn diskstats_lines_under_ten_fields_are_skipped() {
         let text = " 8 0 sda 1 0 2 0 3 0\n 8 16 sdb 1 0 2 0 3 0 4\n";
-        let disks = parse_diskstats_per_disk(text, |_| true);
+        let disks = parse_diskstats_per_disk(text, |n| Some(n.to_owned()));
         assert_eq!(disks.len(), 1, "{disks:?}");
         assert_eq!(disks[0].0, "sdb");
         assert_eq!(disks[0].1.write_bytes, 4 * 512);
@@ -1216,6 +1301,33 @@ mod tests {
         );
         for bad in ["NaN 0.31 0.25", "0.1 inf 0.2", "0.1 0.2 -1", "0.1 0.2", ""] {
             assert_eq!(parse_loadavg(bad), None, "{bad:?}");
+        }
+        // Not the kernel's `%lu.%02lu`, but numbers all the same.
+        assert_eq!(parse_loadavg("1 0.5 1e2 1/2 3"), Some([1.0, 0.5, 100.0]));
+    }
+
+    #[test]
+    fn load_figures_in_the_kernels_format_are_what_str_parse_reads() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let figures = (0..2000u64).map(|i| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Small loads, each of the hundredths, and the widest whole parts taken this way.
+            match i % 3 {
+                0 => format!("{}.{:02}", i / 300, i % 100),
+                1 => format!("{}.{:02}", rng % 1_000, rng % 100),
+                _ => format!("{}.{:02}", rng % 1_000_000_000_000, rng % 100),
+            }
+        });
+        for figure in figures {
+            let line = format!("{figure} {figure} {figure} 1/100 4000\n");
+            let parsed: f64 = figure.parse().unwrap();
+            assert_eq!(
+                parse_loadavg_line(line.as_bytes()),
+                (Some([parsed; 3]), Some(4000)),
+                "{figure}"
+            );
         }
     }
 

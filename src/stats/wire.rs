@@ -36,7 +36,7 @@ struct Document<'a> {
     temperature: Temperature<'a>,
     battery: &'a Option<model::BatteryInfo>,
     pi: &'a Option<model::PiHealth>,
-    connectivity: &'a Option<model::Connectivity>,
+    connectivity: Option<&'a model::Connectivity>,
     // The five keys of the Python broadcaster's first, flat format, kept for its clients.
     cpu_usage_percent: Option<f64>,
     ram_usage_percent: Option<f64>,
@@ -73,7 +73,7 @@ impl<'a> From<&'a StatsDocument> for Document<'a> {
             },
             battery: &doc.battery,
             pi: &doc.pi,
-            connectivity: &doc.connectivity,
+            connectivity: doc.connectivity.as_deref(),
             degraded: &doc.degraded,
         }
     }
@@ -284,7 +284,7 @@ impl<'a> From<&'a model::DiskInfo> for Disk<'a> {
                             .map(|&(date, bytes)| DayBytes { date, bytes })
                             .collect(),
                     };
-                    (name.as_str(), device)
+                    (&**name, device)
                 })
                 .collect(),
         }
@@ -333,7 +333,7 @@ impl<'a> From<&'a model::NetworkInfo> for Network<'a> {
                         io_counters: i.io_counters,
                         rates: i.rates.map(NetRates::from),
                     };
-                    (name.as_str(), interface)
+                    (&**name, interface)
                 })
                 .collect(),
         }

@@ -283,7 +283,7 @@ impl Link {
         };
         self.collector.collect(crate::stats::Context {
             connected_clients: 0,
-            connectivity: Some(connectivity),
+            connectivity: Some(std::sync::Arc::new(connectivity)),
             full: false,
         })
     }
