@@ -111,7 +111,30 @@ proptest! {
         prop_assert_eq!(sum_disks(&per_disk), parse_diskstats(&t, |_| true));
         // The memchr-based lines are str::lines' wherever no line ends in `\r`.
         let unix = t.replace('\r', "");
-        prop_assert!(lines(&unix).eq(unix.lines()));
+        prop_assert!(byte_lines(unix.as_bytes()).eq(unix.lines().map(str::as_bytes)));
+        // The same disks as a reading by `str` methods finds (on lines `str::lines` splits
+        // alike).
+        let by_str: Vec<(String, u64, u64)> = unix
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+                let name = *f.get(2)?;
+                let n = |i: usize| {
+                    let v = f.get(i)?;
+                    v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse::<u64>().ok())?
+                };
+                let skipped = ["loop", "ram", "zram"].iter().any(|p| name.starts_with(p));
+                (f.len() >= 10 && !skipped).then_some(())?;
+                // Reads, sectors read, writes, sectors written.
+                let [reads, _, _, written] = [n(3)?, n(5)?, n(7)?, n(9)?];
+                Some((name.to_owned(), reads, written.saturating_mul(512)))
+            })
+            .collect();
+        let by_bytes: Vec<(String, u64, u64)> = parse_diskstats_per_disk(&unix, |n| Some(n.to_owned()))
+            .into_iter()
+            .map(|(name, io)| (name, io.read_count, io.write_bytes))
+            .collect();
+        prop_assert_eq!(by_bytes, by_str);
     }
 
     #[test]

@@ -319,8 +319,8 @@ impl Collector {
         check(Source::Memory, memory.is_some());
         let sys_root = &self.sys_root;
         let whole_disk = &mut self.whole_disk;
-        let disks = self.files.diskstats.read_text().map(|t| {
-            procfs::parse_diskstats_per_disk(&t, |name| {
+        let disks = self.files.diskstats.read_bytes().map(|t| {
+            procfs::parse_diskstats_per_disk(t, |name| {
                 if let Some((name, &whole)) = whole_disk.get_key_value(name) {
                     return whole.then(|| name.clone());
                 }

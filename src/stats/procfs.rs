@@ -288,7 +288,9 @@ fn accumulate(value: u64, digits: usize, digit: u8) -> Option<u64> {
 /// counted, not kept) and returns how many there were; `None` if one is not a number or does
 /// not fit a `u64`.
 fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
-    // One pass over the bytes. Most are the columns' padding, passed over first.
+    // One pass over the bytes. Most are the columns' padding, passed over first. (A loop for
+    // the padding and one for the digits, each tighter, took more instructions on
+    // `/proc/net/dev`.)
     let mut count = 0;
     let mut value = 0u64;
     let mut digits = 0;
@@ -306,7 +308,7 @@ fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
         if digit < 10 {
             value = accumulate(value, digits, digit)?;
             digits += 1;
-        } else if matches!(b, b' ' | b'\t' | b'\n') {
+        } else if is_separator(b) {
             if digits > 0 {
                 keep(value, &mut count);
                 (value, digits) = (0, 0);
@@ -319,6 +321,22 @@ fn counters(line: &[u8], out: &mut [u64]) -> Option<usize> {
         keep(value, &mut count);
     }
     Some(count)
+}
+
+/// What separates the columns of `/proc` tables.
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n')
+}
+
+/// The separated fields of a `/proc` table's line.
+fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| is_separator(b))
+        .filter(|field| !field.is_empty())
+}
+
+/// `field` as a decimal `u64`; `None` unless it is all digits and fits.
+fn whole_decimal(field: &[u8]) -> Option<u64> {
+    decimal(field).and_then(|(value, len)| (len == field.len()).then_some(value))
 }
 
 /// The first line of `text` (without its newline) and what follows it; see [`byte_lines`].
@@ -341,18 +359,6 @@ pub(super) fn byte_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         let (line, next) = split_line(rest);
         rest = next;
         Some(line)
-    })
-}
-
-/// [`byte_lines`] of a `str`: what `str::lines` gives where no line ends in `\r` (as in
-/// `/proc`).
-pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    byte_lines(text.as_bytes()).map(move |line| {
-        // A newline is one byte: the line and what follows it are `str`s too.
-        let (line, after) = rest.split_at(line.len());
-        rest = after.get(1..).unwrap_or_default();
-        line
     })
 }
 
@@ -480,36 +486,37 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
 
 /// The whole disks of `/proc/diskstats` one by one, in file order (see [`parse_diskstats`]
 /// for which lines count), each under the name `whole_disk` gives it: `None` for a name that
-/// is not a whole disk. Field numbers follow `Documentation/admin-guide/iostats.rst`.
+/// is not a whole disk (or not UTF-8). Field numbers follow
+/// `Documentation/admin-guide/iostats.rst`. Read as bytes, as [`parse_meminfo`] is.
 pub fn parse_diskstats_per_disk<N>(
-    text: &str,
+    text: impl AsRef<[u8]>,
     mut whole_disk: impl FnMut(&str) -> Option<N>,
 ) -> Vec<(N, DiskIo)> {
     const SECTOR: u64 = 512;
     let mut disks = Vec::new();
-    for line in lines(text) {
+    for line in byte_lines(text.as_ref()) {
         // Major, minor and name first: most lines are partitions, loop or ram devices, and
         // need no more than that.
-        let mut fields = line.split_ascii_whitespace();
+        let mut fields = fields(line);
         let (Some(_), Some(_), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
         // zram is compressed RAM (swap on Raspberry Pi OS): its writes wear no storage.
-        if name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram") {
+        if name.starts_with(b"loop") || name.starts_with(b"ram") || name.starts_with(b"zram") {
             continue;
         }
-        let Some(name) = whole_disk(name) else {
+        let Some(name) = std::str::from_utf8(name).ok().and_then(&mut whole_disk) else {
             continue;
         };
         // Fields 4 to 10 (reads, merged, sectors read, ms, writes, merged, sectors written).
-        let mut f = [""; 7];
+        let mut f: [&[u8]; 7] = [&[]; 7];
         if !f
             .iter_mut()
             .all(|slot| fields.next().map(|v| *slot = v).is_some())
         {
             continue;
         }
-        let n = |i: usize| f[i].parse::<u64>().ok();
+        let n = |i: usize| whole_decimal(f[i]);
         let (Some(reads), Some(read_sectors), Some(writes), Some(written_sectors)) =
             (n(0), n(2), n(4), n(6))
         else {
