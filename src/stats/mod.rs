@@ -484,9 +484,8 @@ impl Collector {
     /// NetworkManager reports only a percentage, and the kernel fallback reads
     /// `/proc/net/wireless` when the link changes. Each document takes the kernel's figures for
     /// the watched wireless interface as they are now (one small read, only while it is
-    /// wireless); NetworkManager's own quality figure is kept.
-    /// `connectivity` with the kernel's current Wi-Fi signal (and quality, where the source
-    /// has none); copied only when they differ from its own.
+    /// wireless); NetworkManager's own quality figure is kept. `connectivity` is copied only
+    /// when the kernel's figures differ from its own.
     fn live_wifi(&self, mut connectivity: Arc<Connectivity>) -> Arc<Connectivity> {
         let Some(wifi) = &connectivity.wifi else {
             return connectivity;
@@ -606,7 +605,7 @@ impl Collector {
         let previous = self.previous.as_ref().map_or(&[][..], |p| &p.net);
         // Where the interface was last tick: at the same place, unless the list changed.
         let net_rates = |at: usize, name: &Arc<str>, now: &NetIo| -> Option<NetRates> {
-            let same = |(known, _): &&(Arc<str>, NetIo)| Arc::ptr_eq(known, name);
+            let same = |(known, _): &&(Arc<str>, NetIo)| known == name;
             let (_, before) = previous
                 .get(at)
                 .filter(same)
