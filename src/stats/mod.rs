@@ -603,13 +603,8 @@ impl Collector {
             None => ifaddrs::interface_addresses(),
         };
         let previous = self.previous.as_ref().map_or(&[][..], |p| &p.net);
-        // Where the interface was last tick: at the same place, unless the list changed.
         let net_rates = |at: usize, name: &Arc<str>, now: &NetIo| -> Option<NetRates> {
-            let same = |(known, _): &&(Arc<str>, NetIo)| known == name;
-            let (_, before) = previous
-                .get(at)
-                .filter(same)
-                .or_else(|| previous.iter().find(same))?;
+            let (_, before) = procfs::named(previous, name.as_bytes(), at)?;
             let secs = elapsed?;
             Some(NetRates {
                 recv_bytes_per_sec: rate(now.bytes_recv, before.bytes_recv, secs),

@@ -464,15 +464,23 @@ pub fn read_net_dev(proc_root: &Path) -> Option<Vec<(Arc<str>, NetIo)>> {
 /// tick allocates nothing for them. `at` is where the name would be if the list had not
 /// changed (its index in this tick's list), and is looked at first.
 pub fn shared_name<T>(name: &[u8], known: &[(Arc<str>, T)], at: usize) -> Option<Arc<str>> {
-    let spells = |(known, _): &&(Arc<str>, T)| known.as_bytes() == name;
-    match known
-        .get(at)
-        .filter(spells)
-        .or_else(|| known.iter().find(spells))
-    {
+    match named(known, name, at) {
         Some((known, _)) => Some(known.clone()),
         None => std::str::from_utf8(name).ok().map(Arc::from),
     }
+}
+
+/// The entry of `list` named `name`, looked for at `at` first: where it was last tick, as the
+/// kernel keeps its lists' order.
+pub fn named<'a, T>(
+    list: &'a [(Arc<str>, T)],
+    name: &[u8],
+    at: usize,
+) -> Option<&'a (Arc<str>, T)> {
+    let spells = |(known, _): &&(Arc<str>, T)| known.as_bytes() == name;
+    list.get(at)
+        .filter(spells)
+        .or_else(|| list.iter().find(spells))
 }
 
 /// Sums `/proc/diskstats` over whole disks (those listed in `/sys/block`), leaving out
@@ -642,9 +650,7 @@ pub fn parse_loadavg_line(text: &[u8]) -> (Option<[f64; 3]>, Option<u32>) {
         }
     }
     let last_pid = match (fields.nth(1), fields.next()) {
-        (Some(last), None) if last.iter().all(u8::is_ascii_digit) => {
-            decimal(last).and_then(|(pid, _)| u32::try_from(pid).ok())
-        }
+        (Some(last), None) => whole_decimal(last).and_then(|pid| u32::try_from(pid).ok()),
         _ => None,
     };
     (loads_read.then_some(load), last_pid)
@@ -655,15 +661,17 @@ pub fn parse_loadavg_line(text: &[u8]) -> (Option<[f64; 3]>, Option<u32>) {
 /// are exact below 2^53, the division is correctly rounded); anything else goes to
 /// `str::parse`.
 fn load_figure(field: &[u8]) -> Option<f64> {
-    let plain = |digits: &[u8]| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
-    if let Some((whole, [a, b])) = field
+    let kernels = field
         .split_at_checked(field.len().saturating_sub(3))
-        .and_then(|(whole, rest)| Some((whole, rest.strip_prefix(b".")?)))
-        .filter(|(whole, hundredths)| whole.len() <= 12 && plain(whole) && plain(hundredths))
-    {
-        let (whole, _) = decimal(whole)?;
-        let hundredths = whole * 100 + u64::from(a - b'0') * 10 + u64::from(b - b'0');
-        return Some(hundredths as f64 / 100.0);
+        .filter(|(whole, _)| whole.len() <= 12)
+        .and_then(|(whole, rest)| {
+            Some((
+                whole_decimal(whole)?,
+                whole_decimal(rest.strip_prefix(b".")?)?,
+            ))
+        });
+    if let Some((whole, hundredths)) = kernels {
+        return Some((whole * 100 + hundredths) as f64 / 100.0);
     }
     let value: f64 = std::str::from_utf8(field).ok()?.parse().ok()?;
     (value.is_finite() && value >= 0.0).then_some(value)
