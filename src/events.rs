@@ -599,7 +599,10 @@ impl Detector {
                 }
                 events.push(event);
             }
-            self.link = Some((link.interface.clone(), link.connected));
+            // Copied only when it changes: the same interface tick after tick allocates nothing.
+            if changed || self.link.is_none() {
+                self.link = Some((link.interface.clone(), link.connected));
+            }
         }
         events
     }

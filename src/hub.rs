@@ -157,7 +157,7 @@ impl Snapshot {
 }
 
 /// A compact point of the dashboard's history charts.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct HistoryPoint {
     /// Unix time in milliseconds.
     pub t: u64,
@@ -174,23 +174,24 @@ pub struct HistoryPoint {
 }
 
 impl HistoryPoint {
-    fn from_document(doc: &StatsDocument, t: u64) -> HistoryPoint {
+    /// Makes this the point of `doc` at `t`, keeping the per-core buffer.
+    fn refill(&mut self, doc: &StatsDocument, t: u64) {
         use crate::stats::wire::round1;
         // An unread memory section is NaN here, which serializes as null: a gap, not a 0.
         let memory = doc.memory.as_ref();
-        HistoryPoint {
-            t,
-            cpu: round1(doc.cpu.usage_percent),
-            mem: memory.map_or(f64::NAN, |m| round1(m.used_percent())),
-            swap: memory.map_or(f64::NAN, |m| round1(m.swap_used_percent())),
-            temp: doc.temperature.pi_cpu_celsius.map(round1),
-            net_recv: doc.network.rates.map(|r| round1(r.recv_bytes_per_sec)),
-            net_sent: doc.network.rates.map(|r| round1(r.sent_bytes_per_sec)),
-            disk_read: doc.disk.io_rates.map(|r| round1(r.read_bytes_per_sec)),
-            disk_write: doc.disk.io_rates.map(|r| round1(r.write_bytes_per_sec)),
-            per_core: doc.cpu.per_core_usage.iter().copied().map(round1).collect(),
-            clients: doc.connected_clients,
-        }
+        self.t = t;
+        self.cpu = round1(doc.cpu.usage_percent);
+        self.mem = memory.map_or(f64::NAN, |m| round1(m.used_percent()));
+        self.swap = memory.map_or(f64::NAN, |m| round1(m.swap_used_percent()));
+        self.temp = doc.temperature.pi_cpu_celsius.map(round1);
+        self.net_recv = doc.network.rates.map(|r| round1(r.recv_bytes_per_sec));
+        self.net_sent = doc.network.rates.map(|r| round1(r.sent_bytes_per_sec));
+        self.disk_read = doc.disk.io_rates.map(|r| round1(r.read_bytes_per_sec));
+        self.disk_write = doc.disk.io_rates.map(|r| round1(r.write_bytes_per_sec));
+        self.per_core.clear();
+        self.per_core
+            .extend(doc.cpu.per_core_usage.iter().copied().map(round1));
+        self.clients = doc.connected_clients;
     }
 }
 
@@ -492,27 +493,74 @@ impl Hub {
     /// Makes `document`, collected at `stamp`, the latest snapshot (serialized here while a
     /// client watches), then runs the per-tick observers on it.
     pub fn publish(&self, document: StatsDocument, stamp: Stamp, took: Duration) {
-        if self.history_len > 0 {
-            let point = HistoryPoint::from_document(&document, unix_millis(stamp.wall));
-            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            if history.len() == self.history_len {
-                history.pop_front();
-            }
-            history.push_back(Entry {
-                at: stamp.mono,
-                point,
-            });
-        }
+        let snapshot = Snapshot::new(0, document, stamp.mono, took);
+        self.publish_snapshot(Arc::new(snapshot), stamp);
+    }
+
+    /// One tick of the collector thread: collects into `spare` (a snapshot of an earlier tick
+    /// that nobody reads any more, whose buffers are reused) or else a new one, publishes it,
+    /// and returns the snapshot it replaced when nobody else holds that one either, for the
+    /// next tick. With no client watching, the snapshot before the latest is held by no one,
+    /// and a tick allocates nothing.
+    pub(crate) fn tick(
+        &self,
+        collector: &mut Collector,
+        ctx: Context,
+        spare: Option<Arc<Snapshot>>,
+    ) -> Option<Arc<Snapshot>> {
+        let stamp = Stamp::now();
+        let mut snapshot = spare.filter(is_unshared).unwrap_or_else(|| {
+            Arc::new(Snapshot::new(
+                0,
+                StatsDocument::default(),
+                stamp.mono,
+                Duration::ZERO,
+            ))
+        });
+        let fresh = Arc::get_mut(&mut snapshot).expect("held by no one else");
+        collector.collect_into(ctx, &mut fresh.document);
+        self.fill_disk_days(&mut fresh.document);
+        fresh.collection_time = stamp.mono.elapsed();
+        self.publish_snapshot(snapshot, stamp)
+    }
+
+    /// Numbers `snapshot` (held by no one else) and makes it the latest, then runs the
+    /// per-tick observers on it; returns the snapshot it replaced if nobody holds that one.
+    fn publish_snapshot(&self, mut snapshot: Arc<Snapshot>, stamp: Stamp) -> Option<Arc<Snapshot>> {
         let seq = self.counters.collections.fetch_add(1, Ordering::Relaxed) + 1;
-        let snapshot = Snapshot::new(seq, document, stamp.mono, took);
+        let fresh = Arc::get_mut(&mut snapshot).expect("held by no one else");
+        fresh.seq = seq;
+        fresh.collected_at = stamp.mono;
+        fresh.encoded = OnceLock::new();
+        if self.history_len > 0 {
+            let t = unix_millis(stamp.wall);
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            // A full ring's oldest entry is refilled, keeping its per-core buffer.
+            let mut entry = match history.len() == self.history_len {
+                true => history.pop_front(),
+                false => None,
+            }
+            .unwrap_or_else(|| Entry {
+                at: stamp.mono,
+                point: HistoryPoint::default(),
+            });
+            entry.at = stamp.mono;
+            entry.point.refill(&snapshot.document, t);
+            history.push_back(entry);
+        }
         if self.clients() > 0 {
             // Watched: serialize here, off the clients' tasks.
             snapshot.encoded();
         }
-        let snapshot = Arc::new(snapshot);
-        self.latest.send_replace(Some(snapshot.clone()));
+        let replaced = self.latest.send_replace(Some(snapshot.clone()));
         self.observe(&snapshot);
+        replaced.filter(is_unshared)
     }
+}
+
+/// Whether this is the only handle on a snapshot (readers clone it and drop it when done).
+fn is_unshared(snapshot: &Arc<Snapshot>) -> bool {
+    Arc::strong_count(snapshot) == 1 && Arc::weak_count(snapshot) == 0
 }
 
 pub fn unix_millis(t: SystemTime) -> u64 {
@@ -603,19 +651,17 @@ fn collect(
     let mut deadline = Instant::now();
     // The watched interface's state, shared by the documents until the watch changes.
     let mut shared_connectivity = Arc::new(connectivity.borrow_and_update().clone());
+    let mut spare = None;
     loop {
         if connectivity.has_changed().unwrap_or(false) {
             shared_connectivity = Arc::new(connectivity.borrow_and_update().clone());
         }
-        let stamp = Stamp::now();
         let ctx = Context {
             connected_clients: hub.clients(),
             connectivity: Some(shared_connectivity.clone()),
             full: hub.scan_processes(),
         };
-        let mut document = collector.collect(ctx);
-        hub.fill_disk_days(&mut document);
-        hub.publish(document, stamp, stamp.mono.elapsed());
+        spare = hub.tick(&mut collector, ctx, spare.take());
 
         deadline += interval;
         let now = Instant::now();
@@ -633,7 +679,194 @@ fn collect(
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
     use super::*;
+    use crate::stats::model::Wifi;
+
+    /// The library tests' global allocator: the system's, counting the allocations a thread
+    /// makes while it asks to ([`allocations_in`]).
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            /// `Some(n)` while the thread counts. Const-initialized and without a destructor,
+            /// so reading it never allocates.
+            static COUNT: Cell<Option<u64>> = const { Cell::new(None) };
+        }
+
+        fn count() {
+            let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
+        }
+
+        // SAFETY: every call is passed on to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                count();
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                count();
+                unsafe { System.alloc_zeroed(layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                count();
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        #[global_allocator]
+        static GLOBAL: Counting = Counting;
+
+        /// Runs `f` and returns how many allocations (and reallocations) it made on this thread.
+        pub fn allocations_in(f: impl FnOnce()) -> u64 {
+            COUNT.set(Some(0));
+            f();
+            COUNT.replace(None).expect("counting")
+        }
+    }
+
+    /// An unwatched tick as the collector thread runs it (collect into the spare snapshot,
+    /// the disk ledger's preview, publish, the history's push, the events detector, and alert
+    /// rules of every kind of value) makes no allocation once the collector has settled: on the fixture trees of each Pi (SD card,
+    /// throttle flags, PMIC, thermal zones, Wi-Fi figures in `/proc/net/wireless`), on a Pi 4's
+    /// whose Wi-Fi signal moves every tick, and on this machine's own `/proc` and `/sys`,
+    /// whose counters move between ticks.
+    #[test]
+    fn an_unwatched_tick_allocates_nothing() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut roots: Vec<(String, PathBuf, PathBuf)> = ["pi3", "pi4", "pi5", "pizerow", "cm4"]
+            .iter()
+            .map(|b| {
+                (
+                    b.to_string(),
+                    fixtures.join(b).join("proc"),
+                    fixtures.join(b).join("sys"),
+                )
+            })
+            .collect();
+        roots.push(("this machine".into(), "/proc".into(), "/sys".into()));
+        // The Pi 4's `/proc`, with a signal level that the loop below changes every tick.
+        let moving = tempfile::tempdir().unwrap();
+        copy_tree(&fixtures.join("pi4/proc"), moving.path());
+        let wireless = moving.path().join("net/wireless");
+        let level = |dbm: i32| {
+            let text = std::fs::read_to_string(fixtures.join("pi4/proc/net/wireless")).unwrap();
+            std::fs::write(&wireless, text.replace("-40.", &format!("{dbm}."))).unwrap();
+        };
+        roots.push((
+            "pi4, signal moving".into(),
+            moving.path().to_owned(),
+            fixtures.join("pi4/sys"),
+        ));
+        // One that fires at once (while the collector settles), the others stay quiet.
+        let rules = "[[alert]]\nname = \"busy\"\nmetric = \"cpu\"\nabove = 0\n\n\
+                     [[alert]]\nname = \"hot\"\nmetric = \"temperature\"\nabove = 95\n\n\
+                     [[alert]]\nname = \"full\"\nmetric = \"disk\"\nmount = \"/\"\nabove = 99\n\n\
+                     [[alert]]\nname = \"weak\"\nmetric = \"wifi_signal\"\nbelow = -90\n\n\
+                     [[alert]]\nname = \"power\"\nmetric = \"undervoltage\"\n";
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        for (board, proc_root, sys_root) in roots {
+            let moves = proc_root == moving.path();
+            let config = Config {
+                proc_root,
+                sys_root,
+                vcgencmd: PathBuf::from("/nonexistent"),
+                ..Config::from_toml(rules, Path::new("alerts.toml")).unwrap()
+            };
+            // A ring of three points fills within the settling ticks.
+            let hub = Hub::new(config.interval, 3);
+            let mut collector = Collector::new(&config);
+            let cores = collector
+                .collect(Context::default())
+                .cpu
+                .per_core_usage
+                .len();
+            crate::history::record_in_ram(&hub, cores);
+            let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+            crate::alerts::spawn(&config, &hub, Default::default(), cancel.clone(), &tracker);
+            let wifi = Arc::new(Connectivity {
+                source: "networkmanager",
+                interface: "wlan0".into(),
+                state: "activated".into(),
+                connected: true,
+                wifi: Some(Wifi {
+                    ssid: Some("home".into()),
+                    quality_percent: Some(70),
+                    ..Wifi::default()
+                }),
+                ..Connectivity::default()
+            });
+            let ctx = || Context {
+                connected_clients: 0,
+                connectivity: Some(wifi.clone()),
+                full: false,
+            };
+            let signal = |hub: &Hub| {
+                let latest = hub.latest().unwrap();
+                let wifi = latest.document.connectivity.as_ref().unwrap().wifi.clone();
+                wifi.unwrap().signal_dbm
+            };
+            let mut spare = None;
+            let mut allocations = 0;
+            for tick in 0..25 {
+                if moves {
+                    level(-50 - tick % 7);
+                }
+                allocations += counting::allocations_in(|| {
+                    spare = hub.tick(&mut collector, ctx(), spare.take());
+                });
+                // The first ticks settle: buffers grow, the history's ring fills.
+                if tick < 5 {
+                    allocations = 0;
+                }
+                if moves {
+                    assert_eq!(signal(&hub), Some(-50 - tick % 7), "{board}");
+                }
+            }
+            assert_eq!(allocations, 0, "{board}: allocations in 20 unwatched ticks");
+            let latest = hub.latest().unwrap();
+            assert_eq!(latest.seq, 25, "{board}");
+            assert!(!latest.document.cpu.per_core_usage.is_empty(), "{board}");
+            if board == "pi4" {
+                assert_eq!(signal(&hub), Some(-40), "the kernel's figure");
+            }
+            let nm = wifi.wifi.as_ref().unwrap();
+            assert_eq!(
+                nm.signal_dbm, None,
+                "{board}: the shared state is not changed"
+            );
+            let firing = hub.alerts.firing();
+            assert!(
+                firing.contains(&("busy".to_owned(), true)),
+                "{board}: {firing:?}"
+            );
+            assert_eq!(firing.len(), 5, "{board}");
+            cancel.cancel();
+        }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn tick_observers_run_in_order_and_one_that_panics_is_removed() {

@@ -175,6 +175,28 @@ pub struct RuleView {
     since_at: Option<Instant>,
 }
 
+impl RuleView {
+    /// A rule in the `ok` state, with no value yet.
+    fn new(rule: &Rule) -> RuleView {
+        RuleView {
+            name: rule.name.clone(),
+            metric: rule.metric.name().to_owned(),
+            mount: match &rule.metric {
+                crate::config::alerting::Metric::Disk { mount } => Some(mount.clone()),
+                _ => None,
+            },
+            condition: rule.condition,
+            for_seconds: rule.for_.as_secs_f64(),
+            repeat_seconds: rule.repeat.map(|r| r.as_secs_f64()),
+            severity: rule.severity,
+            state: "ok",
+            since: None,
+            value: None,
+            since_at: None,
+        }
+    }
+}
+
 /// Counts of one notifier's deliveries.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Deliveries {
@@ -258,46 +280,29 @@ impl Board {
             .push(event);
     }
 
+    /// Shows the engine's rules as they stand. Every tick: the views are updated in place,
+    /// and a `since` text is written only when its instant changes, so a tick allocates nothing.
     fn show(&self, engine: &Engine, wall: SystemTime, mono: Instant) {
-        let shown: Vec<(Option<Instant>, Option<String>)> = self
-            .lock()
-            .rules
-            .iter()
-            .map(|view| (view.since_at, view.since.clone()))
-            .collect();
-        let since = |index: usize, at: Instant| match shown.get(index) {
-            Some((shown_at, text)) if *shown_at == Some(at) => text.clone(),
-            _ => {
-                let ago = mono.saturating_duration_since(at);
-                Some(crate::stats::wire::iso8601(
-                    wall.checked_sub(ago).unwrap_or(wall),
-                ))
-            }
+        let mut board = self.lock();
+        let rules = engine.rules();
+        let same_rules = board.rules.len() == rules.len()
+            && board.rules.iter().zip(rules).all(|(v, r)| v.name == r.name);
+        if !same_rules {
+            board.rules = rules.iter().map(RuleView::new).collect();
+        }
+        let since = |at: Instant| {
+            let ago = mono.saturating_duration_since(at);
+            crate::stats::wire::iso8601(wall.checked_sub(ago).unwrap_or(wall))
         };
-        let views = engine
-            .rules()
-            .iter()
-            .zip(engine.states())
-            .zip(engine.values())
-            .enumerate()
-            .map(|(index, ((rule, state), value))| RuleView {
-                name: rule.name.clone(),
-                metric: rule.metric.name().to_owned(),
-                mount: match &rule.metric {
-                    crate::config::alerting::Metric::Disk { mount } => Some(mount.clone()),
-                    _ => None,
-                },
-                condition: rule.condition,
-                for_seconds: rule.for_.as_secs_f64(),
-                repeat_seconds: rule.repeat.map(|r| r.as_secs_f64()),
-                severity: rule.severity,
-                state: state.name(),
-                since: state.since().and_then(|at| since(index, at)),
-                since_at: state.since(),
-                value: *value,
-            })
-            .collect();
-        self.lock().rules = views;
+        let current = engine.states().iter().zip(engine.values());
+        for (view, (state, value)) in board.rules.iter_mut().zip(current) {
+            view.state = state.name();
+            view.value = *value;
+            if view.since_at != state.since() {
+                view.since_at = state.since();
+                view.since = view.since_at.map(since);
+            }
+        }
     }
 
     fn delivered(&self, notifier: &str) {

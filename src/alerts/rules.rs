@@ -121,6 +121,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     states: Vec<State>,
     values: Vec<Option<f64>>,
+    /// The values being read, kept between ticks so that a tick allocates nothing.
+    reading: Vec<Option<f64>>,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
             rules,
             states: vec![State::Ok; n],
             values: vec![None; n],
+            reading: Vec::with_capacity(n),
         }
     }
 
@@ -148,12 +151,12 @@ impl Engine {
 
     /// Reads every rule's value from `doc` and evaluates them.
     pub fn observe(&mut self, now: Instant, doc: &StatsDocument, facts: &Facts) -> Vec<Transition> {
-        let values: Vec<Option<f64>> = self
-            .rules
-            .iter()
-            .map(|r| read(&r.metric, doc, facts))
-            .collect();
-        self.evaluate(now, &values)
+        let mut reading = std::mem::take(&mut self.reading);
+        reading.clear();
+        reading.extend(self.rules.iter().map(|r| read(&r.metric, doc, facts)));
+        let changes = self.evaluate(now, &reading);
+        self.reading = reading;
+        changes
     }
 
     /// Advances every rule with this tick's value (`values[i]` for rule `i`) at `now`.

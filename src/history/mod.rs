@@ -84,6 +84,8 @@ use serde::{Serialize, Serializer};
 
 pub use disk_days::{Day, DiskDays, Written};
 pub use series::{Series, SCALAR_SERIES};
+#[cfg(test)]
+pub(crate) use service::record_in_ram;
 pub use service::{fill_sample, spawn};
 use tier::Tier;
 

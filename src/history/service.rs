@@ -173,6 +173,17 @@ async fn run(
     }
 }
 
+/// Records every tick into a history kept in RAM (the default tiers) and its events into the
+/// timeline, as the daemon does without a state directory.
+#[cfg(test)]
+pub(crate) fn record_in_ram(hub: &Hub, cores: usize) -> ObserverId {
+    *hub.records.history.write().unwrap() =
+        Some(History::new(HistoryConfig::default(), cores).unwrap());
+    *hub.records.events.write().unwrap() = EventLog::new(EVENT_CAPACITY);
+    let recorder = Recorder::new(Detector::new(DetectorConfig::default()), Instant::now());
+    Recorder::observe(&recorder, hub)
+}
+
 /// Most samples held back while a save encodes the history (milliseconds; the write that
 /// follows holds no lock); past this, samples are dropped, with a warning.
 const PENDING_MAX: usize = 120;
@@ -438,11 +449,7 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
         .and_then(|c| c.wifi.as_ref())
         .and_then(|w| w.signal_dbm)
         .map(f64::from);
-    sample.throttled = doc
-        .pi
-        .as_ref()
-        .and_then(|pi| pi.throttled_raw.as_deref())
-        .and_then(|raw| u32::from_str_radix(raw.trim_start_matches("0x"), 16).ok());
+    sample.throttled = doc.pi.as_ref().and_then(|pi| pi.throttled_raw);
     // The same mounts tick after tick: update the figures without copying the names again.
     let measured = doc.disk.partitions.as_deref().unwrap_or_default();
     let measured = || measured.iter().filter(|p| p.total > 0);
@@ -471,15 +478,24 @@ pub fn fill_sample(sample: &mut Sample, doc: &StatsDocument, mono: Duration) {
             .iter()
             .map(|(name, dev)| (name.clone(), dev.io.write_bytes)),
     );
-    sample.link = doc
-        .connectivity
-        .as_ref()
-        .filter(|c| c.source != "none")
-        .map(|c| LinkState {
-            interface: c.interface.clone(),
-            connected: c.connected,
-            reason: None,
-        });
+    // The same interface tick after tick: its name is copied into the buffer it already has.
+    match (
+        &mut sample.link,
+        doc.connectivity.as_deref().filter(|c| c.source != "none"),
+    ) {
+        (Some(link), Some(c)) => {
+            link.interface.clone_from(&c.interface);
+            link.connected = c.connected;
+            link.reason = None;
+        }
+        (link, c) => {
+            *link = c.map(|c| LinkState {
+                interface: c.interface.clone(),
+                connected: c.connected,
+                reason: None,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -563,14 +563,14 @@ fn pi(e: &mut Exposition, doc: &StatsDocument) {
         "pistats_pi_pmic_volts",
         "Pi 5 PMIC rail voltage, from the firmware (refreshed every 10 s).",
     );
-    for rail in &pi.pmic {
+    for rail in pi.pmic.iter() {
         volts.sample_opt(&[("rail", rail.rail.as_str())], rail.volts);
     }
     let mut amps = e.gauge(
         "pistats_pi_pmic_amperes",
         "Pi 5 PMIC rail current, from the firmware (refreshed every 10 s).",
     );
-    for rail in &pi.pmic {
+    for rail in pi.pmic.iter() {
         amps.sample_opt(&[("rail", rail.rail.as_str())], rail.amps);
     }
     e.gauge("pistats_pi_core_volts", "VideoCore core voltage.")
@@ -796,7 +796,7 @@ mod tests {
                                 read_bytes: 4096,
                                 write_bytes: 1 << 40,
                             },
-                            card: Some(MmcCard {
+                            card: Some(Arc::new(MmcCard {
                                 kind: "MMC".to_owned(),
                                 name: Some("BJTD4R".to_owned()),
                                 manufacturer_id: Some("0x000015".to_owned()),
@@ -805,7 +805,7 @@ mod tests {
                                 serial: None,
                                 life_time: Some((0x02, 0x0B)),
                                 pre_eol_info: Some(0x01),
-                            }),
+                            })),
                             written: Some(Written {
                                 today: 123_456_789,
                                 per_day: vec![(Day(20_000), 5)],
@@ -849,7 +849,7 @@ mod tests {
             },
             battery: None,
             pi: Some(PiHealth {
-                throttled_raw: Some("0x50005".to_owned()),
+                throttled_raw: Some(0x50005),
                 throttled: Some(ThrottleFlags {
                     under_voltage: Some(true),
                     throttled: true,
@@ -860,7 +860,7 @@ mod tests {
                 core_volts: Some(0.85),
                 arm_clock_mhz: Some(1500.0),
                 core_clock_mhz: None,
-                revision: Some("c03114".to_owned()),
+                revision: Some("c03114".into()),
                 serial: None,
                 source: "sysfs",
                 undervoltage_detection: true,
@@ -868,7 +868,8 @@ mod tests {
                     rail: "VDD_CORE".to_owned(),
                     volts: Some(0.72),
                     amps: Some(2.91),
-                }],
+                }]
+                .into(),
             }),
             connectivity: Some(Arc::new(Connectivity {
                 source: "kernel",

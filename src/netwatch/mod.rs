@@ -39,11 +39,11 @@ use crate::config::Config;
 use crate::stats::ifaddrs;
 use crate::stats::model::{Connectivity, Wifi};
 
-/// The kernel's current signal and quality for `interface` (`PROC/net/wireless`); `None` when
-/// it is not listed there (not wireless, or not associated). The collector reads it on every
-/// tick, as neither source follows the signal in dBm.
-pub(crate) fn kernel_wifi(proc_root: &Path, interface: &str) -> Option<Wifi> {
-    wifi::from_proc(proc_root, interface)
+/// The kernel's current signal and quality for `interface` in `PROC/net/wireless`'s
+/// `content`; `None` when it is not listed there (not wireless, or not associated). The
+/// collector reads the file on every tick, as neither source follows the signal in dBm.
+pub(crate) fn kernel_wifi(content: &[u8], interface: &str) -> Option<Wifi> {
+    wifi::parse_proc(std::str::from_utf8(content).ok()?, interface)
 }
 
 /// Well-known bus name of NetworkManager.

@@ -158,7 +158,7 @@ pub(super) fn from_proc(proc_root: &Path, interface: &str) -> Option<Wifi> {
     parse_proc(&text, interface)
 }
 
-fn parse_proc(text: &str, interface: &str) -> Option<Wifi> {
+pub(super) fn parse_proc(text: &str, interface: &str) -> Option<Wifi> {
     let line = text.lines().skip(2).find_map(|line| {
         let (name, rest) = line.split_once(':')?;
         (name.trim() == interface).then_some(rest)

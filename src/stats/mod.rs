@@ -1,7 +1,8 @@
 //! The collector: builds one typed [`StatsDocument`] per tick from `getifaddrs` (interface
 //! addresses) and direct `/proc`/`/sys` reads (CPU usage: [`cpu`]; processes: [`processes`];
 //! memory, I/O counters, mounts, sensors, battery: [`procfs`]; fans: [`fans`]; SD/eMMC cards:
-//! [`storage`]; Pi firmware state: [`pi`]). [`wire`] turns it into the seed JSON format.
+//! [`storage`]; Pi firmware state: [`pi`]; the watched interface's Wi-Fi figures:
+//! [`live_wifi`]). [`wire`] turns it into the seed JSON format.
 //!
 //! It is synchronous on purpose: it runs on its own thread (see [`crate::hub`]) so file reads
 //! never stall the async runtime. CPU usage needs a previous sample, so [`Collector::new`]
@@ -13,6 +14,7 @@ pub mod fans;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod ifaddrs;
+pub mod live_wifi;
 pub mod model;
 pub mod pi;
 pub mod processes;
@@ -90,6 +92,33 @@ struct Details {
     /// The firmware's figures other than the throttle flags (see [`pi::PiReader::read_throttle`]).
     pi: Option<PiHealth>,
     processes: Arc<ProcessInfo>,
+}
+
+/// Makes `map` hold one entry per name in `source`, valued by `value(position, name, item)`
+/// in `source`'s order (a name listed twice keeps its first key and its last value). A
+/// `BTreeMap` keeps no nodes through a `clear`, so entries already there are updated in place
+/// and only names that come or go change its nodes: a tick whose disks or interfaces are the
+/// last tick's allocates nothing.
+fn refill<T, V>(
+    map: &mut BTreeMap<Arc<str>, V>,
+    source: &[(Arc<str>, T)],
+    mut value: impl FnMut(usize, &Arc<str>, &T) -> V,
+) {
+    for (at, (name, item)) in source.iter().enumerate() {
+        let fresh = value(at, name, item);
+        match map.get_mut(&**name) {
+            Some(slot) => *slot = fresh,
+            None => {
+                map.insert(name.clone(), fresh);
+            }
+        }
+    }
+    // The names are shared from tick to tick: a pointer comparison settles most.
+    map.retain(|kept, _| {
+        source
+            .iter()
+            .any(|(name, _)| Arc::ptr_eq(name, kept) || name == kept)
+    });
 }
 
 /// The kernel's link and address notifications, where `sys_root` shows the running kernel's
@@ -194,7 +223,6 @@ pub struct Collector {
     /// sysinfo keeps only the CPU list (and the frequency where cpufreq is missing).
     cpu: cpu::CpuMeter,
     files: ProcFiles,
-    proc_root: PathBuf,
     sys_root: PathBuf,
     top_processes: usize,
     hide_process_names: bool,
@@ -220,6 +248,12 @@ pub struct Collector {
     /// per disk and tick otherwise. Forgotten on full ticks, so a re-plugged disk is seen.
     /// The names are the documents' (shared, not copied every tick).
     whole_disk: BTreeMap<Arc<str>, bool>,
+    /// This tick's whole disks and their counters, refilled every tick.
+    disks: Vec<(Arc<str>, DiskIo)>,
+    /// The counters of the tick before [`Previous`]'s, refilled with the next tick's.
+    net_spare: Vec<(Arc<str>, NetIo)>,
+    /// The watched interface's state with the kernel's Wi-Fi figures.
+    live_wifi: live_wifi::LiveWifi,
     cards: storage::CardCache,
     /// Link and address notifications from the kernel, so that a full tick reads the
     /// interfaces' link facts (four sysfs files each) and addresses (a `getifaddrs` dump) only
@@ -253,7 +287,6 @@ impl Collector {
             system,
             cpu,
             files,
-            proc_root: config.proc_root.clone(),
             sys_root: config.sys_root.clone(),
             top_processes: config.top_processes,
             hide_process_names: config.hide_process_names,
@@ -269,6 +302,9 @@ impl Collector {
             zones_listed: Instant::now(),
             listings: procfs::Listings::default(),
             whole_disk: BTreeMap::new(),
+            disks: Vec::new(),
+            net_spare: Vec::new(),
+            live_wifi: live_wifi::LiveWifi::new(&config.proc_root),
             cards: storage::CardCache::default(),
             link_changes: subscribe_link_changes(&config.sys_root),
         }
@@ -298,19 +334,30 @@ impl Collector {
     /// Collects one snapshot: complete when `ctx.full` or on the first call, else with the
     /// last full collection's [`Details`].
     pub fn collect(&mut self, ctx: Context) -> StatsDocument {
+        let mut document = StatsDocument::default();
+        self.collect_into(ctx, &mut document);
+        document
+    }
+
+    /// [`collect`](Collector::collect) into a document of an earlier tick, replacing all of
+    /// it while keeping its buffers (the per-core figures, partitions, and the disk and
+    /// interface maps while their names stay the same): a tick that no one watches then
+    /// allocates nothing.
+    pub fn collect_into(&mut self, ctx: Context, document: &mut StatsDocument) {
         let now = Instant::now();
         let wall = SystemTime::now();
         let full = ctx.full || self.details.is_none();
         if full {
             self.whole_disk.clear();
         }
-        let mut degraded = Vec::new();
+        let degraded = &mut document.degraded;
+        degraded.clear();
         let mut check = |source: Source, read: bool| {
             if !read {
                 degraded.push(source);
             }
         };
-        let cpu = self.cpu(full, now);
+        self.cpu(full, now, &mut document.cpu);
         let memory = self
             .files
             .meminfo
@@ -319,8 +366,9 @@ impl Collector {
         check(Source::Memory, memory.is_some());
         let sys_root = &self.sys_root;
         let whole_disk = &mut self.whole_disk;
-        let disks = self.files.diskstats.read_bytes().map(|t| {
-            procfs::parse_diskstats_per_disk(t, |name| {
+        let disks = &mut self.disks;
+        let disks_read = self.files.diskstats.read_bytes().map(|t| {
+            procfs::parse_diskstats_per_disk_into(t, disks, |name| {
                 if let Some((name, &whole)) = whole_disk.get_key_value(name) {
                     return whole.then(|| name.clone());
                 }
@@ -330,24 +378,33 @@ impl Collector {
                 whole.then_some(name)
             })
         });
-        let disk_io = disks.as_deref().map(procfs::sum_disks);
+        if disks_read.is_none() {
+            disks.clear();
+        }
+        let disk_io = disks_read.map(|()| procfs::sum_disks(disks));
         check(Source::DiskIo, disk_io.is_some());
         let known = self.previous.as_ref().map_or(&[][..], |p| &p.net);
-        let net_io = self
+        // Read into the counters of the tick before the last, which the rates no longer need.
+        let mut net_now = std::mem::take(&mut self.net_spare);
+        let net_read = self
             .files
             .net_dev
             .read_bytes()
-            .map(|t| procfs::parse_net_dev(t, known));
+            .map(|t| procfs::parse_net_dev_into(t, known, &mut net_now));
+        if net_read.is_none() {
+            net_now.clear();
+        }
+        let net_io = net_read.map(|()| &net_now[..]);
         check(Source::Network, net_io.is_some());
         let elapsed = self
             .previous
             .as_ref()
             .map(|p| now.duration_since(p.at).as_secs_f64())
             .filter(|s| *s > 0.0);
-        let disk = self.disk(disk_io, disks.unwrap_or_default(), elapsed);
-        check(Source::Partitions, disk.partitions.is_some());
-        let links_current = self.links_current(full, net_io.as_deref(), now);
-        let network = self.network(net_io.as_deref(), elapsed, links_current);
+        self.disk(disk_io, elapsed, &mut document.disk);
+        check(Source::Partitions, document.disk.partitions.is_some());
+        let links_current = self.links_current(full, net_io, now);
+        self.network(net_io, elapsed, links_current, &mut document.network);
         // One read a tick for the load averages and, before the scan, the process scan's last
         // PID (a process created after this read changes it for the next scan).
         let (load_average, last_pid) = self.files.loadavg();
@@ -357,11 +414,12 @@ impl Collector {
         };
         check(Source::Processes, processes.total_count.is_some());
         let temperature = self.temperature(full);
-        self.previous = Some(Previous {
+        let previous = self.previous.replace(Previous {
             at: now,
             disk: disk_io,
-            net: net_io.unwrap_or_default(),
+            net: net_now,
         });
+        self.net_spare = previous.map(|p| p.net).unwrap_or_default();
 
         let boot_time = match &self.details {
             Some(last) if !full => last.boot_time,
@@ -389,9 +447,9 @@ impl Collector {
         };
         if full {
             self.details = Some(Details {
-                frequency: cpu.frequency_mhz,
+                frequency: document.cpu.frequency_mhz,
                 boot_time,
-                interfaces: network.interfaces.clone(),
+                interfaces: document.network.interfaces.clone(),
                 links_read: match &self.details {
                     Some(last) if links_current => last.links_read,
                     _ => now,
@@ -403,30 +461,25 @@ impl Collector {
                 processes: processes.clone(),
             });
         }
-        StatsDocument {
-            collected_at: wall,
-            system: SystemInfo {
-                boot_time,
-                uptime,
-                load_average,
-                hostname: self.facts.hostname.clone(),
-                model: self.facts.model.clone(),
-                kernel: self.facts.kernel.clone(),
-                os: self.facts.os.clone(),
-                pistats_version: env!("CARGO_PKG_VERSION"),
-            },
-            connected_clients: ctx.connected_clients,
-            cpu,
-            memory,
-            disk,
-            network,
-            processes,
-            temperature,
-            battery,
-            pi,
-            connectivity: ctx.connectivity.map(|c| self.live_wifi(c)),
-            degraded,
-        }
+        document.collected_at = wall;
+        document.system = SystemInfo {
+            boot_time,
+            uptime,
+            load_average,
+            hostname: self.facts.hostname.clone(),
+            model: self.facts.model.clone(),
+            kernel: self.facts.kernel.clone(),
+            os: self.facts.os.clone(),
+            pistats_version: env!("CARGO_PKG_VERSION"),
+        };
+        document.connected_clients = ctx.connected_clients;
+        document.memory = memory;
+        document.processes = processes;
+        document.temperature = temperature;
+        document.battery = battery;
+        document.pi = pi;
+        let recycled = document.connectivity.take();
+        document.connectivity = ctx.connectivity.map(|c| self.live_wifi.apply(c, recycled));
     }
 
     /// The SoC temperature on every tick; the other sensors and the fans on full ticks. A full
@@ -480,50 +533,18 @@ impl Collector {
             .map(|milli| milli / 1000.0)
     }
 
-    /// The Wi-Fi signal moves every second, but neither network source follows it in dBm:
-    /// NetworkManager reports only a percentage, and the kernel fallback reads
-    /// `/proc/net/wireless` when the link changes. Each document takes the kernel's figures for
-    /// the watched wireless interface as they are now (one small read, only while it is
-    /// wireless); NetworkManager's own quality figure is kept. `connectivity` is copied only
-    /// when the kernel's figures differ from its own.
-    fn live_wifi(&self, mut connectivity: Arc<Connectivity>) -> Arc<Connectivity> {
-        let Some(wifi) = &connectivity.wifi else {
-            return connectivity;
-        };
-        if let Some(kernel) = crate::netwatch::kernel_wifi(&self.proc_root, &connectivity.interface)
-        {
-            let signal_dbm = kernel.signal_dbm.or(wifi.signal_dbm);
-            let quality_percent =
-                if connectivity.source == "kernel" || wifi.quality_percent.is_none() {
-                    kernel.quality_percent.or(wifi.quality_percent)
-                } else {
-                    wifi.quality_percent
-                };
-            if (signal_dbm, quality_percent) != (wifi.signal_dbm, wifi.quality_percent) {
-                let wifi = Arc::make_mut(&mut connectivity)
-                    .wifi
-                    .as_mut()
-                    .expect("checked");
-                wifi.signal_dbm = signal_dbm;
-                wifi.quality_percent = quality_percent;
-            }
-        }
-        connectivity
-    }
-
-    fn cpu(&mut self, full: bool, now: Instant) -> CpuInfo {
+    fn cpu(&mut self, full: bool, now: Instant, info: &mut CpuInfo) {
         self.cpu.sample(self.files.cpu_stat.read_bytes(), now);
-        let frequency_mhz = match &self.details {
+        info.frequency_mhz = match &self.details {
             Some(last) if !full => last.frequency,
             _ => self.frequency(),
         };
-        CpuInfo {
-            usage_percent: f64::from(self.cpu.usage_percent()),
-            count_physical: self.facts.count_physical,
-            count_logical: self.system.cpus().len(),
-            frequency_mhz,
-            per_core_usage: self.cpu.per_core().map(f64::from).collect(),
-        }
+        info.usage_percent = f64::from(self.cpu.usage_percent());
+        info.count_physical = self.facts.count_physical;
+        info.count_logical = self.system.cpus().len();
+        info.per_core_usage.clear();
+        info.per_core_usage
+            .extend(self.cpu.per_core().map(f64::from));
     }
 
     fn frequency(&mut self) -> Frequency {
@@ -549,12 +570,8 @@ impl Collector {
         Frequency { current, min, max }
     }
 
-    fn disk(
-        &mut self,
-        io: Option<DiskIo>,
-        disks: Vec<(Arc<str>, DiskIo)>,
-        elapsed: Option<f64>,
-    ) -> DiskInfo {
+    /// The disk section from this tick's `disks`; `info` is an earlier tick's, refilled.
+    fn disk(&mut self, io: Option<DiskIo>, elapsed: Option<f64>, info: &mut DiskInfo) {
         let previous = self.previous.as_ref().and_then(|p| p.disk);
         let io_rates = match (io, previous, elapsed) {
             (Some(now), Some(before), Some(secs)) => Some(IoRates {
@@ -563,25 +580,19 @@ impl Collector {
             }),
             _ => None,
         };
-        DiskInfo {
-            partitions: self.files.mounts.measure(),
-            io_counters: io,
-            io_rates,
-            devices: disks
-                .into_iter()
-                .map(|(name, io)| {
-                    let card = self.cards.card(&self.sys_root, &name);
-                    (
-                        name,
-                        DiskDevice {
-                            io,
-                            card,
-                            written: None,
-                        },
-                    )
-                })
-                .collect(),
-        }
+        let mut partitions = info.partitions.take().unwrap_or_default();
+        info.partitions = self
+            .files
+            .mounts
+            .measure_into(&mut partitions)
+            .then_some(partitions);
+        info.io_counters = io;
+        info.io_rates = io_rates;
+        refill(&mut info.devices, &self.disks, |_, name, io| DiskDevice {
+            io: *io,
+            card: self.cards.card(&self.sys_root, name),
+            written: None,
+        });
     }
 
     /// Counters and rates per interface and in all, on every tick. Link facts and addresses
@@ -593,9 +604,13 @@ impl Collector {
         io: Option<&[(Arc<str>, NetIo)]>,
         elapsed: Option<f64>,
         links_current: bool,
-    ) -> NetworkInfo {
+        info: &mut NetworkInfo,
+    ) {
         let Some(io) = io else {
-            return NetworkInfo::default();
+            info.io_counters = None;
+            info.rates = None;
+            info.interfaces.clear();
+            return;
         };
         let last = self.details.as_ref().filter(|_| links_current);
         let mut addresses_by_interface = match last {
@@ -613,8 +628,8 @@ impl Collector {
         };
         let mut total = NetIo::default();
         let mut total_rates: Option<NetRates> = elapsed.map(|_| NetRates::default());
-        let mut interfaces = BTreeMap::new();
-        for (at, (name, counters)) in io.iter().enumerate() {
+        let sys_root = &self.sys_root;
+        refill(&mut info.interfaces, io, |at, name, counters| {
             let rates = net_rates(at, name, counters);
             if &**name != "lo" {
                 total.saturating_add(counters);
@@ -625,17 +640,13 @@ impl Collector {
                 }
             }
             if let Some(known) = last.and_then(|l| l.interfaces.get(name)) {
-                interfaces.insert(
-                    name.clone(),
-                    Interface {
-                        io_counters: *counters,
-                        rates,
-                        ..known.clone()
-                    },
-                );
-                continue;
+                return Interface {
+                    io_counters: *counters,
+                    rates,
+                    ..known.clone()
+                };
             }
-            let (is_up, mtu, speed_mbps, mac) = procfs::read_link(&self.sys_root, name);
+            let (is_up, mtu, speed_mbps, mac) = procfs::read_link(sys_root, name);
             let mut addresses: Vec<Address> = addresses_by_interface
                 .remove(&**name)
                 .unwrap_or_default()
@@ -647,24 +658,18 @@ impl Collector {
                 })
                 .collect();
             addresses.sort();
-            interfaces.insert(
-                name.clone(),
-                Interface {
-                    is_up,
-                    mac: mac.map(Arc::from),
-                    mtu,
-                    speed_mbps,
-                    addresses: addresses.into(),
-                    io_counters: *counters,
-                    rates,
-                },
-            );
-        }
-        NetworkInfo {
-            io_counters: Some(total),
-            rates: total_rates,
-            interfaces,
-        }
+            Interface {
+                is_up,
+                mac: mac.map(Arc::from),
+                mtu,
+                speed_mbps,
+                addresses: addresses.into(),
+                io_counters: *counters,
+                rates,
+            }
+        });
+        info.io_counters = Some(total);
+        info.rates = total_rates;
     }
 
     fn processes(
@@ -1082,7 +1087,7 @@ pub(crate) mod wire_golden {
                 secsleft: Some(7200),
             }),
             pi: Some(PiHealth {
-                throttled_raw: Some("0x50005".into()),
+                throttled_raw: Some(0x50005),
                 throttled: Some(pi::decode_throttled(0x50005)),
                 core_volts: Some(0.85),
                 arm_clock_mhz: Some(1500.0),
@@ -1091,7 +1096,7 @@ pub(crate) mod wire_golden {
                 serial: Some("10000000a1b2c3d4".into()),
                 source: "sysfs",
                 undervoltage_detection: true,
-                pmic: Vec::new(),
+                pmic: Arc::default(),
             }),
             connectivity: Some(Arc::new(Connectivity {
                 source: "kernel",
@@ -1303,28 +1308,22 @@ pub(crate) mod wire_golden {
         let read = |doc: &StatsDocument| {
             (
                 doc.temperature.pi_cpu_celsius,
-                doc.pi.as_ref().unwrap().throttled_raw.clone().unwrap(),
+                doc.pi.as_ref().unwrap().throttled_raw.unwrap(),
                 doc.temperature.sensors["cpu_thermal"][0].current,
                 doc.network.interfaces["eth0"].mtu,
             )
         };
         let first = collector.collect(ctx(false));
-        assert_eq!(
-            read(&first),
-            (Some(48.312), "0x50005".into(), 48.312, Some(1500))
-        );
+        assert_eq!(read(&first), (Some(48.312), 0x50005, 48.312, Some(1500)));
         sys("class/thermal/thermal_zone0/temp", "61500\n");
         sys("devices/platform/soc/soc:firmware/get_throttled", "0\n");
         sys("class/hwmon/hwmon0/temp1_input", "61500\n");
         sys("class/net/eth0/mtu", "9000\n");
         let unwatched = collector.collect(ctx(false));
-        assert_eq!(
-            read(&unwatched),
-            (Some(61.5), "0x0".into(), 48.312, Some(1500))
-        );
+        assert_eq!(read(&unwatched), (Some(61.5), 0, 48.312, Some(1500)));
         assert_eq!(unwatched.processes.scanned_at, first.processes.scanned_at);
         let watched = collector.collect(ctx(true));
-        assert_eq!(read(&watched), (Some(61.5), "0x0".into(), 61.5, Some(9000)));
+        assert_eq!(read(&watched), (Some(61.5), 0, 61.5, Some(9000)));
     }
 
     /// One read of `loadavg` gives both the load averages and the scan's last PID, the latter

@@ -43,6 +43,27 @@ pub struct StatsDocument {
     pub degraded: Vec<Source>,
 }
 
+/// A document with nothing collected yet: what the collector fills on its first tick.
+impl Default for StatsDocument {
+    fn default() -> StatsDocument {
+        StatsDocument {
+            collected_at: SystemTime::UNIX_EPOCH,
+            system: SystemInfo::default(),
+            cpu: CpuInfo::default(),
+            memory: None,
+            disk: DiskInfo::default(),
+            network: NetworkInfo::default(),
+            processes: Arc::default(),
+            temperature: TemperatureInfo::default(),
+            battery: None,
+            pi: None,
+            connectivity: None,
+            connected_clients: 0,
+            degraded: Vec::new(),
+        }
+    }
+}
+
 /// A source of the collector that can fail on a tick (file unreadable, fd exhaustion, garbage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,7 +108,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SystemInfo {
     /// From `/proc/stat` `btime`: stable, unlike `now − uptime`.
     pub boot_time: Option<SystemTime>,
@@ -102,7 +123,7 @@ pub struct SystemInfo {
     pub pistats_version: &'static str,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CpuInfo {
     /// Busy time over the last interval, all cores, 0–100.
     pub usage_percent: f64,
@@ -185,7 +206,7 @@ pub struct DiskDevice {
     /// ([`crate::history::DiskDays`]); `None` until the history knows the device.
     pub written: Option<crate::history::Written>,
     /// `None` for disks that are not on the MMC bus (USB, NVMe) or whose card is unreadable.
-    pub card: Option<MmcCard>,
+    pub card: Option<Arc<MmcCard>>,
 }
 
 /// An SD card or eMMC as `drivers/mmc/core` describes it in `/sys/block/mmcblkN/device/`.
@@ -426,21 +447,32 @@ pub struct BatteryInfo {
 /// Raspberry Pi firmware health, decoded from `get_throttled` and friends.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PiHealth {
-    /// Raw `get_throttled` bit field, as `0x50005`.
-    pub throttled_raw: Option<String>,
+    /// Raw `get_throttled` bit field; serialized as the firmware's tools print it, `0x50005`.
+    #[serde(serialize_with = "hex_bits")]
+    pub throttled_raw: Option<u32>,
     pub throttled: Option<ThrottleFlags>,
     pub core_volts: Option<f64>,
     pub arm_clock_mhz: Option<f64>,
     pub core_clock_mhz: Option<f64>,
-    pub revision: Option<String>,
-    pub serial: Option<String>,
+    pub revision: Option<Arc<str>>,
+    pub serial: Option<Arc<str>>,
     /// Where the values came from: `sysfs` or `vcgencmd`.
     pub source: &'static str,
     /// Whether the board has an under-voltage detector (see [`ThrottleFlags`]).
     pub undervoltage_detection: bool,
     /// Pi 5 PMIC rails (voltage and current), refreshed with the other firmware values;
-    /// empty on other boards or when the firmware does not answer.
-    pub pmic: Vec<PmicRail>,
+    /// empty on other boards or when the firmware does not answer. Shared by the readings
+    /// until the next `vcgencmd` round.
+    pub pmic: Arc<[PmicRail]>,
+}
+
+/// `get_throttled`'s bits as `vcgencmd get_throttled` prints them (`0x50005`), written
+/// straight into the output.
+fn hex_bits<S: serde::Serializer>(bits: &Option<u32>, out: S) -> Result<S::Ok, S::Error> {
+    match bits {
+        Some(bits) => out.collect_str(&format_args!("{bits:#x}")),
+        None => out.serialize_none(),
+    }
 }
 
 /// One PMIC rail of a Pi 5, from `vcgencmd pmic_read_adc` (`VDD_CORE_V volt(…)=0.72V`,
@@ -469,7 +501,7 @@ pub struct ThrottleFlags {
 }
 
 /// What pistats knows about the watched interface.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Connectivity {
     /// `networkmanager`, `kernel` or `none`.
     pub source: &'static str,
@@ -485,12 +517,48 @@ pub struct Connectivity {
     pub wifi: Option<Wifi>,
 }
 
+/// Written out so that `clone_from` keeps the text buffers it already has: the collector
+/// refreshes a copy with the kernel's Wi-Fi figures every tick (see `Collector::live_wifi`).
+impl Clone for Connectivity {
+    fn clone(&self) -> Connectivity {
+        Connectivity {
+            source: self.source,
+            interface: self.interface.clone(),
+            state: self.state.clone(),
+            connected: self.connected,
+            addresses: self.addresses.clone(),
+            reason: self.reason.clone(),
+            wifi: self.wifi.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, other: &Connectivity) {
+        // Taken apart, so that a field added later cannot be left out here.
+        let Connectivity {
+            source,
+            interface,
+            state,
+            connected,
+            addresses,
+            reason,
+            wifi,
+        } = other;
+        self.source = source;
+        self.interface.clone_from(interface);
+        self.state.clone_from(state);
+        self.connected = *connected;
+        self.addresses.clone_from(addresses);
+        self.reason.clone_from(reason);
+        self.wifi.clone_from(wifi);
+    }
+}
+
 /// The Wi-Fi link of a wireless interface. Every field is `None` when the source does not
 /// know it (not associated, or the kernel fallback, which only knows signal and quality):
 /// never a guess.
 ///
 /// Integers keep the whole view `Eq`, so the watcher can tell a change from a repeat.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Wifi {
     /// Network name, lossily decoded from its bytes.
     pub ssid: Option<String>,
@@ -508,6 +576,43 @@ pub struct Wifi {
     pub bitrate_kbps: Option<u32>,
     /// `open`, `WEP`, `WPA`, `WPA2`, `WPA3`, `WPA2/WPA3`, `OWE`, with `Enterprise` for 802.1X.
     pub security: Option<String>,
+}
+
+/// Written out for `clone_from`, as [`Connectivity`]'s.
+impl Clone for Wifi {
+    fn clone(&self) -> Wifi {
+        Wifi {
+            ssid: self.ssid.clone(),
+            bssid: self.bssid.clone(),
+            signal_dbm: self.signal_dbm,
+            quality_percent: self.quality_percent,
+            frequency_mhz: self.frequency_mhz,
+            band: self.band,
+            bitrate_kbps: self.bitrate_kbps,
+            security: self.security.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, other: &Wifi) {
+        let Wifi {
+            ssid,
+            bssid,
+            signal_dbm,
+            quality_percent,
+            frequency_mhz,
+            band,
+            bitrate_kbps,
+            security,
+        } = other;
+        self.ssid.clone_from(ssid);
+        self.bssid.clone_from(bssid);
+        self.signal_dbm = *signal_dbm;
+        self.quality_percent = *quality_percent;
+        self.frequency_mhz = *frequency_mhz;
+        self.band = *band;
+        self.bitrate_kbps = *bitrate_kbps;
+        self.security.clone_from(security);
+    }
 }
 
 impl Wifi {

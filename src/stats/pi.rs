@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::model::{PiHealth, PmicRail, ThrottleFlags};
-use super::procfs::{read_f64, read_text, read_trimmed};
+use super::procfs::{read_f64, read_text, read_trimmed, KeptFile};
 
 /// How long `vcgencmd` values are reused before it is run again.
 pub const FIRMWARE_REFRESH: Duration = Duration::from_secs(10);
@@ -68,11 +68,6 @@ pub fn decode_throttled(bits: u32) -> ThrottleFlags {
     }
 }
 
-/// Formats the bit field the way `vcgencmd get_throttled` prints it: `0x50005`.
-pub fn format_throttled(bits: u32) -> String {
-    format!("{bits:#x}")
-}
-
 /// Reads Pi health from `/proc`, `/sys` and, where unavoidable, `vcgencmd`.
 ///
 /// Board detection and identity (model, revision, serial) are read once in [`PiReader::new`];
@@ -81,10 +76,12 @@ pub struct PiReader {
     is_pi: bool,
     undervoltage_detection: bool,
     model: Option<String>,
-    revision: Option<String>,
-    serial: Option<String>,
-    throttled_path: PathBuf,
-    undervoltage_alarm: Option<PathBuf>,
+    /// Shared with every health reading: identity never changes while the system runs.
+    revision: Option<Arc<str>>,
+    serial: Option<Arc<str>>,
+    /// `get_throttled` and the under-voltage alarm, kept open: read on every tick.
+    throttled: KeptFile,
+    undervoltage_alarm: Option<KeptFile>,
     arm_freq_path: PathBuf,
     firmware: Firmware,
 }
@@ -117,10 +114,11 @@ impl PiReader {
             is_pi,
             undervoltage_detection,
             model: model.or(cpuinfo_model.filter(|_| is_pi)),
-            revision,
-            serial,
-            throttled_path: firmware_dir.join("get_throttled"),
-            undervoltage_alarm: find_undervoltage_alarm(sys_root, &firmware_dir),
+            revision: revision.map(Arc::from),
+            serial: serial.map(Arc::from),
+            throttled: KeptFile::whole(firmware_dir.join("get_throttled")),
+            undervoltage_alarm: find_undervoltage_alarm(sys_root, &firmware_dir)
+                .map(KeptFile::whole),
             arm_freq_path: sys_root.join("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
             firmware: Firmware::new(vcgencmd.to_owned(), FIRMWARE_REFRESH, pmic),
         }
@@ -158,7 +156,7 @@ impl PiReader {
         if !self.is_pi {
             return None;
         }
-        let sysfs_bits = read_trimmed(&self.throttled_path).and_then(|s| parse_hex(&s));
+        let sysfs_bits = self.throttled.read_bytes().and_then(parse_hex_bytes);
         let firmware = match last {
             Some(last) if sysfs_bits.is_some() => FirmwareValues {
                 throttled: None,
@@ -178,10 +176,10 @@ impl PiReader {
         // lately" signal there is, and the only one when neither source above answers.
         if let Some(alarm) = self
             .undervoltage_alarm
-            .as_deref()
+            .as_mut()
             .filter(|_| self.undervoltage_detection)
-            .and_then(read_trimmed)
-            .and_then(|s| s.parse::<u8>().ok())
+            .and_then(KeptFile::read_bytes)
+            .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u8>().ok())
         {
             let flags = throttled.get_or_insert_with(|| ThrottleFlags {
                 under_voltage: Some(false),
@@ -204,7 +202,7 @@ impl PiReader {
             None => read_f64(&self.arm_freq_path).map(|khz| khz / 1000.0),
         };
         Some(PiHealth {
-            throttled_raw: bits.map(format_throttled),
+            throttled_raw: bits,
             throttled,
             core_volts: firmware.core_volts,
             arm_clock_mhz,
@@ -328,6 +326,11 @@ fn find_undervoltage_alarm(sys_root: &Path, firmware_dir: &Path) -> Option<PathB
     None
 }
 
+/// [`parse_hex`] of a file's bytes (a sysfs attribute ends in a newline).
+fn parse_hex_bytes(bytes: &[u8]) -> Option<u32> {
+    parse_hex(std::str::from_utf8(bytes).ok()?)
+}
+
 fn parse_hex(text: &str) -> Option<u32> {
     let text = text.trim();
     let digits = text
@@ -343,7 +346,7 @@ struct FirmwareValues {
     core_volts: Option<f64>,
     core_clock_mhz: Option<f64>,
     throttled: Option<u32>,
-    pmic: Vec<PmicRail>,
+    pmic: Arc<[PmicRail]>,
 }
 
 #[derive(Default)]
@@ -471,10 +474,10 @@ fn refresh(
         // Older firmware lacks the command; the other values still count.
         let pmic = if want_pmic {
             run_vcgencmd(vcgencmd, &["pmic_read_adc"])
-                .map(|out| parse_pmic(&out))
+                .map(|out| parse_pmic(&out).into())
                 .unwrap_or_default()
         } else {
-            Vec::new()
+            Arc::default()
         };
         Ok(FirmwareValues {
             pmic,
@@ -694,8 +697,6 @@ mod tests {
         assert_eq!(decode_throttled(0), clear);
         // Bits the firmware may add later are ignored, not misread.
         assert_eq!(decode_throttled(0x100000), clear);
-        assert_eq!(format_throttled(0x50005), "0x50005");
-        assert_eq!(format_throttled(0), "0x0");
     }
 
     #[test]
@@ -724,7 +725,7 @@ mod tests {
 
         let health = reader.read().expect("a Pi 4 is a Pi");
         assert_eq!(health.source, "sysfs");
-        assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
+        assert_eq!(health.throttled_raw, Some(0x50005));
         let flags = health.throttled.unwrap();
         assert_eq!(flags.under_voltage, Some(true));
         assert_eq!(flags.under_voltage_occurred, Some(true));
@@ -821,7 +822,7 @@ mod tests {
         assert_eq!(reader.model(), Some("Raspberry Pi 3 Model B Rev 1.2"));
         let health = reader.read().unwrap();
         assert_eq!(health.source, "vcgencmd");
-        assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"));
+        assert_eq!(health.throttled_raw, Some(0x50005));
         assert_eq!(health.throttled, Some(decode_throttled(0x50005)));
         assert_eq!(health.arm_clock_mhz, Some(1200.0));
         assert_eq!(health.revision.as_deref(), Some("a02082"));
@@ -922,7 +923,7 @@ mod tests {
             assert_eq!(health.core_volts, None, "{script}");
             assert_eq!(health.core_clock_mhz, None, "{script}");
             // sysfs still answers.
-            assert_eq!(health.throttled_raw.as_deref(), Some("0x50005"), "{script}");
+            assert_eq!(health.throttled_raw, Some(0x50005), "{script}");
             // Keep failing for a few more rounds: still one warning.
             let deadline = Instant::now() + Duration::from_secs(10);
             while reader.firmware.lock().refreshes < 3 && Instant::now() < deadline {
@@ -964,8 +965,8 @@ mod tests {
         let reader = PiReader::new(&proc_root, &pi4_sys, Path::new("/nonexistent"));
         assert!(reader
             .undervoltage_alarm
-            .as_deref()
-            .is_some_and(|p| p.starts_with(&pi4_sys)));
+            .as_ref()
+            .is_some_and(|f| f.path().starts_with(&pi4_sys)));
     }
 
     #[test]
@@ -976,7 +977,7 @@ mod tests {
         assert!(!reader.undervoltage_detection());
         let health = reader.read().unwrap();
         assert_eq!(health.source, "sysfs");
-        assert_eq!(health.throttled_raw.as_deref(), Some("0x0"));
+        assert_eq!(health.throttled_raw, Some(0));
         let flags = health.throttled.unwrap();
         // Not "OK": unknown.
         assert_eq!(flags.under_voltage, None);

@@ -111,6 +111,10 @@ impl KeptFile {
         Some(self.buf.bytes())
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The open file, if it is open.
     pub fn file(&self) -> Option<&File> {
         self.file.as_ref()
@@ -424,6 +428,17 @@ pub fn parse_net_dev(
     known: &[(Arc<str>, NetIo)],
 ) -> Vec<(Arc<str>, NetIo)> {
     let mut interfaces = Vec::with_capacity(known.len());
+    parse_net_dev_into(text, known, &mut interfaces);
+    interfaces
+}
+
+/// [`parse_net_dev`] into `interfaces` (cleared first), keeping its buffer.
+pub fn parse_net_dev_into(
+    text: impl AsRef<[u8]>,
+    known: &[(Arc<str>, NetIo)],
+    interfaces: &mut Vec<(Arc<str>, NetIo)>,
+) {
+    interfaces.clear();
     // Two header lines, then one line an interface.
     for line in byte_lines(text.as_ref()).skip(2) {
         let Some(colon) = memchr::memchr(b':', line) else {
@@ -451,7 +466,6 @@ pub fn parse_net_dev(
             },
         ));
     }
-    interfaces
 }
 
 /// `None` when `/proc/net/dev` cannot be read.
@@ -498,10 +512,21 @@ pub fn parse_diskstats(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> Disk
 /// `Documentation/admin-guide/iostats.rst`. Read as bytes, as [`parse_meminfo`] is.
 pub fn parse_diskstats_per_disk<N>(
     text: impl AsRef<[u8]>,
-    mut whole_disk: impl FnMut(&str) -> Option<N>,
+    whole_disk: impl FnMut(&str) -> Option<N>,
 ) -> Vec<(N, DiskIo)> {
-    const SECTOR: u64 = 512;
     let mut disks = Vec::new();
+    parse_diskstats_per_disk_into(text, &mut disks, whole_disk);
+    disks
+}
+
+/// [`parse_diskstats_per_disk`] into `disks` (cleared first), keeping its buffer.
+pub fn parse_diskstats_per_disk_into<N>(
+    text: impl AsRef<[u8]>,
+    disks: &mut Vec<(N, DiskIo)>,
+    mut whole_disk: impl FnMut(&str) -> Option<N>,
+) {
+    const SECTOR: u64 = 512;
+    disks.clear();
     for line in byte_lines(text.as_ref()) {
         // Major, minor and name first: most lines are partitions, loop or ram devices, and
         // need no more than that.
@@ -540,7 +565,6 @@ pub fn parse_diskstats_per_disk<N>(
             },
         ));
     }
-    disks
 }
 
 /// Field-by-field saturating sum.
@@ -947,7 +971,9 @@ pub fn read_mounts(proc_root: &Path) -> Option<Vec<Partition>> {
 
 /// The block-device mounts of a mount table, measured with `statvfs`.
 pub fn measure_mounts(table: &[u8]) -> Vec<Partition> {
-    measure_entries(&kept_mounts(table))
+    let mut partitions = Vec::new();
+    measure_entries(&kept_mounts(table), &mut partitions);
+    partitions
 }
 
 /// A mount to measure on every tick, its names converted once: a tick copies `Arc`s and
@@ -1003,13 +1029,25 @@ impl MountTable {
 
     /// The block-device mounts with their space; `None` when the table cannot be read.
     pub fn measure(&mut self) -> Option<Vec<Partition>> {
+        let mut partitions = Vec::new();
+        self.measure_into(&mut partitions).then_some(partitions)
+    }
+
+    /// [`measure`](MountTable::measure) into `partitions` (cleared first), keeping its
+    /// buffer; false when the table cannot be read.
+    pub fn measure_into(&mut self, partitions: &mut Vec<Partition>) -> bool {
+        partitions.clear();
         if self.mounts.is_none() || !self.unchanged() {
             self.mounts = None;
-            let mounts = kept_mounts(self.file.read_bytes()?);
+            let Some(table) = self.file.read_bytes() else {
+                return false;
+            };
+            let mounts = kept_mounts(table);
             self.watched = self.file.file().is_some_and(is_procfs);
             self.mounts = Some(mounts);
         }
-        Some(measure_entries(self.mounts.as_deref().unwrap_or_default()))
+        measure_entries(self.mounts.as_deref().unwrap_or_default(), partitions);
+        true
     }
 
     /// The kernel says the table is as it was when the file was opened or last polled.
@@ -1044,21 +1082,18 @@ pub(crate) fn is_procfs(file: &File) -> bool {
 }
 
 /// The space of each mount, by `statvfs` (those it cannot measure are left out).
-fn measure_entries(mounts: &[KeptMount]) -> Vec<Partition> {
-    mounts
-        .iter()
-        .filter_map(|m| {
-            let (total, used, free) = statvfs(&m.path)?;
-            Some(Partition {
-                device: Arc::clone(&m.device),
-                mountpoint: Arc::clone(&m.mountpoint),
-                fstype: Arc::clone(&m.fstype),
-                total,
-                used,
-                free,
-            })
+fn measure_entries(mounts: &[KeptMount], partitions: &mut Vec<Partition>) {
+    partitions.extend(mounts.iter().filter_map(|m| {
+        let (total, used, free) = statvfs(&m.path)?;
+        Some(Partition {
+            device: Arc::clone(&m.device),
+            mountpoint: Arc::clone(&m.mountpoint),
+            fstype: Arc::clone(&m.fstype),
+            total,
+            used,
+            free,
         })
-        .collect()
+    }));
 }
 
 /// One line of the mount table, fields as bytes with the octal escapes decoded.

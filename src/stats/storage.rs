@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::model::MmcCard;
@@ -62,12 +63,12 @@ pub fn parse_hex_byte(text: &str) -> Option<u8> {
 #[derive(Debug, Default)]
 pub struct CardCache {
     read_at: Option<Instant>,
-    cards: BTreeMap<String, Option<MmcCard>>,
+    cards: BTreeMap<String, Option<Arc<MmcCard>>>,
 }
 
 impl CardCache {
-    /// The card of `disk` (see [`read_card`]).
-    pub fn card(&mut self, sys_root: &Path, disk: &str) -> Option<MmcCard> {
+    /// The card of `disk` (see [`read_card`]), shared by the documents until the next read.
+    pub fn card(&mut self, sys_root: &Path, disk: &str) -> Option<Arc<MmcCard>> {
         if self.read_at.is_none_or(|t| t.elapsed() >= CARD_REFRESH) {
             self.cards.clear();
             self.read_at = Some(Instant::now());
@@ -75,7 +76,7 @@ impl CardCache {
         if let Some(card) = self.cards.get(disk) {
             return card.clone();
         }
-        let card = read_card(sys_root, disk);
+        let card = read_card(sys_root, disk).map(Arc::new);
         self.cards.insert(disk.to_owned(), card.clone());
         card
     }

@@ -275,7 +275,7 @@ impl<'a> From<&'a model::DiskInfo> for Disk<'a> {
                         written_bytes: dev.io.write_bytes,
                         read_count: dev.io.read_count,
                         write_count: dev.io.write_count,
-                        card: dev.card.as_ref().map(Card::from),
+                        card: dev.card.as_deref().map(Card::from),
                         written_today_bytes: dev.written.as_ref().map(|w| w.today),
                         written_per_day: dev
                             .written
