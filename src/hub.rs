@@ -31,6 +31,12 @@
 //! the collector thread right after the publish ([`Hub::on_tick`]), a few microseconds of
 //! work under their own locks, instead of in tasks woken by the watch channel: an unwatched
 //! tick then wakes no runtime thread at all.
+//!
+//! Nor does an unwatched tick allocate. Once the latest snapshot has replaced the one before,
+//! nobody holds that one any more (a reader clones the latest and drops it when done), so the
+//! next tick collects into it ([`Collector::collect_into`]), keeping its buffers, instead of
+//! building and dropping a document every second. A snapshot still held by a reader is left
+//! to it, and that tick allocates a new one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -536,11 +542,12 @@ impl Hub {
             let t = unix_millis(stamp.wall);
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             // A full ring's oldest entry is refilled, keeping its per-core buffer.
-            let mut entry = match history.len() == self.history_len {
-                true => history.pop_front(),
-                false => None,
-            }
-            .unwrap_or_else(|| Entry {
+            let oldest = if history.len() == self.history_len {
+                history.pop_front()
+            } else {
+                None
+            };
+            let mut entry = oldest.unwrap_or_else(|| Entry {
                 at: stamp.mono,
                 point: HistoryPoint::default(),
             });

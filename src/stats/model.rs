@@ -518,7 +518,7 @@ pub struct Connectivity {
 }
 
 /// Written out so that `clone_from` keeps the text buffers it already has: the collector
-/// refreshes a copy with the kernel's Wi-Fi figures every tick (see `Collector::live_wifi`).
+/// refreshes a copy with the kernel's Wi-Fi figures every tick (see [`super::live_wifi`]).
 impl Clone for Connectivity {
     fn clone(&self) -> Connectivity {
         Connectivity {
