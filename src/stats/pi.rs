@@ -156,7 +156,7 @@ impl PiReader {
         if !self.is_pi {
             return None;
         }
-        let sysfs_bits = self.throttled.read_bytes().and_then(parse_hex_bytes);
+        let sysfs_bits = self.throttled.read_text().and_then(|t| parse_hex(&t));
         let firmware = match last {
             Some(last) if sysfs_bits.is_some() => FirmwareValues {
                 throttled: None,
@@ -178,8 +178,7 @@ impl PiReader {
             .undervoltage_alarm
             .as_mut()
             .filter(|_| self.undervoltage_detection)
-            .and_then(KeptFile::read_bytes)
-            .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u8>().ok())
+            .and_then(|alarm| alarm.read_text()?.trim().parse::<u8>().ok())
         {
             let flags = throttled.get_or_insert_with(|| ThrottleFlags {
                 under_voltage: Some(false),
@@ -324,11 +323,6 @@ fn find_undervoltage_alarm(sys_root: &Path, firmware_dir: &Path) -> Option<PathB
         }
     }
     None
-}
-
-/// [`parse_hex`] of a file's bytes (a sysfs attribute ends in a newline).
-fn parse_hex_bytes(bytes: &[u8]) -> Option<u32> {
-    parse_hex(std::str::from_utf8(bytes).ok()?)
 }
 
 fn parse_hex(text: &str) -> Option<u32> {
